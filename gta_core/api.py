@@ -1,0 +1,142 @@
+"""The Python API the ``gta`` command is a thin shell over."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from .models import Intrinsic, PluginFailure, Target
+from .plugins import Registry, default_registry
+from .workloads import Workload, parse_workload
+
+
+class NamedSummary(BaseModel):
+    name: str
+    description: str
+
+
+class TargetSummary(NamedSummary):
+    kind: str
+
+
+class IntrinsicSummary(NamedSummary):
+    target: str
+    shape: dict[str, int]
+    inputs: list[str]
+    output: str
+    tvm_intrinsics: dict[str, str]
+
+
+class PluginEntry(BaseModel):
+    name: str
+    version: str
+    builtin: bool
+    hooks: list[str]
+    targets: list[TargetSummary]
+    intrinsics: list[IntrinsicSummary]
+    operators: list[NamedSummary]
+    rules: list[NamedSummary]
+    constraints: list[NamedSummary]
+    cost_models: list[NamedSummary]
+
+
+class PluginsReport(BaseModel):
+    """What ``gta plugins`` shows: loaded plugins, what each brings, failures."""
+
+    plugins: list[PluginEntry]
+    failures: list[PluginFailure]
+
+
+def _summary(obj: object) -> str:
+    """An object's own description, else the first line of its class docstring."""
+    text = getattr(obj, "description", None) or type(obj).__doc__ or ""
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _target_summary(target: Target) -> TargetSummary:
+    return TargetSummary(name=target.name, description=target.description, kind=target.kind)
+
+
+def intrinsic_summary(intrinsic: Intrinsic) -> IntrinsicSummary:
+    compute = intrinsic.compute
+    return IntrinsicSummary(
+        name=intrinsic.name,
+        description=intrinsic.description,
+        target=intrinsic.target,
+        shape={v.name: v.extent for v in compute.iter_vars},
+        inputs=[o.dtype for o in compute.inputs],
+        output=compute.output.dtype,
+        tvm_intrinsics=intrinsic.tvm_intrinsics,
+    )
+
+
+def plugins_report(registry: Registry | None = None) -> PluginsReport:
+    registry = registry or default_registry()
+    entries = []
+    for info in registry.plugins.values():
+        names = info.registered
+
+        def named(attribute: str) -> list[NamedSummary]:
+            table = getattr(registry, attribute)
+            return [NamedSummary(name=n, description=_summary(table[n]))
+                    for n in names.get(attribute, [])]
+
+        entries.append(PluginEntry(
+            name=info.name, version=info.version, builtin=info.builtin, hooks=info.hooks,
+            targets=[_target_summary(registry.targets[n]) for n in names.get("targets", [])],
+            intrinsics=[intrinsic_summary(registry.intrinsics[n])
+                        for n in names.get("intrinsics", [])],
+            operators=named("operators"), rules=named("rules"),
+            constraints=named("constraints"), cost_models=named("cost_models"),
+        ))
+    return PluginsReport(plugins=entries, failures=list(registry.failures))
+
+
+def load_workload(spec: str, registry: Registry | None = None) -> Workload:
+    """Parse a workload spec against the loaded operators (SpecError if bad)."""
+    registry = registry or default_registry()
+    return parse_workload(spec, registry.operators)
+
+
+class TensorSummary(BaseModel):
+    name: str
+    shape: list[int]
+    dtype: str
+    role: str
+
+
+class WorkloadReport(BaseModel):
+    """What ``gta describe`` shows about a workload (and a target's intrinsics for it)."""
+
+    workload: str
+    operator: str
+    inputs: list[TensorSummary]
+    output: TensorSummary
+    flops: int
+    target: str | None = None
+    intrinsics: list[IntrinsicSummary] = []
+
+
+def describe(spec: str, target: str | None = None,
+             registry: Registry | None = None) -> WorkloadReport:
+    """A workload's tensors and work; with ``target``, the intrinsics whose dtypes fit it."""
+    registry = registry or default_registry()
+    workload = load_workload(spec, registry)
+    operator, params = workload.operator, workload.params
+    inputs = [TensorSummary(name=t.name, shape=list(t.shape), dtype=t.dtype, role=t.role)
+              for t in operator.inputs(params)]
+    report = WorkloadReport(
+        workload=workload.spec,
+        operator=operator.name,
+        inputs=inputs,
+        output=TensorSummary(name="out", shape=list(workload.output_shape),
+                             dtype=params.acc_dtype, role="output"),
+        flops=workload.flops,
+    )
+    if target is not None:
+        registry.target(target)  # UnknownTarget names the loaded ones
+        dtypes = sorted(t.dtype for t in inputs)
+        fitting = [i for i in registry.intrinsics_for(target)
+                   if sorted(i.input_dtypes) == dtypes and i.output_dtype == params.acc_dtype]
+        report.target = target
+        report.intrinsics = [intrinsic_summary(i) for i in fitting]
+    return report

@@ -1,0 +1,112 @@
+"""The ``gta`` command: parses arguments, calls :mod:`gta_core.api`, prints.
+
+Exit status: 0 on success, 2 for anything a user can cause (one line on
+stderr), 1 for bugs. ``--json`` prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from . import __version__, api
+from .plugins import UnknownTarget
+from .workloads import SpecError
+
+USER_ERRORS = (SpecError, UnknownTarget)
+
+
+class UsageError(Exception):
+    """Bad command-line usage; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage too; we want one line
+        raise UsageError(message)
+
+
+def _print_json(model: BaseModel) -> None:
+    print(model.model_dump_json(indent=2))
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    report = api.plugins_report()
+    if args.json:
+        _print_json(report)
+        return 0
+    for plugin in report.plugins:
+        kind = "built-in" if plugin.builtin else "plugin"
+        print(f"{plugin.name} {plugin.version} ({kind})")
+        for target in plugin.targets:
+            print(f"  target {target.name}: {target.description}")
+        if plugin.intrinsics:
+            rows = [[i.name, i.target, "x".join(map(str, i.shape.values())),
+                     " x ".join(i.inputs) + " -> " + i.output] for i in plugin.intrinsics]
+            print("  " + _table(rows, ["intrinsic", "target", "shape", "dtypes"])
+                  .replace("\n", "\n  "))
+        for label, items in (("operators", plugin.operators), ("rules", plugin.rules),
+                             ("constraints", plugin.constraints),
+                             ("cost models", plugin.cost_models)):
+            if items:
+                print(f"  {label}: {', '.join(item.name for item in items)}")
+    for failure in report.failures:
+        print(f"FAILED {failure.plugin} ({failure.stage}): {failure.cause}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    report = api.describe(args.spec, target=args.target)
+    if args.json:
+        _print_json(report)
+        return 0
+    print(report.workload)
+    for tensor in [*report.inputs, report.output]:
+        print(f"  {tensor.role:7} {tensor.name:8} {tensor.dtype:9} {tensor.shape}")
+    print(f"  work    {report.flops / 1e9:.3f} G{'OP' if 'int' in report.output.dtype else 'FLOP'}")
+    if report.target is not None:
+        names = ", ".join(i.name for i in report.intrinsics) or "none"
+        print(f"  {report.target} intrinsics for these dtypes: {names}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gta", description="Generate tensorized programs with GTA.")
+    parser.add_argument("--version", action="version", version=f"gta {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    plugins = commands.add_parser("plugins", help="loaded plugins and what they bring")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(run=cmd_plugins)
+
+    describe = commands.add_parser("describe", help="a workload's tensors, work and intrinsics")
+    describe.add_argument("spec", help="workload spec, e.g. gemm:M=512,N=512,K=512,dtype=int8")
+    describe.add_argument("--target", help="list this target's intrinsics for the workload")
+    describe.add_argument("--json", action="store_true", help="print JSON")
+    describe.set_defaults(run=cmd_describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except (UsageError, *USER_ERRORS) as exc:
+        print(f"gta: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gta: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""The core's default cost model, registered through the same hook as any plugin's."""
+
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from .entry import CostModelEntry
+
+
+def _xgboost():
+    from tvm.s_tir.meta_schedule.cost_model import XGBModel
+    from tvm.s_tir.meta_schedule.feature_extractor import PerStoreFeature
+
+    return XGBModel(extractor=PerStoreFeature(), adaptive_training=True)
+
+
+@hookimpl
+def gta_register_cost_models(register):
+    register(CostModelEntry(
+        name="xgb",
+        description="XGBoost on MetaSchedule's per-store features, retrained as trials arrive",
+        factory=_xgboost,
+    ))

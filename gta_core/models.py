@@ -1,0 +1,266 @@
+"""Pydantic models that cross plugin boundaries.
+
+A plugin hands the core a :class:`Target` or an :class:`Intrinsic`; the core
+re-validates every object it is given, so a malformed registration is caught
+where it is made and blamed on the plugin that made it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_.-]*$"
+"""Names users type (targets, intrinsics, rules): lower case, no spaces."""
+
+DTYPES = ("uint8", "int8", "int16", "int32", "float16", "bfloat16", "float32", "float64")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Model):
+    """What a target has, as far as pruning constraints need to know.
+
+    CPU fields and GPU fields are all optional: a constraint that needs a
+    resource the target does not declare does not apply to it.
+    """
+
+    cores: PositiveInt | None = None
+    cache_bytes: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="per level, e.g. {'L1': 32768, 'L2': 1048576}"
+    )
+    vector_registers: PositiveInt | None = None
+    vector_width_bits: PositiveInt | None = None
+    # GPU
+    sm_count: PositiveInt | None = None
+    warp_size: PositiveInt | None = None
+    max_threads_per_block: PositiveInt | None = None
+    shared_memory_per_block: PositiveInt | None = None
+    shared_memory_per_sm: PositiveInt | None = None
+    registers_per_block: PositiveInt | None = None
+    registers_per_sm: PositiveInt | None = None
+    registers_per_thread: PositiveInt | None = None
+
+    @field_validator("cache_bytes")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for level in value:
+            if not re.fullmatch(r"L[1-9]", level):
+                raise ValueError(f"cache level {level!r} is not one of L1, L2, L3, ...")
+        return value
+
+
+class Target(_Model):
+    """A hardware target that GTA generates programs for.
+
+    ``tvm`` is the TVM target in dict form (TVM 0.27 refuses CLI-style target
+    strings); ``peak`` holds nominal throughput per input dtype in GFLOP/s (GOPS
+    for integer types), the denominator of fraction-of-peak figures until
+    ``gta peak`` measures the real one.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    kind: Literal["cpu", "gpu"]
+    tvm: dict[str, object]
+    resources: Resources = Field(default_factory=Resources)
+    peak: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("tvm")
+    @classmethod
+    def _tvm_has_kind(cls, value: dict[str, object]) -> dict[str, object]:
+        if not isinstance(value.get("kind"), str):
+            raise ValueError("the TVM target dict needs a 'kind' such as 'llvm' or 'cuda'")
+        return value
+
+    @field_validator("peak")
+    @classmethod
+    def _peak_dtypes(cls, value: dict[str, float]) -> dict[str, float]:
+        for dtype, gflops in value.items():
+            if dtype not in DTYPES:
+                raise ValueError(f"peak dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+            if gflops <= 0:
+                raise ValueError(f"peak for {dtype} must be positive, got {gflops}")
+        return value
+
+    def tvm_target(self):
+        """The :class:`tvm.target.Target` this target compiles for."""
+        import tvm
+
+        return tvm.target.Target(dict(self.tvm))
+
+
+class IterVar(_Model):
+    """One loop of an intrinsic's compute: a fixed extent, spatial or reduce."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    extent: PositiveInt
+    kind: Literal["spatial", "reduce"]
+
+
+class Operand(_Model):
+    """One tensor an intrinsic reads or writes, and where it lives.
+
+    ``indices`` are affine index expressions over the intrinsic's iteration
+    variables (``"i"``, ``"k * 4 + j"``); ``scope`` is the memory scope the
+    operand must be in (``"global"``, ``"wmma.matrix_a"``...); ``load`` and
+    ``store`` name the TVM tensor intrinsics that move it into and out of that
+    scope, where one is needed.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    role: Literal["input", "output"]
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
+    indices: list[str] = Field(min_length=1)
+    scope: str = "global"
+    load: str | None = None
+    store: str | None = None
+
+
+_AFFINE_NODES = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub,
+                 ast.Mult, ast.FloorDiv, ast.Mod, ast.UnaryOp, ast.USub)
+
+
+def index_variables(expression: str) -> set[str]:
+    """The variable names in an index expression; ValueError if it is not one."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"index {expression!r} is not an expression") from exc
+    for node in ast.walk(tree):
+        if not isinstance(node, _AFFINE_NODES):
+            raise ValueError(
+                f"index {expression!r} uses {type(node).__name__}; "
+                "only names, integers, +, -, *, // and % are allowed"
+            )
+        if isinstance(node, ast.Constant) and not isinstance(node.value, int):
+            raise ValueError(f"index {expression!r} has a non-integer constant {node.value!r}")
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+class IntrinsicCompute(_Model):
+    """An intrinsic's computation as data: ``out[...] += prod(inputs[...])``."""
+
+    iter_vars: list[IterVar] = Field(min_length=1)
+    operands: list[Operand] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IntrinsicCompute:
+        names = [v.name for v in self.iter_vars]
+        if len(set(names)) != len(names):
+            raise ValueError(f"iteration variable names repeat: {names}")
+        operand_names = [o.name for o in self.operands]
+        if len(set(operand_names)) != len(operand_names):
+            raise ValueError(f"operand names repeat: {operand_names}")
+        outputs = [o for o in self.operands if o.role == "output"]
+        if len(outputs) != 1:
+            raise ValueError(f"an intrinsic has exactly one output operand, got {len(outputs)}")
+        kinds = {v.name: v.kind for v in self.iter_vars}
+        used: set[str] = set()
+        for operand in self.operands:
+            for index in operand.indices:
+                variables = index_variables(index)
+                unknown = variables - set(kinds)
+                if unknown:
+                    raise ValueError(
+                        f"operand {operand.name} index {index!r} uses undeclared "
+                        f"variable(s) {sorted(unknown)}; declared: {names}"
+                    )
+                if operand.role == "output" and any(kinds[v] == "reduce" for v in variables):
+                    raise ValueError(f"output {operand.name} is indexed by a reduce variable")
+                used |= variables
+        unused = set(names) - used
+        if unused:
+            raise ValueError(f"iteration variable(s) {sorted(unused)} index no operand")
+        return self
+
+    @property
+    def output(self) -> Operand:
+        return next(o for o in self.operands if o.role == "output")
+
+    @property
+    def inputs(self) -> list[Operand]:
+        return [o for o in self.operands if o.role == "input"]
+
+    def extent(self, name: str) -> int:
+        return next(v.extent for v in self.iter_vars if v.name == name)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates one call performs."""
+        total = 1
+        for var in self.iter_vars:
+            total *= var.extent
+        return total
+
+
+class Intrinsic(_Model):
+    """A hardware intrinsic declared as data: its compute and its memory.
+
+    ``tvm_intrinsics`` names the TVM tensor intrinsics that implement it (the
+    compute one under ``"compute"``; ``"init"`` and loads/stores where the
+    target needs them); ``tvm_module`` is the importable module whose import
+    registers them with TVM, so build workers can import just that module.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    target: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    compute: IntrinsicCompute
+    tvm_intrinsics: dict[str, str] = Field(default_factory=dict)
+    tvm_module: str | None = None
+
+    @field_validator("tvm_intrinsics")
+    @classmethod
+    def _has_compute(cls, value: dict[str, str]) -> dict[str, str]:
+        if value and "compute" not in value:
+            raise ValueError("tvm_intrinsics must name the 'compute' tensor intrinsic")
+        return value
+
+    @property
+    def input_dtypes(self) -> tuple[str, ...]:
+        return tuple(o.dtype for o in self.compute.inputs)
+
+    @property
+    def output_dtype(self) -> str:
+        return self.compute.output.dtype
+
+
+class PluginFailure(_Model):
+    """A plugin that could not be loaded or that broke, and why."""
+
+    plugin: str
+    stage: str = Field(description="'import', or the hook that raised or returned bad data")
+    cause: str
+
+
+class MappingCandidate(_Model):
+    """One way to map an operator's loops and tensors onto an intrinsic.
+
+    ``operands`` assigns each intrinsic operand an operator tensor; ``axes``
+    lists, per intrinsic iteration variable, the operator iteration variables
+    fused into it (outermost first); ``padding`` gives the padded extent of
+    each operator variable that needs it, and ``waste`` the fraction of the
+    padded work that is padding.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9_.-]+$")
+    intrinsic: str
+    operands: dict[str, str]
+    axes: dict[str, list[str]]
+    padding: dict[str, PositiveInt] = Field(default_factory=dict)
+    waste: float = Field(default=0.0, ge=0.0, lt=1.0)
+    status: Literal["kept", "pruned"] = "kept"
+    reason: str | None = None
+    source: str = "gta-core"
+
+    @model_validator(mode="after")
+    def _reason_when_pruned(self) -> MappingCandidate:
+        if self.status == "pruned" and not self.reason:
+            raise ValueError("a pruned candidate needs a reason")
+        return self

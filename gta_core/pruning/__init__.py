@@ -1,0 +1,5 @@
+"""Resource constraints, applied before measurement."""
+
+from .constraint import Constraint
+
+__all__ = ["Constraint"]

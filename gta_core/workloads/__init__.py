@@ -1,0 +1,49 @@
+"""The core's operator library and the workload spec language."""
+
+from __future__ import annotations
+
+from .conv import Conv1d, Conv2d, Conv2dTranspose, Conv3d, DepthwiseConv2d
+from .matmul import BatchGemm, Gemm, Gemv
+from .operator import (
+    Operator,
+    OperatorParams,
+    ShapeError,
+    TensorInfo,
+    numpy_dtype,
+    output_tolerance,
+    random_array,
+)
+from .spec import SpecError, Workload, parse_workload
+
+BUILTIN_OPERATORS: tuple[Operator, ...] = (
+    Gemm(),
+    BatchGemm(),
+    Gemv(),
+    Conv1d(),
+    Conv2d(),
+    DepthwiseConv2d(),
+    Conv3d(),
+    Conv2dTranspose(),
+)
+
+__all__ = [
+    "BUILTIN_OPERATORS",
+    "BatchGemm",
+    "Conv1d",
+    "Conv2d",
+    "Conv2dTranspose",
+    "Conv3d",
+    "DepthwiseConv2d",
+    "Gemm",
+    "Gemv",
+    "Operator",
+    "OperatorParams",
+    "ShapeError",
+    "SpecError",
+    "TensorInfo",
+    "Workload",
+    "numpy_dtype",
+    "output_tolerance",
+    "parse_workload",
+    "random_array",
+]

@@ -1,0 +1,151 @@
+"""What an operator is: typed parameters, a TE definition, a numpy reference.
+
+An operator is registered through the ``gta_register_workloads`` hook; the core's
+own operators go through the same hook as a third party's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+WorkloadDtype = Literal["float32", "float16", "bfloat16", "int8"]
+
+# dtype key -> (activation dtype, weight dtype, output/accumulator dtype).
+# int8 means u8 activations x s8 weights accumulating in int32, as VNNI computes.
+DTYPE_ROLES: dict[str, tuple[str, str, str]] = {
+    "float32": ("float32", "float32", "float32"),
+    "float16": ("float16", "float16", "float32"),
+    "bfloat16": ("bfloat16", "bfloat16", "float32"),
+    "int8": ("uint8", "int8", "int32"),
+}
+# Output dtypes a user may ask for instead of the default one.
+OUT_DTYPES: dict[str, tuple[str, ...]] = {
+    "float32": ("float32",),
+    "float16": ("float32", "float16"),
+    "bfloat16": ("float32",),
+    "int8": ("int32",),
+}
+
+
+class ShapeError(ValueError):
+    """Parameters that are well typed but describe an impossible operator."""
+
+
+class OperatorParams(BaseModel):
+    """Base of every operator's parameters: extents, options and ``dtype``.
+
+    Subclasses declare their keys as fields (required extents as
+    ``PositiveInt``, options with defaults) and check impossible shapes in a
+    ``model_validator`` that raises :class:`ShapeError`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: WorkloadDtype = "float32"
+    out_dtype: str | None = None
+
+    @model_validator(mode="after")
+    def _out_dtype_allowed(self) -> OperatorParams:
+        if self.out_dtype is not None and self.out_dtype not in OUT_DTYPES[self.dtype]:
+            raise ShapeError(
+                f"out_dtype={self.out_dtype} is not available for dtype={self.dtype}; "
+                f"accepted: {', '.join(OUT_DTYPES[self.dtype])}"
+            )
+        return self
+
+    @property
+    def data_dtype(self) -> str:
+        return DTYPE_ROLES[self.dtype][0]
+
+    @property
+    def weight_dtype(self) -> str:
+        return DTYPE_ROLES[self.dtype][1]
+
+    @property
+    def acc_dtype(self) -> str:
+        return self.out_dtype or DTYPE_ROLES[self.dtype][2]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input of an operator: its shape, dtype and role."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    role: Literal["data", "weight"]
+
+
+class Operator(ABC):
+    """An operator family: ``gemm``, ``conv2d``...
+
+    Subclasses set ``name``, ``description`` and ``Params`` and implement the
+    four methods below. Inputs come in the order :meth:`inputs` lists them;
+    the TE function takes the same order and returns the output last.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[OperatorParams]]
+
+    @abstractmethod
+    def inputs(self, p: OperatorParams) -> list[TensorInfo]:
+        """Shapes, dtypes and roles of the inputs."""
+
+    @abstractmethod
+    def output_shape(self, p: OperatorParams) -> tuple[int, ...]:
+        """Shape of the output (its dtype is ``p.acc_dtype``)."""
+
+    @abstractmethod
+    def te(self, p: OperatorParams) -> list:
+        """TE tensors: the input placeholders then the output, in order."""
+
+    @abstractmethod
+    def reference(self, p: OperatorParams, inputs: list[np.ndarray]) -> np.ndarray:
+        """The output computed with numpy from ``inputs`` (float64 or int64 math)."""
+
+    @abstractmethod
+    def macs(self, p: OperatorParams) -> int:
+        """Multiply-accumulates of the operator; FLOPs (or integer OPs) are twice this."""
+
+    def flops(self, p: OperatorParams) -> int:
+        return 2 * self.macs(p)
+
+    def random_inputs(self, p: OperatorParams, seed: int = 0) -> list[np.ndarray]:
+        """Inputs over each dtype's full range (int8: u8 0..255, s8 -128..127)."""
+        rng = np.random.default_rng(seed)
+        return [random_array(info.shape, info.dtype, rng) for info in self.inputs(p)]
+
+
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype for a TVM dtype name (bfloat16 through ml_dtypes)."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
+def random_array(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
+    if dtype in ("uint8", "int8", "int32"):
+        info = np.iinfo(dtype)
+        low, high = (info.min, info.max) if dtype != "int32" else (-1000, 1000)
+        return rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+    return rng.uniform(-1.0, 1.0, size=shape).astype(numpy_dtype(dtype))
+
+
+def output_tolerance(p: OperatorParams, reduction: int) -> tuple[float, float]:
+    """(rtol, atol) for comparing an output with its numpy reference.
+
+    Integers must match exactly. Floats get a bound that grows with the
+    reduction length ``reduction``, since the reference sums in float64.
+    """
+    if p.acc_dtype == "int32":
+        return 0.0, 0.0
+    eps = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}[p.acc_dtype]
+    return (1e-3 if p.acc_dtype == "float32" else 2e-2), 8 * eps * max(reduction, 1) ** 0.5

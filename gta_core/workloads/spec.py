@@ -1,0 +1,139 @@
+"""Workload specs: ``OP:key=value,...`` text <-> a validated :class:`Workload`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from pydantic import ValidationError
+
+from .operator import Operator, OperatorParams, ShapeError, output_tolerance
+
+
+class SpecError(ValueError):
+    """A workload spec a user typed that cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """An operator with concrete parameters."""
+
+    operator: Operator
+    params: OperatorParams
+
+    @cached_property
+    def spec(self) -> str:
+        """Canonical spec text: every key in declaration order, defaults included."""
+        values = self.params.model_dump(exclude_none=True)
+        return f"{self.operator.name}:" + ",".join(
+            f"{k}={values[k]}" for k in spec_keys(self.operator) if k in values)
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def te(self) -> list:
+        return self.operator.te(self.params)
+
+    def prim_func(self):
+        """The operator as a TensorIR PrimFunc (inputs then output)."""
+        from tvm import te
+
+        return te.create_prim_func(self.te())
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        return self.operator.random_inputs(self.params, seed)
+
+    def reference(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return self.operator.reference(self.params, inputs)
+
+    @property
+    def flops(self) -> int:
+        return self.operator.flops(self.params)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.operator.output_shape(self.params)
+
+    def mismatch(self, actual: np.ndarray, expected: np.ndarray) -> str | None:
+        """Why ``actual`` is not the operator's output, or None when it matches."""
+        if actual.shape != expected.shape:
+            return f"shape {actual.shape} != expected {expected.shape}"
+        outputs = int(np.prod(expected.shape))
+        reduction = max(1, self.operator.macs(self.params) // max(outputs, 1))
+        rtol, atol = output_tolerance(self.params, reduction)
+        got = actual.astype(np.float64)
+        want = expected.astype(np.float64)
+        bad = ~np.isclose(got, want, rtol=rtol, atol=atol)
+        if not bad.any():
+            return None
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        return (
+            f"{int(bad.sum())} of {bad.size} outputs differ (first at {where}: "
+            f"{got[where]} != {want[where]}, max error {np.abs(got - want).max():.3g})"
+        )
+
+
+def spec_keys(operator: Operator) -> list[str]:
+    """The keys a spec of ``operator`` takes: its own first, then dtype and out_dtype."""
+    common = list(OperatorParams.model_fields)
+    return [k for k in operator.Params.model_fields if k not in common] + common
+
+
+def parse_workload(text: str, operators: Mapping[str, Operator]) -> Workload:
+    """Parse ``OP:key=value,...`` against the registered ``operators``.
+
+    Raises :class:`SpecError` with one line naming the bad part and what is
+    accepted.
+    """
+    text = text.strip()
+    if not text:
+        raise SpecError(f"empty workload spec; expected OP:key=value,... with OP one of "
+                        f"{', '.join(sorted(operators))}")
+    op_name, _, rest = text.partition(":")
+    op_name = op_name.strip()
+    operator = operators.get(op_name)
+    if operator is None:
+        raise SpecError(f"unknown operator {op_name!r} in {text!r}; accepted: "
+                        f"{', '.join(sorted(operators))}")
+    fields = spec_keys(operator)
+    accepted = ", ".join(fields)
+    values: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if not eq or not key or not value:
+            raise SpecError(f"{op_name}: {item!r} is not key=value; keys: {accepted}")
+        if key not in fields:
+            raise SpecError(f"{op_name}: unknown key {key!r}; accepted: {accepted}")
+        if key in values:
+            raise SpecError(f"{op_name}: key {key!r} given twice")
+        values[key] = value
+    try:
+        params = operator.Params(**values)
+    except ShapeError as exc:
+        raise SpecError(f"{op_name}: {exc}") from None
+    except ValidationError as exc:
+        raise SpecError(f"{op_name}: {_first_error(exc, values, accepted)}") from None
+    return Workload(operator, params)
+
+
+def _first_error(exc: ValidationError, values: dict[str, str], accepted: str) -> str:
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "missing":
+        return f"missing key {key!r}; keys: {accepted}"
+    if key in values:
+        reason = error["msg"]
+        if error["type"] in ("int_parsing", "int_from_float"):
+            reason = "it must be an integer"
+        elif error["type"] == "greater_than":
+            reason = "it must be a positive integer"
+        elif error["type"] == "greater_than_equal":
+            reason = f"it must be at least {error['ctx']['ge']}"
+        elif error["type"] == "literal_error":
+            reason = f"accepted: {error['ctx']['expected']}"
+        return f"bad value {key}={values[key]!r}: {reason}"
+    # A model validator's ShapeError arrives wrapped as a value_error.
+    cause = error.get("ctx", {}).get("error")
+    return str(cause) if cause is not None else error["msg"]

@@ -1,0 +1,92 @@
+"""The ``avx512`` target: this CPU with AVX-512 VNNI, BF16 and FP32 FMA intrinsics."""
+
+from __future__ import annotations
+
+import os
+
+from gta_core.hookspecs import hookimpl
+from gta_core.host import cpu_cache_bytes, cpu_cores
+from gta_core.models import Intrinsic, IntrinsicCompute, IterVar, Operand, Resources, Target
+
+TARGET = "avx512"
+TVM_MODULE = "gta_avx512.tvm_intrinsics"
+# LLVM's name for the CPU; znver4 enables AVX-512 F/BW/DQ/VL/VNNI/BF16.
+MCPU = os.environ.get("GTA_AVX512_MCPU", "znver4")
+
+# Nominal per-core throughput per cycle of a Zen 4 core (512-bit ops double-pumped
+# on 256-bit units) at an assumed 3 GHz; `gta peak` measures the real figures.
+_GHZ = 3.0
+_PER_CYCLE = {"float32": 32, "bfloat16": 64, "int8": 128}
+
+
+def _target() -> Target:
+    cores = cpu_cores()
+    return Target(
+        name=TARGET,
+        description=f"x86-64 CPU with AVX-512 VNNI/BF16 (LLVM mcpu={MCPU}), {cores} cores",
+        kind="cpu",
+        tvm={"kind": "llvm", "mcpu": MCPU, "num-cores": cores},
+        resources=Resources(
+            cores=cores, cache_bytes=cpu_cache_bytes(), vector_registers=32, vector_width_bits=512
+        ),
+        peak={dtype: cores * per_cycle * _GHZ for dtype, per_cycle in _PER_CYCLE.items()},
+    )
+
+
+def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, tvm_name):
+    """``out[i] += sum_k broadcast[k] * lane_operand[i, k]``: a 16-lane dot product."""
+    a, a_dtype = broadcast
+    b, b_dtype = lane_operand
+    return Intrinsic(
+        name=name,
+        target=TARGET,
+        description=description,
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=lanes, kind="spatial"),
+                       IterVar(name="k", extent=depth, kind="reduce")],
+            operands=[
+                Operand(name=a, role="input", dtype=a_dtype, indices=["k"]),
+                Operand(name=b, role="input", dtype=b_dtype, indices=["i", "k"]),
+                Operand(name="C", role="output", dtype=out, indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": tvm_name},
+        tvm_module=TVM_MODULE,
+    )
+
+
+INTRINSICS = (
+    _dot_product("vnni", "vpdpbusd: 16 lanes x 4 u8*s8 products into s32, weights in lanes",
+                 16, 4, ("A", "uint8"), ("B", "int8"), "int32", "gta_avx512_vnni_16x4"),
+    _dot_product("vnni-act-lanes", "vpdpbusd with roles swapped: 16 u8 activations in lanes, "
+                 "s8 weight broadcast", 16, 4, ("A", "int8"), ("B", "uint8"), "int32",
+                 "gta_avx512_vnni_16x4_act_lanes"),
+    _dot_product("bf16", "vdpbf16ps: 16 lanes x 2 bf16*bf16 products into f32",
+                 16, 2, ("A", "bfloat16"), ("B", "bfloat16"), "float32", "gta_avx512_bf16_16x2"),
+    Intrinsic(
+        name="fma",
+        target=TARGET,
+        description="vfmadd231ps: 16 f32 lanes += broadcast scalar * vector",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
+            operands=[
+                Operand(name="A", role="input", dtype="float32", indices=["0"]),
+                Operand(name="B", role="input", dtype="float32", indices=["i"]),
+                Operand(name="C", role="output", dtype="float32", indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": "gta_avx512_fma_16"},
+        tvm_module=TVM_MODULE,
+    ),
+)
+
+
+@hookimpl
+def gta_register_targets(register):
+    register(_target())
+
+
+@hookimpl
+def gta_register_intrinsics(register):
+    for intrinsic in INTRINSICS:
+        register(intrinsic)

@@ -1,0 +1,240 @@
+"""AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
+
+Importing this module registers four desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+
+- ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
+- ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
+  lanes coming from the u8 activation and the 4-wide weight word broadcast.
+- ``gta_avx512_bf16_16x2``: C[16] f32 += sum_k A[k] bf16 (broadcast) * B[16, 2] bf16 (vdpbf16ps).
+- ``gta_avx512_fma_16``: C[16] f32 += A[0] f32 (broadcast) * B[16] f32 (vfmadd on zmm).
+
+Why not TVM's own ``dot_16x4_vnni``: it passes ``<16 x i32>`` multiplicands to
+``llvm.x86.avx512.vpdpbusd.512``, which this LLVM declares with ``<64 x i8>``, so it fails LLVM
+verification. Why not import it from ``tvm.s_tir.tensor_intrin.x86``: that triggers the package
+``__init__``, which imports ``cuda.py`` (~17 s); the desc is copied here instead.
+
+Every impl declares explicit strides for the multi-row operand: without them, tensorizing over a
+window that is not contiguous (e.g. weights as plain [N, K]) builds and silently computes garbage;
+with them the build fails with "buffer match constraint ... unmet".
+"""
+
+from __future__ import annotations
+
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
+from tvm.tirx import PrimFunc
+
+VNNI_16X4 = "gta_avx512_vnni_16x4"
+VNNI_16X4_ACT_LANES = "gta_avx512_vnni_16x4_act_lanes"
+BF16_16X2 = "gta_avx512_bf16_16x2"
+FMA_16 = "gta_avx512_fma_16"
+
+INTRINSIC_NAMES: dict[str, str] = {
+    "vnni": VNNI_16X4,
+    "vnni_act_lanes": VNNI_16X4_ACT_LANES,
+    "bf16": BF16_16X2,
+    "fma": FMA_16,
+}
+
+_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+
+# ---------------------------------------------------------------------------------------------
+# VNNI, lanes from the weights: A = u8 activation word (broadcast), B = s8 weights [16, 4].
+# ---------------------------------------------------------------------------------------------
+
+
+@T.prim_func(s_tir=True)
+def vnni_16x4_desc(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def vnni_16x4_impl(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1, strides=[4, 1]),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        # The 4 u8 bytes as one i32, broadcast to 16 lanes, then seen as the <64 x i8> operand
+        # this LLVM's vpdpbusd.512 declares (first multiplicand is the unsigned one).
+        a_word = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(_VPDPBUSD),
+            C.vload([0], dtype="int32x16"),
+            T.reinterpret(T.broadcast(a_word, 16), dtype="int8x64"),
+            B.vload([0, 0], dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# VNNI, lanes from the activation: A = s8 weight word (broadcast), B = u8 activation [16, 4].
+# The block to tensorize is `C += data(u8) * weight(s8)`: it reads C, then the u8 data, then the
+# s8 weights, and tensorize compares reads by position, so the desc reads (and multiplies) B
+# before A.
+# ---------------------------------------------------------------------------------------------
+
+
+@T.prim_func(s_tir=True)
+def vnni_16x4_act_lanes_desc(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((16, 4), "uint8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], B[0:16, 0:4], A[0:4])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(B[vi, vk], "int32") * T.cast(A[vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def vnni_16x4_act_lanes_impl(
+    A: T.Buffer((4,), "int8", offset_factor=1),
+    B: T.Buffer((16, 4), "uint8", offset_factor=1, strides=[4, 1]),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], B[0:16, 0:4], A[0:4])
+        T.writes(C[0:16])
+        a_word = T.reinterpret(A.vload([0], "int8x4"), dtype="int32")
+        # B (u8) goes in vpdpbusd's unsigned slot, the broadcast s8 weights in the signed one.
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(_VPDPBUSD),
+            C.vload([0], dtype="int32x16"),
+            T.reinterpret(B.vload([0, 0], dtype="uint8x64"), dtype="int8x64"),
+            T.reinterpret(T.broadcast(a_word, 16), dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# BF16: vdpbf16ps.512 takes <32 x bfloat> operands, which no TVM dtype lowers to (bfloat16
+# vectors are legalised to float), so a tiny LLVM IR wrapper takes <32 x i16> and bitcasts.
+# alwaysinline: the call is inlined at every tensorized site (checked: no call left in the asm);
+# linkonce_odr: no out-of-line copy survives, and duplicate imports would merge, not clash.
+# ---------------------------------------------------------------------------------------------
+
+_BF16_WRAPPER = "gta_avx512_vdpbf16ps_512"
+
+_BF16_WRAPPER_LL = f"""
+declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
+
+define linkonce_odr <16 x float> @{_BF16_WRAPPER}(<16 x float> %c, <32 x i16> %a, <32 x i16> %b)
+    alwaysinline {{
+  %ab = bitcast <32 x i16> %a to <32 x bfloat>
+  %bb = bitcast <32 x i16> %b to <32 x bfloat>
+  %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %c, <32 x bfloat> %ab,
+                                                           <32 x bfloat> %bb)
+  ret <16 x float> %r
+}}
+"""
+
+
+@T.prim_func(s_tir=True)
+def bf16_16x2_desc(
+    A: T.Buffer((2,), "bfloat16", offset_factor=1),
+    B: T.Buffer((16, 2), "bfloat16", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 2):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "float32") * T.cast(B[vi, vk], "float32")
+
+
+@T.prim_func(s_tir=True)
+def bf16_16x2_impl(
+    A: T.Buffer((2,), "bfloat16", offset_factor=1),
+    B: T.Buffer((16, 2), "bfloat16", offset_factor=1, strides=[2, 1]),
+    C: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+        T.writes(C[0:16])
+        T.attr(0, "pragma_import_llvm", _BF16_WRAPPER_LL)
+        a_word = T.reinterpret(A.vload([0], "bfloat16x2"), dtype="int32")
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_pure_extern(
+            "float32x16",
+            _BF16_WRAPPER,
+            C.vload([0], dtype="float32x16"),
+            T.reinterpret(T.broadcast(a_word, 16), dtype="int16x32"),
+            T.reinterpret(B.vload([0, 0], dtype="bfloat16x32"), dtype="int16x32"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# FP32 FMA: one zmm FMA per call. No reduction axis in the desc: a unit reduction loop would be
+# folded away in the workload and never match; the caller keeps its k loop outside.
+# ---------------------------------------------------------------------------------------------
+
+
+@T.prim_func(s_tir=True)
+def fma_16_desc(
+    A: T.Buffer((1,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:1], B[0:16])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + A[0] * B[vi]
+
+
+@T.prim_func(s_tir=True)
+def fma_16_impl(
+    A: T.Buffer((1,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+    C: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:1], B[0:16])
+        T.writes(C[0:16])
+        # llvm.fma rather than mul+add: without fast-math LLVM must not contract the latter.
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.fma.v16f32"),
+            T.broadcast(A[0], 16),
+            B.vload([0], dtype="float32x16"),
+            C.vload([0], dtype="float32x16"),
+            dtype="float32x16",
+        )
+
+
+_PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
+    VNNI_16X4: (vnni_16x4_desc, vnni_16x4_impl),
+    VNNI_16X4_ACT_LANES: (vnni_16x4_act_lanes_desc, vnni_16x4_act_lanes_impl),
+    BF16_16X2: (bf16_16x2_desc, bf16_16x2_impl),
+    FMA_16: (fma_16_desc, fma_16_impl),
+}
+
+
+def register_all() -> None:
+    """Register every intrinsic; idempotent (a name already present is replaced, not refused)."""
+    for name, (desc, impl) in _PAIRS.items():
+        TensorIntrin.register(name, desc, impl, override=True)
+
+
+register_all()

@@ -1,0 +1,1 @@
+"""GTA plugin for NVIDIA Tensor Cores (wmma, mma.sync)."""

@@ -1,0 +1,1 @@
+"""GTA rule pack: extra generation rules and pruning constraints."""

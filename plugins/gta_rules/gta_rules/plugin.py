@@ -1,0 +1,18 @@
+"""Entry point of the ``gta-rules`` pack: registers its rules and constraints."""
+
+from __future__ import annotations
+
+from gta_core.hookspecs import hookimpl
+
+from .constraints import ParallelBalance
+from .rules import ReductionFactor
+
+
+@hookimpl
+def gta_register_rules(register):
+    register(ReductionFactor())
+
+
+@hookimpl
+def gta_register_constraints(register):
+    register(ParallelBalance())
