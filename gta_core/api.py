@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from .measure import Measurement, measure_program
 from .models import Intrinsic, PluginFailure, Target
 from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
@@ -140,3 +141,44 @@ def describe(spec: str, target: str | None = None,
         report.target = target
         report.intrinsics = [intrinsic_summary(i) for i in fitting]
     return report
+
+
+DEMO_WORKLOADS = (
+    "gemm:M=256,N=256,K=256,dtype=int8",
+    "gemm:M=256,N=256,K=256,dtype=float32",
+    "conv2d:N=1,C=32,H=28,W=28,K=32,R=3,S=3,pad=1,dtype=int8",
+    "depthwise_conv2d:N=1,C=64,H=28,W=28,R=3,S=3,pad=1,dtype=int8",
+)
+
+
+class DemoRow(BaseModel):
+    workload: str
+    intrinsics: list[str]
+    baseline: Measurement
+
+
+class DemoReport(BaseModel):
+    """What ``gta demo`` shows: per workload, the intrinsics that fit and a checked baseline."""
+
+    target: str
+    rows: list[DemoRow]
+
+
+def demo(target: str = "avx512", workloads: tuple[str, ...] = DEMO_WORKLOADS,
+         registry: Registry | None = None, progress=None) -> DemoReport:
+    """Describe and measure a small embedded suite on ``target`` (a CPU target).
+
+    The baseline is TVM's default (unscheduled) program, checked against numpy.
+    """
+    registry = registry or default_registry()
+    chosen = registry.target(target)
+    rows = []
+    for spec in workloads:
+        if progress is not None:
+            progress(f"measuring {spec}")
+        report = describe(spec, target=target, registry=registry)
+        workload = load_workload(spec, registry)
+        rows.append(DemoRow(workload=report.workload,
+                            intrinsics=[i.name for i in report.intrinsics],
+                            baseline=measure_program(workload.prim_func(), workload, chosen)))
+    return DemoReport(target=target, rows=rows)

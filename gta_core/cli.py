@@ -79,6 +79,22 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    report = api.demo(target=args.target, progress=lambda text: print(text, file=sys.stderr))
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"target {report.target}: untuned TVM default programs, each checked against numpy")
+    rows = []
+    for row in report.rows:
+        base = row.baseline
+        timing = (f"{base.latency_us:.1f}", f"{base.gflops:.2f}") if base.correct else ("-", "-")
+        rows.append([row.workload, ", ".join(row.intrinsics) or "-", *timing,
+                     "yes" if base.correct else f"NO: {base.mismatch}"])
+    print(_table(rows, ["workload", "intrinsics", "latency_us", "GFLOP/s|GOPS", "correct"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gta", description="Generate tensorized programs with GTA.")
     parser.add_argument("--version", action="version", version=f"gta {__version__}")
@@ -93,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--target", help="list this target's intrinsics for the workload")
     describe.add_argument("--json", action="store_true", help="print JSON")
     describe.set_defaults(run=cmd_describe)
+
+    demo = commands.add_parser("demo", help="a small embedded suite on this CPU")
+    demo.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
+    demo.add_argument("--json", action="store_true", help="print JSON")
+    demo.set_defaults(run=cmd_demo)
     return parser
 
 

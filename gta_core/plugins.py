@@ -235,6 +235,16 @@ def load(
 def _collect(registry: Registry, name: str, plugin: object, version_: str, builtin: bool) -> None:
     """Run one plugin's register hooks; merge its objects only if all succeed."""
     staged: dict[str, dict[str, Any]] = {kind.attribute: {} for kind in KINDS}
+    unknown = sorted(
+        attr for attr in dir(plugin)
+        if attr.startswith("gta_") and not hasattr(hookspecs, attr)
+        and registry.manager.parse_hookimpl_opts(plugin, attr) is not None
+    )
+    if unknown:  # most often a typo, which would otherwise be silently never called
+        registry.record_failure(name, unknown[0], f"{unknown[0]} is not a GTA hook; hooks: "
+                                + ", ".join(h for h in dir(hookspecs) if h.startswith("gta_")))
+        registry.manager.unregister(plugin)
+        return
     hooks = sorted(impl.name for impl in registry.manager.get_hookcallers(plugin) or [])
     for kind in KINDS:
         impl = next((i for i in getattr(registry.manager.hook, kind.hook).get_hookimpls()

@@ -32,9 +32,9 @@ def test_defaults_are_filled() -> None:
     assert (p.stride, p.pad, p.dilation, p.groups) == (1, 0, 1, 1)
     assert p.dtype == "float32" and p.out_dtype is None
     assert w.spec == (
-        "conv2d:dtype=float32,N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=0,dilation=1,groups=1"
+        "conv2d:N=1,C=3,H=8,W=8,K=4,R=3,S=3,stride=1,pad=0,dilation=1,groups=1,dtype=float32"
     )
-    assert str(parse("gemm:K=4,N=3,M=2")) == "gemm:dtype=float32,M=2,N=3,K=4"
+    assert str(parse("gemm:K=4,N=3,M=2")) == "gemm:M=2,N=3,K=4,dtype=float32"
 
 
 def test_dtype_defaults_to_role_dtypes() -> None:
@@ -72,6 +72,7 @@ BAD = [
     ("gemm", ["missing key 'M'"]),
     ("gemm:M=abc,N=1,K=1", ["M='abc'", "integer"]),
     ("gemm:M=1.5,N=1,K=1", ["M='1.5'", "integer"]),
+    ("gemm:M=1.0,N=1,K=1", ["M='1.0'", "integer"]),
     ("gemm:M=0,N=1,K=1", ["M='0'", "positive integer"]),
     ("gemm:M=1,N=-4,K=1", ["N='-4'", "positive integer"]),
     ("gemm:M=1,N=1,K=1,dtype=int4", ["dtype='int4'", "float32", "int8"]),

@@ -44,7 +44,7 @@ class OperatorParams(BaseModel):
     ``model_validator`` that raises :class:`ShapeError`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     dtype: WorkloadDtype = "float32"
     out_dtype: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -9,7 +10,7 @@ from functools import cached_property
 import numpy as np
 from pydantic import ValidationError
 
-from .operator import Operator, OperatorParams, ShapeError, output_tolerance
+from .operator import Operator, OperatorParams, output_tolerance
 
 
 class SpecError(ValueError):
@@ -110,9 +111,9 @@ def parse_workload(text: str, operators: Mapping[str, Operator]) -> Workload:
             raise SpecError(f"{op_name}: key {key!r} given twice")
         values[key] = value
     try:
-        params = operator.Params(**values)
-    except ShapeError as exc:
-        raise SpecError(f"{op_name}: {exc}") from None
+        # Params are strict: only whole numbers become ints, so 'M=1.0' is refused.
+        params = operator.Params(**{k: int(v) if re.fullmatch(r"[+-]?\d+", v) else v
+                                    for k, v in values.items()})
     except ValidationError as exc:
         raise SpecError(f"{op_name}: {_first_error(exc, values, accepted)}") from None
     return Workload(operator, params)
@@ -125,7 +126,7 @@ def _first_error(exc: ValidationError, values: dict[str, str], accepted: str) ->
         return f"missing key {key!r}; keys: {accepted}"
     if key in values:
         reason = error["msg"]
-        if error["type"] in ("int_parsing", "int_from_float"):
+        if error["type"] in ("int_parsing", "int_from_float", "int_type"):
             reason = "it must be an integer"
         elif error["type"] == "greater_than":
             reason = "it must be a positive integer"

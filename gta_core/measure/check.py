@@ -1,0 +1,50 @@
+"""Build a program, check it against the numpy reference, and only then time it."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..models import Target
+from ..workloads import Workload
+
+
+class Measurement(BaseModel):
+    """One program's result: wrong programs carry the mismatch and no timing."""
+
+    workload: str
+    target: str
+    correct: bool
+    mismatch: str | None = None
+    latency_us: float | None = None  # median over repeats
+    spread: float | None = None  # (max - min) / median over repeats
+    gflops: float | None = None  # GOPS for integer work
+
+
+def measure_program(program, workload: Workload, target: Target, *, number: int = 3,
+                    repeat: int = 5, seed: int = 0) -> Measurement:
+    """Build ``program`` (a PrimFunc or IRModule) for ``target``; check, then time it.
+
+    Only a CPU target can run here; the output must match the workload's
+    numpy reference before any time is reported.
+    """
+    import tvm
+
+    module = tvm.compile(program, target=target.tvm_target()).jit()
+    device = tvm.cpu()
+    inputs = workload.random_inputs(seed)
+    args = [tvm.runtime.tensor(x, device) for x in inputs]
+    out = tvm.runtime.tensor(np.zeros(workload.output_shape, workload.params.acc_dtype), device)
+    module(*args, out)
+    mismatch = workload.mismatch(out.numpy(), workload.reference(inputs))
+    result = Measurement(workload=workload.spec, target=target.name, correct=mismatch is None,
+                         mismatch=mismatch)
+    if mismatch is not None:
+        return result
+    timer = module.time_evaluator(module.entry_name, device, number=number, repeat=repeat)
+    times = np.array(timer(*args, out).results) * 1e6
+    median = float(np.median(times))
+    result.latency_us = median
+    result.spread = float((times.max() - times.min()) / median)
+    result.gflops = workload.flops / median / 1e3
+    return result

@@ -1,0 +1,94 @@
+"""The `gta` command: output contract and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gta_core.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plugins_json_lists_the_three_plugins_targets_and_intrinsics(capsys):
+    code, out, err = run(capsys, "plugins", "--json")
+    assert code == 0
+    report = json.loads(out)
+    plugins = {p["name"]: p for p in report["plugins"]}
+    assert {"gta-avx512", "gta-cuda-tc", "gta-rules"} <= set(plugins)
+    assert [t["name"] for t in plugins["gta-avx512"]["targets"]] == ["avx512"]
+    assert [t["name"] for t in plugins["gta-cuda-tc"]["targets"]] == ["cuda-tc"]
+    avx = {i["name"]: i for i in plugins["gta-avx512"]["intrinsics"]}
+    assert avx["vnni"]["shape"] == {"i": 16, "k": 4}
+    assert avx["vnni"]["inputs"] == ["uint8", "int8"] and avx["vnni"]["output"] == "int32"
+    assert avx["bf16"]["shape"] == {"i": 16, "k": 2}
+    cuda = {i["name"] for i in plugins["gta-cuda-tc"]["intrinsics"]}
+    assert {"wmma-m16n16k16-f16f32", "wmma-m32n8k16-f16f16", "wmma-m8n32k16-f16f32",
+            "wmma-m16n16k16-s8s32", "mma-m16n8k16-f16f32"} <= cuda
+    assert [r["name"] for r in plugins["gta-rules"]["rules"]] == ["reduction-factor"]
+    assert plugins["gta-rules"]["constraints"][0]["description"]
+    assert "gemm" in {o["name"] for o in plugins["gta-core.workloads"]["operators"]}
+    assert report["failures"] == []
+
+
+def test_plugins_table_is_readable(capsys):
+    code, out, _ = run(capsys, "plugins")
+    assert code == 0
+    assert "target avx512" in out and "vnni" in out and "uint8 x int8 -> int32" in out
+
+
+def test_describe_shows_tensors_work_and_fitting_intrinsics(capsys):
+    code, out, _ = run(capsys, "describe", "gemm:M=512,N=512,K=512,dtype=int8",
+                       "--target", "avx512", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["workload"] == "gemm:M=512,N=512,K=512,dtype=int8"
+    assert report["flops"] == 2 * 512**3
+    assert [t["dtype"] for t in report["inputs"]] == ["uint8", "int8"]
+    assert {i["name"] for i in report["intrinsics"]} == {"vnni", "vnni-act-lanes"}
+
+
+BAD_INPUTS = [
+    (["describe", ""], "empty workload spec"),
+    (["describe", "matmul:M=1"], "unknown operator 'matmul'"),
+    (["describe", "gemm:M=1,N=1,K=1,Q=2"], "unknown key 'Q'"),
+    (["describe", "gemm:M=1,N=1"], "missing key 'K'"),
+    (["describe", "gemm:M=x,N=1,K=1"], "M='x'"),
+    (["describe", "gemm:M=0,N=1,K=1"], "M='0'"),
+    (["describe", "gemm:M=1,N=1,K=1,dtype=int4"], "dtype='int4'"),
+    (["describe", "conv2d:N=1,C=3,H=4,W=4,K=8,R=3,S=3,stride=0"], "stride='0'"),
+    (["describe", "conv2d:N=1,C=3,H=2,W=2,K=8,R=5,S=5,pad=1"], "larger than the padded input"),
+    (["describe", "gemm:M=1,N=1,K=1", "--target", "tpu"], "unknown target 'tpu'"),
+    (["describe"], "the following arguments are required: spec"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "the following arguments are required: command"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS)
+def test_a_user_error_is_one_line_with_exit_status_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("gta: error: ")
+    assert message in err
+
+
+GTA = Path(sys.executable).with_name("gta")
+
+
+@pytest.mark.skipif(not GTA.exists(), reason="the gta console script is not installed")
+def test_the_console_script_reports_its_version_and_errors_without_traceback():
+    version = subprocess.run([GTA, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("gta 0.1")
+    bad = subprocess.run([GTA, "describe", "gemm:M=1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "gta: error: gemm: missing key 'N'; keys: M, N, K, dtype, out_dtype"
