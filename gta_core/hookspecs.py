@@ -142,3 +142,20 @@ def gta_mapping_veto(candidate, workload, intrinsic, target):
     :return: a one-sentence reason to prune the candidate, or ``None`` to let
         it stand. Any plugin's reason prunes it; the reason is shown to users.
     """
+
+
+@hookspec
+def gta_intrinsic_peak(intrinsic, target):
+    """Measure an intrinsic's peak throughput on this machine.
+
+    Called by ``gta peak`` for each intrinsic of the chosen target. The
+    measurement should run the intrinsic itself in a register-resident loop on
+    all of the target's cores, so that it is the ceiling a generated program
+    can approach.
+
+    :param intrinsic: the :class:`gta_core.models.Intrinsic` to measure.
+    :param target: the :class:`gta_core.models.Target` it belongs to.
+    :return: a :class:`gta_core.models.PeakMeasurement`, or ``None`` when
+        this plugin does not measure that intrinsic (or cannot here, e.g. no
+        GPU). The first plugin to return a measurement is used.
+    """

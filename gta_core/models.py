@@ -244,9 +244,9 @@ class MappingCandidate(_Model):
 
     ``operands`` assigns each intrinsic operand an operator tensor; ``axes``
     lists, per intrinsic iteration variable, the operator iteration variables
-    fused into it (outermost first); ``padding`` gives the padded extent of
-    each operator variable that needs it, and ``waste`` the fraction of the
-    padded work that is padding.
+    fused into it (outermost first); ``padding`` gives, for each intrinsic
+    axis whose fused extent is not a multiple of the intrinsic's, the padded
+    extent, and ``waste`` the fraction of the padded work that is padding.
     """
 
     id: str = Field(pattern=r"^[a-z0-9_.-]+$")
@@ -264,3 +264,15 @@ class MappingCandidate(_Model):
         if self.status == "pruned" and not self.reason:
             raise ValueError("a pruned candidate needs a reason")
         return self
+
+
+class PeakMeasurement(_Model):
+    """An intrinsic's measured throughput on this machine: the fraction-of-peak denominator."""
+
+    intrinsic: str
+    target: str
+    gops: float = Field(gt=0, description="GFLOP/s for float intrinsics, GOPS for integer ones")
+    cores: PositiveInt
+    repeats: PositiveInt
+    spread: float = Field(ge=0, description="(max - min) / median over repeats")
+    method: str = Field(description="how it was measured, in one sentence")

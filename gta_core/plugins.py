@@ -36,6 +36,7 @@ ENV_VAR = "GTA_PLUGINS"
 BUILTIN_MODULES = {
     "gta-core.workloads": "gta_core.workloads.builtin",
     "gta-core.cost-model": "gta_core.cost_model.builtin",
+    "gta-core.mapping": "gta_core.mapping.builtin",
 }
 
 
@@ -127,6 +128,10 @@ class Registry:
             return self.targets[name]
         except KeyError:
             raise UnknownTarget(name, sorted(self.targets)) from None
+
+    @property
+    def builtin_names(self) -> set[str]:
+        return {name for name, info in self.plugins.items() if info.builtin}
 
     def intrinsics_for(self, target: str) -> list[Intrinsic]:
         return [i for i in self.intrinsics.values() if i.target == target]

@@ -133,19 +133,20 @@ class Conv1d(Operator):
         from tvm import te
 
         x = te.placeholder((p.N, p.C, p.L), p.data_dtype, name="data")
-        w = te.placeholder((p.K, p.C, p.R), p.weight_dtype, name="weight")
+        wt = te.placeholder((p.K, p.C, p.R), p.weight_dtype, name="weight")
         xp = _pad_stage(x, p.pad)
-        c = te.reduce_axis((0, p.C), name="rc")
-        r = te.reduce_axis((0, p.R), name="rr")
+        c = te.reduce_axis((0, p.C), name="c")
+        r = te.reduce_axis((0, p.R), name="r")
         acc, st, dil = p.acc_dtype, p.stride, p.dilation
         out = te.compute(
             self.output_shape(p),
-            lambda n, k, o: te.sum(
-                xp[n, c, o * st + r * dil].astype(acc) * w[k, c, r].astype(acc), axis=[c, r]
+            # Axis names are what users read in mappings; hence the ambiguous 'l'.
+            lambda n, k, l: te.sum(  # noqa: E741
+                xp[n, c, l * st + r * dil].astype(acc) * wt[k, c, r].astype(acc), axis=[c, r]
             ),
             name="conv1d",
         )
-        return [x, w, out]
+        return [x, wt, out]
 
     def reference(self, p: Conv1dParams, inputs: list[np.ndarray]) -> np.ndarray:
         x, w = (_math(t) for t in inputs)
@@ -212,32 +213,49 @@ class Conv2d(Operator):
             _out_extent(p.W, p.S, p.stride, p.pad, p.dilation),
         )
 
+    def main_block(self, p: Conv2dParams) -> str:
+        return "conv2d" if p.groups == 1 else "conv2d_grouped"
+
     def te(self, p: Conv2dParams) -> list:
         from tvm import te
 
         cg, kg = p.C // p.groups, p.K // p.groups
         x = te.placeholder((p.N, p.C, p.H, p.W), p.data_dtype, name="data")
-        w = te.placeholder((p.K, cg, p.R, p.S), p.weight_dtype, name="weight")
+        wt = te.placeholder((p.K, cg, p.R, p.S), p.weight_dtype, name="weight")
         xp = _pad_stage(x, p.pad)
-        rc = te.reduce_axis((0, cg), name="rc")
-        r = te.reduce_axis((0, p.R), name="rr")
-        s = te.reduce_axis((0, p.S), name="rs")
+        c = te.reduce_axis((0, cg), name="c")
+        r = te.reduce_axis((0, p.R), name="r")
+        s = te.reduce_axis((0, p.S), name="s")
         acc, st, dil = p.acc_dtype, p.stride, p.dilation
-
-        def channel(k):
-            # Without groups keep the index a plain loop variable for the affine analysis.
-            return rc if p.groups == 1 else k // kg * cg + rc
-
-        out = te.compute(
-            self.output_shape(p),
-            lambda n, k, h, q: te.sum(
-                xp[n, channel(k), h * st + r * dil, q * st + s * dil].astype(acc)
-                * w[k, rc, r, s].astype(acc),
-                axis=[rc, r, s],
+        _, _, ho, wo = self.output_shape(p)
+        if p.groups == 1:
+            out = te.compute(
+                (p.N, p.K, ho, wo),
+                lambda n, k, h, w: te.sum(
+                    xp[n, c, h * st + r * dil, w * st + s * dil].astype(acc)
+                    * wt[k, c, r, s].astype(acc),
+                    axis=[c, r, s],
+                ),
+                name="conv2d",
+            )
+            return [x, wt, out]
+        # Groups get an axis of their own so every index stays affine in the loop
+        # variables (k // kg would not be), then a copy restores the [N, K, H, W] layout.
+        grouped = te.compute(
+            (p.N, p.groups, kg, ho, wo),
+            lambda n, g, k, h, w: te.sum(
+                xp[n, g * cg + c, h * st + r * dil, w * st + s * dil].astype(acc)
+                * wt[g * kg + k, c, r, s].astype(acc),
+                axis=[c, r, s],
             ),
+            name=self.main_block(p),
+        )
+        out = te.compute(
+            (p.N, p.K, ho, wo),
+            lambda n, k, h, w: grouped[n, k // kg, k % kg, h, w],
             name="conv2d",
         )
-        return [x, w, out]
+        return [x, wt, out]
 
     def reference(self, p: Conv2dParams, inputs: list[np.ndarray]) -> np.ndarray:
         x, w = (_math(t) for t in inputs)
@@ -307,20 +325,20 @@ class DepthwiseConv2d(Operator):
         from tvm import te
 
         x = te.placeholder((p.N, p.C, p.H, p.W), p.data_dtype, name="data")
-        w = te.placeholder((p.C, p.R, p.S), p.weight_dtype, name="weight")
+        wt = te.placeholder((p.C, p.R, p.S), p.weight_dtype, name="weight")
         xp = _pad_stage(x, p.pad)
-        r = te.reduce_axis((0, p.R), name="rr")
-        s = te.reduce_axis((0, p.S), name="rs")
+        r = te.reduce_axis((0, p.R), name="r")
+        s = te.reduce_axis((0, p.S), name="s")
         acc, st, dil = p.acc_dtype, p.stride, p.dilation
         out = te.compute(
             self.output_shape(p),
-            lambda n, c, h, q: te.sum(
-                xp[n, c, h * st + r * dil, q * st + s * dil].astype(acc) * w[c, r, s].astype(acc),
+            lambda n, c, h, w: te.sum(
+                xp[n, c, h * st + r * dil, w * st + s * dil].astype(acc) * wt[c, r, s].astype(acc),
                 axis=[r, s],
             ),
             name="depthwise_conv2d",
         )
-        return [x, w, out]
+        return [x, wt, out]
 
     def reference(self, p: DepthwiseConv2dParams, inputs: list[np.ndarray]) -> np.ndarray:
         x, w = (_math(t) for t in inputs)
@@ -386,23 +404,23 @@ class Conv3d(Operator):
         from tvm import te
 
         x = te.placeholder((p.N, p.C, p.D, p.H, p.W), p.data_dtype, name="data")
-        w = te.placeholder((p.K, p.C, p.T, p.R, p.S), p.weight_dtype, name="weight")
+        wt = te.placeholder((p.K, p.C, p.T, p.R, p.S), p.weight_dtype, name="weight")
         xp = _pad_stage(x, p.pad)
-        rc = te.reduce_axis((0, p.C), name="rc")
-        t = te.reduce_axis((0, p.T), name="rt")
-        r = te.reduce_axis((0, p.R), name="rr")
-        s = te.reduce_axis((0, p.S), name="rs")
+        rc = te.reduce_axis((0, p.C), name="c")
+        t = te.reduce_axis((0, p.T), name="t")
+        r = te.reduce_axis((0, p.R), name="r")
+        s = te.reduce_axis((0, p.S), name="s")
         acc, st = p.acc_dtype, p.stride
         out = te.compute(
             self.output_shape(p),
-            lambda n, k, d, h, q: te.sum(
-                xp[n, rc, d * st + t, h * st + r, q * st + s].astype(acc)
-                * w[k, rc, t, r, s].astype(acc),
+            lambda n, k, d, h, w: te.sum(
+                xp[n, rc, d * st + t, h * st + r, w * st + s].astype(acc)
+                * wt[k, rc, t, r, s].astype(acc),
                 axis=[rc, t, r, s],
             ),
             name="conv3d",
         )
-        return [x, w, out]
+        return [x, wt, out]
 
     def reference(self, p: Conv3dParams, inputs: list[np.ndarray]) -> np.ndarray:
         x, w = (_math(t) for t in inputs)
@@ -480,7 +498,7 @@ class Conv2dTranspose(Operator):
         from tvm import te, tirx
 
         x = te.placeholder((p.N, p.C, p.H, p.W), p.data_dtype, name="data")
-        w = te.placeholder((p.C, p.K, p.R, p.S), p.weight_dtype, name="weight")
+        wt = te.placeholder((p.C, p.K, p.R, p.S), p.weight_dtype, name="weight")
         st, ph, pw = p.stride, p.R - 1 - p.pad, p.S - 1 - p.pad
         if st == 1 and ph == 0 and pw == 0:
             dp = x  # stride 1 and pad = R-1 = S-1: the stage would only copy the input.
@@ -500,20 +518,20 @@ class Conv2dTranspose(Operator):
                 dilate_pad,
                 name="dilate_pad",
             )
-        rc = te.reduce_axis((0, p.C), name="rc")
-        r = te.reduce_axis((0, p.R), name="rr")
-        s = te.reduce_axis((0, p.S), name="rs")
+        rc = te.reduce_axis((0, p.C), name="c")
+        r = te.reduce_axis((0, p.R), name="r")
+        s = te.reduce_axis((0, p.S), name="s")
         acc = p.acc_dtype
         out = te.compute(
             self.output_shape(p),
-            lambda n, k, h, q: te.sum(
-                dp[n, rc, h + r, q + s].astype(acc)
-                * w[rc, k, p.R - 1 - r, p.S - 1 - s].astype(acc),
+            lambda n, k, h, w: te.sum(
+                dp[n, rc, h + r, w + s].astype(acc)
+                * wt[rc, k, p.R - 1 - r, p.S - 1 - s].astype(acc),
                 axis=[rc, r, s],
             ),
             name="conv2d_transpose",
         )
-        return [x, w, out]
+        return [x, wt, out]
 
     def reference(self, p: Conv2dTransposeParams, inputs: list[np.ndarray]) -> np.ndarray:
         # Scatter form, independent of the TE's gather form: each kernel tap (r, s)

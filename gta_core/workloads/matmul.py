@@ -58,7 +58,7 @@ class Gemm(Operator):
         acc = p.acc_dtype
         c = te.compute(
             (p.M, p.N),
-            lambda i, j: te.sum(a[i, k].astype(acc) * b[k, j].astype(acc), axis=k),
+            lambda m, n: te.sum(a[m, k].astype(acc) * b[k, n].astype(acc), axis=k),
             name="gemm",
         )
         return [a, b, c]
@@ -108,7 +108,7 @@ class BatchGemm(Operator):
         acc = p.acc_dtype
         c = te.compute(
             (p.B, p.M, p.N),
-            lambda b, i, j: te.sum(a[b, i, k].astype(acc) * w[b, k, j].astype(acc), axis=k),
+            lambda b, m, n: te.sum(a[b, m, k].astype(acc) * w[b, k, n].astype(acc), axis=k),
             name="batch_gemm",
         )
         return [a, w, c]
@@ -156,7 +156,7 @@ class Gemv(Operator):
         acc = p.acc_dtype
         y = te.compute(
             (p.M,),
-            lambda i: te.sum(a[i, k].astype(acc) * x[k].astype(acc), axis=k),
+            lambda m: te.sum(a[m, k].astype(acc) * x[k].astype(acc), axis=k),
             name="gemv",
         )
         return [x, a, y]

@@ -113,6 +113,10 @@ class Operator(ABC):
     def macs(self, p: OperatorParams) -> int:
         """Multiply-accumulates of the operator; FLOPs (or integer OPs) are twice this."""
 
+    def main_block(self, p: OperatorParams) -> str:
+        """Name of the TE stage that does the operator's arithmetic (what mappings map)."""
+        return self.name
+
     def flops(self, p: OperatorParams) -> int:
         return 2 * self.macs(p)
 

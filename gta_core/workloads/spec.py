@@ -43,6 +43,10 @@ class Workload:
 
         return te.create_prim_func(self.te())
 
+    @property
+    def main_block(self) -> str:
+        return self.operator.main_block(self.params)
+
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
         return self.operator.random_inputs(self.params, seed)
 

@@ -33,10 +33,17 @@ def _target() -> Target:
     )
 
 
-def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, tvm_name):
-    """``out[i] += sum_k broadcast[k] * lane_operand[i, k]``: a 16-lane dot product."""
+def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, tvm_name,
+                 lanes_first=False):
+    """``out[i] += sum_k broadcast[k] * lane_operand[i, k]``: a 16-lane dot product.
+
+    Inputs are declared in the order the TVM intrinsic reads them (``lanes_first``:
+    the lane operand first), since tensorize matches a block's reads by position.
+    """
     a, a_dtype = broadcast
     b, b_dtype = lane_operand
+    inputs = [Operand(name=a, role="input", dtype=a_dtype, indices=["k"]),
+              Operand(name=b, role="input", dtype=b_dtype, indices=["i", "k"])]
     return Intrinsic(
         name=name,
         target=TARGET,
@@ -44,11 +51,8 @@ def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, 
         compute=IntrinsicCompute(
             iter_vars=[IterVar(name="i", extent=lanes, kind="spatial"),
                        IterVar(name="k", extent=depth, kind="reduce")],
-            operands=[
-                Operand(name=a, role="input", dtype=a_dtype, indices=["k"]),
-                Operand(name=b, role="input", dtype=b_dtype, indices=["i", "k"]),
-                Operand(name="C", role="output", dtype=out, indices=["i"]),
-            ],
+            operands=[*(reversed(inputs) if lanes_first else inputs),
+                      Operand(name="C", role="output", dtype=out, indices=["i"])],
         ),
         tvm_intrinsics={"compute": tvm_name},
         tvm_module=TVM_MODULE,
@@ -60,7 +64,7 @@ INTRINSICS = (
                  16, 4, ("A", "uint8"), ("B", "int8"), "int32", "gta_avx512_vnni_16x4"),
     _dot_product("vnni-act-lanes", "vpdpbusd with roles swapped: 16 u8 activations in lanes, "
                  "s8 weight broadcast", 16, 4, ("A", "int8"), ("B", "uint8"), "int32",
-                 "gta_avx512_vnni_16x4_act_lanes"),
+                 "gta_avx512_vnni_16x4_act_lanes", lanes_first=True),
     _dot_product("bf16", "vdpbf16ps: 16 lanes x 2 bf16*bf16 products into f32",
                  16, 2, ("A", "bfloat16"), ("B", "bfloat16"), "float32", "gta_avx512_bf16_16x2"),
     Intrinsic(
@@ -90,3 +94,11 @@ def gta_register_targets(register):
 def gta_register_intrinsics(register):
     for intrinsic in INTRINSICS:
         register(intrinsic)
+
+
+@hookimpl
+def gta_intrinsic_peak(intrinsic, target):
+    if intrinsic.target != TARGET:
+        return None
+    from .peak import measure_peak
+    return measure_peak(intrinsic, target)

@@ -1,0 +1,46 @@
+"""All mapping candidates of a workload on a target: enumerated, added and vetoed by plugins."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from ..models import MappingCandidate
+from ..plugins import Registry
+from ..workloads import Workload
+
+
+def mapping_candidates(workload: Workload, target: str,
+                       registry: Registry) -> list[MappingCandidate]:
+    """Every candidate for ``workload`` on ``target``'s intrinsics, in a stable order.
+
+    Each plugin's ``gta_mapping_candidates`` adds candidates (the core's
+    enumerator is one of them); each kept one is then offered to every
+    ``gta_mapping_veto``, and the first reason given prunes it.
+    """
+    chosen = registry.target(target)
+    found: dict[str, MappingCandidate] = {}
+    for intrinsic in registry.intrinsics_for(target):
+        arguments = {"workload": workload, "intrinsic": intrinsic, "target": chosen}
+        for plugin, proposed in registry.call_each("gta_mapping_candidates", **arguments):
+            for candidate in proposed or []:
+                try:
+                    candidate = MappingCandidate.model_validate(
+                        candidate.model_dump() if isinstance(candidate, MappingCandidate)
+                        else candidate)
+                except (ValidationError, AttributeError) as exc:
+                    registry.record_failure(plugin, "gta_mapping_candidates",
+                                            f"malformed MappingCandidate: {exc}".splitlines()[0])
+                    continue
+                if plugin not in registry.builtin_names:
+                    candidate = candidate.model_copy(update={"source": plugin})
+                found.setdefault(candidate.id, candidate)
+        for candidate in [c for c in found.values() if c.intrinsic == intrinsic.name]:
+            if candidate.status != "kept":
+                continue
+            for plugin, reason in registry.call_each("gta_mapping_veto", candidate=candidate,
+                                                     **arguments):
+                if reason:
+                    found[candidate.id] = candidate.model_copy(update={
+                        "status": "pruned", "reason": f"vetoed by {plugin}: {reason}"})
+                    break
+    return list(found.values())

@@ -1,0 +1,96 @@
+"""Enumerate every way to map an operator's computation onto an intrinsic's.
+
+A mapping assigns each intrinsic operand an operator tensor of the same dtype,
+and each intrinsic iteration variable one or more operator iteration variables
+of the same kind (several fuse into one intrinsic axis); the other operator
+variables stay outer loops. As in AMOS, a mapping is valid when every operand
+sees the same dependence pattern on both sides: for each mapped operator
+variable ``u -> v``, the operator tensor depends on ``u`` exactly when its
+intrinsic operand depends on ``v``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from math import prod
+
+from ..models import MappingCandidate
+from .access import Access, Computation
+
+
+@dataclass(frozen=True)
+class EnumerationSettings:
+    max_fuse: int = 2  # operator variables fused into one intrinsic axis, at most
+    max_waste: float = 0.5  # candidates padding more of the work than this are pruned
+
+
+def operand_assignments(op: Computation, intr: Computation) -> Iterator[dict[str, Access]]:
+    """Each dtype-compatible assignment of operator tensors to intrinsic operands."""
+    if op.output.dtype != intr.output.dtype or len(op.inputs) != len(intr.inputs):
+        return
+    for tensors in itertools.permutations(op.inputs):
+        if all(t.dtype == x.dtype for t, x in zip(tensors, intr.inputs)):
+            pairs = {x.tensor: t for x, t in zip(intr.inputs, tensors)}
+            pairs[intr.output.tensor] = op.output
+            yield pairs
+
+
+def eligible(op: Computation, intr: Computation, assignment: dict[str, Access],
+             var: str) -> list[str]:
+    """Operator variables that may map onto intrinsic variable ``var``."""
+    kind = intr.axis(var).kind
+    operands = [*intr.inputs, intr.output]
+    return [
+        axis.name for axis in op.axes
+        if axis.kind == kind and all(
+            assignment[x.tensor].depends_on(axis.name) == x.depends_on(var) for x in operands)
+    ]
+
+
+def _groups(names: list[str], extents: dict[str, int], max_fuse: int) -> Iterator[tuple[str, ...]]:
+    """Non-empty ordered subsets of ``names``; a unit-extent variable only alone."""
+    for size in range(1, max_fuse + 1):
+        for group in itertools.combinations(names, size):
+            if size == 1 or all(extents[n] > 1 for n in group):
+                yield group
+
+
+def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
+                       settings: EnumerationSettings = EnumerationSettings()
+                       ) -> list[MappingCandidate]:
+    """Every valid mapping of ``op`` onto ``intr``, kept or pruned, in a stable order."""
+    extents = {a.name: a.extent for a in op.axes}
+    candidates: dict[str, MappingCandidate] = {}
+    for assignment in operand_assignments(op, intr):
+        choices = [list(_groups(eligible(op, intr, assignment, v.name), extents,
+                                settings.max_fuse)) for v in intr.axes]
+        for groups in itertools.product(*choices):
+            used = [name for group in groups for name in group]
+            if len(used) != len(set(used)):
+                continue
+            axes = {v.name: list(g) for v, g in zip(intr.axes, groups)}
+            candidate = _candidate(intrinsic, intr, assignment, axes, extents, settings)
+            candidates.setdefault(candidate.id, candidate)
+    return list(candidates.values())
+
+
+def _candidate(intrinsic: str, intr: Computation, assignment: dict[str, Access],
+               axes: dict[str, list[str]], extents: dict[str, int],
+               settings: EnumerationSettings) -> MappingCandidate:
+    fused = {v.name: prod(extents[n] for n in axes[v.name]) for v in intr.axes}
+    padded = {v.name: -(-fused[v.name] // v.extent) * v.extent for v in intr.axes}
+    padding = {v: padded[v] for v in padded if padded[v] != fused[v]}
+    waste = 1 - prod(fused.values()) / prod(padded.values())
+    operands = {name: access.tensor for name, access in assignment.items()}
+    key = f"{intrinsic}|{sorted(operands.items())}|{sorted(axes.items())}"
+    identifier = f"{intrinsic}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
+    status, reason = "kept", None
+    if waste > settings.max_waste:
+        status = "pruned"
+        reason = f"padding wastes {waste:.0%} of the work (bound {settings.max_waste:.0%})"
+    return MappingCandidate(id=identifier, intrinsic=intrinsic, operands=operands, axes=axes,
+                            padding=padding, waste=round(waste, 4), status=status, reason=reason)
+
