@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .measure import Measurement, measure_program
-from .models import Intrinsic, PluginFailure, Target
+from .mapping import mapping_candidates
+from .mapping.realise import RealisationError, realise
+from .measure import Measurement, build, measure_program
+from .models import Intrinsic, MappingCandidate, PluginFailure, Target
 from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
@@ -182,3 +184,58 @@ def demo(target: str = "avx512", workloads: tuple[str, ...] = DEMO_WORKLOADS,
                             intrinsics=[i.name for i in report.intrinsics],
                             baseline=measure_program(workload.prim_func(), workload, chosen)))
     return DemoReport(target=target, rows=rows)
+
+
+class CheckedCandidate(MappingCandidate):
+    """A candidate as ``gta mappings`` reports it; with ``--check``, realised and run."""
+
+    checked: bool = False
+    gops: float | None = None  # untuned throughput of the realised program, when checked
+
+
+class MappingsReport(BaseModel):
+    workload: str
+    target: str
+    mappings: list[CheckedCandidate]
+
+
+def mappings(spec: str, target: str, check: bool = False, registry: Registry | None = None,
+             progress=None) -> MappingsReport:
+    """Every mapping candidate of ``spec`` on ``target``'s intrinsics.
+
+    With ``check``, each kept candidate is realised in TensorIR and built; on a
+    CPU target it is also run and compared with the numpy reference. A
+    candidate that fails is reported pruned, with the failing step as reason.
+    """
+    registry = registry or default_registry()
+    workload = load_workload(spec, registry)
+    chosen = registry.target(target)
+    rows = []
+    for candidate in mapping_candidates(workload, target, registry):
+        row = CheckedCandidate(**candidate.model_dump())
+        if check and row.status == "kept":
+            if progress is not None:
+                progress(f"checking {row.id}")
+            row = _check(workload, row, registry.intrinsics[row.intrinsic], chosen)
+        rows.append(row)
+    return MappingsReport(workload=workload.spec, target=target, mappings=rows)
+
+
+def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
+           target: Target) -> CheckedCandidate:
+    try:
+        realised = realise(workload, row, intrinsic)
+        if target.kind != "cpu":
+            build(realised.sch.mod, target)
+            return row.model_copy(update={"checked": True})
+        result = measure_program(realised.sch.mod, workload, target, number=1, repeat=3)
+    except RealisationError as exc:
+        return row.model_copy(update={"status": "pruned", "reason": str(exc)})
+    except Exception as exc:  # noqa: BLE001 - a build failure prunes the candidate, with why
+        first = str(exc).strip().splitlines()
+        reason = f"build failed: {first[-1] if first else type(exc).__name__}"
+        return row.model_copy(update={"status": "pruned", "reason": reason})
+    if not result.correct:
+        return row.model_copy(update={"status": "pruned",
+                                      "reason": f"wrong result: {result.mismatch}"})
+    return row.model_copy(update={"checked": True, "gops": result.gflops})

@@ -95,6 +95,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mappings(args: argparse.Namespace) -> int:
+    report = api.mappings(args.spec, args.target, check=args.check,
+                          progress=lambda text: print(text, file=sys.stderr))
+    if args.json:
+        _print_json(report)
+        return 0
+    kept = sum(m.status == "kept" for m in report.mappings)
+    print(f"{report.workload} on {report.target}: {len(report.mappings)} candidates, {kept} kept")
+    rows = []
+    for m in report.mappings:
+        axes = " ".join(f"{v}<-{'*'.join(names)}" for v, names in m.axes.items())
+        padding = " ".join(f"{v}:{e}" for v, e in m.padding.items()) or "-"
+        roles = " ".join(f"{k}={t}" for k, t in m.operands.items())
+        note = m.reason or (f"{m.gops:.1f} G/s untuned" if m.gops else "")
+        rows.append([m.id, m.status, axes, roles, padding, f"{m.waste:.0%}", note])
+    print(_table(rows, ["id", "status", "axes", "operands", "padding", "waste", "reason"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gta", description="Generate tensorized programs with GTA.")
     parser.add_argument("--version", action="version", version=f"gta {__version__}")
@@ -109,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--target", help="list this target's intrinsics for the workload")
     describe.add_argument("--json", action="store_true", help="print JSON")
     describe.set_defaults(run=cmd_describe)
+
+    maps = commands.add_parser("mappings", help="every way to map a workload onto intrinsics")
+    maps.add_argument("spec", help="workload spec, e.g. conv2d:N=1,C=64,H=56,W=56,K=64,R=3,S=3")
+    maps.add_argument("--target", required=True, help="target whose intrinsics to map onto")
+    maps.add_argument("--check", action="store_true",
+                      help="realise, build and (on a CPU) run each kept candidate against numpy")
+    maps.add_argument("--json", action="store_true", help="print JSON")
+    maps.set_defaults(run=cmd_mappings)
 
     demo = commands.add_parser("demo", help="a small embedded suite on this CPU")
     demo.add_argument("--target", default="avx512", help="CPU target (default: avx512)")

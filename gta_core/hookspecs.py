@@ -13,9 +13,9 @@ plugin that registered it when something is wrong; a plugin with one bad
 object, or whose hook raises, is skipped whole and the others keep working.
 The core's own operators, enumerator and defaults use these same hooks.
 
-No hook here is ``firstresult``: every plugin's contribution counts. Where one
-answer must win (a name registered twice), the first plugin loaded keeps it and
-the later one is reported.
+Every plugin's contribution counts: where one answer must win (a name
+registered twice), the first plugin loaded keeps it and the later one is
+reported; ``gta_intrinsic_peak`` uses the first measurement returned.
 """
 
 from __future__ import annotations

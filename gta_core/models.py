@@ -206,6 +206,11 @@ class Intrinsic(_Model):
     compute one under ``"compute"``; ``"init"`` and loads/stores where the
     target needs them); ``tvm_module`` is the importable module whose import
     registers them with TVM, so build workers can import just that module.
+
+    List the compute's inputs in the order the TVM compute intrinsic reads
+    them: TVM's tensorize matches a block's reads by position. Where the two
+    inputs have the same dtype, a block may read them the other way round;
+    ``"compute_mirrored"`` names a TVM intrinsic for that order.
     """
 
     name: str = Field(pattern=NAME_PATTERN)

@@ -1,5 +1,5 @@
 """Building and running programs: correctness against numpy, then timing."""
 
-from .check import Measurement, measure_program
+from .check import Measurement, build, measure_program
 
-__all__ = ["Measurement", "measure_program"]
+__all__ = ["Measurement", "build", "measure_program"]

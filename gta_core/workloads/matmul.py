@@ -156,7 +156,7 @@ class Gemv(Operator):
         acc = p.acc_dtype
         y = te.compute(
             (p.M,),
-            lambda m: te.sum(a[m, k].astype(acc) * x[k].astype(acc), axis=k),
+            lambda m: te.sum(x[k].astype(acc) * a[m, k].astype(acc), axis=k),
             name="gemv",
         )
         return [x, a, y]

@@ -85,8 +85,10 @@ class Operator(ABC):
     """An operator family: ``gemm``, ``conv2d``...
 
     Subclasses set ``name``, ``description`` and ``Params`` and implement the
-    four methods below. Inputs come in the order :meth:`inputs` lists them;
-    the TE function takes the same order and returns the output last.
+    abstract methods. Inputs come in the order :meth:`inputs` lists them (data,
+    then weight); the TE function takes the same order and returns the output
+    last. The main stage multiplies data by weight in that order: TVM's
+    tensorize matches a block's reads by position.
     """
 
     name: ClassVar[str]

@@ -34,7 +34,7 @@ def _target() -> Target:
 
 
 def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, tvm_name,
-                 lanes_first=False):
+                 lanes_first=False, mirrored=None):
     """``out[i] += sum_k broadcast[k] * lane_operand[i, k]``: a 16-lane dot product.
 
     Inputs are declared in the order the TVM intrinsic reads them (``lanes_first``:
@@ -54,7 +54,7 @@ def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, 
             operands=[*(reversed(inputs) if lanes_first else inputs),
                       Operand(name="C", role="output", dtype=out, indices=["i"])],
         ),
-        tvm_intrinsics={"compute": tvm_name},
+        tvm_intrinsics={"compute": tvm_name, **({"compute_mirrored": mirrored} if mirrored else {})},
         tvm_module=TVM_MODULE,
     )
 
@@ -66,7 +66,8 @@ INTRINSICS = (
                  "s8 weight broadcast", 16, 4, ("A", "int8"), ("B", "uint8"), "int32",
                  "gta_avx512_vnni_16x4_act_lanes", lanes_first=True),
     _dot_product("bf16", "vdpbf16ps: 16 lanes x 2 bf16*bf16 products into f32",
-                 16, 2, ("A", "bfloat16"), ("B", "bfloat16"), "float32", "gta_avx512_bf16_16x2"),
+                 16, 2, ("A", "bfloat16"), ("B", "bfloat16"), "float32", "gta_avx512_bf16_16x2",
+                 mirrored="gta_avx512_bf16_16x2_mirrored"),
     Intrinsic(
         name="fma",
         target=TARGET,
@@ -79,7 +80,8 @@ INTRINSICS = (
                 Operand(name="C", role="output", dtype="float32", indices=["i"]),
             ],
         ),
-        tvm_intrinsics={"compute": "gta_avx512_fma_16"},
+        tvm_intrinsics={"compute": "gta_avx512_fma_16",
+                        "compute_mirrored": "gta_avx512_fma_16_mirrored"},
         tvm_module=TVM_MODULE,
     ),
 )

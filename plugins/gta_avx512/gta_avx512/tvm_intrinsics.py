@@ -223,7 +223,50 @@ def fma_16_impl(
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# Mirrored descs: the same computation with the inputs multiplied (and read) in the other order.
+# Tensorize matches a block's reads by position, so a block computing `C += data * weight` with
+# the weight as the broadcast operand A needs these; the impls are the plain ones.
+# ---------------------------------------------------------------------------------------------
+
+
+@T.prim_func(s_tir=True)
+def bf16_16x2_mirrored_desc(
+    A: T.Buffer((2,), "bfloat16", offset_factor=1),
+    B: T.Buffer((16, 2), "bfloat16", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], B[0:16, 0:2], A[0:2])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 2):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(B[vi, vk], "float32") * T.cast(A[vk], "float32")
+
+
+@T.prim_func(s_tir=True)
+def fma_16_mirrored_desc(
+    A: T.Buffer((1,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], B[0:16], A[0:1])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + B[vi] * A[0]
+
+
+BF16_16X2_MIRRORED = "gta_avx512_bf16_16x2_mirrored"
+FMA_16_MIRRORED = "gta_avx512_fma_16_mirrored"
+
 _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
+    BF16_16X2_MIRRORED: (bf16_16x2_mirrored_desc, bf16_16x2_impl),
+    FMA_16_MIRRORED: (fma_16_mirrored_desc, fma_16_impl),
     VNNI_16X4: (vnni_16x4_desc, vnni_16x4_impl),
     VNNI_16X4_ACT_LANES: (vnni_16x4_act_lanes_desc, vnni_16x4_act_lanes_impl),
     BF16_16X2: (bf16_16x2_desc, bf16_16x2_impl),

@@ -9,19 +9,32 @@ the five wmma intrinsics that ``names.wmma_names`` names:
 - ``compute``: C [m, n] += A [m, k] * B [k, n] (``wmma::mma_sync``), inputs cast to out_dtype;
 - ``store``: ``wmma.accumulator`` [m, n] to "shared", row-major.
 
-TVM registers only 16x16x16 under its own names; its generators are shape-generic (fragment
-index from the buffer's elem_offset, stride and tile shape), so 32x8x16 and 8x32x16 reuse them.
+TVM registers only 16x16x16 under its own names, but its generators are shape-generic (the
+fragment index comes from the buffer's elem_offset, row stride and tile shape; the fragment
+shape the CUDA code declares is inferred from the calls), so 32x8x16 and 8x32x16 reuse them.
+wmma needs every fragment pointer 32-byte aligned: a fragment narrower than 32 bytes (n=8
+fp16, k=16 int8) must not sit at an odd column offset of a row-major buffer; lay such staging
+buffers out fragment-major ([cols / frag_cols, rows, frag_cols]) first.
 
 It also imports ``tvm.s_tir.tensor_intrin.cuda`` (~17 s here), whose import registers TVM's own
 ldmatrix / mma.sync intrinsics that ``names.MMA_F16_F32`` and ``names.MMA_F16_F16`` name.
+Programs tensorized with those do not build with TVM 0.27's default pipeline (LowerWarpMemory
+fails: "Cannot find warp index(threadIdx.x) within the scope of warp memory"); build them with
+``tvm.compile(..., tir_pipeline=WARP_MMA_PIPELINE)``, registered here (see ``_warp_mma``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import tvm
 from tvm.s_tir import TensorIntrin
 
 # Importing this module registers TVM's mma_* / wmma_* intrinsics (the names.MMA_* groups).
 from tvm.s_tir.tensor_intrin import cuda as _tvm_cuda
+from tvm.tirx import PrimFunc
+from tvm.tirx import stmt as _s
+from tvm.tirx.compilation_pipeline import get_tir_pipeline, register_tir_pipeline
 
 from gta_cuda_tc.names import wmma_names
 
@@ -34,6 +47,8 @@ WMMA_SHAPES: list[tuple[int, int, int, str, str]] = [
     ],
     (16, 16, 16, "int8", "int32"),
 ]
+
+WARP_MMA_PIPELINE = "gta_warp_mma"
 
 _SHARED = "shared"
 
@@ -55,3 +70,108 @@ def _register(m: int, n: int, k: int, in_dtype: str, out_dtype: str) -> None:
 
 for _shape in WMMA_SHAPES:
     _register(*_shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# A build pipeline for TVM's warp-scope mma.sync intrinsics (names.MMA_*).
+#
+# Three TVM 0.27 defects stop them, each worked around here:
+# 1. LiftThreadBinding / UnifyThreadBinding put the single threadIdx.x launch above the "warp"
+#    AllocBuffers, while LowerWarpMemory looks for threadIdx.x *below* each allocation. We hoist
+#    the warp allocations (registers: their lifetime can grow) to just above that launch.
+# 2. One LowerWarpMemory run lowers only the first warp AllocBuffer of a statement sequence and
+#    leaves the others as 32x too large per-thread arrays; it runs once per warp buffer here.
+# 3. LowerWarpMemory needs the index as `... + threadIdx.x * c + ...`; CommonSubexprElim hides
+#    threadIdx.x * 8 in a let variable ("require positive constant coefficient on warp index"),
+#    so the pipeline runs with "tirx.disable_cse_tir".
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_warp_alloc(stmt: _s.Stmt) -> bool:
+    return isinstance(stmt, _s.AllocBuffer) and stmt.buffer.scope() == "warp"
+
+
+def _without_warp_allocs(stmt: _s.Stmt, found: list[_s.Stmt]) -> _s.Stmt:
+    """`stmt` with its warp AllocBuffers removed (appended to `found`)."""
+    if isinstance(stmt, _s.SeqStmt):
+        kept = []
+        for child in stmt.seq:
+            if _is_warp_alloc(child):
+                found.append(child)
+            else:
+                kept.append(_without_warp_allocs(child, found))
+        if not kept:
+            return _s.Evaluate(0)
+        return kept[0] if len(kept) == 1 else _s.SeqStmt(kept)
+    if _is_warp_alloc(stmt):
+        found.append(stmt)
+        return _s.Evaluate(0)
+    if isinstance(stmt, _s.For):
+        body = _without_warp_allocs(stmt.body, found)
+        return _s.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body,
+                      stmt.thread_binding, stmt.annotations, stmt.step)
+    if isinstance(stmt, _s.AttrStmt):
+        body = _without_warp_allocs(stmt.body, found)
+        return _s.AttrStmt(stmt.node, stmt.attr_key, stmt.value, body)
+    if isinstance(stmt, _s.IfThenElse):
+        else_case = stmt.else_case
+        if else_case is not None:
+            else_case = _without_warp_allocs(else_case, found)
+        return _s.IfThenElse(stmt.condition, _without_warp_allocs(stmt.then_case, found),
+                             else_case)
+    return stmt
+
+
+def _hoist_warp_allocs(stmt: _s.Stmt, hoisted: list[_s.Stmt]) -> _s.Stmt:
+    """Move the warp allocations below each threadIdx.x launch to just above it."""
+    if isinstance(stmt, _s.AttrStmt):
+        if stmt.attr_key == "thread_extent" and stmt.node.thread_tag == "threadIdx.x":
+            found: list[_s.Stmt] = []
+            body = _without_warp_allocs(stmt.body, found)
+            if not found:
+                return stmt
+            hoisted.extend(found)
+            return _s.SeqStmt([*found, _s.AttrStmt(stmt.node, stmt.attr_key, stmt.value, body)])
+        return _s.AttrStmt(stmt.node, stmt.attr_key, stmt.value,
+                           _hoist_warp_allocs(stmt.body, hoisted))
+    if isinstance(stmt, _s.SeqStmt):
+        return _s.SeqStmt([_hoist_warp_allocs(child, hoisted) for child in stmt.seq])
+    return stmt
+
+
+@tvm.transform.module_pass(opt_level=0, name="gta.LowerWarpMemoryForMma")
+def _lower_warp_memory_for_mma(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+    hoisted: list[_s.Stmt] = []
+    updated = {}
+    for gvar, func in mod.functions_items():
+        if isinstance(func, PrimFunc):
+            updated[gvar] = func.with_body(_hoist_warp_allocs(func.body, hoisted))
+    for gvar, func in updated.items():
+        mod[gvar] = func
+    # One LowerWarpMemory run per warp buffer (defect 2); extra runs are no-ops.
+    for _ in range(len(hoisted)):
+        mod = tvm.tirx.transform.LowerWarpMemory()(mod)
+    return mod
+
+
+def _warp_mma() -> tuple[tvm.transform.Pass, Callable[[], tvm.transform.Pass],
+                         Callable[[], tvm.transform.Pass]]:
+    """TVM's s_tir pipeline, CSE off, with the warp-memory fix before device finalization."""
+    lower, finalize_host, finalize_device = get_tir_pipeline("s_tir")
+
+    @tvm.transform.module_pass(opt_level=0, name="gta.WarpMmaPipeline")
+    def _pipeline(mod: tvm.IRModule, ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        # The s_tir pipeline reads its switches from the current context; instruments are not
+        # carried into this inner context (they would be entered twice).
+        config = {**ctx.config, "tirx.disable_cse_tir": True}
+        with tvm.transform.PassContext(opt_level=ctx.opt_level, required_pass=ctx.required_pass,
+                                       disabled_pass=ctx.disabled_pass, config=config):
+            return lower(mod)
+
+    def _finalize_device() -> tvm.transform.Pass:
+        return tvm.transform.Sequential([_lower_warp_memory_for_mma, finalize_device()])
+
+    return _pipeline, finalize_host, _finalize_device
+
+
+register_tir_pipeline(WARP_MMA_PIPELINE, _warp_mma)
