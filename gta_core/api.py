@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from .mapping import mapping_candidates
 from .mapping.realise import RealisationError, realise
 from .measure import Measurement, build, measure_program
-from .models import Intrinsic, MappingCandidate, PluginFailure, Target
+from .models import Intrinsic, MappingCandidate, PeakMeasurement, PluginFailure, Target
 from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
@@ -239,3 +239,40 @@ def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
         return row.model_copy(update={"status": "pruned",
                                       "reason": f"wrong result: {result.mismatch}"})
     return row.model_copy(update={"checked": True, "gops": result.gflops})
+
+
+class PeakRow(BaseModel):
+    intrinsic: str
+    dtypes: str
+    measurement: PeakMeasurement | None = None
+
+
+class PeakReport(BaseModel):
+    """What ``gta peak`` shows: each intrinsic's measured throughput on this machine."""
+
+    target: str
+    peaks: list[PeakRow]
+
+
+class NothingMeasured(Exception):
+    """No plugin could measure any intrinsic of the target here; the message is one line."""
+
+
+def peak(target: str, registry: Registry | None = None, progress=None) -> PeakReport:
+    """Measure every intrinsic of ``target`` through the ``gta_intrinsic_peak`` hook."""
+    registry = registry or default_registry()
+    chosen = registry.target(target)
+    rows = []
+    for intrinsic in registry.intrinsics_for(target):
+        if progress is not None:
+            progress(f"measuring {intrinsic.name}")
+        answers = registry.call_each("gta_intrinsic_peak", intrinsic=intrinsic, target=chosen)
+        measured = next((m for _, m in answers if m is not None), None)
+        summary = intrinsic_summary(intrinsic)
+        rows.append(PeakRow(intrinsic=intrinsic.name,
+                            dtypes=" x ".join(summary.inputs) + " -> " + summary.output,
+                            measurement=measured))
+    if not any(row.measurement for row in rows):
+        raise NothingMeasured(f"no installed plugin can measure the intrinsics of {target} on "
+                              f"this machine{' (it needs a GPU)' if chosen.kind == 'gpu' else ''}")
+    return PeakReport(target=target, peaks=rows)

@@ -16,7 +16,7 @@ from . import __version__, api
 from .plugins import UnknownTarget
 from .workloads import SpecError
 
-USER_ERRORS = (SpecError, UnknownTarget)
+USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured)
 
 
 class UsageError(Exception):
@@ -114,6 +114,22 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_peak(args: argparse.Namespace) -> int:
+    report = api.peak(args.target, progress=lambda text: print(text, file=sys.stderr))
+    if args.json:
+        _print_json(report)
+        return 0
+    rows = []
+    for row in report.peaks:
+        m = row.measurement
+        unit = "GOPS" if "int" in row.dtypes.split(" -> ")[0] else "GFLOP/s"
+        rows.append([row.intrinsic, row.dtypes, f"{m.gops:.1f} {unit}" if m else "not measured",
+                     f"{m.spread:.1%}" if m else "-", str(m.cores) if m else "-"])
+    print(f"peak throughput of {report.target} intrinsics on this machine (median of repeats)")
+    print(_table(rows, ["intrinsic", "dtypes", "peak", "spread", "cores"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gta", description="Generate tensorized programs with GTA.")
     parser.add_argument("--version", action="version", version=f"gta {__version__}")
@@ -136,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="realise, build and (on a CPU) run each kept candidate against numpy")
     maps.add_argument("--json", action="store_true", help="print JSON")
     maps.set_defaults(run=cmd_mappings)
+
+    peak = commands.add_parser("peak", help="measured throughput of each intrinsic")
+    peak.add_argument("--target", required=True, help="target whose intrinsics to measure")
+    peak.add_argument("--json", action="store_true", help="print JSON")
+    peak.set_defaults(run=cmd_peak)
 
     demo = commands.add_parser("demo", help="a small embedded suite on this CPU")
     demo.add_argument("--target", default="avx512", help="CPU target (default: avx512)")

@@ -56,6 +56,27 @@ def test_describe_shows_tensors_work_and_fitting_intrinsics(capsys):
     assert {i["name"] for i in report["intrinsics"]} == {"vnni", "vnni-act-lanes"}
 
 
+def test_mappings_json_lists_every_candidate_with_status_reason_axes_and_padding(capsys):
+    code, out, _ = run(capsys, "mappings", "conv2d:N=1,C=8,H=10,W=10,K=16,R=3,S=3,pad=1,dtype=int8",
+                       "--target", "avx512", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["workload"].startswith("conv2d:N=1,C=8") and report["target"] == "avx512"
+    rows = report["mappings"]
+    assert {"id", "status", "reason", "intrinsic", "axes", "padding"} <= set(rows[0])
+    assert {r["status"] for r in rows} == {"kept", "pruned"}
+    assert all(r["reason"] for r in rows if r["status"] == "pruned")
+    assert {"vnni", "vnni-act-lanes"} == {r["intrinsic"] for r in rows}
+
+
+def test_mappings_check_realises_and_reports_throughput(capsys):
+    code, out, err = run(capsys, "mappings", "gemm:M=32,N=32,K=32,dtype=int8", "--target",
+                         "avx512", "--check")
+    assert code == 0
+    assert "2 candidates, 2 kept" in out and "G/s untuned" in out
+    assert "checking vnni-" in err  # progress goes to stderr
+
+
 BAD_INPUTS = [
     (["describe", ""], "empty workload spec"),
     (["describe", "matmul:M=1"], "unknown operator 'matmul'"),
@@ -69,6 +90,9 @@ BAD_INPUTS = [
     (["describe", "gemm:M=1,N=1,K=1", "--target", "tpu"], "unknown target 'tpu'"),
     (["describe"], "the following arguments are required: spec"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["mappings", "gemm:M=1,N=1,K=1"], "the following arguments are required: --target"),
+    (["mappings", "gemm:M=1,N=1,K=1", "--target", "tpu"], "unknown target 'tpu'"),
+    (["mappings", "gemm:M=1,N=1", "--target", "avx512"], "missing key 'K'"),
     ([], "the following arguments are required: command"),
 ]
 
