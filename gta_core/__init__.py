@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .host import use_all_cores
+
+use_all_cores()  # before anything imports TVM's runtime
+
 try:
     __version__ = version("gta-core")
 except PackageNotFoundError:  # running from a source tree that is not installed

@@ -8,12 +8,31 @@ from pathlib import Path
 CACHE_ROOT = Path("/sys/devices/system/cpu/cpu0/cache")
 
 
-def cpu_cores() -> int:
-    """Cores this process may run on."""
+def _affinity() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# Read once, before TVM starts its thread pool: a one-thread pool pins the calling thread to a
+# single CPU, after which the affinity mask no longer says how many cores the process had.
+_CORES = _affinity()
+
+
+def cpu_cores() -> int:
+    """Cores this process was given when it started."""
+    return _CORES
+
+
+def use_all_cores() -> None:
+    """Make TVM's parallel loops use every core unless the user chose otherwise.
+
+    Without TVM_NUM_THREADS, TVM sizes its pool to half the hardware threads on
+    x86 (one here) and runs parallel loops serially. Must run before TVM's
+    runtime starts its pool; the user's own setting wins.
+    """
+    os.environ.setdefault("TVM_NUM_THREADS", str(_CORES))
 
 
 def cpu_cache_bytes(root: Path = CACHE_ROOT) -> dict[str, int]:

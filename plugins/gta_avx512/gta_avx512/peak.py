@@ -48,16 +48,18 @@ from .tvm_intrinsics import (
 )
 
 GROUPS = 2
-"""Accumulator buffers per worker. Each must stay under TVM's 1024-byte stack-allocation limit:
-a bigger one goes to ``TVMBackendAllocWorkspace`` and LLVM then keeps it in memory (measured:
-16 accumulators in one buffer ran at a third of the speed, the loop full of loads and stores)."""
+"""Accumulator buffers per worker (the kernel declares two). Each must stay under TVM's
+1024-byte stack-allocation limit: a bigger one goes to ``TVMBackendAllocWorkspace`` and LLVM
+then keeps it in memory (measured: 16 accumulators in one buffer ran at a third of the speed,
+the loop full of loads and stores)."""
 
 PER_GROUP = 8
 """Zmm accumulators per buffer (512 bytes)."""
 
 ACCUMULATORS = GROUPS * PER_GROUP
 """Independent accumulator chains per worker: zmm0-15, the two operands take two more. Measured
-here (bf16): 8 chains 339, 12 chains 470, 16-24 chains ~505 GFLOP/s, so 16 covers the latency."""
+on one core here (bf16): 8 chains 339, 12 chains 470, 16-24 chains ~505 GFLOP/s, so 16 cover
+the latency."""
 
 LANES = 16
 """32-bit lanes of one zmm accumulator."""
@@ -79,7 +81,7 @@ def _vfmadd(c, a, b):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Instruction:
     """One instruction the peak loop runs: how to call it, its operands, its mnemonic."""
 
@@ -283,15 +285,23 @@ _POOL_LOCK = threading.Lock()
 def _with_threads(workers: int, work: Callable[[], T_]) -> tuple[T_, int]:
     """Run ``work()`` in a fresh thread whose TVM thread pool has ``workers`` threads.
 
-    Returns its result and the pool's thread count. Why not the caller's thread: TVM sizes a
-    thread's pool once, when it first runs a parallel loop, at ``TVM_NUM_THREADS`` or else half
-    the hardware threads on x86 (to skip hyper-threads: 1 on this 2-vCPU machine), and a pool of
-    one thread pins the calling thread to CPU 0 (checked: ``os.sched_getaffinity`` goes from
-    {0, 1} to {0}), an affinity new threads inherit. So the measurement gets its own thread,
-    whose pool is created with ``TVM_NUM_THREADS=workers`` and an affinity wide enough.
+    Returns its result and the pool's thread count. Why not simply the caller's thread, checked
+    with TVM 0.27 on this 2-vCPU machine:
+
+    - TVM sizes a thread's pool once, when that thread first runs a parallel loop (or asks
+      ``runtime.NumThreads``), at ``TVM_NUM_THREADS``, else half the hardware threads on x86
+      (to skip hyper-threads): 1 here; ``runtime.config_threadpool`` cannot grow it later.
+    - Every parallel launch re-reads ``TVM_NUM_THREADS`` and runs the loop serially on the
+      calling thread when it says (or defaults to) 1, whatever the pool's size.
+    - A pool of one thread pins the thread that created it to CPU 0 (``os.sched_getaffinity``
+      goes from {0, 1} to {0}, even under ``taskset -c 1``), and new threads inherit that.
+
+    So ``TVM_NUM_THREADS`` is set to ``workers`` for the whole measurement (and restored after;
+    other threads of this process that launch parallel TVM code meanwhile see it too), and the
+    measurement runs in a new thread with an affinity of at least ``workers`` CPUs, whose pool
+    is therefore created with ``workers`` threads.
     """
     outcome: dict[str, object] = {}
-    pool_ready = threading.Event()
 
     def body() -> None:
         try:
@@ -302,26 +312,22 @@ def _with_threads(workers: int, work: Callable[[], T_]) -> tuple[T_, int]:
                     pass
             # Creates this thread's pool, sized from TVM_NUM_THREADS.
             outcome["threads"] = tvm.get_global_func("runtime.NumThreads")()
-            pool_ready.set()
             outcome["value"] = work()
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller
             outcome["error"] = error
-        finally:
-            pool_ready.set()
 
     with _POOL_LOCK:
         previous = os.environ.get("TVM_NUM_THREADS")
         os.environ["TVM_NUM_THREADS"] = str(workers)
-        thread = threading.Thread(target=body, name="gta-peak", daemon=True)
         try:
+            thread = threading.Thread(target=body, name="gta-peak", daemon=True)
             thread.start()
-            pool_ready.wait()
+            thread.join()
         finally:
             if previous is None:
                 os.environ.pop("TVM_NUM_THREADS", None)
             else:
                 os.environ["TVM_NUM_THREADS"] = previous
-    thread.join()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"], int(outcome["threads"])  # type: ignore[return-value]
