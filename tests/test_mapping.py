@@ -45,6 +45,14 @@ def test_every_family_has_a_kept_mapping_and_every_kept_one_realises_correctly(f
     assert all(m.checked and m.gops > 0 for m in survivors)
 
 
+@pytest.mark.parametrize("family", ["gemm", "conv2d", "depthwise"])
+def test_bfloat16_mappings_use_vdpbf16ps_and_realise_correctly(family):
+    report = mappings(f"{FAMILIES[family]},dtype=bfloat16", "avx512", check=True)
+    survivors = [m for m in report.mappings if m.status == "kept"]
+    assert survivors and all(m.checked for m in survivors)
+    assert {m.intrinsic for m in survivors} == {"bf16"}
+
+
 def test_conv2d_int8_maps_in_several_distinct_ways():
     candidates = kept("conv2d:N=1,C=64,H=56,W=56,K=64,R=3,S=3,pad=1,dtype=int8")
     assert len({(c.intrinsic, str(c.axes)) for c in candidates}) >= 2

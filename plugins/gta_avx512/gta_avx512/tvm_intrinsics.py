@@ -163,6 +163,26 @@ def bf16_16x2_desc(
                     C[vi] = C[vi] + T.cast(A[vk], "float32") * T.cast(B[vi, vk], "float32")
 
 
+# TVM's BF16ComputeLegalize turns bf16 buffers a function allocates (the packed copies a
+# realised mapping makes) into float32 ones, so the impl cannot count on bf16 bits in memory.
+# It loads both operands as float32 vectors, exact copies of bf16 values either way, and this
+# wrapper narrows them back (vcvtne2ps2bf16, exact) before vdpbf16ps.
+_BF16_F32_WRAPPER = "gta_avx512_vdpbf16ps_512_from_f32"
+_BF16_F32_WRAPPER_LL = f"""
+declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
+define linkonce_odr <16 x float> @{_BF16_F32_WRAPPER}(<16 x float> %c, <2 x float> %a,
+                                                      <32 x float> %b) alwaysinline {{
+  %a2 = fptrunc <2 x float> %a to <2 x bfloat>
+  %ab = shufflevector <2 x bfloat> %a2, <2 x bfloat> poison, <32 x i32> <{", ".join(
+      f"i32 {i % 2}" for i in range(32))}>
+  %bb = fptrunc <32 x float> %b to <32 x bfloat>
+  %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %c, <32 x bfloat> %ab,
+                                                           <32 x bfloat> %bb)
+  ret <16 x float> %r
+}}
+"""
+
+
 @T.prim_func(s_tir=True)
 def bf16_16x2_impl(
     A: T.Buffer((2,), "bfloat16", offset_factor=1),
@@ -172,14 +192,13 @@ def bf16_16x2_impl(
     with T.sblock("root"):
         T.reads(C[0:16], A[0:2], B[0:16, 0:2])
         T.writes(C[0:16])
-        T.attr(0, "pragma_import_llvm", _BF16_WRAPPER_LL)
-        a_word = T.reinterpret(A.vload([0], "bfloat16x2"), dtype="int32")
+        T.attr(0, "pragma_import_llvm", _BF16_F32_WRAPPER_LL)
         C[T.ramp(T.int32(0), 1, 16)] = T.call_pure_extern(
             "float32x16",
-            _BF16_WRAPPER,
+            _BF16_F32_WRAPPER,
             C.vload([0], dtype="float32x16"),
-            T.reinterpret(T.broadcast(a_word, 16), dtype="int16x32"),
-            T.reinterpret(B.vload([0, 0], dtype="bfloat16x32"), dtype="int16x32"),
+            T.Cast("float32x2", A.vload([0], "bfloat16x2")),
+            T.Cast("float32x32", B.vload([0, 0], dtype="bfloat16x32")),
         )
 
 
