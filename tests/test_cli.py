@@ -77,6 +77,15 @@ def test_mappings_check_realises_and_reports_throughput(capsys):
     assert "checking vnni-" in err  # progress goes to stderr
 
 
+def test_peak_measures_every_avx512_intrinsic(capsys):
+    code, out, _ = run(capsys, "peak", "--target", "avx512", "--json")
+    assert code == 0
+    peaks = {p["intrinsic"]: p["measurement"] for p in json.loads(out)["peaks"]}
+    assert set(peaks) == {"vnni", "vnni-act-lanes", "bf16", "fma"}
+    assert all(m["gops"] > 0 and m["cores"] >= 1 for m in peaks.values())
+    assert peaks["vnni"]["gops"] > peaks["fma"]["gops"]
+
+
 BAD_INPUTS = [
     (["describe", ""], "empty workload spec"),
     (["describe", "matmul:M=1"], "unknown operator 'matmul'"),
@@ -93,6 +102,8 @@ BAD_INPUTS = [
     (["mappings", "gemm:M=1,N=1,K=1"], "the following arguments are required: --target"),
     (["mappings", "gemm:M=1,N=1,K=1", "--target", "tpu"], "unknown target 'tpu'"),
     (["mappings", "gemm:M=1,N=1", "--target", "avx512"], "missing key 'K'"),
+    (["peak", "--target", "cuda-tc"], "can measure the intrinsics of cuda-tc"),
+    (["peak", "--target", "tpu"], "unknown target 'tpu'"),
     ([], "the following arguments are required: command"),
 ]
 
