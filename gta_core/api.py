@@ -273,10 +273,10 @@ def peak(target: str, registry: Registry | None = None, progress=None) -> PeakRe
     chosen = registry.target(target)
     rows = []
     for intrinsic in registry.intrinsics_for(target):
-        if progress is not None:
-            progress(f"measuring {intrinsic.name}")
         answers = registry.call_each("gta_intrinsic_peak", intrinsic=intrinsic, target=chosen)
         measured = next((m for _, m in answers if m is not None), None)
+        if progress is not None and measured is not None:
+            progress(f"{intrinsic.name}: {measured.gops:.1f} G/s")
         summary = intrinsic_summary(intrinsic)
         rows.append(PeakRow(intrinsic=intrinsic.name,
                             dtypes=" x ".join(summary.inputs) + " -> " + summary.output,
