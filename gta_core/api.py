@@ -233,7 +233,7 @@ def mappings(spec: str, target: str, check: bool = False, registry: Registry | N
 def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
            target: Target) -> CheckedCandidate:
     try:
-        realised = realise(workload, row, intrinsic)
+        realised = realise(workload, row, intrinsic, target)
         if target.kind != "cpu":
             build(realised.sch.mod, target)
             return row.model_copy(update={"checked": True})

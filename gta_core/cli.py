@@ -16,7 +16,7 @@ from . import __version__, api
 from .plugins import UnknownTarget
 from .workloads import SpecError
 
-USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured)
+USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, ValueError)
 
 
 class UsageError(Exception):
@@ -133,6 +133,77 @@ def cmd_peak(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .measure import MeasureSettings, parse_rpc
+    from .tuning import tune
+
+    measure = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None)
+    with _TuneProgress(enabled=not args.quiet) as progress:
+        report = tune(args.specs, args.target, args.trials, args.db, measure=measure,
+                      progress=progress.update)
+    if args.json:
+        _print_json(report)
+        return 0
+    rows = []
+    for task in report.tasks:
+        unit = "GOPS" if "int8" in task.workload else "GFLOP/s"
+        rows.append([task.workload, task.mapping or "-",
+                     f"{task.latency_us:.1f}" if task.latency_us else "-",
+                     f"{task.gflops:.1f} {unit}" if task.gflops else "-",
+                     f"{task.trials} ({task.new_trials} new)",
+                     {True: "yes", False: "NO", None: "-"}[task.correct],
+                     ", ".join(f"{k}: {v}" for k, v in task.pruned.items()) or "-"])
+    print(_table(rows, ["workload", "best mapping", "latency_us", "throughput", "trials",
+                        "correct", "pruned before measuring"]))
+    print(f"{report.seconds:.0f} s; ended by {report.ended_by}")
+    return 0
+
+
+class _TuneProgress:
+    """A rich progress bar on stderr: trials, best so far, elapsed time."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, int] = {}
+
+    def __enter__(self) -> _TuneProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+                                     TimeElapsedColumn(), console=Console(stderr=True))
+            self.progress.start()
+        return self
+
+    def update(self, outcome, share: int) -> None:
+        if not self.enabled:
+            return
+        key = outcome.task.key
+        if key not in self.bars:
+            self.bars[key] = self.progress.add_task(
+                f"{outcome.task.workload.spec} {outcome.task.mapping.id}", total=share, best="")
+        best = outcome.best_latency_us
+        gops = f"best {outcome.task.workload.flops / best / 1e3:.1f} G/s" if best else ""
+        self.progress.update(self.bars[key], completed=outcome.measured, best=gops)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gta", description="Generate tensorized programs with GTA.")
     parser.add_argument("--version", action="version", version=f"gta {__version__}")
@@ -155,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="realise, build and (on a CPU) run each kept candidate against numpy")
     maps.add_argument("--json", action="store_true", help="print JSON")
     maps.set_defaults(run=cmd_mappings)
+
+    tune = commands.add_parser("tune", help="tune workloads on a target, resumably")
+    tune.add_argument("specs", nargs="+", metavar="SPEC", help="workload specs")
+    tune.add_argument("--target", required=True, help="target to tune for")
+    tune.add_argument("--trials", required=True, type=_positive_int,
+                      help="measurements in all, over every workload and mapping")
+    tune.add_argument("--db", required=True, help="directory of tuning records (resumable)")
+    tune.add_argument("--rpc", help="measure through a TVM RPC tracker: tracker=HOST:PORT,key=KEY")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.add_argument("--json", action="store_true", help="print JSON")
+    tune.set_defaults(run=cmd_tune)
 
     peak = commands.add_parser("peak", help="measured throughput of each intrinsic")
     peak.add_argument("--target", required=True, help="target whose intrinsics to measure")

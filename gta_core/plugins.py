@@ -37,6 +37,8 @@ BUILTIN_MODULES = {
     "gta-core.workloads": "gta_core.workloads.builtin",
     "gta-core.cost-model": "gta_core.cost_model.builtin",
     "gta-core.mapping": "gta_core.mapping.builtin",
+    "gta-core.generation": "gta_core.generation.builtin",
+    "gta-core.pruning": "gta_core.pruning.builtin",
 }
 
 

@@ -33,7 +33,7 @@ def test_plugins_json_lists_the_three_plugins_targets_and_intrinsics(capsys):
     cuda = {i["name"] for i in plugins["gta-cuda-tc"]["intrinsics"]}
     assert {"wmma-m16n16k16-f16f32", "wmma-m32n8k16-f16f16", "wmma-m8n32k16-f16f32",
             "wmma-m16n16k16-s8s32", "mma-m16n8k16-f16f32"} <= cuda
-    assert [r["name"] for r in plugins["gta-rules"]["rules"]] == ["reduction-factor"]
+    assert [r["name"] for r in plugins["gta-rules"]["rules"]] == ["packing-at-tile"]
     assert plugins["gta-rules"]["constraints"][0]["description"]
     assert "gemm" in {o["name"] for o in plugins["gta-core.workloads"]["operators"]}
     assert report["failures"] == []

@@ -86,7 +86,7 @@ def test_installed_plugins_are_found_through_entry_points():
     assert registry.plugins["gta-avx512"].version == "0.1.0"
     assert {"avx512", "cuda-tc"} <= set(registry.targets)
     assert {"vnni", "bf16", "fma"} <= {i.name for i in registry.intrinsics_for("avx512")}
-    assert "reduction-factor" in registry.rules
+    assert "packing-at-tile" in registry.rules
     assert "parallel-balance" in registry.constraints
 
 

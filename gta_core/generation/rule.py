@@ -10,7 +10,7 @@ whose random decisions a trace records and replays.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class ScheduleContext:
-    """What rules and constraints see: a schedule and what it was made for."""
+    """What rules and constraints see: a schedule and what it was made for.
+
+    For a realised mapping, ``spatial`` and ``reduce`` are the loops of the
+    main block outside the intrinsic (outermost first) and ``inner`` the
+    intrinsic's own loops; tiling rules replace ``spatial`` and ``reduce``
+    with their tiles and record the levels in ``levels`` (level name ->
+    loops), which later rules read.
+    """
 
     sch: object  # tvm.s_tir.Schedule
     block: str  # name of the operator's main block
@@ -28,19 +35,41 @@ class ScheduleContext:
     workload: Workload | None = None
     intrinsic: Intrinsic | None = None
     mapping: MappingCandidate | None = None
+    spatial: list = field(default_factory=list)
+    reduce: list = field(default_factory=list)
+    inner: list = field(default_factory=list)
+    levels: dict[str, list] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
+
+    def fork(self) -> ScheduleContext:
+        """A copy on a copied schedule (loop and block handles stay valid in the copy)."""
+        return replace(self, sch=self.sch.copy(), spatial=list(self.spatial),
+                       reduce=list(self.reduce), inner=list(self.inner),
+                       levels={k: list(v) for k, v in self.levels.items()},
+                       notes=dict(self.notes))
 
 
 class GenerationRule(ABC):
-    """One generation rule; subclasses set ``name`` and write a docstring."""
+    """One generation rule; subclasses set ``name`` and ``stage`` and write a docstring.
+
+    Rules run in ``stage`` order (ties: registration order): 10 layout and
+    packing, 20 tiling, 30 memory placement, 40 parallelism, 50 unrolling and
+    vectorisation.
+    """
 
     name: ClassVar[str]
+    stage: ClassVar[int] = 30
 
     @abstractmethod
     def applies(self, context: ScheduleContext) -> bool:
         """Whether the rule has something to do on ``context``."""
 
     @abstractmethod
-    def apply(self, context: ScheduleContext) -> None:
-        """Transform ``context.sch`` in place, sampling decisions as needed."""
+    def apply(self, context: ScheduleContext) -> list[ScheduleContext] | None:
+        """Transform ``context.sch`` in place, sampling decisions as needed.
+
+        Return ``None`` to go on with ``context``, or a list of alternative
+        contexts (made with :meth:`ScheduleContext.fork`) when the rule has
+        structurally different choices; each becomes its own design space.
+        """
 

@@ -14,8 +14,9 @@ def mapping_candidates(workload: Workload, target: str,
     """Every candidate for ``workload`` on ``target``'s intrinsics, in a stable order.
 
     Each plugin's ``gta_mapping_candidates`` adds candidates (the core's
-    enumerator is one of them); each kept one is then offered to every
-    ``gta_mapping_veto``, and the first reason given prunes it.
+    enumerator is one of them); each is then checked by the mapping-level
+    constraints (e.g. padding waste) and offered to every ``gta_mapping_veto``;
+    the first reason given prunes it.
     """
     chosen = registry.target(target)
     found: dict[str, MappingCandidate] = {}
@@ -37,6 +38,11 @@ def mapping_candidates(workload: Workload, target: str,
         for candidate in [c for c in found.values() if c.intrinsic == intrinsic.name]:
             if candidate.status != "kept":
                 continue
+            reason = _constraint_reason(candidate, chosen, registry)
+            if reason:
+                found[candidate.id] = candidate.model_copy(
+                    update={"status": "pruned", "reason": reason})
+                continue
             for plugin, reason in registry.call_each("gta_mapping_veto", candidate=candidate,
                                                      **arguments):
                 if reason:
@@ -44,3 +50,13 @@ def mapping_candidates(workload: Workload, target: str,
                         "status": "pruned", "reason": f"vetoed by {plugin}: {reason}"})
                     break
     return list(found.values())
+
+
+def _constraint_reason(candidate: MappingCandidate, target, registry: Registry) -> str | None:
+    """The first mapping-level constraint that rejects ``candidate``, as its reason."""
+    for constraint in registry.constraints.values():
+        if constraint.applies(target):
+            reason = constraint.check_mapping(candidate, target)
+            if reason:
+                return reason
+    return None

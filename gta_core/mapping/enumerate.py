@@ -24,7 +24,6 @@ from .access import Access, Computation
 @dataclass(frozen=True)
 class EnumerationSettings:
     max_fuse: int = 2  # operator variables fused into one intrinsic axis, at most
-    max_waste: float = 0.5  # candidates padding more of the work than this are pruned
 
 
 def operand_assignments(op: Computation, intr: Computation) -> Iterator[dict[str, Access]]:
@@ -61,7 +60,7 @@ def _groups(names: list[str], extents: dict[str, int], max_fuse: int) -> Iterato
 def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
                        settings: EnumerationSettings = EnumerationSettings()
                        ) -> list[MappingCandidate]:
-    """Every valid mapping of ``op`` onto ``intr``, kept or pruned, in a stable order."""
+    """Every valid mapping of ``op`` onto ``intr``, in a stable order."""
     extents = {a.name: a.extent for a in op.axes}
     candidates: dict[str, MappingCandidate] = {}
     for assignment in operand_assignments(op, intr):
@@ -72,14 +71,13 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
             if len(used) != len(set(used)):
                 continue
             axes = {v.name: list(g) for v, g in zip(intr.axes, groups)}
-            candidate = _candidate(intrinsic, intr, assignment, axes, extents, settings)
+            candidate = _candidate(intrinsic, intr, assignment, axes, extents)
             candidates.setdefault(candidate.id, candidate)
     return list(candidates.values())
 
 
 def _candidate(intrinsic: str, intr: Computation, assignment: dict[str, Access],
-               axes: dict[str, list[str]], extents: dict[str, int],
-               settings: EnumerationSettings) -> MappingCandidate:
+               axes: dict[str, list[str]], extents: dict[str, int]) -> MappingCandidate:
     fused = {v.name: prod(extents[n] for n in axes[v.name]) for v in intr.axes}
     padded = {v.name: -(-fused[v.name] // v.extent) * v.extent for v in intr.axes}
     padding = {v: padded[v] for v in padded if padded[v] != fused[v]}
@@ -87,10 +85,6 @@ def _candidate(intrinsic: str, intr: Computation, assignment: dict[str, Access],
     operands = {name: access.tensor for name, access in assignment.items()}
     key = f"{intrinsic}|{sorted(operands.items())}|{sorted(axes.items())}"
     identifier = f"{intrinsic}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
-    status, reason = "kept", None
-    if waste > settings.max_waste:
-        status = "pruned"
-        reason = f"padding wastes {waste:.0%} of the work (bound {settings.max_waste:.0%})"
     return MappingCandidate(id=identifier, intrinsic=intrinsic, operands=operands, axes=axes,
-                            padding=padding, waste=round(waste, 4), status=status, reason=reason)
+                            padding=padding, waste=round(waste, 4))
 

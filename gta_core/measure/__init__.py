@@ -1,5 +1,9 @@
 """Building and running programs: correctness against numpy, then timing."""
 
 from .check import Measurement, build, measure_program
+from .runners import Outcome, RPCUnavailable, make_builder, make_runner, measure_batch
+from .settings import MeasureSettings, RPCSettings, RPCSpecError, parse_rpc
 
-__all__ = ["Measurement", "build", "measure_program"]
+__all__ = ["MeasureSettings", "Measurement", "Outcome", "RPCSettings", "RPCSpecError",
+           "RPCUnavailable", "build", "make_builder", "make_runner", "measure_batch",
+           "measure_program", "parse_rpc"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ..generation import ScheduleContext
-    from ..models import Target
+    from ..models import MappingCandidate, Target
 
 
 class Constraint(ABC):
@@ -22,4 +22,12 @@ class Constraint(ABC):
     @abstractmethod
     def check(self, context: ScheduleContext) -> str | None:
         """The reason ``context.sch`` cannot run well on the target, or None."""
+
+    def check_mapping(self, candidate: MappingCandidate, target: Target) -> str | None:
+        """The reason a mapping candidate cannot be used at all, or None (the default).
+
+        Checked once per candidate when mappings are enumerated, before any
+        schedule exists; most constraints only look at schedules.
+        """
+        return None
 

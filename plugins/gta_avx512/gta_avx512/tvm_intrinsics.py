@@ -61,7 +61,7 @@ def vnni_16x4_desc(
 
 @T.prim_func(s_tir=True)
 def vnni_16x4_impl(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
+    A: T.Buffer((4,), "uint8", offset_factor=1, strides=[1]),
     B: T.Buffer((16, 4), "int8", offset_factor=1, strides=[4, 1]),
     C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
 ) -> None:
@@ -106,7 +106,7 @@ def vnni_16x4_act_lanes_desc(
 
 @T.prim_func(s_tir=True)
 def vnni_16x4_act_lanes_impl(
-    A: T.Buffer((4,), "int8", offset_factor=1),
+    A: T.Buffer((4,), "int8", offset_factor=1, strides=[1]),
     B: T.Buffer((16, 4), "uint8", offset_factor=1, strides=[4, 1]),
     C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
 ) -> None:
@@ -185,7 +185,7 @@ define linkonce_odr <16 x float> @{_BF16_F32_WRAPPER}(<16 x float> %c, <2 x floa
 
 @T.prim_func(s_tir=True)
 def bf16_16x2_impl(
-    A: T.Buffer((2,), "bfloat16", offset_factor=1),
+    A: T.Buffer((2,), "bfloat16", offset_factor=1, strides=[1]),
     B: T.Buffer((16, 2), "bfloat16", offset_factor=1, strides=[2, 1]),
     C: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
 ) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from math import ceil, prod
+from math import ceil
 
 from gta_core.generation import ScheduleContext
 from gta_core.models import Target
 from gta_core.pruning import Constraint
-from tvm.tirx import ForKind
+from gta_core.pruning.cpu import parallel_extent
 
 
 class ParallelBalance(Constraint):
@@ -15,8 +15,8 @@ class ParallelBalance(Constraint):
 
     With E parallel iterations on C cores the last round runs E mod C of
     them, so the machine does ceil(E/C)*C/E - 1 extra rounds' worth of idle
-    time; more than ``max_idle`` of it, or fewer iterations than cores, is
-    rejected before anything is built.
+    time; more than ``max_idle`` of it is rejected before anything is built.
+    (The core's ``parallel-extent`` already rejects fewer iterations than cores.)
     """
 
     name = "parallel-balance"
@@ -29,22 +29,9 @@ class ParallelBalance(Constraint):
         cores = context.target.resources.cores or 1
         extent = parallel_extent(context.sch)
         if extent == 0:
-            return f"no parallel loop for {cores} cores"
-        if extent < cores:
-            return f"{extent} parallel iterations for {cores} cores"
+            return None
         idle = ceil(extent / cores) * cores / extent - 1
         if idle > self.max_idle:
             return (f"{extent} parallel iterations on {cores} cores leave {idle:.0%} idle "
                     f"(bound {self.max_idle:.0%})")
         return None
-
-
-def parallel_extent(sch) -> int:
-    """The largest product of parallel loop extents over the top-level blocks (0: none)."""
-    best = 0
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
-        loops = [sch.get(loop) for loop in sch.get_loops(block)]
-        parallel = [int(loop.extent) for loop in loops if loop.kind == ForKind.PARALLEL]
-        if parallel:
-            best = max(best, prod(parallel))
-    return best

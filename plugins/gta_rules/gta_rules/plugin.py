@@ -5,12 +5,12 @@ from __future__ import annotations
 from gta_core.hookspecs import hookimpl
 
 from .constraints import ParallelBalance
-from .rules import ReductionFactor
+from .rules import PackingAtTile
 
 
 @hookimpl
 def gta_register_rules(register):
-    register(ReductionFactor())
+    register(PackingAtTile())
 
 
 @hookimpl

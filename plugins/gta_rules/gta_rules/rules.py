@@ -2,53 +2,44 @@
 
 from __future__ import annotations
 
-from math import prod
-
 from gta_core.generation import GenerationRule, ScheduleContext
-from tvm.tirx import IterVar
+from gta_core.generation.cpu import movable_stages
 
 
-class ReductionFactor(GenerationRule):
-    """Split a long reduction across cores (rfactor) when the output alone cannot fill them.
+class PackingAtTile(GenerationRule):
+    """Pack operands per tile: each packing stage also computed inside the tile loops.
 
-    A GEMV with 4 outputs and K=4096 has 4 parallel iterations for the whole
-    machine; with rfactor, each core sums its own slice of K and a short
-    final reduction adds the slices.
+    The core packs every operand whole, before the computation. For a large
+    convolution the packed (im2col-like) activation is many times the input;
+    packing it per parallel tile (under the last S0 loop) or per reduction
+    tile (under the last R0 loop) keeps it in cache and lets each core pack
+    its own slice. Each placement is its own design space, beside the core's
+    whole-tensor packing, so the search compares them by measurement.
     """
 
-    name = "reduction-factor"
-    min_parallel_per_core = 16  # spatial iterations per core below which cores starve
-    min_reduction = 256
+    name = "packing-at-tile"
+    stage = 45  # after the parallel loop exists, so the packing can run inside it
+    levels = ("S0", "R0")
 
     def applies(self, context: ScheduleContext) -> bool:
-        cores = context.target.resources.cores
-        if context.target.kind != "cpu" or cores is None:
-            return False
-        spatial, reduction = _extents(context)
-        loops = context.sch.get_loops(context.sch.get_sblock(context.block))
-        return (
-            len(reduction) == 1
-            and int(context.sch.get(loops[-1]).extent) == reduction[0]  # still innermost
-            and prod(spatial) < self.min_parallel_per_core * cores
-            and reduction[0] >= self.min_reduction
-        )
+        return (context.target.kind == "cpu" and movable_stages(context)
+                and bool(self._packing(context))
+                and any(context.levels.get(level) for level in self.levels))
 
-    def apply(self, context: ScheduleContext) -> None:
+    def apply(self, context: ScheduleContext) -> list[ScheduleContext]:
+        sketches = [context]
+        for level in self.levels:
+            if not context.levels.get(level):
+                continue
+            fork = context.fork()
+            for block in self._packing(fork):
+                fork.sch.compute_at(block, fork.levels[level][-1])
+            fork.notes["packing"] = level
+            sketches.append(fork)
+        return sketches
+
+    @staticmethod
+    def _packing(context: ScheduleContext) -> list:
         sch = context.sch
-        block = sch.get_sblock(context.block)
-        loop = sch.get_loops(block)[-1]
-        outer, inner = sch.split(loop, factors=sch.sample_perfect_tile(loop, n=2,
-                                                                       max_innermost_factor=64))
-        partial = sch.rfactor(outer, factor_axis=0)
-        sch.parallel(sch.get_loops(partial)[0])
-
-
-def _extents(context: ScheduleContext) -> tuple[list[int], list[int]]:
-    """Extents of the main block's spatial and reduction loops (loops in block-var order)."""
-    sch = context.sch
-    block = sch.get_sblock(context.block)
-    spatial, reduction = [], []
-    for iter_var in sch.get(block).iter_vars:
-        extent = int(iter_var.dom.extent)
-        (reduction if iter_var.iter_type == IterVar.CommReduce else spatial).append(extent)
-    return spatial, reduction
+        producers = sch.get_producers(sch.get_sblock(context.block))
+        return [b for b in producers if sch.get(b).name_hint.endswith("_reindex_reindex")]

@@ -2,63 +2,59 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import tvm
 from tvm import s_tir
 
+from gta_core.api import load_workload
 from gta_core.conformance import check_plugin
 from gta_core.generation import ScheduleContext
+from gta_core.generation.engine import apply_rules
+from gta_core.mapping import mapping_candidates
+from gta_core.mapping.reshape import finish_cpu, reshape
+from gta_core.measure import measure_program
 from gta_core.models import Resources, Target
-from gta_core.workloads import BUILTIN_OPERATORS, parse_workload
+from gta_core.plugins import default_registry
 from gta_rules import plugin
 from gta_rules.constraints import ParallelBalance
-from gta_rules.rules import ReductionFactor
+from gta_rules.rules import PackingAtTile
 
-OPERATORS = {op.name: op for op in BUILTIN_OPERATORS}
 CPU = Target(name="cpu2", kind="cpu", tvm={"kind": "llvm", "num-cores": 2},
              resources=Resources(cores=2))
 GPU = Target(name="gpu", kind="gpu", tvm={"kind": "cuda"})
 
 
-def context(spec: str, target: Target = CPU) -> ScheduleContext:
-    workload = parse_workload(spec, OPERATORS)
-    return ScheduleContext(sch=s_tir.Schedule(workload.prim_func()), block=workload.operator.name,
-                           target=target, workload=workload)
-
-
-def run(ctx: ScheduleContext) -> None:
-    """Build the schedule and compare it with the workload's numpy reference."""
-    workload = ctx.workload
-    executable = tvm.compile(ctx.sch.mod, target=ctx.target.tvm_target())
-    inputs = workload.random_inputs()
-    out = tvm.runtime.tensor(np.zeros(workload.output_shape, ctx.workload.params.acc_dtype))
-    executable(*(tvm.runtime.tensor(x) for x in inputs), out)
-    assert workload.mismatch(out.numpy(), workload.reference(inputs)) is None
+def realised_context(spec: str, target: Target) -> ScheduleContext:
+    registry = default_registry()
+    workload = load_workload(spec)
+    candidate = next(c for c in mapping_candidates(workload, "avx512", registry)
+                     if c.status == "kept")
+    intrinsic = registry.intrinsics[candidate.intrinsic]
+    shaped = reshape(workload, candidate, intrinsic)
+    return ScheduleContext(sch=shaped.sch, block=shaped.block, target=target, workload=workload,
+                           intrinsic=intrinsic, mapping=candidate, spatial=shaped.spatial,
+                           reduce=shaped.reduce, inner=shaped.inner,
+                           notes={"compute": shaped.compute})
 
 
 def test_the_pack_conforms():
     registry = check_plugin(plugin, name="gta-rules")
-    assert set(registry.rules) == {"reduction-factor"}
-    assert set(registry.constraints) == {"parallel-balance"}
+    assert registry.plugins["gta-rules"].registered == {
+        "rules": ["packing-at-tile"], "constraints": ["parallel-balance"]}
 
 
-def test_reduction_factor_applies_to_a_long_reduction_with_few_outputs():
-    rule = ReductionFactor()
-    assert rule.applies(context("gemv:M=4,K=4096"))
-    assert not rule.applies(context("gemm:M=64,N=64,K=512"))  # enough outputs to parallelise
-    assert not rule.applies(context("gemv:M=4,K=64"))  # reduction too short to split
-    assert not rule.applies(context("gemv:M=4,K=4096", GPU))
-
-
-@pytest.mark.parametrize("dtype", ["float32", "int8"])
-def test_reduction_factor_splits_the_reduction_across_cores_and_stays_correct(dtype):
-    ctx = context(f"gemv:M=4,K=4096,dtype={dtype}")
-    ReductionFactor().apply(ctx)
-    trace = str(ctx.sch.trace)
-    assert "sample_perfect_tile" in trace and "rfactor" in trace
-    assert ParallelBalance().check(ctx) is None  # the partial sums run in parallel
-    run(ctx)
+def test_packing_at_tile_adds_per_tile_packing_sketches_that_stay_correct():
+    spec = "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=1,dtype=int8"
+    context = realised_context(spec, default_registry().target("avx512"))
+    rules = list(default_registry().rules.values())
+    assert "packing-at-tile" in {r.name for r in rules}
+    sketches = apply_rules(context, rules)
+    assert {s.notes.get("packing") for s in sketches} == {None, "S0", "R0"}
+    for sketch in sketches:
+        finish_cpu(sketch.sch, sketch.block, sketch.levels["R0"], sketch.inner,
+                   sketch.notes["compute"])
+        result = measure_program(sketch.sch.mod, sketch.workload, sketch.target, number=1,
+                                 repeat=1)
+        assert result.correct, result.mismatch
+    assert not PackingAtTile().applies(realised_context(spec, GPU))
 
 
 def test_parallel_balance_rejects_idle_cores_and_accepts_balanced_loops():
@@ -67,16 +63,15 @@ def test_parallel_balance_rejects_idle_cores_and_accepts_balanced_loops():
     assert not constraint.applies(Target(name="one", kind="cpu", tvm={"kind": "llvm"},
                                          resources=Resources(cores=1)))
 
-    serial = context("gemm:M=3,N=8,K=8")
-    assert constraint.check(serial) == "no parallel loop for 2 cores"
-
     def parallel_outer(spec: str) -> ScheduleContext:
-        ctx = context(spec)
-        ctx.sch.parallel(ctx.sch.get_loops(ctx.sch.get_sblock("gemm"))[0])
-        return ctx
+        workload = load_workload(spec)
+        sch = s_tir.Schedule(workload.prim_func())
+        sch.parallel(sch.get_loops(sch.get_sblock("gemm"))[0])
+        return ScheduleContext(sch=sch, block="gemm", target=CPU, workload=workload)
 
-    assert constraint.check(parallel_outer("gemm:M=1,N=8,K=8")) == (
-        "1 parallel iterations for 2 cores")
+    serial = load_workload("gemm:M=3,N=8,K=8")
+    assert constraint.check(ScheduleContext(sch=s_tir.Schedule(serial.prim_func()),
+                                            block="gemm", target=CPU)) is None
     assert "33% idle" in constraint.check(parallel_outer("gemm:M=3,N=8,K=8"))
     assert constraint.check(parallel_outer("gemm:M=9,N=8,K=8")) is None  # 11% idle
     assert constraint.check(parallel_outer("gemm:M=64,N=8,K=8")) is None

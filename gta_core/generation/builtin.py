@@ -1,0 +1,12 @@
+"""The core's generation rules, registered through the same hook as any plugin's."""
+
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from .cpu import CPU_RULES
+
+
+@hookimpl
+def gta_register_rules(register):
+    for rule in CPU_RULES:
+        register(rule)

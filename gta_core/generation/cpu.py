@@ -1,0 +1,240 @@
+"""The core's generation rules for CPU targets.
+
+They run on a realised mapping (see :mod:`gta_core.mapping.realise`): the
+main block's loops are ``spatial`` and ``reduce`` loops outside the
+intrinsic's own ``inner`` loops, and each operand has a reindex (packing)
+stage that lays it out as the intrinsic wants. Together they give the
+classic structure of a fast CPU kernel: parallel tiles, cache tiles, and a
+register-resident accumulator tile around the intrinsic.
+"""
+
+from __future__ import annotations
+
+from .rule import GenerationRule, ScheduleContext
+
+LEVEL_KEY = "gta_tile"  # loop annotation naming a tile level; constraints read it back
+
+
+def _is_cpu(context: ScheduleContext) -> bool:
+    return context.target.kind == "cpu" and context.intrinsic is not None
+
+
+def movable_stages(context: ScheduleContext) -> bool:
+    """Whether packing / write-back stages may be moved under tile loops.
+
+    Not when the mapping fuses several operator loops into one intrinsic axis:
+    TVM 0.27's compute_at then under-estimates the region a stage must cover
+    (the bounding box of a fused index's floordiv/floormod), and the program
+    builds but computes wrong results (seen on conv2d with c*r fused).
+    """
+    return context.mapping is not None and all(
+        len(group) == 1 for group in context.mapping.axes.values())
+
+
+class InlineContiguousOperands(GenerationRule):
+    """Read an operand in place when its intrinsic window is already contiguous in memory.
+
+    A GEMM's activation row feeds VNNI's broadcast word straight from A[m, k]:
+    copying A into a packed buffer first only costs time. An operand's packing
+    stage is inlined when its window has one dimension, fed by a single
+    operator loop that indexes the source tensor's last dimension with
+    coefficient 1 and needs no padding.
+    """
+
+    name = "inline-contiguous-operands"
+    stage = 10
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(self._inlinable(context))
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        names = self._inlinable(context)
+        for block in sch.get_producers(sch.get_sblock(context.block)):
+            if sch.get(block).name_hint in names:
+                sch.compute_inline(block)
+
+    def _inlinable(self, context: ScheduleContext) -> set[str]:
+        from ..mapping.builtin import workload_computation
+        from ..mapping.access import intrinsic_computation
+
+        op = workload_computation(context.workload)
+        intr = intrinsic_computation(context.intrinsic)
+        mapping = context.mapping
+        names = set()
+        for operand in intr.inputs:
+            window = [v for index in operand.indices for v, c in index if v and c]
+            if len(window) != 1 or window[0] in mapping.padding:
+                continue
+            group = mapping.axes[window[0]]
+            access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
+            last = dict(access.indices[-1])
+            if len(group) == 1 and last.get(group[0]) == 1 and not any(
+                    dict(index).get(group[0]) for index in access.indices[:-1]):
+                names.add(f"{access.tensor}_reindex_reindex")
+        return names
+
+
+class MultiLevelTiling(GenerationRule):
+    """Tile the loops around the intrinsic: parallel, cache and register levels.
+
+    Spatial loops split three ways (S0 parallel, S1 cache, S2 register) and
+    reduction loops two ways (R0, R1), ordered S0 R0 S1 R1 S2 around the
+    intrinsic: each S2 x intrinsic tile of outputs stays in vector registers
+    while R1 streams through its inputs. Tile sizes are sampled with
+    ``sample_perfect_tile``; each loop is annotated ``level/axis`` (e.g.
+    ``S2/m``), which the resource constraints read back.
+    """
+
+    name = "multi-level-tiling"
+    stage = 20
+    max_register_factor = 8
+    max_reduction_factor = 64
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(context.spatial)
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        levels: dict[str, list] = {"S0": [], "S1": [], "S2": [], "R0": [], "R1": []}
+        for loop in context.spatial:
+            tiles = sch.split(loop, sch.sample_perfect_tile(
+                loop, n=3, max_innermost_factor=self.max_register_factor))
+            for name, tile in zip(("S0", "S1", "S2"), tiles):
+                levels[name].append(tile)
+        for loop in context.reduce:
+            tiles = sch.split(loop, sch.sample_perfect_tile(
+                loop, n=2, max_innermost_factor=self.max_reduction_factor))
+            for name, tile in zip(("R0", "R1"), tiles):
+                levels[name].append(tile)
+        sch.reorder(*levels["S0"], *levels["R0"], *levels["S1"], *levels["R1"], *levels["S2"],
+                    *context.inner)
+        axes = {"S": context.notes.get("spatial_axes", []), "R": context.notes.get("reduce_axes", [])}
+        for name, loops in levels.items():
+            for loop, axis in zip(loops, axes[name[0]] or [""] * len(loops)):
+                sch.annotate(loop, LEVEL_KEY, f"{name}/{axis}")
+        context.levels.update(levels)
+
+
+class RegisterAccumulator(GenerationRule):
+    """Keep the accumulator tile in registers: a small local buffer per cache tile.
+
+    Forks two design spaces: one accumulating straight into the output, one
+    through ``cache_write`` into a buffer placed under the last S1 loop, whose
+    S2 x intrinsic-sized tile LLVM keeps in vector registers across R1.
+    """
+
+    name = "register-accumulator"
+    stage = 30
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(context.levels.get("S1"))
+
+    def apply(self, context: ScheduleContext) -> list[ScheduleContext]:
+        cached = context.fork()
+        sch = cached.sch
+        accumulator = sch.cache_write(sch.get_sblock(cached.block), 0, "global")
+        sch.reverse_compute_at(accumulator, cached.levels["S1"][-1])
+        cached.notes["accumulator"] = True
+        return [context, cached]
+
+
+class WriteBackPerTile(GenerationRule):
+    """Copy results back out of the intrinsic's output layout per parallel tile.
+
+    The output's reindex stage moves under the last S0 loop, so each core
+    writes back its own tile while it is still in cache.
+    """
+
+    name = "write-back-per-tile"
+    stage = 30
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(context.levels.get("S0")) and movable_stages(context)
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        main = sch.get_sblock(context.block)
+        for consumer in sch.get_consumers(main):
+            if sch.get(consumer).name_hint.endswith("_reindex"):
+                sch.reverse_compute_at(consumer, context.levels["S0"][-1])
+
+
+class ParallelOuterTiles(GenerationRule):
+    """Run the S0 tiles in parallel: fuse them into one loop over the cores."""
+
+    name = "parallel-outer-tiles"
+    stage = 40
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(context.levels.get("S0"))
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        outer = context.levels["S0"]
+        if len(outer) > 1:
+            for loop in outer:  # fuse refuses annotated loops
+                sch.unannotate(loop, LEVEL_KEY)
+            fused = sch.fuse(*outer)
+            sch.annotate(fused, LEVEL_KEY, "S0/")
+        else:
+            fused = outer[0]
+        sch.parallel(fused)
+        context.levels["S0"] = [fused]
+
+
+class UnrollRegisterTile(GenerationRule):
+    """Unroll the register tile fully, and let LLVM unroll up to a sampled step above it.
+
+    Unrolling S2 turns the accumulator tile's indices into constants, which is
+    what lets LLVM hold it in registers; the sampled auto-unroll step (0, 16
+    or 64) is bounded to keep builds cheap.
+    """
+
+    name = "unroll-register-tile"
+    stage = 50
+    steps = (0, 16, 64)
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(context.levels.get("S2"))
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        for loop in context.levels["S2"]:
+            sch.unroll(loop)
+        step = sch.sample_categorical(list(self.steps), [1 / len(self.steps)] * len(self.steps))
+        sch.annotate(sch.get_sblock("root"), "meta_schedule.unroll_explicit", step)
+
+
+class VectorizePacking(GenerationRule):
+    """Vectorise the innermost loop of each packing and write-back stage.
+
+    Runs first (stage 15), while every stage still has its own loop nest at the
+    root: once a stage is moved under tile loops, how many loops it has depends
+    on the sampled tile sizes (unit loops vanish), and a trace whose queries
+    return a decision-dependent number of loops cannot be replayed. (A moved
+    stage gets new loops; LLVM's vectoriser handles those.)
+    """
+
+    name = "vectorize-packing"
+    stage = 15
+    max_lanes = 64
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context)
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        main = sch.get_sblock(context.block)
+        for block in [*sch.get_producers(main), *sch.get_consumers(main)]:
+            if not sch.get(block).name_hint.endswith("_reindex") and \
+                    not sch.get(block).name_hint.endswith("_reindex_reindex"):
+                continue
+            loop = sch.get_loops(block)[-1]
+            extent = sch.get(loop).extent
+            if hasattr(extent, "value") and 1 < extent.value <= self.max_lanes:
+                sch.vectorize(loop)
+
+
+CPU_RULES = (InlineContiguousOperands(), MultiLevelTiling(), RegisterAccumulator(),
+             WriteBackPerTile(), ParallelOuterTiles(), UnrollRegisterTile(), VectorizePacking())

@@ -1,0 +1,229 @@
+"""Build and time batches of candidate programs in worker processes (MetaSchedule's pools).
+
+A candidate that fails to build, crashes, or runs past its timeout is one failed
+:class:`Outcome`; the rest of its batch is still measured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+from ..models import Target
+from .settings import MeasureSettings
+
+if TYPE_CHECKING:
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+
+class Outcome(BaseModel):
+    """One candidate's measurement, or the one line saying why there is none."""
+
+    latency_us: float | None = None  # median of run_secs
+    run_secs: list[float] = []
+    error: str | None = None  # 'timeout' for a timeout
+    failed_at: Literal["build", "run"] | None = None
+
+
+def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
+                    _params: dict | None = None) -> tvm.runtime.Module:
+    """The builder workers' build function: MetaSchedule's default without its imports.
+
+    TVM's default first imports every registered tensor intrinsic (tvm.s_tir.tensor_intrin,
+    ~18 s here), and LocalBuilder starts fresh workers for every batch, so each batch paid
+    it: a one-candidate batch took 19.3 s, with this 1.7 s (worker start-up and ``import
+    tvm`` included). A tensorized program has the intrinsic's implementation inlined, so
+    building needs no intrinsic module. Module-level on purpose: the workers import it
+    by name (cloudpickle), which costs them only ``gta_core.measure``.
+    """
+    import tvm
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    if target.kind.name == "cuda":
+        # Without it most tensorized CUDA programs fail in LowerIntrin (shared TVM notes).
+        with tvm.transform.PassContext(config={"tirx.disable_storage_rewrite": True}):
+            return tvm.tirx.build(mod, target=target)
+    return tvm.tirx.build(mod, target=target)
+
+
+def make_builder(settings: MeasureSettings) -> ms.builder.Builder:
+    """A LocalBuilder with the settings' timeout and workers, building with ``build_candidate``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.builder.LocalBuilder(max_workers=settings.builder_workers,
+                                   timeout_sec=settings.build_timeout_s,
+                                   f_build=build_candidate)
+
+
+def _tvm_target(target: Target | tvm.target.Target) -> tvm.target.Target:
+    return target.tvm_target() if isinstance(target, Target) else target
+
+
+def _device_type(target: tvm.target.Target) -> str:
+    kind = target.kind.name
+    return "cpu" if kind in ("llvm", "c") else kind
+
+
+class RPCUnavailable(RuntimeError):
+    """The RPC tracker cannot be reached or has no server with the key; one line."""
+
+
+# Seconds an RPC measurement may take beyond its session timeout: tracker queueing, upload.
+RPC_CLIENT_SLACK_S = 30.0
+
+
+def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -> ms.runner.Runner:
+    """A LocalRunner, or an RPCRunner through ``settings.rpc``'s tracker.
+
+    Cache flushing applies to CPU targets only. With RPC, the tracker must already list a
+    server with the key (else :class:`RPCUnavailable`), and every measurement is bounded
+    on this side too: TVM's RPC server stops serving after a session crashes (its listen
+    loop re-raises the child's exit code) and leaves the client waiting forever, so one
+    crashing candidate would otherwise hang the search. Such a server must be restarted.
+    """
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.support.popen_pool import PopenPoolExecutor
+
+    cpu = _device_type(_tvm_target(target)) == "cpu"
+    evaluator = ms.runner.EvaluatorConfig(
+        number=settings.number, repeat=settings.repeat, min_repeat_ms=settings.min_repeat_ms,
+        enable_cpu_cache_flush=settings.enable_cpu_cache_flush and cpu)
+    if settings.rpc is None:
+        return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
+                                     evaluator_config=evaluator)
+    rpc = settings.rpc
+    session = rpc.session_timeout_s or settings.run_timeout_s
+    config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
+                                 tracker_key=rpc.key, session_timeout_sec=session)
+    _check_tracker(config)
+    runner = ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator)
+    runner.pool.shutdown()  # its pool waits without limit; replace it with a bounded one
+    runner.pool = PopenPoolExecutor(max_workers=1, timeout=session + RPC_CLIENT_SLACK_S)
+    return runner
+
+
+def _check_tracker(config: ms.runner.RPCConfig, timeout_s: float = 10.0) -> None:
+    """Ask the tracker for its servers; TVM's own client retries a refused connection 60 s."""
+    import socket
+    import struct
+
+    from tvm.rpc import base
+
+    where = f"RPC tracker {config.tracker_host}:{config.tracker_port}"
+    try:
+        with socket.create_connection((config.tracker_host, config.tracker_port),
+                                      timeout=timeout_s) as sock:
+            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+            magic = struct.unpack("<i", base.recvall(sock, 4))[0]
+            if magic == base.RPC_TRACKER_MAGIC:
+                base.sendjson(sock, [base.TrackerCode.SUMMARY])
+                code, summary = base.recvjson(sock)
+    except (OSError, RuntimeError, ValueError, struct.error) as exc:
+        raise RPCUnavailable(f"{where} cannot be reached: {exc}".splitlines()[0]) from None
+    if magic != base.RPC_TRACKER_MAGIC or code != base.TrackerCode.SUCCESS:
+        raise RPCUnavailable(f"{where} does not answer as an RPC tracker")
+    keys = [server["key"].partition(":")[2] for server in summary.get("server_info", [])]
+    if config.tracker_key not in keys:
+        raise RPCUnavailable(f"{where} has no server with key {config.tracker_key!r}; start one "
+                             f"with python -m tvm.exec.rpc_server --tracker "
+                             f"{config.tracker_host}:{config.tracker_port} "
+                             f"--key {config.tracker_key}")
+
+
+# The line a Python traceback ends with: ``module.Type: message`` or a bare ``Type``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(:\s|:?$)")
+
+
+def error_line(message: str) -> str:
+    """One line saying why a build or run failed, from its builder's or runner's message.
+
+    That is the traceback's final exception line; when its message goes on over more
+    lines (LLVM's verifier puts the reason on the next one), their first is appended.
+    A timeout is 'timeout'; a worker that died (a crash) says so.
+    """
+    lines = [line.strip() for line in message.strip().splitlines()]
+    if lines and "Timeout, killed after" in lines[0]:
+        return "timeout"
+    lines = [line for line in lines if line]
+    found = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    if found:
+        first = found[-1]
+        text = " ".join(lines[first:first + 2]) if lines[first].endswith(":") else lines[first]
+    else:  # no traceback: the message is the error itself
+        text = lines[-1] if lines else "unknown error"
+    if text.endswith("Subprocess terminated"):
+        return "crashed: the worker process died"
+    return text[:300]
+
+
+def _entry(mod: tvm.IRModule) -> tvm.tirx.PrimFunc:
+    import tvm
+
+    if "main" in [gv.name_hint for gv in mod.get_global_vars()]:
+        return mod["main"]
+    funcs = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    if len(funcs) != 1:
+        raise ValueError(f"the module has {len(funcs)} PrimFuncs and no 'main' to measure")
+    return funcs[0]
+
+
+def _remove_artifact(path: str) -> None:
+    """Remove a built artifact, the library the runner linked beside it, and their directory
+    if that leaves it empty (LocalBuilder gives each artifact a fresh temporary one)."""
+    for name in (path, path + ".so"):
+        try:
+            os.remove(name)
+        except OSError:
+            pass
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
+
+
+def measure_batch(builder: ms.builder.Builder, runner: ms.runner.Runner, mods: list,
+                  target: Target | tvm.target.Target) -> list[Outcome]:
+    """Build ``mods`` (IRModules or PrimFuncs) together, then time each built one.
+
+    Returns one :class:`Outcome` per module, in order. Runs use random inputs: this
+    times programs, it does not check them (``measure_program`` does).
+    """
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    if not mods:
+        return []
+    tvm_target = _tvm_target(target)
+    device_type = _device_type(tvm_target)
+    mods = [tvm.IRModule({"main": m}) if isinstance(m, tvm.tirx.PrimFunc) else m for m in mods]
+    args_info = [ms.arg_info.ArgInfo.from_prim_func(_entry(mod)) for mod in mods]
+    built = builder.build([ms.builder.BuilderInput(mod, tvm_target) for mod in mods])
+    outcomes = [Outcome(error="the builder returned no result", failed_at="build")
+                for _ in mods]
+    inputs, positions = [], []
+    for i, result in enumerate(built):
+        if result.error_msg is not None:
+            outcomes[i] = Outcome(error=error_line(result.error_msg), failed_at="build")
+            continue
+        inputs.append(ms.runner.RunnerInput(result.artifact_path, device_type, args_info[i]))
+        positions.append(i)
+        outcomes[i] = Outcome(error="the runner returned no result", failed_at="run")
+    try:
+        futures = runner.run(inputs) if inputs else []
+        for i, future in zip(positions, futures):
+            result = future.result()
+            if result.error_msg is not None:
+                outcomes[i] = Outcome(error=error_line(result.error_msg), failed_at="run")
+                continue
+            secs = [float(s) for s in result.run_secs]  # RPC returns TVM FloatImms
+            outcomes[i] = Outcome(latency_us=statistics.median(secs) * 1e6, run_secs=secs)
+    finally:
+        for runner_input in inputs:
+            _remove_artifact(str(runner_input.artifact_path))
+    return outcomes

@@ -1,0 +1,185 @@
+"""The core's resource constraints: candidates that cannot fit are dropped unmeasured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from ..generation.cpu import LEVEL_KEY
+from ..generation.rule import ScheduleContext
+from ..models import MappingCandidate, Target, index_variables
+from .constraint import Constraint
+
+
+@dataclass(frozen=True)
+class TiledLoop:
+    level: str  # "S0", "S1", "S2", "R0", "R1"
+    axis: str  # the operator loop, or the intrinsic axis a split-outer loop belongs to
+    extent: int
+
+
+def loops_of(sch) -> list:
+    """Every loop of the program, read from its IR.
+
+    Constraints run as MetaSchedule postprocessors, where schedule queries
+    (``get_loops``...) would be recorded into the trace and break its replay
+    when a mutated decision changes the loop structure; walking the IR records
+    nothing.
+    """
+    from tvm import tirx
+
+    found, stack = [], [sch.mod["main"].body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tirx.For):
+            found.append(node)
+        for name in ("body", "block", "then_case", "else_case", "init"):
+            child = getattr(node, name, None)
+            if isinstance(child, tirx.Stmt):
+                stack.append(child)
+        stack.extend(getattr(node, "seq", None) or [])
+    return found
+
+
+def tiled_loops(sch) -> list[TiledLoop]:
+    """Loops the tiling rule annotated, read back from the program (so replays work too)."""
+    out = []
+    for loop in loops_of(sch):
+        value = loop.annotations.get(LEVEL_KEY)
+        if value is not None:
+            level, _, axis = str(value).partition("/")
+            out.append(TiledLoop(level, axis, int(loop.extent)))
+    return out
+
+
+def parallel_extent(sch) -> int:
+    """The largest parallel loop's extent (0: none): what the cores share."""
+    from tvm.tirx import ForKind
+
+    return max((int(loop.extent) for loop in loops_of(sch) if loop.kind == ForKind.PARALLEL),
+               default=0)
+
+
+class RegisterTile(Constraint):
+    """The accumulator tile must fit in the vector registers.
+
+    The register level (S2) times the intrinsic's output, in vector registers,
+    plus the registers the intrinsic's inputs need, must not exceed the
+    target's vector register file: a spilled accumulator tile is no faster
+    than memory.
+    """
+
+    name = "register-tile"
+    input_registers = 2  # a broadcast word and one lane vector per intrinsic call
+
+    def applies(self, target: Target) -> bool:
+        return target.kind == "cpu" and bool(target.resources.vector_registers
+                                             and target.resources.vector_width_bits)
+
+    def check(self, context: ScheduleContext) -> str | None:
+        if context.intrinsic is None:
+            return None
+        resources = context.target.resources
+        output = context.intrinsic.compute.output
+        out_elements = prod(context.intrinsic.compute.extent(v)
+                            for v in {n for i in output.indices for n in index_variables(i)})
+        bits = out_elements * _bits(output.dtype)
+        per_call = max(1, -(-bits // resources.vector_width_bits))
+        tile = prod(loop.extent for loop in tiled_loops(context.sch) if loop.level == "S2")
+        needed = tile * per_call + self.input_registers
+        if needed > resources.vector_registers:
+            return (f"accumulator tile needs {needed} vector registers "
+                    f"({tile} x {per_call} + {self.input_registers}); "
+                    f"the target has {resources.vector_registers}")
+        return None
+
+
+class CacheWorkingSet(Constraint):
+    """What one cache tile touches must fit in L2, and one reduction step in L1.
+
+    The footprint of a tile is the sum over the main block's tensors of the
+    product of the tile's extents along the loops each tensor depends on
+    (an over-estimate for sliding windows, so the bound errs on keeping
+    candidates out only when they clearly spill).
+    """
+
+    name = "cache-working-set"
+
+    def applies(self, target: Target) -> bool:
+        caches = target.resources.cache_bytes
+        return target.kind == "cpu" and "L1" in caches and "L2" in caches
+
+    def check(self, context: ScheduleContext) -> str | None:
+        if context.mapping is None or context.workload is None:
+            return None
+        loops = tiled_loops(context.sch)
+        caches = context.target.resources.cache_bytes
+        for level, levels, inside in (("L2", {"R1", "S2"}, "cache tile"),
+                                      ("L1", {"S2"}, "reduction step")):
+            need = self.footprint(context, loops, levels)
+            if need > caches[level]:
+                return f"a {inside} touches {need} bytes; {level} holds {caches[level]}"
+        return None
+
+    @staticmethod
+    def footprint(context: ScheduleContext, loops: list[TiledLoop], levels: set[str]) -> int:
+        from ..mapping.access import intrinsic_computation
+        from ..mapping.builtin import workload_computation
+
+        op = workload_computation(context.workload)
+        intr = intrinsic_computation(context.intrinsic)
+        mapping = context.mapping
+        extent: dict[str, int] = {}
+        for loop in loops:
+            if loop.level in levels:
+                extent[loop.axis] = extent.get(loop.axis, 1) * loop.extent
+        for var in intr.axes:  # the intrinsic's own loops are inside every level
+            extent[var.name] = extent.get(var.name, 1) * var.extent
+        group_of = {name: v for v, names in mapping.axes.items() for name in names}
+        total = 0
+        for access in (*op.inputs, op.output):
+            axes = {group_of.get(a.name, a.name) for a in op.axes if access.depends_on(a.name)}
+            total += prod(extent.get(axis, 1) for axis in axes) * _bits(access.dtype) // 8
+        return total
+
+
+class ParallelExtent(Constraint):
+    """A CPU program needs at least as many parallel iterations as the target has cores."""
+
+    name = "parallel-extent"
+
+    def applies(self, target: Target) -> bool:
+        return target.kind == "cpu" and (target.resources.cores or 1) > 1
+
+    def check(self, context: ScheduleContext) -> str | None:
+        cores = context.target.resources.cores
+        extent = parallel_extent(context.sch)
+        if extent < cores:
+            return f"{extent} parallel iterations for {cores} cores"
+        return None
+
+
+class PaddingWaste(Constraint):
+    """A mapping may not spend more than ``max_waste`` of its work on padding."""
+
+    name = "padding-waste"
+    max_waste = 0.5
+
+    def applies(self, target: Target) -> bool:
+        return True
+
+    def check(self, context: ScheduleContext) -> str | None:
+        return self.check_mapping(context.mapping, context.target) if context.mapping else None
+
+    def check_mapping(self, candidate: MappingCandidate, target: Target) -> str | None:
+        if candidate.waste > self.max_waste:
+            return (f"padding wastes {candidate.waste:.0%} of the work "
+                    f"(bound {self.max_waste:.0%})")
+        return None
+
+
+def _bits(dtype: str) -> int:
+    return int("".join(ch for ch in dtype if ch.isdigit()) or 8)
+
+
+CPU_CONSTRAINTS = (RegisterTile(), CacheWorkingSet(), ParallelExtent(), PaddingWaste())

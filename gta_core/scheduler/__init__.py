@@ -1,0 +1,1 @@
+"""Scheduling: tasks, their design spaces, search, and the allocation of trials."""

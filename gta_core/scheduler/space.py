@@ -1,0 +1,142 @@
+"""One task's design space: a realised mapping with the generation rules applied.
+
+MetaSchedule's evolutionary search drives it through its Python extension
+point: ``generate_design_space`` returns one schedule per sketch (the rules
+may fork structural alternatives), whose traces record every sampled
+decision; the search mutates those decisions and replays the traces.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from ..generation.engine import apply_rules
+from ..generation.rule import GenerationRule, ScheduleContext
+from ..mapping.reshape import RealisationError, ensure_registered, finish_cpu, reshape
+from ..models import Intrinsic, MappingCandidate, Target
+from ..pruning.constraint import Constraint
+from ..workloads import Workload
+
+
+class Task:
+    """One (workload, mapping) pair on a target: what the scheduler allocates trials to."""
+
+    def __init__(self, workload: Workload, mapping: MappingCandidate, intrinsic: Intrinsic,
+                 target: Target) -> None:
+        ensure_registered(intrinsic)  # its records' traces tensorize with it
+        self.workload = workload
+        self.mapping = mapping
+        self.intrinsic = intrinsic
+        self.target = target
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload.spec}@{self.target.name}#{self.mapping.id}"
+
+
+def lowers(mod) -> bool:
+    """Whether ``mod`` survives the lowering passes that check tensorized buffer windows.
+
+    A candidate whose operand window lost its contiguity (e.g. a packing stage
+    compacted to a tile) fails there; catching it before the cost model, whose
+    feature extraction runs the same passes, keeps one bad candidate from
+    stopping the search.
+    """
+    import tvm
+    from tvm import s_tir
+
+    passes = tvm.ir.transform.Sequential([
+        s_tir.transform.LowerInitBlock(),
+        s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+        s_tir.transform.ConvertBlocksToOpaque(),
+        s_tir.transform.CompactBufferAllocation(),
+        s_tir.transform.LowerMatchBuffer(),
+    ])
+    try:
+        passes(mod)
+    except Exception:  # noqa: BLE001 - any lowering failure disqualifies the candidate
+        return False
+    return True
+
+
+@derived_object
+class ConstraintCheck(ms.postproc.PyPostproc):
+    """The resource constraints as a MetaSchedule postprocessor: rejects before building.
+
+    Counts rejections per constraint in ``pruned``, shared by the clones the
+    search makes for its worker threads.
+    """
+
+    def __init__(self, task: Task, constraints: list[Constraint],
+                 pruned: Counter | None = None) -> None:
+        self.task = task
+        self.constraints = [c for c in constraints if c.applies(task.target)]
+        self.pruned = Counter() if pruned is None else pruned
+
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
+    def apply(self, sch) -> bool:
+        if not lowers(sch.mod):
+            self.pruned["lowering"] += 1
+            return False
+        context = ScheduleContext(sch=sch, block=self.task.workload.main_block,
+                                  target=self.task.target, workload=self.task.workload,
+                                  intrinsic=self.task.intrinsic, mapping=self.task.mapping)
+        for constraint in self.constraints:
+            if constraint.check(context):
+                self.pruned[constraint.name] += 1
+                return False
+        return True
+
+    def clone(self) -> ConstraintCheck:
+        return ConstraintCheck(self.task, self.constraints, self.pruned)
+
+
+@derived_object
+class MappingSpace(ms.space_generator.PySpaceGenerator):
+    """The design spaces of one task: realise the mapping, apply the rules, tensorize."""
+
+    def __init__(self, task: Task, rules: list[GenerationRule], constraints: list[Constraint],
+                 pruned: Counter | None = None) -> None:
+        self.task = task
+        self.rules = rules
+        self.check = ConstraintCheck(task, constraints, pruned)
+        # The fields MetaSchedule's search reads from a space generator.
+        self.sch_rules = []
+        self.postprocs = [self.check, ms.postproc.RewriteParallelVectorizeUnroll()]
+        self.mutator_probs = {ms.mutator.MutateTileSize(): 0.9, ms.mutator.MutateUnroll(): 0.1}
+
+    @property
+    def pruned(self) -> Counter:
+        return self.check.pruned
+
+    def _initialize_with_tune_context(self, context) -> None:
+        pass
+
+    def generate_design_space(self, mod) -> list:
+        task = self.task
+        try:
+            shaped = reshape(task.workload, task.mapping, task.intrinsic, mod=mod)
+        except RealisationError:
+            return []
+        context = ScheduleContext(
+            sch=shaped.sch, block=shaped.block, target=task.target, workload=task.workload,
+            intrinsic=task.intrinsic, mapping=task.mapping, spatial=shaped.spatial,
+            reduce=shaped.reduce, inner=shaped.inner,
+            notes={"spatial_axes": shaped.spatial_axes, "reduce_axes": shaped.reduce_axes})
+        spaces = []
+        for sketch in apply_rules(context, self.rules):
+            try:
+                finish_cpu(sketch.sch, sketch.block, sketch.levels.get("R0") or sketch.reduce,
+                           sketch.inner, shaped.compute)
+            except RealisationError:
+                continue
+            spaces.append(sketch.sch)
+        return spaces
+
+    def clone(self) -> MappingSpace:
+        return MappingSpace(self.task, self.rules, self.check.constraints, self.check.pruned)

@@ -1,0 +1,169 @@
+"""Generation rules and resource constraints on small realised mappings."""
+
+from __future__ import annotations
+
+import pytest
+
+from gta_core.api import load_workload
+from gta_core.generation import ScheduleContext
+from gta_core.generation.cpu import (
+    InlineContiguousOperands,
+    MultiLevelTiling,
+    ParallelOuterTiles,
+    RegisterAccumulator,
+    UnrollRegisterTile,
+    WriteBackPerTile,
+)
+from gta_core.generation.engine import apply_rules
+from gta_core.mapping import mapping_candidates
+from gta_core.mapping.reshape import finish_cpu, reshape
+from gta_core.measure import measure_program
+from gta_core.models import MappingCandidate
+from gta_core.plugins import default_registry
+from gta_core.pruning.cpu import (
+    CacheWorkingSet,
+    PaddingWaste,
+    ParallelExtent,
+    RegisterTile,
+    parallel_extent,
+    tiled_loops,
+)
+
+
+def context_for(spec: str, intrinsic: str = "vnni", lanes: str | None = None) -> ScheduleContext:
+    """The first kept candidate of ``intrinsic`` (with lanes from ``lanes``), reshaped."""
+    workload = load_workload(spec)
+    candidate = next(c for c in mapping_candidates(workload, "avx512", default_registry())
+                     if c.status == "kept" and c.intrinsic == intrinsic
+                     and (lanes is None or c.axes["i"] == [lanes]))
+    return reshaped(workload, candidate)
+
+
+def reshaped(workload, candidate: MappingCandidate) -> ScheduleContext:
+    registry = default_registry()
+    intrinsic = registry.intrinsics[candidate.intrinsic]
+    shaped = reshape(workload, candidate, intrinsic)
+    return ScheduleContext(
+        sch=shaped.sch, block=shaped.block, target=registry.target("avx512"),
+        workload=workload, intrinsic=intrinsic, mapping=candidate,
+        spatial=shaped.spatial, reduce=shaped.reduce, inner=shaped.inner,
+        notes={"spatial_axes": shaped.spatial_axes, "reduce_axes": shaped.reduce_axes,
+               "compute": shaped.compute})
+
+
+def finished_correct(context: ScheduleContext) -> bool:
+    finish_cpu(context.sch, context.block, context.levels.get("R0") or context.reduce,
+               context.inner, context.notes["compute"])
+    return measure_program(context.sch.mod, context.workload, context.target, number=1,
+                           repeat=1).correct
+
+
+def block_names(context: ScheduleContext) -> set[str]:
+    sch = context.sch
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+
+
+GEMM = "gemm:M=64,N=64,K=64,dtype=int8"
+CONV = "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=1,dtype=int8"
+
+
+def test_inline_contiguous_operands_reads_the_activation_in_place_but_packs_the_weights():
+    context = context_for(GEMM)
+    rule = InlineContiguousOperands()
+    assert rule.applies(context)
+    rule.apply(context)
+    assert "A_reindex_reindex" not in block_names(context)  # A[m, k] feeds VNNI as it is
+    assert "B_reindex_reindex" in block_names(context)  # B needs [N/16, K/4, 16, 4]
+    assert finished_correct(context)
+
+
+def test_inline_contiguous_operands_leaves_a_strided_window_packed():
+    context = context_for(CONV, lanes="k")  # 4-reduction over c: stride H*W in the input
+    assert not InlineContiguousOperands().applies(context)
+
+
+def test_multi_level_tiling_makes_annotated_parallel_cache_and_register_levels():
+    context = context_for(GEMM)
+    MultiLevelTiling().apply(context)
+    levels = {loop.level for loop in tiled_loops(context.sch)}
+    assert levels == {"S0", "S1", "S2", "R0", "R1"}
+    assert {loop.axis for loop in tiled_loops(context.sch) if loop.level == "S2"} == {"m", "i"}
+    assert str(context.sch.trace).count("sample_perfect_tile") == 3
+    assert finished_correct(context)
+
+
+def test_register_accumulator_forks_a_design_space_with_a_local_accumulator():
+    context = context_for(GEMM)
+    MultiLevelTiling().apply(context)
+    plain, cached = RegisterAccumulator().apply(context)
+    assert plain is context and "cache_write" in str(cached.sch.trace)
+    assert finished_correct(cached) and finished_correct(plain)
+
+
+def test_parallel_outer_tiles_and_write_back_per_tile_stay_correct():
+    context = context_for(CONV, "vnni-act-lanes", lanes="w")  # one loop per axis
+    for rule in (MultiLevelTiling(), WriteBackPerTile(), ParallelOuterTiles(),
+                 UnrollRegisterTile()):
+        assert rule.applies(context)
+        rule.apply(context)
+    assert parallel_extent(context.sch) >= 1
+    assert "meta_schedule.unroll_explicit" in str(context.sch.trace)
+    assert finished_correct(context)
+
+
+@pytest.mark.parametrize("spec", [GEMM, CONV, "depthwise_conv2d:N=1,C=16,H=8,W=16,R=3,S=3,"
+                                               "pad=1,dtype=int8"])
+def test_every_sketch_of_every_kept_mapping_is_correct(spec):
+    registry = default_registry()
+    workload = load_workload(spec)
+    for candidate in mapping_candidates(workload, "avx512", registry):
+        if candidate.status == "kept":
+            for sketch in apply_rules(reshaped(workload, candidate), registry.rules.values()):
+                assert finished_correct(sketch), f"{candidate.id} {sketch.notes}"
+
+
+def test_register_tile_rejects_an_accumulator_tile_that_would_spill():
+    context = context_for("gemm:M=256,N=1024,K=64,dtype=int8")
+    sch = context.sch
+    MultiLevelTiling().apply(context)
+    assert RegisterTile().applies(context.target)
+    # Force the register level to 8 x 8 accumulators (64 > 32 registers).
+    fresh = context_for("gemm:M=256,N=1024,K=64,dtype=int8")
+    s, r = fresh.spatial, fresh.reduce
+    m = fresh.sch.split(s[0], [None, 1, 8])
+    n = fresh.sch.split(s[1], [None, 1, 8])
+    for loop, level in zip([*m, *n], ["S0", "S1", "S2"] * 2):
+        fresh.sch.annotate(loop, "gta_tile", f"{level}/x")
+    reason = RegisterTile().check(fresh)
+    assert reason and "66 vector registers" in reason and "has 32" in reason
+    assert sch is context.sch and r
+
+
+def test_cache_working_set_rejects_a_tile_larger_than_l2():
+    context = context_for("gemm:M=512,N=512,K=4096,dtype=int8")
+    sch = context.sch
+    m = sch.split(context.spatial[0], [1, 2, 256])  # a 256-row tile under each S1 step
+    for loop, level in zip(m, ["S0", "S1", "S2"]):
+        sch.annotate(loop, "gta_tile", f"{level}/m")
+    k = sch.split(context.reduce[0], [1, 1024])
+    for loop, level in zip(k, ["R0", "R1"]):
+        sch.annotate(loop, "gta_tile", f"{level}/k")
+    reason = CacheWorkingSet().check(context)
+    assert reason and "L2" in reason
+
+
+def test_parallel_extent_rejects_a_serial_program():
+    context = context_for(GEMM)
+    assert ParallelExtent().check(context) == "0 parallel iterations for 2 cores"
+    MultiLevelTiling().apply(context)
+    ParallelOuterTiles().apply(context)
+    extent = parallel_extent(context.sch)
+    assert (ParallelExtent().check(context) is None) == (extent >= 2)
+
+
+def test_padding_waste_prunes_a_mapping_before_any_schedule_exists():
+    fields = {"id": "m", "intrinsic": "vnni", "operands": {}, "axes": {}}
+    target = default_registry().target("avx512")
+    assert PaddingWaste().check_mapping(MappingCandidate(**fields, waste=0.3), target) is None
+    assert "94%" in PaddingWaste().check_mapping(MappingCandidate(**fields, waste=0.9375),
+                                                 target)
