@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from . import __version__, api
+from .measure.settings import RPCSpecError, RPCUnavailable
 from .plugins import UnknownTarget
+from .tuning import TuneError
 from .workloads import SpecError
 
-USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, ValueError)
+USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
+               RPCUnavailable)
 
 
 class UsageError(Exception):
@@ -165,9 +168,15 @@ class _TuneProgress:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bars: dict[str, int] = {}
+        self.progress = None
 
     def __enter__(self) -> _TuneProgress:
-        if self.enabled:
+        return self
+
+    def update(self, outcome, share: int) -> None:
+        if not self.enabled:
+            return
+        if self.progress is None:  # started at the first batch: errors before it stay one line
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn)
@@ -176,11 +185,6 @@ class _TuneProgress:
                                      MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                                      TimeElapsedColumn(), console=Console(stderr=True))
             self.progress.start()
-        return self
-
-    def update(self, outcome, share: int) -> None:
-        if not self.enabled:
-            return
         key = outcome.task.key
         if key not in self.bars:
             self.bars[key] = self.progress.add_task(
@@ -190,7 +194,7 @@ class _TuneProgress:
         self.progress.update(self.bars[key], completed=outcome.measured, best=gops)
 
     def __exit__(self, *exc) -> None:
-        if self.enabled:
+        if self.progress is not None:
             self.progress.stop()
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .mapping import mapping_candidates
+from typing import TYPE_CHECKING
+
 from .measure import measure_program
-from .measure.runners import make_builder, make_runner
 from .measure.settings import MeasureSettings
 from .plugins import Registry, default_registry
-from .scheduler.search import SearchSettings, TaskOutcome, search_task
-from .scheduler.space import Task
 from .workloads import Workload, parse_workload
+
+if TYPE_CHECKING:
+    from .scheduler.search import SearchSettings, TaskOutcome
 
 
 class TuneError(ValueError):
@@ -94,7 +95,13 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
         raise TuneError(f"target {target} runs on a GPU, and this machine has none that TVM "
                         "sees: pass --rpc tracker=HOST:PORT,key=KEY to measure on a GPU host")
     path = check_db(db)
+    # Imported here: MetaSchedule and the search cost seconds to import, which the
+    # command line's other commands and its error paths should not pay.
     from .database import RecordStore
+    from .mapping import mapping_candidates
+    from .measure.runners import make_builder, make_runner
+    from .scheduler.search import SearchSettings, search_task
+    from .scheduler.space import Task
 
     store = RecordStore(path)
     builder, runner = make_builder(measure), make_runner(measure, chosen)

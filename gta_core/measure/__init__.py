@@ -1,8 +1,8 @@
 """Building and running programs: correctness against numpy, then timing."""
 
 from .check import Measurement, build, measure_program
-from .runners import Outcome, RPCUnavailable, make_builder, make_runner, measure_batch
-from .settings import MeasureSettings, RPCSettings, RPCSpecError, parse_rpc
+from .runners import Outcome, make_builder, make_runner, measure_batch
+from .settings import MeasureSettings, RPCSettings, RPCSpecError, RPCUnavailable, parse_rpc
 
 __all__ = ["MeasureSettings", "Measurement", "Outcome", "RPCSettings", "RPCSpecError",
            "RPCUnavailable", "build", "make_builder", "make_runner", "measure_batch",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from ..models import Target
-from .settings import MeasureSettings
+from .settings import MeasureSettings, RPCUnavailable
 
 if TYPE_CHECKING:
     import tvm
@@ -68,10 +68,6 @@ def _tvm_target(target: Target | tvm.target.Target) -> tvm.target.Target:
 def _device_type(target: tvm.target.Target) -> str:
     kind = target.kind.name
     return "cpu" if kind in ("llvm", "c") else kind
-
-
-class RPCUnavailable(RuntimeError):
-    """The RPC tracker cannot be reached or has no server with the key; one line."""
 
 
 # Seconds an RPC measurement may take beyond its session timeout: tracker queueing, upload.

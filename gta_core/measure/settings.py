@@ -11,6 +11,10 @@ class RPCSpecError(ValueError):
     """A malformed ``--rpc`` value; the message is one line naming the bad part."""
 
 
+class RPCUnavailable(RuntimeError):
+    """The RPC tracker cannot be reached or has no server with the key; one line."""
+
+
 class RPCSettings(BaseModel):
     """Where remote measurements go: a TVM RPC tracker and the device key to ask it for."""
 

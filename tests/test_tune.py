@@ -1,0 +1,132 @@
+"""`gta tune`: real tuning runs, correct against numpy, resumable, robust to failing candidates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gta_core.cli import main
+from gta_core.database import RecordStore
+from gta_core.measure.settings import MeasureSettings
+from gta_core.tuning import TuneError, even_split, tune
+
+FAST = MeasureSettings(number=1, repeat=2, min_repeat_ms=0)
+GEMM = "gemm:M=64,N=64,K=64,dtype=int8"
+CONV = "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=1,dtype=int8"
+
+
+def test_even_split_gives_every_task_its_share():
+    assert even_split(10, 3) == [4, 3, 3]
+    assert sum(even_split(64, 7)) == 64
+
+
+def test_a_tiny_int8_gemm_tunes_correctly_and_a_rerun_measures_nothing(tmp_path):
+    first = tune([GEMM], "avx512", 6, tmp_path, measure=FAST).tasks[0]
+    assert first.correct is True and first.latency_us > 0 and first.gflops > 0
+    assert first.trials == 6 and first.new_trials == 6
+    assert first.mapping in {m.id for m in first.mappings}
+    assert sum(m.trials for m in first.mappings) == 6
+    store = RecordStore(tmp_path)
+    assert len(store.records()) == 6
+
+    again = tune([GEMM], "avx512", 6, tmp_path, measure=FAST).tasks[0]
+    assert again.new_trials == 0 and again.trials == 6
+    assert again.latency_us == first.latency_us
+    assert len(RecordStore(tmp_path).records()) == 6
+
+    more = tune([GEMM], "avx512", 8, tmp_path, measure=FAST).tasks[0]
+    assert more.new_trials == 2 and more.trials == 8  # only what is missing
+
+
+def test_a_tiny_conv2d_tunes_correctly_and_reports_pruning(tmp_path):
+    task = tune([CONV], "avx512", 4, tmp_path, measure=FAST).tasks[0]
+    assert task.correct is True and task.gflops > 0
+    assert task.trials == 4
+    assert set(task.pruned) <= {"register-tile", "cache-working-set", "parallel-extent",
+                                "parallel-balance", "lowering"}
+
+
+def test_a_candidate_that_fails_to_build_does_not_stop_tuning(tmp_path, monkeypatch):
+    """Every other build fails (as a crash or timeout would); tuning goes on and records it."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    from gta_core.measure import runners
+
+    real = runners.make_builder
+
+    @derived_object
+    class HalfBroken(ms.builder.PyBuilder):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def build(self, inputs):
+            results = self.inner.build(inputs)
+            return [ms.builder.BuilderResult(None, "RuntimeError: injected build failure")
+                    if i % 2 == 0 else r for i, r in enumerate(results)]
+
+    monkeypatch.setattr(runners, "make_builder", lambda settings: HalfBroken(real(settings)))
+    task = tune([GEMM], "avx512", 4, tmp_path, measure=FAST).tasks[0]
+    errors = [r.error for r in RecordStore(tmp_path).records()]
+    assert task.trials == 4 and errors.count("RuntimeError: injected build failure") == 2
+    assert task.correct is True  # the candidates that built still give a checked best
+
+
+def test_cli_tune_json_contract(tmp_path, capsys):
+    code = main(["tune", GEMM, "--target", "avx512", "--trials", "2", "--db", str(tmp_path),
+                 "--json", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    [task] = json.loads(out)["tasks"]
+    assert {"workload", "target", "latency_us", "gflops", "mapping", "trials", "new_trials",
+            "correct", "pruned"} <= set(task)
+    assert task["workload"] == GEMM and task["trials"] == 2
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--trials", "0"], "--trials: must be a positive integer"),
+    (["--trials", "x"], "--trials: must be a positive integer"),
+    (["--trials", "2", "--target", "tpu"], "unknown target 'tpu'"),
+    (["--trials", "2", "--target", "cuda-tc"], "pass --rpc"),
+    (["--trials", "2", "--db", "/proc/gta-cannot-write"], "cannot write there"),
+    (["--trials", "2", "--rpc", "tracker=nohost"], "bad RPC spec"),
+])
+def test_cli_tune_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    base = {"--target": "avx512", "--db": str(tmp_path)}
+    args = dict(zip(argv[::2], argv[1::2]))
+    merged = {**base, **args}
+    code = main(["tune", GEMM, *[x for kv in merged.items() for x in kv]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_a_bad_budget_through_the_api_is_a_tune_error(tmp_path):
+    with pytest.raises(TuneError, match="positive integer"):
+        tune([GEMM], "avx512", 0, tmp_path)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_loses_no_record_and_the_rerun_measures_only_the_rest(tmp_path):
+    gta = [sys.executable, "-m", "gta_core.cli", "tune", GEMM, "--target", "avx512",
+           "--trials", "16", "--db", str(tmp_path), "--quiet"]
+    child = subprocess.Popen(gta, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    records = tmp_path / "gta_records.json"
+    while time.monotonic() < deadline:
+        if records.exists() and records.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.5)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    before = len(RecordStore(tmp_path).records())
+    assert 4 <= before < 16
+    task = tune([GEMM], "avx512", 16, tmp_path, measure=FAST).tasks[0]
+    assert task.trials == 16 and task.new_trials == 16 - before
+    assert Path(tmp_path / "records.json").read_text().count("\n") == 16
