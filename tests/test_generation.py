@@ -16,7 +16,7 @@ from gta_core.generation.cpu import (
 )
 from gta_core.generation.engine import apply_rules
 from gta_core.mapping import mapping_candidates
-from gta_core.mapping.reshape import finish_cpu, reshape
+from gta_core.mapping.realise import finish_cpu, reshape
 from gta_core.measure import measure_program
 from gta_core.models import MappingCandidate
 from gta_core.plugins import default_registry

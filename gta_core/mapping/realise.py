@@ -28,6 +28,7 @@ TVM intrinsics they name, not from intrinsic names.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from ..models import Intrinsic, MappingCandidate, Target
@@ -63,6 +64,84 @@ def _step(name: str):
     return wrap
 
 
+def ensure_registered(intrinsic: Intrinsic) -> None:
+    """Import the module that registers ``intrinsic``'s TVM tensor intrinsics.
+
+    Replaying a recorded trace needs them as much as making one does.
+    """
+    if intrinsic.tvm_module:
+        importlib.import_module(intrinsic.tvm_module)
+
+
+@dataclass
+class Reshaped:
+    """The operator in a mapping's shape, before tensorize: what generation rules work on."""
+
+    sch: object  # tvm.s_tir.Schedule
+    block: str
+    spatial: list  # loops outside the intrinsic, outermost first
+    reduce: list
+    inner: list  # the intrinsic's loops
+    spatial_axes: list[str]  # per spatial loop: operator loop or intrinsic axis it walks
+    reduce_axes: list[str]
+    compute: str  # the TVM tensor intrinsic to tensorize with
+
+
+def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
+             mod=None, commute: bool = False):
+    """Steps 1-4 and the window split: (schedule, main block, op, intr, order)."""
+    from tvm import s_tir
+
+    ensure_registered(intrinsic)
+    block_name = workload.main_block
+    intr = intrinsic_computation(intrinsic)
+    sch = s_tir.Schedule(mod if mod is not None else workload.prim_func())
+    op = block_computation(sch, block_name)
+    if commute and _needs_commuting(op, intr, candidate, intrinsic):
+        sch = s_tir.Schedule(_commuted_prim_func(workload))
+        op = block_computation(sch, block_name)
+    order = _new_order(op, intr, candidate)
+    _to_einsum(sch, block_name, op)
+    _relayout_buffers(sch, block_name, op, intr, candidate, order)
+    _relayout_block(sch, block_name, op, order)
+    _pad(sch, block_name, op, intr, candidate, order)
+    _split_windows(sch, block_name, op, intr, candidate, order)
+    return sch, block_name, op, intr, order
+
+
+def reshape(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
+            mod=None) -> Reshaped:
+    """The operator (``mod``, default the workload's PrimFunc) in the mapping's shape.
+
+    Generation rules tile and place stages around the intrinsic's loops next;
+    :func:`finish_cpu` then tensorizes.
+    """
+    sch, block, op, intr, order = _prepare(workload, candidate, intrinsic, mod)
+    spatial, reduce, inner = _split_and_order(sch, block, op, intr, order)
+    kinds = {a.name: a.kind for a in op.axes}
+    return Reshaped(
+        sch=sch, block=block, spatial=spatial, reduce=reduce, inner=inner,
+        spatial_axes=[n for n in order.outer if kinds[n] == "spatial"]
+        + [v.name for v in intr.axes if v.kind == "spatial"],
+        reduce_axes=[n for n in order.outer if kinds[n] == "reduce"]
+        + [v.name for v in intr.axes if v.kind == "reduce"],
+        compute=_compute_name(op, intr, candidate, intrinsic),
+    )
+
+
+@_step("tensorize")
+def finish_cpu(sch, block_name: str, reduce: list, inner: list, compute: str) -> None:
+    """Separate the init before the outermost reduction loop, then tensorize.
+
+    (The init's loops are left to LLVM's vectoriser: how many there are depends on
+    the sampled tile sizes, unit loops being dropped, and a trace whose queries
+    return a decision-dependent number of loops cannot be replayed.)
+    """
+    block = sch.get_sblock(block_name)
+    sch.decompose_reduction(block, reduce[0] if reduce else inner[0])
+    sch.tensorize(inner[0], compute)
+
+
 def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
             target: Target | None = None) -> Realised:
     """A schedule computing ``workload`` with ``intrinsic`` as ``candidate`` maps it.
@@ -72,32 +151,17 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
     target gives a kernel whose operands move through the memory scopes the intrinsic's
     operands declare (see :func:`_realise_gpu`).
     """
-    from tvm import s_tir
-
-    if intrinsic.tvm_module:
-        import importlib
-
-        importlib.import_module(intrinsic.tvm_module)
-    gpu = target is not None and target.kind != "cpu"
-    memory = _fragment_scopes(intrinsic) if gpu else None
-    block_name = workload.main_block
-    intr = intrinsic_computation(intrinsic)
-    sch = s_tir.Schedule(workload.prim_func())
-    op = block_computation(sch, block_name)
-    if gpu and _needs_commuting(op, intr, candidate, intrinsic):
-        sch = s_tir.Schedule(_commuted_prim_func(workload))
-        op = block_computation(sch, block_name)
-    order = _new_order(op, intr, candidate)
-    _to_einsum(sch, block_name, op)
-    _relayout_buffers(sch, block_name, op, intr, candidate, order)
-    _relayout_block(sch, block_name, op, order)
-    _pad(sch, block_name, op, intr, candidate, order)
-    _split_windows(sch, block_name, op, intr, candidate, order)
-    if gpu:
-        outer = _realise_gpu(sch, block_name, op, intr, candidate, intrinsic, order, memory,
-                             _warp_size(target))
-    else:
-        outer = _tile_and_tensorize(sch, block_name, op, intr, candidate, intrinsic, order)
+    if target is None or target.kind == "cpu":
+        shaped = reshape(workload, candidate, intrinsic)
+        finish_cpu(shaped.sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
+        return Realised(sch=shaped.sch, block=shaped.block,
+                        outer_loops=len(shaped.spatial) + len(shaped.reduce),
+                        compute_intrinsic=shaped.compute)
+    ensure_registered(intrinsic)  # the scopes are read from the TVM intrinsics it names
+    memory = _fragment_scopes(intrinsic)
+    sch, block_name, op, intr, order = _prepare(workload, candidate, intrinsic, commute=True)
+    outer = _realise_gpu(sch, block_name, op, intr, candidate, intrinsic, order, memory,
+                         _warp_size(target))
     return Realised(sch=sch, block=block_name, outer_loops=outer,
                     compute_intrinsic=_compute_name(op, intr, candidate, intrinsic))
 
@@ -335,17 +399,6 @@ def _split_and_order(sch, block_name: str, op: Computation, intr: Computation,
     reduce += [o for o, kind in outers if kind == "reduce"]
     sch.reorder(*spatial, *reduce, *inners)
     return spatial, reduce, inners
-
-
-@_step("tensorize")
-def _tile_and_tensorize(sch, block_name: str, op: Computation, intr: Computation,
-                        candidate: MappingCandidate, intrinsic: Intrinsic, order: _Order) -> int:
-    block = sch.get_sblock(block_name)
-    spatial, reduce, inners = _split_and_order(sch, block_name, op, intr, order)
-    first_reduce = reduce[0] if reduce else inners[0]
-    sch.decompose_reduction(block, first_reduce)
-    sch.tensorize(inners[0], _compute_name(op, intr, candidate, intrinsic))
-    return len(spatial) + len(reduce)
 
 
 # --- GPU: a kernel whose operands move through the intrinsic's declared memory scopes ---------

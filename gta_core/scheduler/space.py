@@ -15,7 +15,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..generation.engine import apply_rules
 from ..generation.rule import GenerationRule, ScheduleContext
-from ..mapping.reshape import RealisationError, ensure_registered, finish_cpu, reshape
+from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, reshape
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
 from ..workloads import Workload

@@ -9,7 +9,7 @@ from gta_core.conformance import check_plugin
 from gta_core.generation import ScheduleContext
 from gta_core.generation.engine import apply_rules
 from gta_core.mapping import mapping_candidates
-from gta_core.mapping.reshape import finish_cpu, reshape
+from gta_core.mapping.realise import finish_cpu, reshape
 from gta_core.measure import measure_program
 from gta_core.models import Resources, Target
 from gta_core.plugins import default_registry
