@@ -52,7 +52,7 @@ def torch_rows(n: int, repeat: int) -> list[dict]:
         y = torch.rand(n, n, dtype=torch.float32).to(dtype)
         ref = x.double() @ y.double()
         ok = bool(torch.allclose((x @ y).double(), ref, rtol=2e-2 if name == "bf16" else 1e-4))
-        median, spread = timed(lambda: x @ y, repeat)
+        median, spread = timed(lambda x=x, y=y: x @ y, repeat)
         rows.append({"contender": f"torch matmul {name}", "gops": 2 * n**3 / median / 1e9,
                      "spread": spread, "correct": ok})
     return rows

@@ -78,7 +78,7 @@ def plugins_report(registry: Registry | None = None) -> PluginsReport:
     for info in registry.plugins.values():
         names = info.registered
 
-        def named(attribute: str) -> list[NamedSummary]:
+        def named(attribute: str, names=names) -> list[NamedSummary]:
             table = getattr(registry, attribute)
             return [NamedSummary(name=n, description=_summary(table[n]))
                     for n in names.get(attribute, [])]

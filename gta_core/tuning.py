@@ -7,10 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
-
-from typing import TYPE_CHECKING
 
 from .measure import measure_program
 from .measure.settings import MeasureSettings

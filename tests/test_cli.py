@@ -126,7 +126,8 @@ def test_the_console_script_reports_its_version_and_errors_without_traceback():
     assert version.returncode == 0 and version.stdout.startswith("gta 0.1")
     bad = subprocess.run([GTA, "describe", "gemm:M=1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip() == "gta: error: gemm: missing key 'N'; keys: M, N, K, dtype, out_dtype"
+    assert bad.stderr.strip() == (
+        "gta: error: gemm: missing key 'N'; keys: M, N, K, dtype, out_dtype")
 
 
 def test_demo_realises_every_mapping_beside_a_checked_baseline(capsys):

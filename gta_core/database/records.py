@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
-from .lines import (LineReader, append_line, drop_partial_tail, exclusive, first_line,
-                    warn_line)
+from .lines import LineReader, append_line, drop_partial_tail, exclusive, first_line, warn_line
 
 WORKLOADS = "workloads.json"
 RECORDS = "records.json"

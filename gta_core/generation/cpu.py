@@ -55,8 +55,8 @@ class InlineContiguousOperands(GenerationRule):
                 sch.compute_inline(block)
 
     def _inlinable(self, context: ScheduleContext) -> set[str]:
-        from ..mapping.builtin import workload_computation
         from ..mapping.access import intrinsic_computation
+        from ..mapping.builtin import workload_computation
 
         op = workload_computation(context.workload)
         intr = intrinsic_computation(context.intrinsic)
@@ -109,7 +109,8 @@ class MultiLevelTiling(GenerationRule):
                 levels[name].append(tile)
         sch.reorder(*levels["S0"], *levels["R0"], *levels["S1"], *levels["R1"], *levels["S2"],
                     *context.inner)
-        axes = {"S": context.notes.get("spatial_axes", []), "R": context.notes.get("reduce_axes", [])}
+        axes = {"S": context.notes.get("spatial_axes", []),
+                "R": context.notes.get("reduce_axes", [])}
         for name, loops in levels.items():
             for loop, axis in zip(loops, axes[name[0]] or [""] * len(loops)):
                 sch.annotate(loop, LEVEL_KEY, f"{name}/{axis}")

@@ -96,7 +96,8 @@ def affine_from_text(text: str) -> Affine:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return _scale(walk(node.operand), -1)
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
-            return _add(walk(node.left), walk(node.right), 1 if isinstance(node.op, ast.Add) else -1)
+            sign = 1 if isinstance(node.op, ast.Add) else -1
+            return _add(walk(node.left), walk(node.right), sign)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
             return _multiply(walk(node.left), walk(node.right), repr(text))
         raise NotAffine(f"index {text!r} is not affine")

@@ -232,7 +232,8 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
         window = [group_of[var] for var in operand.window]
         relayout = _layout(list(operand.dims), list(operand.outer), window, extents)
         sch.transform_layout(block, (operand.kind, operand.index),
-                             IndexMap.from_func(relayout, ndim=len(operand.dims), index_dtype="int32"))
+                             IndexMap.from_func(relayout, ndim=len(operand.dims),
+                                                index_dtype="int32"))
 
 
 @_step("transform_layout (split)")
@@ -245,7 +246,8 @@ def _split_windows(sch, block_name: str, op: Computation, intr: Computation,
     for operand in _operands(op, intr, candidate, order):
         sizes = [intr.axis(var).extent for var in operand.window]
         sch.transform_layout(block, (operand.kind, operand.index), IndexMap.from_func(
-            _split(len(operand.outer), sizes), ndim=len(operand.outer) + len(sizes), index_dtype="int32"))
+            _split(len(operand.outer), sizes), ndim=len(operand.outer) + len(sizes),
+            index_dtype="int32"))
 
 
 def _split(n_outer: int, sizes: list[int]):
@@ -393,8 +395,8 @@ def _split_and_order(sch, block_name: str, op: Computation, intr: Computation,
         o, i = sch.split(loop, factors=[None, var.extent])
         outers.append((o, var.kind))
         inners.append(i)
-    spatial = [l for l, name in zip(outer_loops, order.outer) if kinds[name] == "spatial"]
-    reduce = [l for l, name in zip(outer_loops, order.outer) if kinds[name] == "reduce"]
+    spatial = [loop for loop, name in zip(outer_loops, order.outer) if kinds[name] == "spatial"]
+    reduce = [loop for loop, name in zip(outer_loops, order.outer) if kinds[name] == "reduce"]
     spatial += [o for o, kind in outers if kind == "spatial"]
     reduce += [o for o, kind in outers if kind == "reduce"]
     sch.reorder(*spatial, *reduce, *inners)

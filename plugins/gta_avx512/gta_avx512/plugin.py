@@ -55,7 +55,8 @@ def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, 
             operands=[*(reversed(inputs) if lanes_first else inputs),
                       Operand(name="C", role="output", dtype=out, indices=["i"])],
         ),
-        tvm_intrinsics={"compute": tvm_name, **({"compute_mirrored": mirrored} if mirrored else {})},
+        tvm_intrinsics={"compute": tvm_name,
+                        **({"compute_mirrored": mirrored} if mirrored else {})},
         tvm_module=TVM_MODULE,
     )
 

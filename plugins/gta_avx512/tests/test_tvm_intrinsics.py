@@ -7,31 +7,19 @@ and compares against numpy on full-range random data (int16 saturation bugs hide
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 import pytest
 import tvm
-from tvm import te
-
 from gta_avx512 import tvm_intrinsics
 from gta_avx512.tvm_intrinsics import INTRINSIC_NAMES
+from tvm import te
 
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
+from gta_core.host import cpu_flags
 
 _NEEDED_FLAGS = {"avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"}
-_MISSING = sorted(_NEEDED_FLAGS - _cpu_flags())
+_MISSING = sorted(_NEEDED_FLAGS - cpu_flags())
 
 pytestmark = [
     pytest.mark.skipif(

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tvm
-from tvm import te
-from tvm.s_tir import Schedule
-from tvm.s_tir.tensor_intrin.cuda import shared_16x16_to_ldmatrix_32x8_layout
 
 # Imported once for the whole file: ~17 s, TVM's CUDA intrinsic module.
 from gta_cuda_tc import tvm_intrinsics
 from gta_cuda_tc.names import MMA_F16_F16, MMA_F16_F32, wmma_names
+from tvm import te
+from tvm.s_tir import Schedule
+from tvm.s_tir.tensor_intrin.cuda import shared_16x16_to_ldmatrix_32x8_layout
 
 # TVM compiles CUDA itself only where a CUDA runtime is loaded (the GPU run); its default,
 # nvrtc, needs Python CUDA bindings that the project does not install.

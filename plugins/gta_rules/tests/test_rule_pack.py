@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from gta_rules import plugin
+from gta_rules.constraints import ParallelBalance
+from gta_rules.rules import PackingAtTile
 from tvm import s_tir
 
 from gta_core.api import load_workload
@@ -13,9 +16,6 @@ from gta_core.mapping.realise import finish_cpu, reshape
 from gta_core.measure import measure_program
 from gta_core.models import Resources, Target
 from gta_core.plugins import default_registry
-from gta_rules import plugin
-from gta_rules.constraints import ParallelBalance
-from gta_rules.rules import PackingAtTile
 
 CPU = Target(name="cpu2", kind="cpu", tvm={"kind": "llvm", "num-cores": 2},
              resources=Resources(cores=2))
