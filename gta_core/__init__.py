@@ -12,3 +12,12 @@ try:
     __version__ = version("gta-core")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str):
+    # `gta_core.tune(...)` without importing TVM and MetaSchedule at `import gta_core`.
+    if name == "tune":
+        from .tuning import tune
+
+        return tune
+    raise AttributeError(f"module 'gta_core' has no attribute {name!r}")
