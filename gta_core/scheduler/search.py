@@ -23,6 +23,7 @@ class SearchSettings:
     batch: int = 8  # candidates measured per round
     population: int = 64
     genetic_iterations: int = 2
+    eps_greedy: float = 0.05  # share of each batch picked at random, not by the cost model
     seed: int = 0
 
 
@@ -59,7 +60,8 @@ def search_task(task: Task, trials: int, *, store, builder, runner, cost_model,
             search_strategy=ms.search_strategy.EvolutionarySearch(
                 population_size=settings.population,
                 init_min_unmeasured=settings.population // 2,
-                genetic_num_iters=settings.genetic_iterations),
+                genetic_num_iters=settings.genetic_iterations,
+                eps_greedy=settings.eps_greedy),
             task_name=task.key, rand_state=settings.seed, num_threads=1)
         spaces = context.space_generator.generate_design_space(mod)
         if spaces:
