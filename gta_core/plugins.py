@@ -46,7 +46,9 @@ class RegistrationError(ValueError):
     """A plugin registered something the core cannot use."""
 
 
-def _validate_model(model: type[BaseModel]) -> Callable[[Any], Any]:
+def validator(model: type[BaseModel]) -> Callable[[Any], Any]:
+    """A check that turns what a plugin handed over into ``model``, or RegistrationError."""
+
     def validate(obj: Any) -> Any:
         # Dump and re-validate so objects made with model_construct() are checked too.
         data = obj.model_dump() if isinstance(obj, model) else obj
@@ -90,12 +92,12 @@ class _Kind:
 
 # In load order: targets first, so that everything after can refer to them.
 KINDS = (
-    _Kind("gta_register_targets", "targets", _validate_model(Target)),
-    _Kind("gta_register_intrinsics", "intrinsics", _validate_model(Intrinsic)),
+    _Kind("gta_register_targets", "targets", validator(Target)),
+    _Kind("gta_register_intrinsics", "intrinsics", validator(Intrinsic)),
     _Kind("gta_register_workloads", "operators", _validate_operator),
     _Kind("gta_register_rules", "rules", _validate_instance(GenerationRule)),
     _Kind("gta_register_constraints", "constraints", _validate_instance(Constraint)),
-    _Kind("gta_register_cost_models", "cost_models", _validate_model(CostModelEntry)),
+    _Kind("gta_register_cost_models", "cost_models", validator(CostModelEntry)),
 )
 
 

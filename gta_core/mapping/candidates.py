@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from ..models import MappingCandidate
-from ..plugins import Registry
+from ..plugins import RegistrationError, Registry, validator
 from ..workloads import Workload
+
+_validate = validator(MappingCandidate)
 
 
 def mapping_candidates(workload: Workload, target: str,
@@ -25,12 +25,9 @@ def mapping_candidates(workload: Workload, target: str,
         for plugin, proposed in registry.call_each("gta_mapping_candidates", **arguments):
             for candidate in proposed or []:
                 try:
-                    candidate = MappingCandidate.model_validate(
-                        candidate.model_dump() if isinstance(candidate, MappingCandidate)
-                        else candidate)
-                except (ValidationError, AttributeError) as exc:
-                    registry.record_failure(plugin, "gta_mapping_candidates",
-                                            f"malformed MappingCandidate: {exc}".splitlines()[0])
+                    candidate = _validate(candidate)
+                except RegistrationError as exc:
+                    registry.record_failure(plugin, "gta_mapping_candidates", str(exc))
                     continue
                 if plugin not in registry.builtin_names:
                     candidate = candidate.model_copy(update={"source": plugin})

@@ -21,15 +21,20 @@ class Measurement(BaseModel):
     gflops: float | None = None  # GOPS for integer work
 
 
+def build_config(target_kind: str) -> dict[str, object]:
+    """The PassContext config a program for a target of this TVM kind builds with."""
+    if target_kind == "cuda":
+        # Without it most tensorized CUDA programs fail in LowerIntrin (shared TVM notes).
+        return {"tirx.disable_storage_rewrite": True}
+    return {}
+
+
 def build(program, target: Target):
     """Compile ``program`` for ``target``; returns TVM's executable."""
     import tvm
 
-    if target.tvm["kind"] == "cuda":
-        # Without it most tensorized CUDA programs fail in LowerIntrin (shared TVM notes).
-        with tvm.transform.PassContext(config={"tirx.disable_storage_rewrite": True}):
-            return tvm.compile(program, target=target.tvm_target())
-    return tvm.compile(program, target=target.tvm_target())
+    with tvm.transform.PassContext(config=build_config(target.tvm["kind"])):
+        return tvm.compile(program, target=target.tvm_target())
 
 
 def measure_program(program, workload: Workload, target: Target, *, number: int = 3,

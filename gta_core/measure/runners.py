@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from ..models import Target
+from .check import build_config
 from .settings import MeasureSettings, RPCUnavailable
 
 if TYPE_CHECKING:
@@ -45,11 +46,8 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    if target.kind.name == "cuda":
-        # Without it most tensorized CUDA programs fail in LowerIntrin (shared TVM notes).
-        with tvm.transform.PassContext(config={"tirx.disable_storage_rewrite": True}):
-            return tvm.tirx.build(mod, target=target)
-    return tvm.tirx.build(mod, target=target)
+    with tvm.transform.PassContext(config=build_config(target.kind.name)):
+        return tvm.tirx.build(mod, target=target)
 
 
 def make_builder(settings: MeasureSettings) -> ms.builder.Builder:
