@@ -28,6 +28,11 @@ class IntrinsicSummary(NamedSummary):
     output: str
     tvm_intrinsics: dict[str, str]
 
+    @property
+    def dtypes(self) -> str:
+        """E.g. ``uint8 x int8 -> int32``."""
+        return " x ".join(self.inputs) + " -> " + self.output
+
 
 class PluginEntry(BaseModel):
     name: str
@@ -279,7 +284,7 @@ def peak(target: str, registry: Registry | None = None, progress=None) -> PeakRe
             progress(f"{intrinsic.name}: {measured.gops:.1f} G/s")
         summary = intrinsic_summary(intrinsic)
         rows.append(PeakRow(intrinsic=intrinsic.name,
-                            dtypes=" x ".join(summary.inputs) + " -> " + summary.output,
+                            dtypes=summary.dtypes,
                             measurement=measured))
     if not any(row.measurement for row in rows):
         raise NothingMeasured(f"no installed plugin can measure the intrinsics of {target} on "

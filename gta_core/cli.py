@@ -54,7 +54,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"  target {target.name}: {target.description}")
         if plugin.intrinsics:
             rows = [[i.name, i.target, "x".join(map(str, i.shape.values())),
-                     " x ".join(i.inputs) + " -> " + i.output] for i in plugin.intrinsics]
+                     i.dtypes] for i in plugin.intrinsics]
             print("  " + _table(rows, ["intrinsic", "target", "shape", "dtypes"])
                   .replace("\n", "\n  "))
         for label, items in (("operators", plugin.operators), ("rules", plugin.rules),
