@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel
 
 from .mapping import mapping_candidates
 from .mapping.realise import RealisationError, realise
-from .measure import Measurement, build, measure_program
+from .measure import build, measure_program
 from .models import Intrinsic, MappingCandidate, PeakMeasurement, PluginFailure, Target
 from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
+
+if TYPE_CHECKING:
+    from .bench import BenchReport
 
 
 class NamedSummary(BaseModel):
@@ -150,54 +156,25 @@ def describe(spec: str, target: str | None = None,
     return report
 
 
-DEMO_WORKLOADS = (
-    "gemm:M=256,N=256,K=256,dtype=int8",
-    "gemm:M=256,N=256,K=256,dtype=float32",
-    "conv2d:N=1,C=32,H=28,W=28,K=32,R=3,S=3,pad=1,dtype=int8",
-    "depthwise_conv2d:N=1,C=64,H=28,W=28,R=3,S=3,pad=1,dtype=int8",
-)
+def demo(target: str = "avx512", trials: int | None = None, out: str | None = None,
+         registry: Registry | None = None, progress=None) -> BenchReport:
+    """``gta bench`` on a small embedded suite: GTA beside MetaSchedule, PyTorch (when
+    installed), numpy and the measured peak, tuned briefly on this CPU.
 
-
-class DemoRow(BaseModel):
-    workload: str
-    candidates: int
-    kept: int
-    best_mapping: str | None
-    best_gops: float | None  # the fastest realised mapping, untuned, checked against numpy
-    baseline: Measurement  # TVM's default program, checked against numpy
-
-
-class DemoReport(BaseModel):
-    """What ``gta demo`` shows: per workload, its mappings and a checked baseline."""
-
-    target: str
-    rows: list[DemoRow]
-
-
-def demo(target: str = "avx512", workloads: tuple[str, ...] = DEMO_WORKLOADS,
-         registry: Registry | None = None, progress=None) -> DemoReport:
-    """Enumerate, realise and run every mapping of a small embedded suite on a CPU target.
-
-    Beside the fastest realised mapping stands TVM's default program for the
-    same workload; both are checked against numpy.
+    Results and tuning records go to ``out``, else to a temporary directory.
     """
-    registry = registry or default_registry()
-    chosen = registry.target(target)
-    rows = []
-    for spec in workloads:
-        if progress is not None:
-            progress(f"mapping {spec}")
-        report = mappings(spec, target, check=True, registry=registry)
-        workload = load_workload(spec, registry)
-        checked = [m for m in report.mappings if m.checked]
-        best = max(checked, key=lambda m: m.gops, default=None)
-        rows.append(DemoRow(
-            workload=report.workload, candidates=len(report.mappings),
-            kept=sum(m.status == "kept" for m in report.mappings),
-            best_mapping=best.id if best else None, best_gops=best.gops if best else None,
-            baseline=measure_program(workload.prim_func(), workload, chosen),
-        ))
-    return DemoReport(target=target, rows=rows)
+    from .bench import DEMO, resolve_contenders, run_bench
+
+    contenders, _ = resolve_contenders(["metaschedule", "torch", "numpy"])
+
+    def run(where: str) -> BenchReport:
+        return run_bench(DEMO, where, contenders=contenders, trials=trials, peak=True,
+                         target=target, repeat=3, registry=registry, progress=progress)
+
+    if out is not None:
+        return run(out)
+    with tempfile.TemporaryDirectory(prefix="gta-demo-") as where:
+        return run(where)
 
 
 class CheckedCandidate(MappingCandidate):

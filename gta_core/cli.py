@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from . import __version__, api
+from .bench import BenchError
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .plugins import UnknownTarget
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
-               RPCUnavailable)
+               RPCUnavailable, BenchError)
 
 
 class UsageError(Exception):
@@ -82,22 +83,52 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    report = api.demo(target=args.target, progress=lambda text: print(text, file=sys.stderr))
+def _stderr_log():
+    """A progress callback printing timestamped lines on stderr (rich)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda text: console.log(text, highlight=False)
+
+
+def _print_bench(report) -> None:
+    from .bench.report import geomean_lines, side_by_side
+
+    print(f"{report.suite} on {report.target} ({report.machine}): {report.trials} trials per "
+          f"tuning contender; median of {report.repeat} interleaved rounds, "
+          "[slowest-fastest]; every program checked against numpy first")
+    print(side_by_side(report))
+    for line in geomean_lines(report):
+        print(line.removeprefix("- "))
+    skipped = {(name, r.note) for w in report.workloads for name, r in w.contenders.items()
+               if r.status in ("skipped", "failed", "wrong")}
+    for name, note in sorted(skipped, key=str):
+        print(f"{name}: {note}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import parse_baselines, resolve_contenders, resolve_suite, run_bench
+
+    suite = resolve_suite(args.suite)
+    contenders, peak = resolve_contenders(parse_baselines(args.baselines))
+    out = args.out or f"bench-{suite.name}"
+    report = run_bench(suite, out, contenders=contenders, trials=args.trials, peak=peak,
+                       target=args.target, repeat=args.repeat, progress=_stderr_log())
     if args.json:
         _print_json(report)
         return 0
-    print(f"target {report.target}: every mapping realised and run (untuned), beside TVM's "
-          "default program; all checked against numpy")
-    rows = []
-    for row in report.rows:
-        base = row.baseline
-        best = f"{row.best_gops:.1f}" if row.best_gops else "-"
-        tvm = f"{base.gflops:.1f}" if base.correct else f"WRONG: {base.mismatch}"
-        ratio = f"{row.best_gops / base.gflops:.1f}x" if row.best_gops and base.correct else "-"
-        rows.append([row.workload, f"{row.kept}/{row.candidates}", row.best_mapping or "-",
-                     best, tvm, ratio])
-    print(_table(rows, ["workload", "kept", "best mapping", "G/s", "TVM default G/s", "ratio"]))
+    _print_bench(report)
+    print(f"{report.seconds:.0f} s; results.json, results.md and plots in {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    report = api.demo(target=args.target, trials=args.trials, out=args.out,
+                      progress=_stderr_log())
+    if args.json:
+        _print_json(report)
+        return 0
+    _print_bench(report)
     return 0
 
 
@@ -252,8 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
     peak.add_argument("--json", action="store_true", help="print JSON")
     peak.set_defaults(run=cmd_peak)
 
-    demo = commands.add_parser("demo", help="a small embedded suite on this CPU")
+    bench = commands.add_parser("bench", help="GTA side by side with MetaSchedule, PyTorch, "
+                                "numpy and the peak on a suite")
+    bench.add_argument("--suite", required=True, help="ci, ops, resnet18, resnet50 or bert")
+    bench.add_argument("--trials", type=_positive_int,
+                       help="trials per workload for each tuning contender (default: the "
+                            "suite's budget)")
+    bench.add_argument("--baselines", default="metaschedule,metaschedule-vnni,torch,numpy,peak",
+                       help="comma-separated contenders beside gta (default: all)")
+    bench.add_argument("--repeat", type=_positive_int, default=5,
+                       help="interleaved timing rounds; medians are reported (default 5)")
+    bench.add_argument("--out", help="directory of results and tuning records (resumable; "
+                                     "default bench-SUITE)")
+    bench.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
+    bench.add_argument("--json", action="store_true", help="print results.json")
+    bench.set_defaults(run=cmd_bench)
+
+    demo = commands.add_parser("demo", help="a small embedded suite tuned on this CPU")
     demo.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
+    demo.add_argument("--trials", type=_positive_int, help="trials per workload (default 8)")
+    demo.add_argument("--out", help="keep results and records here (default: a temporary "
+                                    "directory)")
     demo.add_argument("--json", action="store_true", help="print JSON")
     demo.set_defaults(run=cmd_demo)
     return parser

@@ -1,0 +1,306 @@
+"""The contenders of ``gta bench``: each turns a workload into a program to check and time.
+
+Tuning contenders (``gta``, ``metaschedule``, ``metaschedule-vnni``) tune into their own
+directory under the bench's ``--out`` DIR and log each tuning part in ``DIR/tuned.json``,
+so a rerun tunes only what is unfinished. Library contenders (``torch``, ``numpy``) call
+the library on the same inputs. Every program is checked against the numpy reference
+by the caller before it is timed.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..mapping.realise import ensure_registered
+from ..measure import MeasureSettings
+from ..models import Intrinsic, Target
+from ..plugins import Registry
+from ..workloads import Workload
+from . import metaschedule
+from .programs import CallableProgram, Program, TVMProgram
+from .tuned import TunedLog, TuningPart
+
+
+@dataclass
+class BenchContext:
+    """What every contender may use: the target, the budget, where records go."""
+
+    target: Target
+    trials: int
+    out: Path
+    registry: Registry
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    progress: Callable[[str], None] = lambda text: None
+
+    @property
+    def tuned_path(self) -> Path:
+        return self.out / "tuned.json"
+
+
+@dataclass
+class Prepared:
+    """A contender's program for a workload (None when it produced none, with why)."""
+
+    program: Program | None
+    note: str | None = None
+    trials: int | None = None
+    tuning_seconds: float | None = None
+
+
+def slug(spec: str) -> str:
+    """A directory name for a workload spec."""
+    return spec.replace(":", "_").replace(",", "_").replace("=", "")
+
+
+class Contender(ABC):
+    """One way to compute a workload. Subclasses set ``name`` and ``method``."""
+
+    name: ClassVar[str]
+    method: ClassVar[str]  # how it computes, in one sentence, for the report
+    tunes: ClassVar[bool] = False
+
+    def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
+        """Why this contender has no program for ``workload``; None when it has one."""
+        return None
+
+    @abstractmethod
+    def prepare(self, workload: Workload, inputs: list[np.ndarray],
+                ctx: BenchContext) -> Prepared:
+        """The contender's program for ``workload`` bound to ``inputs`` (tuning first)."""
+
+
+class TuningContender(Contender):
+    """A tuner: tunes each workload once up to the budget, then hands its best program over."""
+
+    tunes = True
+
+    def records_dir(self, workload: Workload, ctx: BenchContext) -> Path:
+        return ctx.out / self.name / slug(workload.spec)
+
+    def prepare(self, workload: Workload, inputs: list[np.ndarray],
+                ctx: BenchContext) -> Prepared:
+        where = self.records_dir(workload, ctx)
+        entry = TunedLog.load(ctx.tuned_path).entry(self.name, workload.spec)
+        if entry.budget < ctx.trials:
+            ctx.progress(f"{self.name}: tuning {workload.spec} ({ctx.trials} trials, "
+                         f"{self.measured(where)} on record)")
+            start = time.time()
+            chosen = self.tune(workload, where, ctx)
+            log = TunedLog.load(ctx.tuned_path)
+            entry = log.entry(self.name, workload.spec)
+            entry.parts.append(TuningPart(start=start, end=time.time(), budget=ctx.trials))
+            entry.chosen = chosen
+            log.save(ctx.tuned_path)
+        else:
+            ctx.progress(f"{self.name}: {workload.spec} tuned already "
+                         f"({self.measured(where)} trials on record)")
+        program = self.best_program(workload, where, ctx, entry.chosen)
+        return Prepared(
+            program=TVMProgram(program, workload, ctx.target, inputs) if program else None,
+            note=None if program else "no candidate built and ran",
+            trials=self.measured(where), tuning_seconds=entry.seconds)
+
+    @abstractmethod
+    def tune(self, workload: Workload, where: Path, ctx: BenchContext) -> str | None:
+        """Tune up to ``ctx.trials`` into ``where``; returns the tuner's own pick, if any."""
+
+    @abstractmethod
+    def best_program(self, workload: Workload, where: Path, ctx: BenchContext,
+                     chosen: str | None) -> Any:
+        """The best tuned program (PrimFunc or IRModule), or None."""
+
+    @abstractmethod
+    def measured(self, where: Path) -> int:
+        """Candidates measured into ``where`` so far."""
+
+    @abstractmethod
+    def history(self, where: Path) -> list[tuple[float | None, float | None]]:
+        """``(epoch time, latency_us or None if it failed)`` per measured candidate."""
+
+
+class GTA(TuningContender):
+    name = "gta"
+    method = ("gta_core.tune: every kept intrinsic mapping, GTA's generation rules and "
+              "constraints, its scheduler and cost model")
+
+    def tune(self, workload: Workload, where: Path, ctx: BenchContext) -> str | None:
+        from ..tuning import tune
+
+        report = tune([workload.spec], ctx.target.name, ctx.trials, where,
+                      measure=ctx.measure, registry=ctx.registry)
+        return report.tasks[0].mapping
+
+    def best_program(self, workload: Workload, where: Path, ctx: BenchContext,
+                     chosen: str | None) -> Any:
+        from ..database import RecordStore
+
+        for intrinsic in ctx.registry.intrinsics_for(ctx.target.name):
+            ensure_registered(intrinsic)  # replaying a trace tensorizes with them
+        store = RecordStore(where)
+        ok = [r for r in store.records() if r.ok]
+        # GTA checked the best program of its chosen mapping; another mapping's faster but
+        # unchecked record is not what it reported.
+        picked = [r for r in ok if r.mapping == chosen] or ok
+        if not picked:
+            return None
+        return store.schedule(min(picked, key=lambda r: r.latency_us)).mod
+
+    def measured(self, where: Path) -> int:
+        from ..database import RecordStore
+
+        return len(RecordStore(where).records()) if where.exists() else 0
+
+    def history(self, where: Path) -> list[tuple[float | None, float | None]]:
+        from ..database import RecordStore
+
+        if not where.exists():
+            return []
+        return [(r.time, r.latency_us if r.ok else None) for r in RecordStore(where).records()]
+
+
+class MetaSchedule(TuningContender):
+    name = "metaschedule"
+    method = ("TVM MetaSchedule (evolutionary search, XGBoost cost model) with TVM's default "
+              "CPU rules; for int8 its generic rules without an intrinsic, because TVM's own "
+              "VNNI intrinsic (dot_16x4_vnni) fails LLVM verification with this LLVM and its "
+              "vpmaddubsw one (dot_16x4_avx512) saturates int16, giving wrong results on "
+              "full-range u8 x s8 data")
+
+    def space(self, workload: Workload, ctx: BenchContext) -> Any:
+        return metaschedule.generic_space() if workload.params.dtype == "int8" else None
+
+    def tune(self, workload: Workload, where: Path, ctx: BenchContext) -> str | None:
+        metaschedule.tune(workload.prim_func(), ctx.target, where, ctx.trials,
+                          self.space(workload, ctx), ctx.measure)
+        return None
+
+    def best_program(self, workload: Workload, where: Path, ctx: BenchContext,
+                     chosen: str | None) -> Any:
+        sch = metaschedule.best_schedule(workload.prim_func(), ctx.target, where)
+        return sch.mod if sch is not None else None
+
+    def measured(self, where: Path) -> int:
+        return metaschedule.measured(where)
+
+    def history(self, where: Path) -> list[tuple[float | None, float | None]]:
+        return metaschedule.history(where)
+
+
+class MetaScheduleVNNI(MetaSchedule):
+    name = "metaschedule-vnni"
+    method = ("TVM MetaSchedule with its auto-tensorization rule (MultiLevelTilingWithIntrin) "
+              "driving GTA's working VNNI intrinsic: the strongest TensorIR baseline; int8 only")
+    INTRINSIC = "gta_avx512_vnni_16x4"
+
+    def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
+        if workload.params.dtype != "int8":
+            return "int8 only: the VNNI intrinsic computes u8 x s8 -> s32"
+        if self.intrinsic(ctx) is None:
+            return f"target {ctx.target.name} has no {self.INTRINSIC} intrinsic"
+        return None
+
+    def intrinsic(self, ctx: BenchContext) -> Intrinsic | None:
+        return next((i for i in ctx.registry.intrinsics_for(ctx.target.name)
+                     if i.tvm_intrinsics.get("compute") == self.INTRINSIC), None)
+
+    def space(self, workload: Workload, ctx: BenchContext) -> Any:
+        ensure_registered(self.intrinsic(ctx))  # imports the plugin module registering it
+        return metaschedule.vnni_space(self.INTRINSIC)
+
+    def best_program(self, workload: Workload, where: Path, ctx: BenchContext,
+                     chosen: str | None) -> Any:
+        ensure_registered(self.intrinsic(ctx))  # replaying its traces tensorizes with it
+        return super().best_program(workload, where, ctx, chosen)
+
+
+class Torch(Contender):
+    name = "torch"
+    method = ("PyTorch on the CPU (oneDNN): float32 through matmul/bmm/mv and "
+              "torch.nn.functional convolutions; int8 GEMM through torch._int_mm on the u8 "
+              "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact; "
+              "no shift to s8), batched int8 GEMM as a loop of it; no int8 convolution")
+
+    def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return "torch is not installed (pip install 'gta-core[bench]')"
+        return _torch_call(workload, None)[1]
+
+    def prepare(self, workload: Workload, inputs: list[np.ndarray],
+                ctx: BenchContext) -> Prepared:
+        run, _ = _torch_call(workload, inputs)
+        return Prepared(program=CallableProgram(run, lambda t: t.numpy()))
+
+
+def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
+                ) -> tuple[Callable[[], Any] | None, str | None]:
+    """``(call, None)`` for the PyTorch form of ``workload`` on ``inputs``, or why none."""
+    import torch
+    import torch.nn.functional as F
+
+    p, op, dtype = workload.params, workload.operator.name, workload.params.dtype
+    if dtype not in ("int8", "float32"):
+        return None, f"no torch path wired for dtype {dtype} (the suites use int8 and float32)"
+    if dtype == "int8" and op not in ("gemm", "batch_gemm", "gemv"):
+        return None, ("torch has no int8 convolution with int32 output (its quantized "
+                      "convolutions requantize to 8 bits)")
+    calls: dict[str, Callable[..., Any]] = {
+        "gemm": torch._int_mm if dtype == "int8" else torch.matmul,
+        "batch_gemm": (lambda a, w: torch.stack([torch._int_mm(a[i], w[i])
+                                                 for i in range(a.shape[0])]))
+        if dtype == "int8" else torch.bmm,
+        "gemv": (lambda x, a: torch._int_mm(x[None], a.t()).reshape(-1))
+        if dtype == "int8" else (lambda x, a: torch.mv(a, x)),
+        "conv1d": lambda x, w: F.conv1d(x, w, stride=p.stride, padding=p.pad,
+                                        dilation=p.dilation),
+        "conv2d": lambda x, w: F.conv2d(x, w, stride=p.stride, padding=p.pad,
+                                        dilation=p.dilation, groups=p.groups),
+        "depthwise_conv2d": lambda x, w: F.conv2d(x, w[:, None], stride=p.stride,
+                                                  padding=p.pad, dilation=p.dilation,
+                                                  groups=p.C),
+        "conv3d": lambda x, w: F.conv3d(x, w, stride=p.stride, padding=p.pad),
+        "conv2d_transpose": lambda x, w: F.conv_transpose2d(x, w, stride=p.stride,
+                                                            padding=p.pad),
+    }
+    if op not in calls:
+        return None, f"no torch path for operator {op}"
+    if inputs is None:
+        return None, None
+    call, tensors = calls[op], [torch.from_numpy(x) for x in inputs]
+    return (lambda: call(*tensors)), None
+
+
+class Numpy(Contender):
+    name = "numpy"
+    method = ("numpy: matrix products through np.matmul in the accumulator dtype (float32 "
+              "BLAS; int8 cast to int32 inside the call, numpy has no int8 BLAS); "
+              "convolutions as the operator's numpy reference (einsum over sliding windows "
+              "in float64/int64)")
+
+    def prepare(self, workload: Workload, inputs: list[np.ndarray],
+                ctx: BenchContext) -> Prepared:
+        acc = np.dtype(workload.params.acc_dtype)
+        op = workload.operator.name
+        if op in ("gemm", "batch_gemm"):
+            a, b = inputs
+            return Prepared(CallableProgram(lambda: np.matmul(a.astype(acc, copy=False),
+                                                              b.astype(acc, copy=False))))
+        if op == "gemv":
+            x, a = inputs
+            return Prepared(CallableProgram(lambda: np.matmul(a.astype(acc, copy=False),
+                                                              x.astype(acc, copy=False))))
+        return Prepared(CallableProgram(lambda: workload.reference(inputs)),
+                        note="the operator's numpy reference (float64/int64 einsum)")
+
+
+PEAK = "peak"  # not a contender: the measured intrinsic peak, the fraction-of-peak denominator
+CONTENDERS: dict[str, type[Contender]] = {
+    c.name: c for c in (GTA, MetaSchedule, MetaScheduleVNNI, Torch, Numpy)}

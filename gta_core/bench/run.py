@@ -1,0 +1,250 @@
+"""One bench run: every contender on every workload of a suite, checked, then timed side by side.
+
+Per workload: each contender prepares its program (tuning contenders tune first, or reuse
+what ``DIR`` holds), every program is checked against the numpy reference, and the correct
+ones are timed in ``repeat`` interleaved rounds (one sample of each per round), so a slow
+phase of this shared machine lands on every contender rather than on one. results.json is
+rewritten after each workload; results.md and the plots follow at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..measure import MeasureSettings
+from ..models import Target
+from ..plugins import Registry, default_registry
+from ..workloads import Workload, parse_workload
+from .contenders import CONTENDERS, PEAK, BenchContext, Contender, TuningContender
+from .curves import TuningCurve, tuning_curve
+from .plots import write_plots
+from .programs import Program
+from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geomean_ratios
+from .report import markdown as render_markdown
+from .suites import SUITES, Suite
+from .tuned import TunedLog
+
+DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", PEAK)
+
+
+class BenchError(ValueError):
+    """A bench request that cannot run as given; the message is one line."""
+
+
+def resolve_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise BenchError(f"unknown suite {name!r}; accepted: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def resolve_contenders(names: Sequence[str]) -> tuple[list[Contender], bool]:
+    """GTA plus the named baselines, and whether the peak is wanted.
+
+    BenchError names an unknown baseline and the accepted ones.
+    """
+    accepted = [*CONTENDERS, PEAK]
+    for name in names:
+        if name not in accepted:
+            raise BenchError(f"unknown baseline {name!r}; accepted: {', '.join(accepted)}")
+    chosen = ["gta", *(n for n in CONTENDERS if n in names and n != "gta")]
+    return [CONTENDERS[n]() for n in chosen], PEAK in names
+
+
+def parse_baselines(text: str) -> list[str]:
+    """``--baselines metaschedule,torch`` as a list (checked by :func:`resolve_contenders`)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise BenchError(f"--baselines is empty; accepted: {', '.join([*CONTENDERS, PEAK])}")
+    return names
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """The output directory, created if needed; BenchError if it cannot be written."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".gta-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def machine() -> str:
+    """The CPU model and core count, for the report."""
+    from ..host import cpu_cores
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {cpu_cores()} cores"
+
+
+def measure_peaks(target: str, registry: Registry,
+                  workloads: list[Workload]) -> dict[str, PeakEntry]:
+    """Per workload dtype, the fastest measured intrinsic computing exactly those dtypes.
+
+    Measured by ``gta peak`` in a child process: in the measuring process a thread of TVM's
+    pool stays busy afterwards (a third of a core, seen with getrusage), which stalled every
+    multi-threaded contender timed after it (a 3 us torch matmul took 16 ms).
+    """
+    import subprocess
+    import sys
+
+    from ..api import PeakReport
+
+    done = subprocess.run([sys.executable, "-m", "gta_core.cli", "peak", "--target", target,
+                           "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchError(f"measuring the peak failed: {done.stderr.strip().splitlines()[-1:]}")
+    measured = {row.intrinsic: row.measurement.gops
+                for row in PeakReport.model_validate_json(done.stdout).peaks
+                if row.measurement is not None}
+    peaks: dict[str, PeakEntry] = {}
+    for workload in workloads:
+        p = workload.params
+        fits = [i for i in registry.intrinsics_for(target) if i.name in measured
+                and sorted(i.input_dtypes) == sorted((p.data_dtype, p.weight_dtype))
+                and i.output_dtype == p.acc_dtype]
+        if fits:
+            best = max(fits, key=lambda i: measured[i.name])
+            peaks[p.dtype] = PeakEntry(intrinsic=best.name, gops=measured[best.name])
+    return peaks
+
+
+def time_interleaved(programs: dict[str, Program], repeat: int) -> dict[str, list[float]]:
+    """``repeat`` rounds, one sample of every program per round; microseconds per program."""
+    samples: dict[str, list[float]] = {name: [] for name in programs}
+    for _ in range(repeat):
+        for name, program in programs.items():
+            samples[name].append(program.sample_us())
+    return samples
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchContext,
+                   repeat: int, peak: PeakEntry | None) -> WorkloadResult:
+    """Every contender on one workload: prepare, check against numpy, time interleaved."""
+    inputs = workload.random_inputs(seed=0)
+    expected = workload.reference(inputs)
+    results: dict[str, ContenderResult] = {}
+    programs: dict[str, Program] = {}
+    for contender in contenders:
+        name = contender.name
+        reason = contender.skip_reason(workload, ctx)
+        if reason is not None:
+            results[name] = ContenderResult(contender=name, status="skipped", note=reason)
+            continue
+        try:
+            prepared = contender.prepare(workload, inputs, ctx)
+            mismatch = (workload.mismatch(prepared.program.output(), expected)
+                        if prepared.program is not None else None)
+        except Exception as exc:  # noqa: BLE001 - one broken contender must not end the run
+            results[name] = ContenderResult(contender=name, status="failed",
+                                            note=_first_line(exc))
+            ctx.progress(f"{name}: failed on {workload.spec}: {_first_line(exc)}")
+            continue
+        result = ContenderResult(contender=name, status="failed", note=prepared.note,
+                                 trials=prepared.trials, tuning_seconds=prepared.tuning_seconds)
+        if prepared.program is not None:
+            result.correct = mismatch is None
+            result.status = "timed" if mismatch is None else "wrong"
+            result.note = mismatch or prepared.note
+            if mismatch is None:
+                programs[name] = prepared.program
+            else:
+                ctx.progress(f"{name}: WRONG on {workload.spec}: {mismatch}")
+        results[name] = result
+    if programs:
+        ctx.progress(f"timing {', '.join(programs)} on {workload.spec} ({repeat} rounds)")
+    for name, samples in time_interleaved(programs, repeat).items():
+        median = statistics.median(samples)
+        gflops = workload.flops / median / 1e3
+        results[name] = results[name].model_copy(update={
+            "latency_us": median, "latency_min_us": min(samples),
+            "latency_max_us": max(samples), "spread": (max(samples) - min(samples)) / median,
+            "gflops": gflops, "fraction_of_peak": gflops / peak.gops if peak else None})
+    return WorkloadResult(workload=workload.spec, dtype=workload.params.dtype,
+                          gflop=workload.flops / 1e9, peak_gops=peak.gops if peak else None,
+                          contenders=results)
+
+
+def curves_of(workload: Workload, contenders: list[Contender],
+              ctx: BenchContext) -> list[TuningCurve]:
+    log = TunedLog.load(ctx.tuned_path)
+    return [tuning_curve(workload.spec, c.name, workload.flops,
+                         c.history(c.records_dir(workload, ctx)),
+                         log.entry(c.name, workload.spec))
+            for c in contenders if isinstance(c, TuningContender)]
+
+
+def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contender],
+              trials: int | None = None, peak: bool = True, target: str = "avx512",
+              repeat: int = 5, registry: Registry | None = None,
+              measure: MeasureSettings | None = None,
+              progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Benchmark ``contenders`` on ``suite`` into ``out``; returns what results.json holds.
+
+    ``trials`` per workload and tuning contender (default: the suite's budget). Tuning
+    records stay in ``out``: a rerun tunes only what is unfinished and re-times the rest.
+    """
+    trials = suite.trials if trials is None else trials
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise BenchError(f"--trials must be a positive integer, got {trials!r}")
+    if repeat < 1:
+        raise BenchError(f"--repeat must be a positive integer, got {repeat!r}")
+    registry = registry or default_registry()
+    chosen: Target = registry.target(target)
+    if chosen.kind != "cpu":
+        raise BenchError(f"gta bench times programs on this machine's CPU; target {target} "
+                         f"is a {chosen.kind} target")
+    path = check_out(out)
+    workloads = [parse_workload(spec, registry.operators) for spec in suite.workloads]
+    say = progress or (lambda text: None)
+    ctx = BenchContext(target=chosen, trials=trials, out=path, registry=registry,
+                       measure=measure or MeasureSettings(), progress=say)
+    start = time.perf_counter()
+    peaks: dict[str, PeakEntry] = {}
+    if peak:
+        say(f"measuring the peak of {target}'s intrinsics")
+        peaks = measure_peaks(target, registry, workloads)
+    results: list[WorkloadResult] = []
+    curves: list[TuningCurve] = []
+
+    def report(complete: bool) -> BenchReport:
+        ratios, counts = geomean_ratios(results)
+        return BenchReport(
+            suite=suite.name, target=target, machine=machine(), trials=trials, repeat=repeat,
+            contenders=[c.name for c in contenders],
+            methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
+            geomean_ratio=ratios, geomean_workloads=counts,
+            seconds=time.perf_counter() - start, complete=complete)
+
+    for i, workload in enumerate(workloads, start=1):
+        say(f"[{i}/{len(workloads)}] {workload.spec}")
+        results.append(bench_workload(workload, contenders, ctx, repeat,
+                                      peaks.get(workload.params.dtype)))
+        curves += curves_of(workload, contenders, ctx)
+        (path / "results.json").write_text(report(complete=False).model_dump_json(indent=2))
+    final = report(complete=True)
+    (path / "curves.json").write_text(
+        "[" + ",\n".join(c.model_dump_json() for c in curves) + "]\n")
+    plots = write_plots(final, curves, path)
+    (path / "results.json").write_text(final.model_dump_json(indent=2))
+    (path / "results.md").write_text(render_markdown(final, plots))
+    return final
+

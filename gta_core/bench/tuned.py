@@ -1,0 +1,71 @@
+"""Which contender tuned which workload, with what budget and when: ``DIR/tuned.json``.
+
+A rerun of ``gta bench`` reads it so a finished (contender, workload) pair is not tuned
+again, and the tuning curves turn record timestamps into seconds of tuning: the wall-clock
+spans of every part a suite was tuned in, without the pauses between parts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class TuningPart(BaseModel):
+    """One uninterrupted tuning call: its wall-clock span (epoch seconds) and budget."""
+
+    start: float
+    end: float
+    budget: int = Field(ge=1)
+
+
+class TuningEntry(BaseModel):
+    """Everything one contender spent tuning one workload, over every part of the run."""
+
+    contender: str
+    workload: str
+    parts: list[TuningPart] = []
+    chosen: str | None = None  # what the tuner itself reported as its best (GTA's mapping)
+
+    @property
+    def budget(self) -> int:
+        """The largest budget a finished part was given: tuning is done up to it."""
+        return max((part.budget for part in self.parts), default=0)
+
+    @property
+    def seconds(self) -> float:
+        return sum(part.end - part.start for part in self.parts)
+
+    def elapsed(self, when: float) -> float | None:
+        """Seconds of tuning at epoch time ``when``; None if no part was running then."""
+        offset = 0.0
+        for part in self.parts:
+            if part.start <= when <= part.end:
+                return offset + when - part.start
+            offset += part.end - part.start
+        return None
+
+
+class TunedLog(BaseModel):
+    entries: list[TuningEntry] = []
+
+    @classmethod
+    def load(cls, path: Path) -> TunedLog:
+        return cls.model_validate_json(path.read_text()) if path.exists() else cls()
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a run killed mid-write leaves the previous file intact."""
+        scratch = path.with_suffix(".json.tmp")
+        scratch.write_text(self.model_dump_json(indent=1))
+        os.replace(scratch, path)
+
+    def entry(self, contender: str, workload: str) -> TuningEntry:
+        """The entry for the pair, added empty if there is none yet."""
+        for entry in self.entries:
+            if entry.contender == contender and entry.workload == workload:
+                return entry
+        entry = TuningEntry(contender=contender, workload=workload)
+        self.entries.append(entry)
+        return entry
