@@ -9,6 +9,7 @@ by the caller before it is timed.
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -225,12 +226,12 @@ class Torch(Contender):
     method = ("PyTorch on the CPU (oneDNN): float32 through matmul/bmm/mv and "
               "torch.nn.functional convolutions; int8 GEMM through torch._int_mm on the u8 "
               "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact; "
-              "no shift to s8), batched int8 GEMM as a loop of it; no int8 convolution")
+              "no shift to s8), batched int8 GEMM as a loop of it; no int8 convolution. "
+              "OMP_WAIT_POLICY=PASSIVE unless set: on busy shared cores OpenMP's spinning "
+              "workers made a 3 us matmul take 8-16 ms (measured), a stall TVM's pool avoids")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if not _import_torch():
             return "torch is not installed (pip install 'gta-core[bench]')"
         return _torch_call(workload, None)[1]
 
@@ -238,6 +239,16 @@ class Torch(Contender):
                 ctx: BenchContext) -> Prepared:
         run, _ = _torch_call(workload, inputs)
         return Prepared(program=CallableProgram(run, lambda t: t.numpy()))
+
+
+def _import_torch() -> bool:
+    """Import torch (whether it is installed), its OpenMP runtime told to sleep when idle."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads it
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
