@@ -87,16 +87,17 @@ def _stderr_log():
     """A progress callback printing timestamped lines on stderr (rich)."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     return lambda text: console.log(text, highlight=False)
 
 
 def _print_bench(report) -> None:
     from .bench.report import geomean_lines, side_by_side
 
-    print(f"{report.suite} on {report.target} ({report.machine}): {report.trials} trials per "
-          f"tuning contender; median of {report.repeat} interleaved rounds, "
-          "[slowest-fastest]; every program checked against numpy first")
+    print(f"{report.suite} on {report.target} ({report.machine}, load average "
+          f"{report.load_average[-1]:.1f}): {report.trials} trials per tuning contender; "
+          f"median of {report.repeat} interleaved rounds, [slowest-fastest]; every program "
+          "checked against numpy first")
     print(side_by_side(report))
     for line in geomean_lines(report):
         print(line.removeprefix("- "))

@@ -1,16 +1,14 @@
 """The contenders of ``gta bench``: each turns a workload into a program to check and time.
 
 Tuning contenders (``gta``, ``metaschedule``, ``metaschedule-vnni``) tune into their own
-directory under the bench's ``--out`` DIR and log each tuning part in ``DIR/tuned.json``,
-so a rerun tunes only what is unfinished. Library contenders (``torch``, ``numpy``) call
-the library on the same inputs. Every program is checked against the numpy reference
-by the caller before it is timed.
+directory under the bench's ``--out`` DIR (in a child process, see tuning_worker) and each
+tuning part is logged in ``DIR/tuned.json``, so a rerun tunes only what is unfinished.
+Library contenders (``torch``, ``numpy``) call the library on the same inputs. Every
+program is checked against the numpy reference by the caller before it is timed.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from ..plugins import Registry
 from ..workloads import Workload
 from . import metaschedule
 from .programs import CallableProgram, Program, TVMProgram
-from .tuned import TunedLog, TuningPart
+from .tuned import TunedLog, TuningEntry
 
 
 @dataclass
@@ -85,23 +83,15 @@ class TuningContender(Contender):
     def records_dir(self, workload: Workload, ctx: BenchContext) -> Path:
         return ctx.out / self.name / slug(workload.spec)
 
+    def tuned(self, workload: Workload, ctx: BenchContext) -> TuningEntry:
+        """What ``DIR/tuned.json`` says this contender spent on ``workload``."""
+        return TunedLog.load(ctx.tuned_path).entry(self.name, workload.spec)
+
     def prepare(self, workload: Workload, inputs: list[np.ndarray],
                 ctx: BenchContext) -> Prepared:
+        """The best program tuned so far (tuning itself is :func:`run.tune_all`'s job)."""
         where = self.records_dir(workload, ctx)
-        entry = TunedLog.load(ctx.tuned_path).entry(self.name, workload.spec)
-        if entry.budget < ctx.trials:
-            ctx.progress(f"{self.name}: tuning {workload.spec} ({ctx.trials} trials, "
-                         f"{self.measured(where)} on record)")
-            start = time.time()
-            chosen = self.tune(workload, where, ctx)
-            log = TunedLog.load(ctx.tuned_path)
-            entry = log.entry(self.name, workload.spec)
-            entry.parts.append(TuningPart(start=start, end=time.time(), budget=ctx.trials))
-            entry.chosen = chosen
-            log.save(ctx.tuned_path)
-        else:
-            ctx.progress(f"{self.name}: {workload.spec} tuned already "
-                         f"({self.measured(where)} trials on record)")
+        entry = self.tuned(workload, ctx)
         program = self.best_program(workload, where, ctx, entry.chosen)
         return Prepared(
             program=TVMProgram(program, workload, ctx.target, inputs) if program else None,
@@ -227,8 +217,7 @@ class Torch(Contender):
               "torch.nn.functional convolutions; int8 GEMM through torch._int_mm on the u8 "
               "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact; "
               "no shift to s8), batched int8 GEMM as a loop of it; no int8 convolution. "
-              "OMP_WAIT_POLICY=PASSIVE unless set: on busy shared cores OpenMP's spinning "
-              "workers made a 3 us matmul take 8-16 ms (measured), a stall TVM's pool avoids")
+              "OMP_WAIT_POLICY=PASSIVE unless set (see run_bench)")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if not _import_torch():
@@ -242,8 +231,7 @@ class Torch(Contender):
 
 
 def _import_torch() -> bool:
-    """Import torch (whether it is installed), its OpenMP runtime told to sleep when idle."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads it
+    """Whether torch is installed (run_bench set its OpenMP wait policy before it loads)."""
     try:
         import torch  # noqa: F401
     except ImportError:

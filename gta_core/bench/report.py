@@ -59,6 +59,7 @@ class BenchReport(BaseModel):
     workloads: list[WorkloadResult]
     geomean_ratio: dict[str, float]  # "gta/<contender>" -> geomean of speedups
     geomean_workloads: dict[str, int]  # how many workloads each ratio is over
+    load_average: list[float]  # this machine's 1-minute load average before and after timing
     seconds: float
     complete: bool  # False while a run is under way (results.json is rewritten per workload)
 
@@ -128,7 +129,9 @@ def markdown(report: BenchReport, plots: list[str]) -> str:
            f"for each tuning contender; throughput from the median latency of "
            f"{report.repeat} interleaved rounds, slowest-fastest round in brackets. Every "
            "program was checked against the numpy reference first (WRONG: it differed; not "
-           f"timed). Run took {report.seconds:.0f} s.", "", side_by_side(report), ""]
+           f"timed). Run took {report.seconds:.0f} s; load average "
+           f"{' -> '.join(f'{x:.1f}' for x in report.load_average)} while timing "
+           "(other processes share these cores).", "", side_by_side(report), ""]
     if report.peak:
         names = report.contenders
         out += ["## Fraction of the measured peak", "",

@@ -1,10 +1,11 @@
 """One bench run: every contender on every workload of a suite, checked, then timed side by side.
 
-Per workload: each contender prepares its program (tuning contenders tune first, or reuse
-what ``DIR`` holds), every program is checked against the numpy reference, and the correct
-ones are timed in ``repeat`` interleaved rounds (one sample of each per round), so a slow
-phase of this shared machine lands on every contender rather than on one. results.json is
-rewritten after each workload; results.md and the plots follow at the end.
+First every tuning contender tunes every workload not yet tuned to the budget (in a child
+process: see tuning_worker). Then per workload each contender prepares its program (the
+tuners' best from their records), every program is checked against the numpy reference,
+and the correct ones are timed in ``repeat`` interleaved rounds (one sample of each per
+round), so a slow phase of this shared machine lands on every contender rather than on
+one. results.json is rewritten after each workload; results.md and the plots follow.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .programs import Program
 from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geomean_ratios
 from .report import markdown as render_markdown
 from .suites import SUITES, Suite
-from .tuned import TunedLog
+from .tuned import TunedLog, TuningPart
+from .tuning_worker import TuningFailed, TuningJob, TuningWorker
 
 DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", PEAK)
 
@@ -137,8 +139,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchContext,
-                   repeat: int, peak: PeakEntry | None) -> WorkloadResult:
-    """Every contender on one workload: prepare, check against numpy, time interleaved."""
+                   repeat: int, peak: PeakEntry | None,
+                   failures: dict[tuple[str, str], str]) -> WorkloadResult:
+    """Every contender on one workload: prepare, check against numpy, time interleaved.
+
+    ``failures``: why a (contender, workload) pair failed to tune; it is reported failed.
+    """
     inputs = workload.random_inputs(seed=0)
     expected = workload.reference(inputs)
     results: dict[str, ContenderResult] = {}
@@ -148,6 +154,10 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
         reason = contender.skip_reason(workload, ctx)
         if reason is not None:
             results[name] = ContenderResult(contender=name, status="skipped", note=reason)
+            continue
+        if (name, workload.spec) in failures:
+            results[name] = ContenderResult(contender=name, status="failed",
+                                            note=failures[name, workload.spec])
             continue
         try:
             prepared = contender.prepare(workload, inputs, ctx)
@@ -183,6 +193,43 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
                           contenders=results)
 
 
+def tune_all(workloads: list[Workload], contenders: list[Contender],
+             ctx: BenchContext) -> dict[tuple[str, str], str]:
+    """Tune every (tuning contender, workload) pair not yet tuned to the budget, in a child
+    process; returns why each failed pair failed. Each finished part is logged at once."""
+    failures: dict[tuple[str, str], str] = {}
+    with TuningWorker() as worker:
+        for workload in workloads:
+            for contender in contenders:
+                if (not isinstance(contender, TuningContender)
+                        or contender.skip_reason(workload, ctx) is not None):
+                    continue
+                where = contender.records_dir(workload, ctx)
+                on_record = contender.measured(where)
+                if contender.tuned(workload, ctx).budget >= ctx.trials:
+                    ctx.progress(f"{contender.name}: {workload.spec} tuned already "
+                                 f"({on_record} trials on record)")
+                    continue
+                ctx.progress(f"{contender.name}: tuning {workload.spec} ({ctx.trials} trials, "
+                             f"{on_record} on record)")
+                start = time.time()
+                try:
+                    chosen = worker.tune(TuningJob(
+                        contender=contender.name, workload=workload.spec,
+                        target=ctx.target.name, trials=ctx.trials, out=str(ctx.out),
+                        measure=ctx.measure))
+                except TuningFailed as exc:
+                    failures[contender.name, workload.spec] = f"tuning failed: {exc}"
+                    ctx.progress(f"{contender.name}: tuning {workload.spec} failed: {exc}")
+                    continue
+                log = TunedLog.load(ctx.tuned_path)
+                entry = log.entry(contender.name, workload.spec)
+                entry.parts.append(TuningPart(start=start, end=time.time(), budget=ctx.trials))
+                entry.chosen = chosen
+                log.save(ctx.tuned_path)
+    return failures
+
+
 def curves_of(workload: Workload, contenders: list[Contender],
               ctx: BenchContext) -> list[TuningCurve]:
     log = TunedLog.load(ctx.tuned_path)
@@ -202,6 +249,10 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
     ``trials`` per workload and tuning contender (default: the suite's budget). Tuning
     records stay in ``out``: a rerun tunes only what is unfinished and re-times the rest.
     """
+    # Before anything loads torch (TVM's FFI does, on its first TE-to-TIR call): torch's
+    # OpenMP workers spin when idle, and on busy shared cores they stalled each call of a
+    # 64^3 GEMM timed between TVM programs for 8-24 ms instead of 10-20 us (measured).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     trials = suite.trials if trials is None else trials
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise BenchError(f"--trials must be a positive integer, got {trials!r}")
@@ -218,12 +269,14 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
     ctx = BenchContext(target=chosen, trials=trials, out=path, registry=registry,
                        measure=measure or MeasureSettings(), progress=say)
     start = time.perf_counter()
+    failures = tune_all(workloads, contenders, ctx)
     peaks: dict[str, PeakEntry] = {}
     if peak:
         say(f"measuring the peak of {target}'s intrinsics")
         peaks = measure_peaks(target, registry, workloads)
     results: list[WorkloadResult] = []
     curves: list[TuningCurve] = []
+    load = [os.getloadavg()[0]]
 
     def report(complete: bool) -> BenchReport:
         ratios, counts = geomean_ratios(results)
@@ -232,12 +285,13 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
             contenders=[c.name for c in contenders],
             methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
             geomean_ratio=ratios, geomean_workloads=counts,
-            seconds=time.perf_counter() - start, complete=complete)
+            load_average=[*load, os.getloadavg()[0]], seconds=time.perf_counter() - start,
+            complete=complete)
 
     for i, workload in enumerate(workloads, start=1):
         say(f"[{i}/{len(workloads)}] {workload.spec}")
         results.append(bench_workload(workload, contenders, ctx, repeat,
-                                      peaks.get(workload.params.dtype)))
+                                      peaks.get(workload.params.dtype), failures))
         curves += curves_of(workload, contenders, ctx)
         (path / "results.json").write_text(report(complete=False).model_dump_json(indent=2))
     final = report(complete=True)

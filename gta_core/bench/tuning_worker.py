@@ -1,0 +1,101 @@
+"""Tuning in a child process, so the process that times the programs stays clean.
+
+Why: after tuning in-process, threads the tuners leave behind (thread pools, the cost
+model's OpenMP workers) kept a fifth of a core busy while idle, and a torch float32
+GEMM timed after them in the same process took 20 ms instead of 20 us (seen in a ``ci``
+run). A tuner that crashes (MetaSchedule has segfaulted on this TVM) also takes only
+the child down: that job is reported failed and the next one gets a fresh child.
+
+Protocol: one JSON :class:`TuningJob` per line on the child's stdin, one JSON reply per
+line on a copy of its original stdout; everything else the child prints goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pydantic import BaseModel
+
+from ..measure import MeasureSettings
+
+
+class TuningJob(BaseModel):
+    contender: str
+    workload: str
+    target: str
+    trials: int
+    out: str
+    measure: MeasureSettings
+
+
+class TuningFailed(RuntimeError):
+    """A tuning job raised or its process died; the message is one line."""
+
+
+class TuningWorker:
+    """A child process that runs tuning jobs one at a time; restarted after a crash."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> TuningWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def tune(self, job: TuningJob) -> str | None:
+        """Run ``job`` in the child; the tuner's own pick (GTA's mapping), or TuningFailed."""
+        if self.process is None:
+            self.process = subprocess.Popen(
+                # not `-m`: the package imports this module first, which runpy warns about
+                [sys.executable, "-c", "from gta_core.bench.tuning_worker import main; main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process.stdin.write(job.model_dump_json() + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            code = self.process.wait()
+            self.process = None
+            raise TuningFailed(f"the tuning process died (exit status {code})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise TuningFailed(reply["error"])
+        return reply["chosen"]
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.stdin.close()
+            self.process.wait()
+            self.process = None
+
+
+def run_job(job: TuningJob) -> str | None:
+    from pathlib import Path
+
+    from ..plugins import default_registry
+    from ..workloads import parse_workload
+    from .contenders import CONTENDERS, BenchContext
+
+    registry = default_registry()
+    contender = CONTENDERS[job.contender]()
+    ctx = BenchContext(target=registry.target(job.target), trials=job.trials,
+                       out=Path(job.out), registry=registry, measure=job.measure)
+    workload = parse_workload(job.workload, registry.operators)
+    return contender.tune(workload, contender.records_dir(workload, ctx), ctx)
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever else writes to stdout (Python or C++) lands on stderr
+    for line in sys.stdin:
+        try:
+            reply = {"chosen": run_job(TuningJob.model_validate_json(line))}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as this job's failure
+            lines = [part.strip() for part in str(exc).splitlines() if part.strip()]
+            reply = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
