@@ -21,14 +21,21 @@ def _pyplot():
     return plt
 
 
+def _label(spec: str) -> str:
+    """A workload spec on a few short lines, without the keys at their defaults' values."""
+    op, _, keys = spec.partition(":")
+    shown = [k for k in keys.split(",")
+             if k not in ("stride=1", "pad=0", "dilation=1", "groups=1")]
+    return op + "\n" + "\n".join(",".join(shown[i:i + 4]) for i in range(0, len(shown), 4))
+
+
 def _bars(report: BenchReport, value, ylabel: str, title: str, path: Path,
           log: bool = False) -> None:
     """Grouped bars: one group per workload, one bar per timed contender."""
     plt = _pyplot()
     names, workloads = report.contenders, report.workloads
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(workloads) * max(len(names), 2) / 2),
-                                    4.5))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(workloads) * (len(names) + 1)), 4.5))
     for i, name in enumerate(names):
         xs, ys = [], []
         for j, w in enumerate(workloads):
@@ -39,15 +46,14 @@ def _bars(report: BenchReport, value, ylabel: str, title: str, path: Path,
                 ys.append(y)
         ax.bar(xs, ys, width, label=name)
     ax.set_xticks(range(len(workloads)))
-    ax.set_xticklabels([w.workload.replace(",", ",\n", 2) for w in workloads], fontsize=6,
-                       rotation=30, ha="right")
+    ax.set_xticklabels([_label(w.workload) for w in workloads], fontsize=6, rotation=30,
+                       ha="right")
     if log:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
