@@ -215,9 +215,10 @@ class Torch(Contender):
     name = "torch"
     method = ("PyTorch on the CPU (oneDNN): float32 through matmul/bmm/mv and "
               "torch.nn.functional convolutions; int8 GEMM through torch._int_mm on the u8 "
-              "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact; "
-              "no shift to s8), batched int8 GEMM as a loop of it; no int8 convolution. "
-              "OMP_WAIT_POLICY=PASSIVE unless set (see run_bench)")
+              "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact, "
+              "and was faster than shifting them to s8), batched int8 GEMM as a loop of it; "
+              "no int8 convolution. OMP_WAIT_POLICY=PASSIVE unless set: idle OpenMP workers "
+              "otherwise spin and, on busy shared cores, stall the calls timed after them")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if not _import_torch():
