@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from . import __version__, api
-from .bench import BenchError
+from .bench import DEFAULT_BASELINES, SUITES, BenchError
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .plugins import UnknownTarget
 from .tuning import TuneError
@@ -286,11 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="GTA side by side with MetaSchedule, PyTorch, "
                                 "numpy and the peak on a suite")
-    bench.add_argument("--suite", required=True, help="ci, ops, resnet18, resnet50 or bert")
+    bench.add_argument("--suite", required=True, help=", ".join(SUITES))
     bench.add_argument("--trials", type=_positive_int,
                        help="trials per workload for each tuning contender (default: the "
                             "suite's budget)")
-    bench.add_argument("--baselines", default="metaschedule,metaschedule-vnni,torch,numpy,peak",
+    bench.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
                        help="comma-separated contenders beside gta (default: all)")
     bench.add_argument("--repeat", type=_positive_int, default=5,
                        help="interleaved timing rounds; medians are reported (default 5)")

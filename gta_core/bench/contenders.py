@@ -63,7 +63,6 @@ class Contender(ABC):
 
     name: ClassVar[str]
     method: ClassVar[str]  # how it computes, in one sentence, for the report
-    tunes: ClassVar[bool] = False
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         """Why this contender has no program for ``workload``; None when it has one."""
@@ -72,13 +71,11 @@ class Contender(ABC):
     @abstractmethod
     def prepare(self, workload: Workload, inputs: list[np.ndarray],
                 ctx: BenchContext) -> Prepared:
-        """The contender's program for ``workload`` bound to ``inputs`` (tuning first)."""
+        """The contender's program for ``workload`` bound to ``inputs``."""
 
 
 class TuningContender(Contender):
     """A tuner: tunes each workload once up to the budget, then hands its best program over."""
-
-    tunes = True
 
     def records_dir(self, workload: Workload, ctx: BenchContext) -> Path:
         return ctx.out / self.name / slug(workload.spec)

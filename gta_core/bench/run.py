@@ -108,7 +108,8 @@ def measure_peaks(target: str, registry: Registry,
     done = subprocess.run([sys.executable, "-m", "gta_core.cli", "peak", "--target", target,
                            "--json"], capture_output=True, text=True)
     if done.returncode != 0:
-        raise BenchError(f"measuring the peak failed: {done.stderr.strip().splitlines()[-1:]}")
+        why = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("gta: error: ")
+        raise BenchError(f"measuring the peak failed: {why}")
     measured = {row.intrinsic: row.measurement.gops
                 for row in PeakReport.model_validate_json(done.stdout).peaks
                 if row.measurement is not None}
