@@ -1,0 +1,103 @@
+"""The dual-task scheduling loop: one trial budget over subgraphs and their mappings.
+
+Each round asks :func:`~.allocate.decide` (or the even split) where the next
+trials go, advances that task's search by that many measurements, and feeds
+the measured latencies and the cost model's prediction back into the state.
+The state is rebuilt from the record store at the start, so a rerun with the
+same budget measures nothing and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .allocate import AllocationSettings, MappingState, SubgraphState, decide, decide_even
+from .search import SearchSettings, TaskOutcome, TaskSearch
+from .space import Task
+
+POLICIES = {"dual": decide, "even": decide_even}
+
+
+@dataclass
+class Subgraph:
+    """A workload of the application, its weight, and one task per kept mapping."""
+
+    name: str
+    weight: float
+    tasks: list[Task]
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int  # trials on record over the whole run
+    budget: int
+    subgraph: str
+    mapping: str
+    best_us: float | None  # the subgraph's best so far
+    flops: int  # the subgraph's work, for throughput
+
+
+@dataclass
+class ScheduleResult:
+    states: list[SubgraphState]
+    outcomes: list[list[TaskOutcome]]  # per subgraph, per task
+    ended_by: str  # "trials", "time" or "search space"
+
+
+def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runner,
+                 cost_model, rules, constraints, time_budget: float | None = None,
+                 policy: str = "dual", search: SearchSettings | None = None,
+                 allocation: AllocationSettings | None = None,
+                 progress: Callable[[Progress], None] | None = None) -> ScheduleResult:
+    """Spend ``budget`` trials (and at most ``time_budget`` seconds) over ``subgraphs``."""
+    search = search or SearchSettings()
+    allocation = allocation or AllocationSettings(batch=search.batch)
+    choose = POLICIES[policy]
+    searches = [[TaskSearch(task, store=store, builder=builder, runner=runner,
+                            cost_model=cost_model, rules=rules, constraints=constraints,
+                            settings=search, max_trials=budget) for task in s.tasks]
+                for s in subgraphs]
+    states = [SubgraphState(s.name, s.weight, [_state_from_store(t, store) for t in s.tasks])
+              for s in subgraphs]
+    started = time.perf_counter()
+    ended_by = "search space"
+    try:
+        while True:
+            if sum(s.trials for s in states) >= budget:
+                ended_by = "trials"
+                break
+            if time_budget is not None and time.perf_counter() - started >= time_budget:
+                ended_by = "time"
+                break
+            decision, drops = choose(states, budget, allocation)
+            for i, j, why in drops:
+                states[i].mappings[j].dropped = why
+            if decision is None:
+                break
+            i, j = decision.subgraph, decision.mapping
+            state, task_search = states[i].mappings[j], searches[i][j]
+            state.record(task_search.step(decision.trials))
+            state.exhausted = task_search.exhausted
+            score = task_search.outcome.predicted_score
+            best = states[i].best_us
+            state.predicted_us = best / score if score and best < float("inf") else None
+            if progress is not None:
+                progress(Progress(done=sum(s.trials for s in states), budget=budget,
+                                  subgraph=states[i].name, mapping=state.id,
+                                  best_us=best if best < float("inf") else None,
+                                  flops=subgraphs[i].tasks[j].workload.flops))
+    finally:
+        for row in searches:
+            for task_search in row:
+                task_search.close()
+    return ScheduleResult(states=states, outcomes=[[t.outcome for t in row] for row in searches],
+                          ended_by=ended_by)
+
+
+def _state_from_store(task: Task, store) -> MappingState:
+    """A task's state from its records: its best-so-far curve in the order measured."""
+    state = MappingState(task.mapping.id)
+    state.record([r.latency_us if r.ok else None for r in store.records(task.key)])
+    return state
