@@ -141,8 +141,11 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
 
     subgraphs = []
     for workload, weight in zip(workloads, weight_of):
-        tasks = [Task(workload, c, registry.intrinsics[c.intrinsic], chosen)
-                 for c in mapping_candidates(workload, target, registry) if c.status == "kept"]
+        kept = [c for c in mapping_candidates(workload, target, registry) if c.status == "kept"]
+        # Starts go in this order, so the likelier winners first: padding is wasted
+        # work, and fused axes cost index arithmetic and keep rules from tiling them.
+        kept.sort(key=lambda c: (c.waste, sum(len(loops) for loops in c.axes.values())))
+        tasks = [Task(workload, c, registry.intrinsics[c.intrinsic], chosen) for c in kept]
         if not tasks:
             raise TuneError(f"{workload.spec} has no kept mapping on {target} "
                             f"(see gta mappings '{workload.spec}' --target {target})")

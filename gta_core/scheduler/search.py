@@ -64,6 +64,7 @@ class TaskSearch:
         self.exhausted = False  # no design space, or no unmeasured candidate left
         self._context = None
         self._workload: int | None = None
+        self._pending: list = []  # candidates the search picked that are not measured yet
         _best_from_store(self.outcome, store)
 
     def step(self, trials: int) -> list[float | None]:
@@ -76,18 +77,23 @@ class TaskSearch:
         context = self._context or self._start()
         latencies: list[float | None] = []
         while context is not None and len(latencies) < trials:
-            candidates = context.search_strategy.generate_measure_candidates()
-            if not candidates:
-                self.exhausted = True
-                break
-            candidates = list(candidates)[:trials - len(latencies)]
-            self.outcome.predicted_score = _predicted_score(self.cost_model, context, candidates)
+            if not self._pending:
+                self._pending = list(context.search_strategy.generate_measure_candidates() or [])
+                if not self._pending:
+                    self.exhausted = True
+                    break
+            # A batch larger than asked for keeps its rest for the next step: the
+            # search has picked those already, and the cost model can score them.
+            take = trials - len(latencies)
+            candidates, self._pending = self._pending[:take], self._pending[take:]
             results, records = _measure(self.task, candidates, self.builder, self.runner,
                                         self.store, self._workload)
             context.search_strategy.notify_runner_results(candidates, results)
             self.cost_model.update(context, candidates, results)
             latencies += [r.latency_us if r.ok else None for r in records]
             self.outcome.failed += sum(1 for r in results if r.error_msg)
+        self.outcome.predicted_score = (_predicted_score(self.cost_model, context, self._pending)
+                                        if self._pending else None)
         self.outcome.new += len(latencies)
         self.outcome.measured += len(latencies)
         _best_from_store(self.outcome, self.store)
@@ -139,10 +145,17 @@ def search_task(task: Task, trials: int, *, on_batch: Callable[[TaskOutcome], No
 
 
 def _predicted_score(cost_model, context, candidates) -> float | None:
-    """The cost model's best score for ``candidates``: 1.0 means the workload's best so far."""
+    """The cost model's best score for ``candidates``: 1.0 means the workload's best so far.
+
+    None while the model says it is still warming up (MetaSchedule's XGB model
+    answers random numbers until it has seen ``num_warmup_samples`` trials).
+    """
+    warmup = getattr(cost_model, "num_warmup_samples", 0)
+    if getattr(cost_model, "data_size", warmup) < warmup:
+        return None
     try:
         scores = cost_model.predict(context, candidates)
-    except Exception:  # noqa: BLE001 - a model that cannot predict yet gives no hint
+    except Exception:  # noqa: BLE001 - a model that cannot predict gives no hint
         return None
     return float(max(scores)) if len(scores) else None
 
