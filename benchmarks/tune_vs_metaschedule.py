@@ -30,7 +30,14 @@ from gta_core.measure import MeasureSettings, make_builder, make_runner, measure
 from gta_core.plugins import default_registry
 from gta_core.tuning import tune
 
-WORKLOADS = ("gemm:M=512,N=512,K=512,dtype=int8", "gemm:M=512,N=512,K=512,dtype=float32")
+WORKLOADS = (
+    "gemm:M=512,N=512,K=512,dtype=int8",
+    "conv2d:N=1,C=64,H=56,W=56,K=64,R=3,S=3,pad=1,dtype=int8",
+    "gemm:M=512,N=512,K=512,dtype=float32",
+    "conv2d:N=1,C=64,H=56,W=56,K=64,R=3,S=3,pad=1,dtype=float32",
+    "depthwise_conv2d:N=1,C=128,H=56,W=56,R=3,S=3,pad=1,dtype=int8",
+)
+CONTENDERS = ("gta", "metaschedule", "metaschedule-vnni")
 
 
 def metaschedule(workload, target, trials: int, work_dir: Path, vnni: bool):
@@ -118,6 +125,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
+    parser.add_argument("--contenders", nargs="*", default=list(CONTENDERS),
+                        help="tune only these now (e.g. the baselines first, GTA in a later part)")
     args = parser.parse_args()
     registry = default_registry()
     target = registry.target("avx512")
@@ -127,16 +136,17 @@ def main() -> None:
         slug = spec.replace(":", "_").replace(",", "_").replace("=", "")
         programs = {}
         start = time.perf_counter()
-        report = tune([spec], "avx512", args.trials, args.out / slug / "gta").tasks[0]
+        report = (tune([spec], "avx512", args.trials, args.out / slug / "gta").tasks[0]
+                  if "gta" in args.contenders else None)
         gta_seconds = time.perf_counter() - start
-        if report.mapping is not None:
+        if report is not None and report.mapping is not None:
             from gta_core.database import RecordStore
 
             store = RecordStore(args.out / slug / "gta")
             key = f"{workload.spec}@avx512#{report.mapping}"
             programs["gta"] = (store.schedule(store.best(key)), gta_seconds, report.new_trials)
         kinds = ["metaschedule"] + (["metaschedule-vnni"] if "int8" in spec else [])
-        for kind in kinds:
+        for kind in (k for k in kinds if k in args.contenders):
             sch, seconds = metaschedule(workload, target, args.trials, args.out / slug / kind,
                                         vnni=kind.endswith("vnni"))
             programs[kind] = (sch, seconds, args.trials)

@@ -27,15 +27,37 @@ def curve(latencies: list[float | None], flops: int) -> list[float]:
 def curves(store, task: TaskReport, flops: int, mod) -> dict[str, list[float]]:
     """GTA's curve for ``task`` over all its mappings, and MetaSchedule's where recorded."""
     prefix = f"{task.workload}@{task.target}#"
-    records = store.records()
-    gta = [r.latency_us if r.ok else None for r in records
+    gta = [r.latency_us if r.ok else None for r in store.records()
            if r.task is not None and r.task.startswith(prefix)]
-    indices = store.workload_indices(mod)
-    metaschedule = [r.latency_us for r in records if r.task is None and r.workload in indices]
     found = {"GTA": curve(gta, flops)}
+    metaschedule = metaschedule_latencies(store.directory, mod)
     if metaschedule:
         found["MetaSchedule"] = curve(metaschedule, flops)
     return found
+
+
+def metaschedule_latencies(directory: Path, mod) -> list[float | None]:
+    """Latencies (us) of MetaSchedule's own trials of ``mod`` in ``directory``, in order.
+
+    Found where ``ms.tune_tir(..., work_dir=DIR)`` writes its database
+    (``database_workload.json``, ``database_tuning_record.json``).
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    from .database.formats import FAILED_RUN_SECS, normalize_mod, structural_hash
+
+    workloads = directory / "database_workload.json"
+    records = directory / "database_tuning_record.json"
+    if not (workloads.exists() and records.exists()):
+        return []
+    database = ms.database.JSONDatabase(str(workloads), str(records), allow_missing=False)
+    latencies = []
+    wanted = structural_hash(normalize_mod(mod))
+    for record in database.get_all_tuning_records():
+        if structural_hash(normalize_mod(record.workload.mod)) == wanted:
+            secs = [float(s) for s in record.run_secs or () if float(s) != FAILED_RUN_SECS]
+            latencies.append(sorted(secs)[len(secs) // 2] * 1e6 if secs else None)
+    return latencies
 
 
 def plot(series: dict[str, list[float]], title: str, unit: str, path: Path) -> None:
