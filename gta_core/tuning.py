@@ -90,9 +90,10 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     if not workloads:
         raise TuneError("no workload to tune; give at least one spec")
     measure = measure or MeasureSettings()
-    if chosen.kind != "cpu" and measure.rpc is None:
-        raise TuneError(f"target {target} runs on a GPU, and this machine has none that TVM "
-                        "sees: pass --rpc tracker=HOST:PORT,key=KEY to measure on a GPU host")
+    if chosen.kind != "cpu" and measure.rpc is None and not _local_gpu():
+        raise TuneError(f"target {target} needs a GPU or an RPC tracker: this machine has no GPU "
+                        "that TVM sees; pass --rpc tracker=HOST:PORT,key=KEY to measure on a "
+                        "GPU host")
     path = check_db(db)
     # Imported here: MetaSchedule and the search cost seconds to import, which the
     # command line's other commands and its error paths should not pay.
@@ -124,6 +125,13 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
                 on_batch=(lambda o, share=share: progress(o, share)) if progress else None))
         reports.append(_report(workload, chosen, outcomes))
     return TuneReport(tasks=reports, seconds=time.perf_counter() - start, ended_by="trials")
+
+
+def _local_gpu() -> bool:
+    """Whether TVM sees a CUDA device here (then LocalRunner measures on it)."""
+    import tvm
+
+    return bool(tvm.cuda().exist)
 
 
 def _report(workload: Workload, target, outcomes: list[TaskOutcome]) -> TaskReport:
