@@ -14,13 +14,14 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from . import __version__, api
+from .codegen import CodegenError
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .plugins import UnknownTarget
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
-               RPCUnavailable)
+               RPCUnavailable, CodegenError)
 
 
 class UsageError(Exception):
@@ -118,6 +119,22 @@ def cmd_mappings(args: argparse.Namespace) -> int:
         note = m.reason or (f"{m.gops:.1f} G/s untuned" if m.gops else "")
         rows.append([m.id, m.status, axes, roles, padding, f"{m.waste:.0%}", note])
     print(_table(rows, ["id", "status", "axes", "operands", "padding", "waste", "reason"]))
+    return 0
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    from .codegen import codegen
+
+    result = codegen(args.spec, args.out, target=args.target, mapping=args.mapping,
+                     arch=args.arch, db=args.db, seed=args.seed,
+                     progress=lambda text: print(text, file=sys.stderr))
+    if args.json:
+        _print_json(result)
+        return 0
+    where = (f"best record in the DB ({result.latency_us:.1f} us)" if result.origin == "database"
+             else f"sampled, seed {result.seed}")
+    print(f"{result.source}: {result.workload} on {result.target} {result.arch or ''}, mapping "
+          f"{result.mapping} ({where}); {', '.join(result.instructions)}")
     return 0
 
 
@@ -274,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.add_argument("--json", action="store_true", help="print JSON")
     tune.set_defaults(run=cmd_tune)
+
+    code = commands.add_parser("codegen", help="CUDA source of a tensorized program for a GPU")
+    code.add_argument("spec", help="workload spec, e.g. gemm:M=1024,N=1024,K=1024,dtype=float16")
+    code.add_argument("--target", required=True, help="GPU target, e.g. cuda-tc")
+    code.add_argument("--out", required=True, help="the .cu file to write")
+    code.add_argument("--mapping", help="use this mapping candidate (an id gta mappings lists)")
+    code.add_argument("--arch", help="architecture the target declares, e.g. sm_90")
+    code.add_argument("--db", help="tuning records: use the best one recorded for the workload")
+    code.add_argument("--seed", type=_positive_int, default=1,
+                      help="first seed to sample a schedule with (default 1)")
+    code.add_argument("--json", action="store_true", help="print JSON")
+    code.set_defaults(run=cmd_codegen)
 
     peak = commands.add_parser("peak", help="measured throughput of each intrinsic")
     peak.add_argument("--target", required=True, help="target whose intrinsics to measure")

@@ -127,9 +127,10 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     workloads = [w for w, _ in merged.values()]
     weight_of = [weight for _, weight in merged.values()]
     measure = measure or MeasureSettings()
-    if chosen.kind != "cpu" and measure.rpc is None:
-        raise TuneError(f"target {target} runs on a GPU, and this machine has none that TVM "
-                        "sees: pass --rpc tracker=HOST:PORT,key=KEY to measure on a GPU host")
+    if chosen.kind != "cpu" and measure.rpc is None and not _local_gpu():
+        raise TuneError(f"target {target} needs a GPU or an RPC tracker: this machine has no GPU "
+                        "that TVM sees; pass --rpc tracker=HOST:PORT,key=KEY to measure on a "
+                        "GPU host")
     path = check_db(db)
     # Imported here: MetaSchedule and the search cost seconds to import, which the
     # command line's other commands and its error paths should not pay.
@@ -161,6 +162,13 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
                in zip(workloads, weight_of, result.states, result.outcomes)]
     return TuneReport(tasks=reports, trials=trials, seconds=time.perf_counter() - start,
                       ended_by=result.ended_by, scheduler=scheduler)
+
+
+def _local_gpu() -> bool:
+    """Whether TVM sees a CUDA device here (then LocalRunner measures on it)."""
+    import tvm
+
+    return bool(tvm.cuda().exist)
 
 
 def _report(workload: Workload, target, weight: float, state: SubgraphState,
