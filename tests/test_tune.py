@@ -164,3 +164,27 @@ def test_kill_9_mid_run_loses_no_record_and_the_rerun_measures_only_the_rest(tmp
     task = tune([GEMM], "avx512", 16, tmp_path, measure=FAST).tasks[0]
     assert task.trials == 16 and task.new_trials == 16 - before
     assert Path(tmp_path / "records.json").read_text().count("\n") == 16
+
+
+def test_the_report_puts_metaschedule_beside_gta_when_its_run_is_in_the_db(tmp_path):
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from gta_core.api import load_workload
+    from gta_core.measure import make_builder, make_runner
+    from gta_core.plugins import default_registry
+    from gta_core.tuning_report import curves, write_report
+
+    spec = "gemm:M=32,N=32,K=32,dtype=float32"
+    workload, target = load_workload(spec), default_registry().target("avx512")
+    report = tune([spec], "avx512", 2, tmp_path, measure=FAST)
+    ms.tune_tir(workload.prim_func(), target.tvm_target(), str(tmp_path), 2,
+                num_trials_per_iter=2, builder=make_builder(FAST),
+                runner=make_runner(FAST, target))
+    series = curves(RecordStore(tmp_path), report.tasks[0], workload.flops,
+                    tvm.IRModule({"main": workload.prim_func()}))
+    assert set(series) == {"GTA", "MetaSchedule"}
+    assert len(series["GTA"]) == 2 and len(series["MetaSchedule"]) == 2
+    assert series["GTA"][1] >= series["GTA"][0] > 0  # best so far never falls
+    out = write_report(report, tmp_path, tmp_path / "r.md")
+    assert "best mapping" in out.read_text() and (tmp_path / "r-1.png").exists()
