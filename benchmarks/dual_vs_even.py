@@ -23,6 +23,7 @@ from gta_core.api import load_workload
 from gta_core.database import RecordStore
 from gta_core.measure import measure_program
 from gta_core.plugins import default_registry
+from gta_core.scheduler.space import task_prefix
 from gta_core.tuning import tune
 
 WORKLOADS = (
@@ -61,7 +62,7 @@ def main() -> None:
     for spec in args.workloads:
         workload = load_workload(spec)
         slug = spec.replace(":", "_").replace(",", "_").replace("=", "")
-        prefix = f"{workload.spec}@{target.name}#"
+        prefix = task_prefix(workload.spec, target)
         runs = {}
         for policy in ("even", "dual"):
             db = args.out / policy / slug

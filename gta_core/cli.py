@@ -16,12 +16,13 @@ from pydantic import BaseModel
 from . import __version__, api
 from .codegen import CodegenError
 from .measure.settings import RPCSpecError, RPCUnavailable
+from .models import UnknownArch
 from .plugins import UnknownTarget
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
-               RPCUnavailable, CodegenError)
+               RPCUnavailable, CodegenError, UnknownArch)
 
 
 class UsageError(Exception):
@@ -165,6 +166,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise TuneError(f"--report {args.report}: folder {report_path.parent} does not exist")
     with _TuneProgress(enabled=not args.quiet) as progress:
         report = tune(args.specs, args.target, args.trials, args.db, weights=args.weights,
+                      arch=args.arch,
                       time_budget=args.time_budget, scheduler=args.scheduler, measure=measure,
                       progress=progress.update)
     if args.report:
@@ -285,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how often each workload occurs in the application (default 1 each)")
     tune.add_argument("--report", metavar="FILE.md",
                       help="write what the scheduler did, with tuning curves, to FILE.md")
+    tune.add_argument("--arch", help="one of the target's declared architectures (e.g. sm_90)")
     tune.add_argument("--scheduler", choices=["dual", "even"], default="dual",
                       help="dual-task scheduling (default) or an even split, for comparison")
     tune.add_argument("--rpc", help="measure through a TVM RPC tracker: tracker=HOST:PORT,key=KEY")

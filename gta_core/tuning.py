@@ -40,6 +40,7 @@ class TaskReport(BaseModel):
 
     workload: str
     target: str
+    arch: str | None = None  # the architecture tuned for, where the target declares several
     latency_us: float | None
     gflops: float | None  # GOPS for integer work
     mapping: str | None
@@ -92,6 +93,7 @@ def parse_weights(weights: Sequence[float] | str | None, count: int) -> list[flo
 
 def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, *,
          weights: Sequence[float] | str | None = None, time_budget: float | None = None,
+         arch: str | None = None,
          scheduler: str = "dual", measure: MeasureSettings | None = None,
          search: SearchSettings | None = None, registry: Registry | None = None,
          progress: Callable[[Progress], None] | None = None) -> TuneReport:
@@ -104,7 +106,9 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     over each workload's kept mappings; ``scheduler="even"`` splits them
     evenly instead. Records already in ``db`` count toward the budget, so a
     rerun with the same budget measures nothing and a run killed half-way
-    resumes where it stopped. ``progress`` is called after every measured batch.
+    resumes where it stopped. ``arch`` picks one of the target's declared
+    architectures (a GPU's ``sm_90``). ``progress`` is called after every
+    measured batch.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise TuneError(f"--trials must be a positive integer, got {trials!r}")
@@ -115,7 +119,7 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     if scheduler not in POLICIES:
         raise TuneError(f"unknown scheduler {scheduler!r}; choose from {', '.join(POLICIES)}")
     registry = registry or default_registry()
-    chosen = registry.target(target)
+    chosen = registry.target(target).for_arch(arch)
     workloads = [parse_workload(spec, registry.operators) for spec in specs]
     if not workloads:
         raise TuneError("no workload to tune; give at least one spec")
@@ -185,7 +189,7 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
             best = outcome
             break
     return TaskReport(
-        workload=workload.spec, target=target.name,
+        workload=workload.spec, target=target.name, arch=target.arch,
         latency_us=best.best_latency_us if best else None,
         gflops=workload.flops / best.best_latency_us / 1e3 if best else None,
         mapping=best.task.mapping.id if best else None,

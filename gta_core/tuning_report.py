@@ -24,9 +24,9 @@ def curve(latencies: list[float | None], flops: int) -> list[float]:
     return out
 
 
-def curves(store, task: TaskReport, flops: int, mod) -> dict[str, list[float]]:
-    """GTA's curve for ``task`` over all its mappings, and MetaSchedule's where recorded."""
-    prefix = f"{task.workload}@{task.target}#"
+def curves(store, task: TaskReport, flops: int, mod, prefix: str) -> dict[str, list[float]]:
+    """GTA's curve for ``task`` (records keyed ``prefix``...) over all its mappings, and
+    MetaSchedule's where recorded."""
     gta = [r.latency_us if r.ok else None for r in store.records()
            if r.task is not None and r.task.startswith(prefix)]
     found = {"GTA": curve(gta, flops)}
@@ -85,11 +85,13 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
 
     from .database import RecordStore
     from .plugins import default_registry
+    from .scheduler.space import task_prefix
     from .workloads import parse_workload
 
     out = Path(out)
     store = RecordStore(db)
-    operators = default_registry().operators
+    registry = default_registry()
+    operators = registry.operators
     lines = [f"# Tuning report: {len(report.tasks)} workload(s)", "",
              f"Budget {report.trials} trials, scheduler `{report.scheduler}`, "
              f"{report.seconds:.0f} s; ended by {report.ended_by}.", ""]
@@ -113,8 +115,9 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
         if task.pruned:
             lines += ["", "Pruned before measuring: "
                       + ", ".join(f"{k} {v}" for k, v in task.pruned.items()) + "."]
+        prefix = task_prefix(task.workload, registry.target(task.target).for_arch(task.arch))
         series = curves(store, task, workload.flops,
-                        tvm.IRModule({"main": workload.prim_func()}))
+                        tvm.IRModule({"main": workload.prim_func()}), prefix)
         png = out.with_name(f"{out.stem}-{index}.png")
         plot(series, task.workload, unit, png)
         lines += ["", f"![tuning curve of {task.workload}]({png.name})", ""]

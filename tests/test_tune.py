@@ -131,6 +131,8 @@ def test_the_even_split_is_there_for_comparison(tmp_path):
     (["--trials", "2", "--time-budget", "0"], "--time-budget: must be a positive number"),
     (["--trials", "2", "--scheduler", "best"], "--scheduler: invalid choice"),
     (["--trials", "2", "--report", "/nonexistent/r.md"], "does not exist"),
+    (["--trials", "2", "--arch", "sm_90"], "target avx512 has no arch 'sm_90'"),
+    (["--trials", "2", "--target", "cuda-tc", "--arch", "sm_99"], "no arch 'sm_99'"),
 ])
 def test_cli_tune_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     base = {"--target": "avx512", "--db": str(tmp_path)}
@@ -182,9 +184,19 @@ def test_the_report_puts_metaschedule_beside_gta_when_its_run_is_in_the_db(tmp_p
                 num_trials_per_iter=2, builder=make_builder(FAST),
                 runner=make_runner(FAST, target))
     series = curves(RecordStore(tmp_path), report.tasks[0], workload.flops,
-                    tvm.IRModule({"main": workload.prim_func()}))
+                    tvm.IRModule({"main": workload.prim_func()}), f"{workload.spec}@avx512#")
     assert set(series) == {"GTA", "MetaSchedule"}
     assert len(series["GTA"]) == 2 and len(series["MetaSchedule"]) == 2
     assert series["GTA"][1] >= series["GTA"][0] > 0  # best so far never falls
     out = write_report(report, tmp_path, tmp_path / "r.md")
     assert "best mapping" in out.read_text() and (tmp_path / "r-1.png").exists()
+
+
+def test_records_for_another_gpu_arch_are_keyed_apart():
+    from gta_core.plugins import default_registry
+    from gta_core.scheduler.space import task_prefix
+
+    registry = default_registry()
+    gpu = registry.target("cuda-tc")
+    assert task_prefix(GEMM, gpu) != task_prefix(GEMM, gpu.for_arch("sm_90"))
+    assert task_prefix(GEMM, registry.target("avx512")) == f"{GEMM}@avx512#"

@@ -22,6 +22,16 @@ from ..pruning.constraint import Constraint
 from ..workloads import Workload
 
 
+def task_prefix(spec: str, target: Target) -> str:
+    """What the record keys of every task of ``spec`` on ``target`` start with.
+
+    A target generating for an arch other than its own (``--arch``) keys its
+    records apart, so one DB can hold tunings for several GPUs.
+    """
+    arch = f"/{target.arch}" if target.arch else ""
+    return f"{spec}@{target.name}{arch}#"
+
+
 class Task:
     """One (workload, mapping) pair on a target: what the scheduler allocates trials to."""
 
@@ -37,7 +47,7 @@ class Task:
 
     @property
     def key(self) -> str:
-        return f"{self.workload.spec}@{self.target.name}#{self.mapping.id}"
+        return f"{task_prefix(self.workload.spec, self.target)}{self.mapping.id}"
 
 
 def lowers(mod) -> bool:
