@@ -37,7 +37,8 @@ def simulate(app: dict[str, tuple[float, dict[str, Latency]]], budget: int, poli
         mapping = states[decision.subgraph].mappings[decision.mapping]
         assert mapping.live and decision.trials >= 1
         fake = measure[decision.subgraph][decision.mapping]
-        mapping.record([fake(mapping.trials + k) for k in range(decision.trials)])
+        states[decision.subgraph].record(
+            decision.mapping, [fake(mapping.trials + k) for k in range(decision.trials)])
     assert sum(s.trials for s in states) == budget
     return {s.name: s for s in states}
 
@@ -128,12 +129,14 @@ def test_even_split_gives_every_task_its_share():
 
 
 def test_an_exhausted_mapping_is_passed_over_and_the_run_ends_when_nothing_is_left():
-    state = SubgraphState("g", 1, [MappingState("a", curve=[1.0] * 3, exhausted=True)])
+    state = SubgraphState("g", 1, [MappingState("a", exhausted=True)])
+    state.record(0, [1.0] * 3)
     assert decide([state], 10, AllocationSettings()) == (None, [])
 
 
 @pytest.mark.parametrize("policy", [decide, decide_even])
 def test_no_decision_once_the_budget_is_spent(policy):
-    state = SubgraphState("g", 1, [MappingState("a", curve=[1.0] * 8)])
+    state = SubgraphState("g", 1, [MappingState("a")])
+    state.record(0, [1.0] * 8)
     decision, _ = policy([state], 8, AllocationSettings())
     assert decision is None

@@ -70,25 +70,22 @@ class SubgraphState:
     name: str
     weight: float
     mappings: list[MappingState]
+    curve: list[float] = field(default_factory=list)  # its best after each trial, any mapping
 
     @property
     def trials(self) -> int:
-        return sum(m.trials for m in self.mappings)
+        return len(self.curve)
 
     @property
     def best_us(self) -> float:
-        return min((m.best_us for m in self.mappings), default=INF)
+        return self.curve[-1] if self.curve else INF
 
-    def best_after(self, trials: int) -> float:
-        """The subgraph's best latency when it had ``trials`` fewer trials than now."""
-        # Trials interleave across mappings; the curves only say each mapping's own
-        # order, so spread the removal over the mappings by their share of trials.
-        total = self.trials
-        if total == 0:
-            return INF
-        keep = max(0.0, 1.0 - trials / total)
-        return min((m.curve[max(0, round(m.trials * keep) - 1)] if m.curve and keep > 0 else INF
-                    for m in self.mappings), default=INF)
+    def record(self, mapping: int, latencies: list[float | None]) -> None:
+        """Append trials measured on ``mapping`` (None: failed), in the order measured."""
+        m = self.mappings[mapping]
+        m.record(latencies)
+        for best in m.curve[len(m.curve) - len(latencies):]:
+            self.curve.append(min(self.best_us, best))
 
 
 @dataclass(frozen=True)
@@ -171,8 +168,8 @@ def _gain_per_trial(s: SubgraphState, settings: AllocationSettings) -> float:
     best = s.best_us
     if not math.isfinite(best):
         return INF  # nothing runs yet: any success is worth more than anything else
-    window = min(settings.window, s.trials)
-    before = s.best_after(window)
+    window = min(settings.window, s.trials - 1)
+    before = s.curve[-window - 1]
     slope = (before - best) / window if window and math.isfinite(before) else 0.0
     decay = best / max(1, s.trials)
     return settings.alpha * slope + (1 - settings.alpha) * decay

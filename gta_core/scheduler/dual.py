@@ -59,8 +59,7 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
                             cost_model=cost_model, rules=rules, constraints=constraints,
                             settings=search, max_trials=budget) for task in s.tasks]
                 for s in subgraphs]
-    states = [SubgraphState(s.name, s.weight, [_state_from_store(t, store) for t in s.tasks])
-              for s in subgraphs]
+    states = [_state_from_store(s, store) for s in subgraphs]
     started = time.perf_counter()
     ended_by = "search space"
     try:
@@ -78,7 +77,7 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
                 break
             i, j = decision.subgraph, decision.mapping
             state, task_search = states[i].mappings[j], searches[i][j]
-            state.record(task_search.step(decision.trials))
+            states[i].record(j, task_search.step(decision.trials))
             state.exhausted = task_search.exhausted
             score = task_search.outcome.predicted_score
             best = states[i].best_us
@@ -96,8 +95,12 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
                           ended_by=ended_by)
 
 
-def _state_from_store(task: Task, store) -> MappingState:
-    """A task's state from its records: its best-so-far curve in the order measured."""
-    state = MappingState(task.mapping.id)
-    state.record([r.latency_us if r.ok else None for r in store.records(task.key)])
+def _state_from_store(subgraph: Subgraph, store) -> SubgraphState:
+    """A subgraph's state from its records, in the order they were measured."""
+    state = SubgraphState(subgraph.name, subgraph.weight,
+                          [MappingState(t.mapping.id) for t in subgraph.tasks])
+    index = {t.key: j for j, t in enumerate(subgraph.tasks)}
+    for record in store.records():
+        if record.task in index:
+            state.record(index[record.task], [record.latency_us if record.ok else None])
     return state
