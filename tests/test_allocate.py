@@ -140,3 +140,12 @@ def test_no_decision_once_the_budget_is_spent(policy):
     state.record(0, [1.0] * 8)
     decision, _ = policy([state], 8, AllocationSettings())
     assert decision is None
+
+
+def test_a_round_packs_several_one_trial_starts_into_one_batch():
+    from gta_core.scheduler.dual import _plan_round
+
+    states = [SubgraphState("g", 1, [MappingState(f"m{k}") for k in range(20)])]
+    picks = _plan_round(states, 40, decide, AllocationSettings(batch=8))
+    assert picks == [(0, k, 1) for k in range(8)]  # 20 mappings, 40 trials: starts of 1
+    assert states[0].trials == 0  # planning reserves; only measurements are recorded

@@ -73,32 +73,43 @@ class TaskSearch:
         Returns fewer, setting :attr:`exhausted`, when the design space has no
         unmeasured candidate left.
         """
+        latencies: list[float | None] = []
+        while len(latencies) < trials:
+            candidates = self.propose(trials - len(latencies))
+            if not candidates:
+                break
+            [(results, records)] = measure_round([(self, candidates)])
+            latencies += self.absorb(candidates, results, records)
+        return latencies
+
+    def propose(self, trials: int) -> list:
+        """Up to ``trials`` candidates the search picks next (none: :attr:`exhausted`)."""
         start = time.perf_counter()
         context = self._context or self._start()
-        latencies: list[float | None] = []
-        while context is not None and len(latencies) < trials:
-            if not self._pending:
-                self._pending = list(context.search_strategy.generate_measure_candidates() or [])
-                if not self._pending:
-                    self.exhausted = True
-                    break
-            # A batch larger than asked for keeps its rest for the next step: the
-            # search has picked those already, and the cost model can score them.
-            take = trials - len(latencies)
-            candidates, self._pending = self._pending[:take], self._pending[take:]
-            results, records = _measure(self.task, candidates, self.builder, self.runner,
-                                        self.store, self._workload)
-            context.search_strategy.notify_runner_results(candidates, results)
-            self.cost_model.update(context, candidates, results)
-            latencies += [r.latency_us if r.ok else None for r in records]
-            self.outcome.failed += sum(1 for r in results if r.error_msg)
+        if context is not None and not self._pending:
+            self._pending = list(context.search_strategy.generate_measure_candidates() or [])
+        if not self._pending:
+            self.exhausted = True
+        # A batch larger than asked for keeps its rest for the next round: the
+        # search has picked those already, and the cost model can score them.
+        candidates, self._pending = self._pending[:trials], self._pending[trials:]
+        self.outcome.seconds += time.perf_counter() - start
+        return candidates
+
+    def absorb(self, candidates: list, results: list, records: list) -> list[float | None]:
+        """Learn from measured ``candidates``; their latencies in us (None: failed)."""
+        start = time.perf_counter()
+        context = self._context
+        context.search_strategy.notify_runner_results(candidates, results)
+        self.cost_model.update(context, candidates, results)
         self.outcome.predicted_score = (_predicted_score(self.cost_model, context, self._pending)
                                         if self._pending else None)
-        self.outcome.new += len(latencies)
-        self.outcome.measured += len(latencies)
+        self.outcome.failed += sum(1 for r in results if r.error_msg)
+        self.outcome.new += len(candidates)
+        self.outcome.measured += len(candidates)
         _best_from_store(self.outcome, self.store)
         self.outcome.seconds += time.perf_counter() - start
-        return latencies
+        return [r.latency_us if r.ok else None for r in records]
 
     def _start(self):
         import tvm
@@ -160,20 +171,25 @@ def _predicted_score(cost_model, context, candidates) -> float | None:
     return float(max(scores)) if len(scores) else None
 
 
-def _measure(task: Task, candidates: list, builder, runner, store, workload: int
-             ) -> tuple[list, list]:
-    """Build and run ``candidates``; each result goes to the store as soon as it is known.
+def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list]]:
+    """Build and run the candidates of several tasks together, so that the builder's
+    workers all have work; every result goes to the store as the round ends.
 
-    Returns MetaSchedule's runner results and the store's records, in order.
+    ``picks`` are (task search, candidates); returns, per pick, MetaSchedule's
+    runner results and the store's records, in order. All tasks share one
+    builder and runner (those of the first).
     """
     from tvm.s_tir import meta_schedule as ms
 
-    target = task.target.tvm_target()
-    device = "cpu" if task.target.kind == "cpu" else target.kind.name
-    built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
+    builder, runner = picks[0][0].builder, picks[0][0].runner
+    flat = [(search, c) for search, candidates in picks for c in candidates]
+    built = builder.build([ms.builder.BuilderInput(c.sch.mod, s.task.target.tvm_target())
+                           for s, c in flat])
     inputs, where = [], []
-    for index, (candidate, result) in enumerate(zip(candidates, built)):
+    for index, ((search, candidate), result) in enumerate(zip(flat, built)):
         if result.error_msg is None:
+            target = search.task.target
+            device = "cpu" if target.kind == "cpu" else target.tvm_target().kind.name
             inputs.append(ms.runner.RunnerInput(result.artifact_path, device,
                                                 candidate.args_info))
             where.append(index)
@@ -182,12 +198,17 @@ def _measure(task: Task, candidates: list, builder, runner, store, workload: int
     for index, result in zip(where, ran):
         results[index] = result
     records = []
-    for candidate, result in zip(candidates, results):
+    for (search, candidate), result in zip(flat, results):
+        task = search.task
         secs = [float(s) for s in result.run_secs] if result.run_secs else None
-        records.append(store.append(task.key, task.mapping.id, workload, candidate.sch.trace,
-                                    secs, target, candidate.args_info,
-                                    error=_first_line(result.error_msg)))
-    return results, records
+        records.append(search.store.append(
+            task.key, task.mapping.id, search._workload, candidate.sch.trace, secs,
+            task.target.tvm_target(), candidate.args_info, error=_first_line(result.error_msg)))
+    out, at = [], 0
+    for _, candidates in picks:
+        out.append((results[at:at + len(candidates)], records[at:at + len(candidates)]))
+        at += len(candidates)
+    return out
 
 
 def _first_line(message: str | None) -> str | None:
