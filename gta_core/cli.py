@@ -9,18 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from . import __version__, api
 from .bench import DEFAULT_BASELINES, SUITES, BenchError
+from .codegen import CodegenError
 from .measure.settings import RPCSpecError, RPCUnavailable
+from .models import UnknownArch
 from .plugins import UnknownTarget
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
-               RPCUnavailable, BenchError)
+               RPCUnavailable, CodegenError, UnknownArch, BenchError)
 
 
 class UsageError(Exception):
@@ -152,6 +155,22 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_codegen(args: argparse.Namespace) -> int:
+    from .codegen import codegen
+
+    result = codegen(args.spec, args.out, target=args.target, mapping=args.mapping,
+                     arch=args.arch, db=args.db, seed=args.seed,
+                     progress=lambda text: print(text, file=sys.stderr))
+    if args.json:
+        _print_json(result)
+        return 0
+    where = (f"best record in the DB ({result.latency_us:.1f} us)" if result.origin == "database"
+             else f"sampled, seed {result.seed}")
+    print(f"{result.source}: {result.workload} on {result.target} {result.arch or ''}, mapping "
+          f"{result.mapping} ({where}); {', '.join(result.instructions)}")
+    return 0
+
+
 def cmd_peak(args: argparse.Namespace) -> int:
     report = api.peak(args.target, progress=lambda text: print(text, file=sys.stderr))
     if args.json:
@@ -173,39 +192,52 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import tune
 
     measure = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None)
+    if args.report:
+        report_path = Path(args.report)
+        if not report_path.parent.is_dir():
+            raise TuneError(f"--report {args.report}: folder {report_path.parent} does not exist")
     with _TuneProgress(enabled=not args.quiet) as progress:
-        report = tune(args.specs, args.target, args.trials, args.db, measure=measure,
+        report = tune(args.specs, args.target, args.trials, args.db, weights=args.weights,
+                      arch=args.arch,
+                      time_budget=args.time_budget, scheduler=args.scheduler, measure=measure,
                       progress=progress.update)
+    if args.report:
+        from .tuning_report import write_report
+
+        write_report(report, args.db, args.report)
     if args.json:
         _print_json(report)
         return 0
     rows = []
     for task in report.tasks:
         unit = "GOPS" if "int8" in task.workload else "GFLOP/s"
+        dropped = sum(m.dropped for m in task.mappings)
         rows.append([task.workload, task.mapping or "-",
                      f"{task.latency_us:.1f}" if task.latency_us else "-",
                      f"{task.gflops:.1f} {unit}" if task.gflops else "-",
                      f"{task.trials} ({task.new_trials} new)",
+                     f"{len(task.mappings)} ({dropped} dropped)",
                      {True: "yes", False: "NO", None: "-"}[task.correct],
                      ", ".join(f"{k}: {v}" for k, v in task.pruned.items()) or "-"])
     print(_table(rows, ["workload", "best mapping", "latency_us", "throughput", "trials",
-                        "correct", "pruned before measuring"]))
-    print(f"{report.seconds:.0f} s; ended by {report.ended_by}")
+                        "mappings", "correct", "pruned before measuring"]))
+    print(f"{report.seconds:.0f} s; ended by {report.ended_by}"
+          + (f"; report in {args.report}" if args.report else ""))
     return 0
 
 
 class _TuneProgress:
-    """A rich progress bar on stderr: trials, best so far, elapsed time."""
+    """A rich progress bar on stderr: trials of the budget, best so far, elapsed time."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.bars: dict[str, int] = {}
+        self.bar = None
         self.progress = None
 
     def __enter__(self) -> _TuneProgress:
         return self
 
-    def update(self, outcome, share: int) -> None:
+    def update(self, event) -> None:
         if not self.enabled:
             return
         if self.progress is None:  # started at the first batch: errors before it stay one line
@@ -222,17 +254,24 @@ class _TuneProgress:
                                      MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                                      TimeElapsedColumn(), console=Console(stderr=True))
             self.progress.start()
-        key = outcome.task.key
-        if key not in self.bars:
-            self.bars[key] = self.progress.add_task(
-                f"{outcome.task.workload.spec} {outcome.task.mapping.id}", total=share, best="")
-        best = outcome.best_latency_us
-        gops = f"best {outcome.task.workload.flops / best / 1e3:.1f} G/s" if best else ""
-        self.progress.update(self.bars[key], completed=outcome.measured, best=gops)
+            self.bar = self.progress.add_task("", total=event.budget, best="")
+        best = f"best {event.flops / event.best_us / 1e3:.1f} G/s" if event.best_us else ""
+        self.progress.update(self.bar, completed=event.done, best=best,
+                             description=f"{event.subgraph} {event.mapping}")
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -274,10 +313,31 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", required=True, type=_positive_int,
                       help="measurements in all, over every workload and mapping")
     tune.add_argument("--db", required=True, help="directory of tuning records (resumable)")
+    tune.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
+                      help="stop after this many seconds, or at --trials, whichever comes first")
+    tune.add_argument("--weights", metavar="W1,W2,...",
+                      help="how often each workload occurs in the application (default 1 each)")
+    tune.add_argument("--report", metavar="FILE.md",
+                      help="write what the scheduler did, with tuning curves, to FILE.md")
+    tune.add_argument("--arch", help="one of the target's declared architectures (e.g. sm_90)")
+    tune.add_argument("--scheduler", choices=["dual", "even"], default="dual",
+                      help="dual-task scheduling (default) or an even split, for comparison")
     tune.add_argument("--rpc", help="measure through a TVM RPC tracker: tracker=HOST:PORT,key=KEY")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.add_argument("--json", action="store_true", help="print JSON")
     tune.set_defaults(run=cmd_tune)
+
+    code = commands.add_parser("codegen", help="CUDA source of a tensorized program for a GPU")
+    code.add_argument("spec", help="workload spec, e.g. gemm:M=1024,N=1024,K=1024,dtype=float16")
+    code.add_argument("--target", required=True, help="GPU target, e.g. cuda-tc")
+    code.add_argument("--out", required=True, help="the .cu file to write")
+    code.add_argument("--mapping", help="use this mapping candidate (an id gta mappings lists)")
+    code.add_argument("--arch", help="architecture the target declares, e.g. sm_90")
+    code.add_argument("--db", help="tuning records: use the best one recorded for the workload")
+    code.add_argument("--seed", type=_positive_int, default=1,
+                      help="first seed to sample a schedule with (default 1)")
+    code.add_argument("--json", action="store_true", help="print JSON")
+    code.set_defaults(run=cmd_codegen)
 
     peak = commands.add_parser("peak", help="measured throughput of each intrinsic")
     peak.add_argument("--target", required=True, help="target whose intrinsics to measure")

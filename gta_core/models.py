@@ -55,13 +55,45 @@ class Resources(_Model):
         return value
 
 
+class UnknownArch(ValueError):
+    """An architecture a target does not declare; the message is one line naming the known ones."""
+
+
+def _check_peak(value: dict[str, float]) -> dict[str, float]:
+    for dtype, gflops in value.items():
+        if dtype not in DTYPES:
+            raise ValueError(f"peak dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        if gflops <= 0:
+            raise ValueError(f"peak for {dtype} must be positive, got {gflops}")
+    return value
+
+
+class TargetArch(_Model):
+    """One architecture a target can generate for (e.g. a GPU's ``sm_90``), as data.
+
+    ``tvm`` holds the keys it changes in the target's TVM dict (``{"arch": "sm_90"}``);
+    ``resources`` and ``peak`` replace the target's own.
+    """
+
+    description: str = ""
+    tvm: dict[str, object] = Field(default_factory=dict)
+    resources: Resources
+    peak: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("peak")
+    @classmethod
+    def _peak_dtypes(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_peak(value)
+
+
 class Target(_Model):
     """A hardware target that GTA generates programs for.
 
     ``tvm`` is the TVM target in dict form (TVM 0.27 refuses CLI-style target
     strings); ``peak`` holds nominal throughput per input dtype in GFLOP/s (GOPS
     for integer types), the denominator of fraction-of-peak figures until
-    ``gta peak`` measures the real one.
+    ``gta peak`` measures the real one. ``archs`` declares the architectures the
+    target can also generate for (``--arch``); ``arch`` names the one it stands for.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -70,6 +102,21 @@ class Target(_Model):
     tvm: dict[str, object]
     resources: Resources = Field(default_factory=Resources)
     peak: dict[str, float] = Field(default_factory=dict)
+    arch: str | None = None
+    archs: dict[str, TargetArch] = Field(default_factory=dict)
+
+    def for_arch(self, arch: str | None) -> Target:
+        """This target generating for ``arch`` (None: as declared); UnknownArch if undeclared."""
+        if arch is None or arch == self.arch:
+            return self
+        if arch not in self.archs:
+            known = ", ".join(sorted(self.archs)) or "none"
+            raise UnknownArch(f"target {self.name} has no arch {arch!r}; declared: {known}")
+        chosen = self.archs[arch]
+        return self.model_copy(update={
+            "arch": arch, "tvm": {**self.tvm, **chosen.tvm}, "resources": chosen.resources,
+            "peak": chosen.peak or self.peak,
+            "description": chosen.description or self.description})
 
     @field_validator("tvm")
     @classmethod
@@ -81,12 +128,7 @@ class Target(_Model):
     @field_validator("peak")
     @classmethod
     def _peak_dtypes(cls, value: dict[str, float]) -> dict[str, float]:
-        for dtype, gflops in value.items():
-            if dtype not in DTYPES:
-                raise ValueError(f"peak dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-            if gflops <= 0:
-                raise ValueError(f"peak for {dtype} must be positive, got {gflops}")
-        return value
+        return _check_peak(value)
 
     def tvm_target(self):
         """The :class:`tvm.target.Target` this target compiles for."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -17,6 +18,8 @@ from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
 if TYPE_CHECKING:
+    from .scheduler.allocate import SubgraphState
+    from .scheduler.dual import Progress
     from .scheduler.search import SearchSettings, TaskOutcome
 
 
@@ -29,6 +32,7 @@ class MappingReport(BaseModel):
     trials: int
     best_latency_us: float | None
     dropped: bool = False
+    why: str | None = None  # why it was dropped, or stopped (its design space ran out)
 
 
 class TaskReport(BaseModel):
@@ -36,6 +40,7 @@ class TaskReport(BaseModel):
 
     workload: str
     target: str
+    arch: str | None = None  # the architecture tuned for, where the target declares several
     latency_us: float | None
     gflops: float | None  # GOPS for integer work
     mapping: str | None
@@ -43,13 +48,16 @@ class TaskReport(BaseModel):
     new_trials: int
     correct: bool | None
     pruned: dict[str, int]
+    weight: float
     mappings: list[MappingReport]
 
 
 class TuneReport(BaseModel):
     tasks: list[TaskReport]
+    trials: int  # the budget
     seconds: float
-    ended_by: str  # "trials"
+    ended_by: str  # "trials", "time" (--time-budget) or "search space" (nothing left)
+    scheduler: str  # "dual" or "even"
 
 
 def check_db(db: str | os.PathLike) -> Path:
@@ -65,68 +73,110 @@ def check_db(db: str | os.PathLike) -> Path:
     return path
 
 
-def even_split(total: int, parts: int) -> list[int]:
-    """``total`` trials over ``parts`` tasks, the remainder to the first ones."""
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+def parse_weights(weights: Sequence[float] | str | None, count: int) -> list[float]:
+    """One positive weight per workload (default 1 each); ``"2,1"`` as the CLI gives it."""
+    if weights is None:
+        return [1.0] * count
+    text = weights if isinstance(weights, str) else None
+    try:
+        values = [float(w) for w in (text.split(",") if text is not None else weights)]
+    except (TypeError, ValueError):
+        raise TuneError(f"--weights must be numbers separated by commas, got {weights!r}"
+                        ) from None
+    if len(values) != count:
+        raise TuneError(f"--weights has {len(values)} values for {count} workloads; "
+                        "give one per workload")
+    if not all(v > 0 and math.isfinite(v) for v in values):
+        raise TuneError(f"--weights must be positive, got {weights!r}")
+    return values
 
 
 def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, *,
-         measure: MeasureSettings | None = None, search: SearchSettings | None = None,
-         registry: Registry | None = None,
-         progress: Callable[[TaskOutcome, int], None] | None = None) -> TuneReport:
-    """Tune ``specs`` on ``target`` with ``trials`` measurements in all, recorded in ``db``.
+         weights: Sequence[float] | str | None = None, time_budget: float | None = None,
+         arch: str | None = None,
+         scheduler: str = "dual", measure: MeasureSettings | None = None,
+         search: SearchSettings | None = None, registry: Registry | None = None,
+         progress: Callable[[Progress], None] | None = None) -> TuneReport:
+    """Tune ``specs`` on ``target`` as one application, recorded in ``db``.
 
-    Trials are split evenly over the workloads, then over each workload's
-    kept mappings. Records already in ``db`` count toward each task's share,
-    so a rerun with the same budget measures nothing, and a run killed
-    half-way resumes where it stopped. ``progress(outcome, share)`` is called
-    after every measured batch.
+    ``trials`` measurements in all (as MetaSchedule counts), and at most
+    ``time_budget`` seconds: whichever ends first. The dual-task scheduler
+    (:mod:`gta_core.scheduler.allocate`) spreads them over the workloads,
+    weighted by ``weights`` (how often each occurs in the application), and
+    over each workload's kept mappings; ``scheduler="even"`` splits them
+    evenly instead. Records already in ``db`` count toward the budget, so a
+    rerun with the same budget measures nothing and a run killed half-way
+    resumes where it stopped. ``arch`` picks one of the target's declared
+    architectures (a GPU's ``sm_90``). ``progress`` is called after every
+    measured batch.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise TuneError(f"--trials must be a positive integer, got {trials!r}")
+    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
+        raise TuneError(f"--time-budget must be a positive number of seconds, got {time_budget!r}")
+    from .scheduler.dual import POLICIES
+
+    if scheduler not in POLICIES:
+        raise TuneError(f"unknown scheduler {scheduler!r}; choose from {', '.join(POLICIES)}")
     registry = registry or default_registry()
-    chosen = registry.target(target)
+    chosen = registry.target(target).for_arch(arch)
     workloads = [parse_workload(spec, registry.operators) for spec in specs]
     if not workloads:
         raise TuneError("no workload to tune; give at least one spec")
+    # A workload given twice is one subgraph that occurs more often: weights add up.
+    merged: dict[str, tuple[Workload, float]] = {}
+    for workload, weight in zip(workloads, parse_weights(weights, len(workloads))):
+        seen = merged.get(workload.spec)
+        merged[workload.spec] = (workload, weight + (seen[1] if seen else 0.0))
+    workloads = [w for w, _ in merged.values()]
+    weight_of = [weight for _, weight in merged.values()]
     measure = measure or MeasureSettings()
-    if chosen.kind != "cpu" and measure.rpc is None:
-        raise TuneError(f"target {target} runs on a GPU, and this machine has none that TVM "
-                        "sees: pass --rpc tracker=HOST:PORT,key=KEY to measure on a GPU host")
+    if chosen.kind != "cpu" and measure.rpc is None and not _local_gpu():
+        raise TuneError(f"target {target} needs a GPU or an RPC tracker: this machine has no GPU "
+                        "that TVM sees; pass --rpc tracker=HOST:PORT,key=KEY to measure on a "
+                        "GPU host")
     path = check_db(db)
     # Imported here: MetaSchedule and the search cost seconds to import, which the
     # command line's other commands and its error paths should not pay.
     from .database import RecordStore
     from .mapping import mapping_candidates
     from .measure.runners import make_builder, make_runner
-    from .scheduler.search import SearchSettings, search_task
+    from .scheduler.dual import Subgraph, run_schedule
     from .scheduler.space import Task
 
-    store = RecordStore(path)
-    builder, runner = make_builder(measure), make_runner(measure, chosen)
-    rules = list(registry.rules.values())
-    constraints = list(registry.constraints.values())
-    start = time.perf_counter()
-    reports = []
-    for workload, budget in zip(workloads, even_split(trials, len(workloads))):
-        tasks = [Task(workload, c, registry.intrinsics[c.intrinsic], chosen)
-                 for c in mapping_candidates(workload, target, registry) if c.status == "kept"]
+    subgraphs = []
+    for workload, weight in zip(workloads, weight_of):
+        kept = [c for c in mapping_candidates(workload, target, registry) if c.status == "kept"]
+        # Starts go in this order, so the likelier winners first: padding is wasted
+        # work, and fused axes cost index arithmetic and keep rules from tiling them.
+        kept.sort(key=lambda c: (c.waste, sum(len(loops) for loops in c.axes.values())))
+        tasks = [Task(workload, c, registry.intrinsics[c.intrinsic], chosen) for c in kept]
         if not tasks:
             raise TuneError(f"{workload.spec} has no kept mapping on {target} "
                             f"(see gta mappings '{workload.spec}' --target {target})")
-        outcomes = []
-        for task, share in zip(tasks, even_split(budget, len(tasks))):
-            cost_model = registry.cost_models["xgb"].factory()
-            outcomes.append(search_task(
-                task, share, store=store, builder=builder, runner=runner,
-                cost_model=cost_model, rules=rules, constraints=constraints,
-                settings=search or SearchSettings(),
-                on_batch=(lambda o, share=share: progress(o, share)) if progress else None))
-        reports.append(_report(workload, chosen, outcomes))
-    return TuneReport(tasks=reports, seconds=time.perf_counter() - start, ended_by="trials")
+        subgraphs.append(Subgraph(workload.spec, weight, tasks))
+    store = RecordStore(path)
+    start = time.perf_counter()
+    result = run_schedule(
+        subgraphs, trials, store=store, builder=make_builder(measure),
+        runner=make_runner(measure, chosen), cost_model=registry.cost_models["xgb"].factory(),
+        rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
+        time_budget=time_budget, policy=scheduler, search=search, progress=progress)
+    reports = [_report(w, chosen, weight, state, outcomes) for w, weight, state, outcomes
+               in zip(workloads, weight_of, result.states, result.outcomes)]
+    return TuneReport(tasks=reports, trials=trials, seconds=time.perf_counter() - start,
+                      ended_by=result.ended_by, scheduler=scheduler)
 
 
-def _report(workload: Workload, target, outcomes: list[TaskOutcome]) -> TaskReport:
+def _local_gpu() -> bool:
+    """Whether TVM sees a CUDA device here (then LocalRunner measures on it)."""
+    import tvm
+
+    return bool(tvm.cuda().exist)
+
+
+def _report(workload: Workload, target, weight: float, state: SubgraphState,
+            outcomes: list[TaskOutcome]) -> TaskReport:
     pruned: Counter = Counter()
     for outcome in outcomes:
         pruned.update(outcome.pruned)
@@ -139,14 +189,17 @@ def _report(workload: Workload, target, outcomes: list[TaskOutcome]) -> TaskRepo
             best = outcome
             break
     return TaskReport(
-        workload=workload.spec, target=target.name,
+        workload=workload.spec, target=target.name, arch=target.arch,
         latency_us=best.best_latency_us if best else None,
         gflops=workload.flops / best.best_latency_us / 1e3 if best else None,
         mapping=best.task.mapping.id if best else None,
         trials=sum(o.measured for o in outcomes), new_trials=sum(o.new for o in outcomes),
-        correct=correct, pruned=dict(pruned),
-        mappings=[MappingReport(id=o.task.mapping.id, trials=o.measured,
-                                best_latency_us=o.best_latency_us) for o in outcomes],
+        correct=correct, pruned=dict(pruned), weight=weight,
+        mappings=[MappingReport(
+            id=o.task.mapping.id, trials=o.measured, best_latency_us=o.best_latency_us,
+            dropped=m.dropped is not None,
+            why=m.dropped or ("its design space has no candidate left" if m.exhausted else None))
+            for o, m in zip(outcomes, state.mappings)],
     )
 
 

@@ -77,6 +77,33 @@ def test_mappings_check_realises_and_reports_throughput(capsys):
     assert "checking vnni-" in err  # progress goes to stderr
 
 
+def test_mappings_on_cuda_tc_list_every_candidate_with_its_reason(capsys):
+    code, out, _ = run(capsys, "mappings", "gemm:M=64,N=64,K=64,dtype=float16", "--target",
+                       "cuda-tc", "--json", "--check")
+    assert code == 0
+    rows = json.loads(out)["mappings"]
+    intrinsics = {r["intrinsic"] for r in rows}
+    assert {"wmma-m16n16k16-f16f32", "mma-m16n8k16-f16f32"} <= intrinsics
+    assert {r["status"] for r in rows} == {"kept", "pruned"}
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert all(r["reason"] for r in pruned)
+    assert {r["intrinsic"] for r in pruned} == {"mma-m16n8k16-f16f32"}  # not realised yet
+
+
+def test_codegen_writes_cuda_and_reports_json(capsys, tmp_path):
+    out_file = tmp_path / "gemm.cu"
+    code, out, err = run(capsys, "codegen", "gemm:M=128,N=128,K=128,dtype=float16", "--target",
+                         "cuda-tc", "--arch", "sm_90", "--seed", "2", "--out", str(out_file),
+                         "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["target"] == "cuda-tc" and result["arch"] == "sm_90"
+    assert result["instructions"] == ["wmma::mma_sync"] and result["source"] == str(out_file)
+    assert result["mapping"].startswith("wmma-") and result["seed"] >= 2
+    assert f"mapping {result['mapping']}, seed {result['seed']}" in err  # on stderr
+    assert "wmma::mma_sync" in out_file.read_text()
+
+
 def test_peak_measures_every_avx512_intrinsic(capsys):
     code, out, _ = run(capsys, "peak", "--target", "avx512", "--json")
     assert code == 0
@@ -104,6 +131,17 @@ BAD_INPUTS = [
     (["mappings", "gemm:M=1,N=1", "--target", "avx512"], "missing key 'K'"),
     (["peak", "--target", "cuda-tc"], "can measure the intrinsics of cuda-tc"),
     (["peak", "--target", "tpu"], "unknown target 'tpu'"),
+    (["codegen", "gemm:M=16,N=16", "--target", "cuda-tc", "--out", "k.cu"], "missing key 'K'"),
+    (["codegen", "gemm:M=16,N=16,K=16,dtype=float16", "--target", "avx512", "--out", "k.cu"],
+     "avx512 is a cpu target; codegen writes CUDA for GPU targets (loaded: cuda-tc)"),
+    (["codegen", "gemm:M=16,N=16,K=16,dtype=float16", "--target", "cuda-tc", "--out",
+      "/nonexistent-gta-dir/k.cu"], "--out /nonexistent-gta-dir/k.cu: cannot write there"),
+    (["codegen", "gemm:M=16,N=16,K=16,dtype=float16", "--target", "cuda-tc", "--mapping",
+      "wmma-nope", "--out", "/tmp/gta-cli-test-unwritten.cu"], "unknown mapping 'wmma-nope'"),
+    (["codegen", "gemm:M=16,N=16,K=16,dtype=float16", "--target", "cuda-tc", "--arch", "sm_70",
+      "--out", "/tmp/gta-cli-test-unwritten.cu"], "no arch 'sm_70'"),
+    (["codegen", "gemm:M=16,N=16,K=16", "--target", "cuda-tc"],
+     "the following arguments are required: --out"),
     ([], "the following arguments are required: command"),
 ]
 

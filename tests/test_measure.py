@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.script import tirx as T
 
 from gta_core.api import load_workload
+from gta_core.database import RecordStore
 from gta_core.host import cpu_cores
 from gta_core.mapping import mapping_candidates
 from gta_core.mapping.realise import realise
@@ -284,3 +286,15 @@ def test_rpc_without_a_server_for_the_key_fails_at_once_in_one_line(rpc, avx512)
     closed = rpc_settings.rpc.model_copy(update={"tracker_port": _free_port()})
     with pytest.raises(RPCUnavailable, match="cannot be reached"):
         make_runner(rpc_settings.model_copy(update={"rpc": closed}), avx512)
+
+
+def test_gta_tune_measures_through_the_rpc_tracker_end_to_end(rpc, tmp_path, capsys):
+    from gta_core.cli import main
+
+    where = rpc[0].rpc
+    code = main(["tune", "gemm:M=32,N=32,K=64,dtype=int8", "--target", "avx512", "--trials",
+                 "2", "--db", str(tmp_path), "--json", "--quiet",
+                 "--rpc", f"tracker={where.tracker_host}:{where.tracker_port},key={where.key}"])
+    [task] = json.loads(capsys.readouterr().out)["tasks"]
+    assert code == 0 and task["trials"] == 2 and task["correct"] is True
+    assert len(RecordStore(tmp_path).records()) == 2

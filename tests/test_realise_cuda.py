@@ -45,6 +45,8 @@ WORKLOADS = {
     "conv2d": "conv2d:N=1,C=16,H=8,W=8,K=16,R=3,S=3,pad=1,dtype=float16",
     # the main stage is not the last one (a copy restores [N, K, H, W])
     "grouped": "conv2d:N=1,C=16,H=6,W=16,K=32,R=3,S=3,pad=1,groups=2,dtype=float16",
+    # u8 x s8 on the s8 x s8 intrinsic, through the signed form (gta_core.mapping.rewrite)
+    "gemm-int8": "gemm:M=64,N=64,K=64,dtype=int8",
 }
 # The convolutions have 46 and 24 wmma candidates: all are built (~0.1 s each), nvcc compiles a
 # deterministic sample (all 70 compiled when checked by hand; ~1-2 s each on 2 cores).
@@ -149,10 +151,19 @@ def test_sources_compile_with_nvcc(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", ["gemm:M=64,N=64,K=64,dtype=int8",
                                   "conv2d:N=1,C=16,H=8,W=8,K=16,R=3,S=3,pad=1,dtype=int8"])
-def test_int8_has_no_cuda_tc_candidate(spec: str) -> None:
-    """int8 workloads are u8 x s8; the wmma int8 intrinsic is s8 x s8: no dtype-valid mapping."""
-    candidates = mapping_candidates(load_workload(spec), TARGET, _registry())
-    assert not [c for c in candidates if c.status == "kept"]
+def test_int8_maps_through_its_signed_form(spec: str) -> None:
+    """int8 workloads are u8 x s8 and the wmma int8 intrinsic s8 x s8: the candidates are those
+    of the signed form (u8 data less 128, plus a weight-sum correction), realised and built."""
+    registry = _registry()
+    workload = load_workload(spec)
+    kept = [c for c in mapping_candidates(workload, TARGET, registry) if c.status == "kept"]
+    assert kept and {c.intrinsic for c in kept} == {"wmma-m16n16k16-s8s32"}
+    candidate = next(c for c in kept if "A_signed" in c.operands.values()
+                     or "pad_signed" in c.operands.values())
+    realised = realise(workload, candidate, registry.intrinsics[candidate.intrinsic],
+                       registry.target(TARGET))
+    source = build(realised.sch.mod, registry.target(TARGET)).mod.imports[0].inspect_source()
+    assert "wmma::mma_sync" in source and "signed char" in source
 
 
 def test_mma_sync_is_refused_with_the_reason() -> None:

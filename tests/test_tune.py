@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -15,16 +16,11 @@ import pytest
 from gta_core.cli import main
 from gta_core.database import RecordStore
 from gta_core.measure.settings import MeasureSettings
-from gta_core.tuning import TuneError, even_split, tune
+from gta_core.tuning import TuneError, tune
 
 FAST = MeasureSettings(number=1, repeat=2, min_repeat_ms=0)
 GEMM = "gemm:M=64,N=64,K=64,dtype=int8"
 CONV = "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=1,dtype=int8"
-
-
-def test_even_split_gives_every_task_its_share():
-    assert even_split(10, 3) == [4, 3, 3]
-    assert sum(even_split(64, 7)) == 64
 
 
 def test_a_tiny_int8_gemm_tunes_correctly_and_a_rerun_measures_nothing(tmp_path):
@@ -61,6 +57,7 @@ def test_a_candidate_that_fails_to_build_does_not_stop_tuning(tmp_path, monkeypa
     from gta_core.measure import runners
 
     real = runners.make_builder
+    count = itertools.count()
 
     @derived_object
     class HalfBroken(ms.builder.PyBuilder):
@@ -70,7 +67,7 @@ def test_a_candidate_that_fails_to_build_does_not_stop_tuning(tmp_path, monkeypa
         def build(self, inputs):
             results = self.inner.build(inputs)
             return [ms.builder.BuilderResult(None, "RuntimeError: injected build failure")
-                    if i % 2 == 0 else r for i, r in enumerate(results)]
+                    if next(count) % 2 == 0 else r for r in results]
 
     monkeypatch.setattr(runners, "make_builder", lambda settings: HalfBroken(real(settings)))
     task = tune([GEMM], "avx512", 4, tmp_path, measure=FAST).tasks[0]
@@ -90,6 +87,37 @@ def test_cli_tune_json_contract(tmp_path, capsys):
     assert task["workload"] == GEMM and task["trials"] == 2
 
 
+def test_two_weighted_workloads_tune_as_one_application_with_a_report(tmp_path, capsys):
+    report = tmp_path / "report.md"
+    code = main(["tune", GEMM, CONV, "--weights", "1,3", "--target", "avx512", "--trials", "12",
+                 "--db", str(tmp_path / "db"), "--report", str(report), "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["ended_by"] == "trials" and out["scheduler"] == "dual"
+    gemm, conv = out["tasks"]
+    assert (gemm["weight"], conv["weight"]) == (1, 3)
+    assert gemm["trials"] + conv["trials"] == 12 and gemm["trials"] and conv["trials"]
+    for task in (gemm, conv):
+        assert task["correct"] is True
+        assert sum(m["trials"] for m in task["mappings"]) == task["trials"]
+        assert {"id", "trials", "best_latency_us", "dropped"} <= set(task["mappings"][0])
+        assert all(m["why"] for m in task["mappings"] if m["dropped"])
+    text = report.read_text()
+    assert "## " + GEMM in text and "| mapping | trials |" in text
+    for png in ("report-1.png", "report-2.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_time_budget_ends_the_run_and_says_so(tmp_path):
+    report = tune([GEMM], "avx512", 500, tmp_path, time_budget=0.5, measure=FAST)
+    assert report.ended_by == "time"
+    assert 1 <= report.tasks[0].trials < 500
+
+
+def test_the_even_split_is_there_for_comparison(tmp_path):
+    report = tune([GEMM], "avx512", 4, tmp_path, scheduler="even", measure=FAST)
+    assert report.scheduler == "even" and [m.trials for m in report.tasks[0].mappings] == [2, 2]
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--trials", "0"], "--trials: must be a positive integer"),
     (["--trials", "x"], "--trials: must be a positive integer"),
@@ -97,6 +125,14 @@ def test_cli_tune_json_contract(tmp_path, capsys):
     (["--trials", "2", "--target", "cuda-tc"], "pass --rpc"),
     (["--trials", "2", "--db", "/proc/gta-cannot-write"], "cannot write there"),
     (["--trials", "2", "--rpc", "tracker=nohost"], "bad RPC spec"),
+    (["--trials", "2", "--weights", "1,2"], "--weights has 2 values for 1 workloads"),
+    (["--trials", "2", "--weights", "-1"], "--weights must be positive"),
+    (["--trials", "2", "--weights", "a"], "--weights must be numbers"),
+    (["--trials", "2", "--time-budget", "0"], "--time-budget: must be a positive number"),
+    (["--trials", "2", "--scheduler", "best"], "--scheduler: invalid choice"),
+    (["--trials", "2", "--report", "/nonexistent/r.md"], "does not exist"),
+    (["--trials", "2", "--arch", "sm_90"], "target avx512 has no arch 'sm_90'"),
+    (["--trials", "2", "--target", "cuda-tc", "--arch", "sm_99"], "no arch 'sm_99'"),
 ])
 def test_cli_tune_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     base = {"--target": "avx512", "--db": str(tmp_path)}
@@ -130,3 +166,37 @@ def test_kill_9_mid_run_loses_no_record_and_the_rerun_measures_only_the_rest(tmp
     task = tune([GEMM], "avx512", 16, tmp_path, measure=FAST).tasks[0]
     assert task.trials == 16 and task.new_trials == 16 - before
     assert Path(tmp_path / "records.json").read_text().count("\n") == 16
+
+
+def test_the_report_puts_metaschedule_beside_gta_when_its_run_is_in_the_db(tmp_path):
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from gta_core.api import load_workload
+    from gta_core.measure import make_builder, make_runner
+    from gta_core.plugins import default_registry
+    from gta_core.tuning_report import curves, write_report
+
+    spec = "gemm:M=32,N=32,K=32,dtype=float32"
+    workload, target = load_workload(spec), default_registry().target("avx512")
+    report = tune([spec], "avx512", 2, tmp_path, measure=FAST)
+    ms.tune_tir(workload.prim_func(), target.tvm_target(), str(tmp_path), 2,
+                num_trials_per_iter=2, builder=make_builder(FAST),
+                runner=make_runner(FAST, target))
+    series = curves(RecordStore(tmp_path), report.tasks[0], workload.flops,
+                    tvm.IRModule({"main": workload.prim_func()}), f"{workload.spec}@avx512#")
+    assert set(series) == {"GTA", "MetaSchedule"}
+    assert len(series["GTA"]) == 2 and len(series["MetaSchedule"]) == 2
+    assert series["GTA"][1] >= series["GTA"][0] > 0  # best so far never falls
+    out = write_report(report, tmp_path, tmp_path / "r.md")
+    assert "best mapping" in out.read_text() and (tmp_path / "r-1.png").exists()
+
+
+def test_records_for_another_gpu_arch_are_keyed_apart():
+    from gta_core.plugins import default_registry
+    from gta_core.scheduler.space import task_prefix
+
+    registry = default_registry()
+    gpu = registry.target("cuda-tc")
+    assert task_prefix(GEMM, gpu) != task_prefix(GEMM, gpu.for_arch("sm_90"))
+    assert task_prefix(GEMM, registry.target("avx512")) == f"{GEMM}@avx512#"

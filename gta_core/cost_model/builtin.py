@@ -10,7 +10,9 @@ def _xgboost():
     from tvm.s_tir.meta_schedule.cost_model import XGBModel
     from tvm.s_tir.meta_schedule.feature_extractor import PerStoreFeature
 
-    return XGBModel(extractor=PerStoreFeature(), adaptive_training=True)
+    # Trained from the 16th trial on, not MetaSchedule's 100th: one model serves
+    # every mapping of a run, and budgets here are tens of trials per workload.
+    return XGBModel(extractor=PerStoreFeature(), adaptive_training=True, num_warmup_samples=16)
 
 
 @hookimpl

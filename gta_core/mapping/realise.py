@@ -21,15 +21,17 @@ steps 1-4 and the split of step 5 are the same; then, instead of plain loops,
 the main block becomes one kernel (one fragment per thread block, each input
 staged through "shared" into its declared fragment scope, the accumulator
 stored back through "shared"), and every other stage an elementwise kernel:
-see ``_realise_gpu``. Scopes and data-movement intrinsics come from the
-intrinsic's declared operands (``scope``, ``load``, ``store``) and from the
-TVM intrinsics they name, not from intrinsic names.
+``stage_operands`` places the copies and ``finish_gpu`` tensorizes, as the GPU
+generation rules of a target plugin do with tiled loops. Scopes and
+data-movement intrinsics come from the intrinsic's declared operands (``scope``,
+``load``, ``store``) and from the TVM intrinsics they name, not from intrinsic
+names.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..models import Intrinsic, MappingCandidate, Target
 from ..workloads import Workload
@@ -88,7 +90,7 @@ class Reshaped:
 
 
 def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
-             mod=None, commute: bool = False):
+             mod=None):
     """Steps 1-4 and the window split: (schedule, main block, op, intr, order)."""
     from tvm import s_tir
 
@@ -97,9 +99,6 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
     intr = intrinsic_computation(intrinsic)
     sch = s_tir.Schedule(mod if mod is not None else workload.prim_func())
     op = block_computation(sch, block_name)
-    if commute and _needs_commuting(op, intr, candidate, intrinsic):
-        sch = s_tir.Schedule(_commuted_prim_func(workload))
-        op = block_computation(sch, block_name)
     order = _new_order(op, intr, candidate)
     _to_einsum(sch, block_name, op)
     _relayout_buffers(sch, block_name, op, intr, candidate, order)
@@ -149,7 +148,7 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
     ``target`` picks the program's structure: None or a CPU target gives the CPU
     schedule (packing stages at the root, the tensorized block in plain loops); a GPU
     target gives a kernel whose operands move through the memory scopes the intrinsic's
-    operands declare (see :func:`_realise_gpu`).
+    operands declare (see the comment above :class:`Memory`).
     """
     if target is None or target.kind == "cpu":
         shaped = reshape(workload, candidate, intrinsic)
@@ -157,13 +156,28 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
         return Realised(sch=shaped.sch, block=shaped.block,
                         outer_loops=len(shaped.spatial) + len(shaped.reduce),
                         compute_intrinsic=shaped.compute)
-    ensure_registered(intrinsic)  # the scopes are read from the TVM intrinsics it names
-    memory = _fragment_scopes(intrinsic)
-    sch, block_name, op, intr, order = _prepare(workload, candidate, intrinsic, commute=True)
-    outer = _realise_gpu(sch, block_name, op, intr, candidate, intrinsic, order, memory,
-                         _warp_size(target))
-    return Realised(sch=sch, block=block_name, outer_loops=outer,
-                    compute_intrinsic=_compute_name(op, intr, candidate, intrinsic))
+    program = _rewritten(workload, candidate, intrinsic)
+    shaped = reshape(program, candidate, intrinsic)
+    if not shaped.reduce:
+        raise RealisationError("split failed: the intrinsic has no reduce axis to accumulate over")
+    inputs, output = block_memory(program, candidate, intrinsic)
+    sch = shaped.sch
+    thread_block = _bind_thread_blocks(sch, shaped.spatial)
+    # One warp per thread block, one fragment per staging buffer (see the comment above Memory).
+    stage_operands(sch, shaped.block, inputs, output, intrinsic,
+                   Staging(output_at=thread_block, accumulator_at=thread_block,
+                           shared_at=shaped.reduce[-1], fragment_at=shaped.reduce[-1]),
+                   warp_size(target))
+    finish_gpu(sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
+    return Realised(sch=sch, block=shaped.block, outer_loops=1 + len(shaped.reduce),
+                    compute_intrinsic=shaped.compute)
+
+
+@_step("rewrite the program")
+def _rewritten(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic) -> Workload:
+    from .rewrite import program_for
+
+    return program_for(workload, candidate, intrinsic)
 
 
 @dataclass(frozen=True)
@@ -320,63 +334,6 @@ def _compute_name(op: Computation, intr: Computation, candidate: MappingCandidat
     return mirrored
 
 
-def _needs_commuting(op: Computation, intr: Computation, candidate: MappingCandidate,
-                     intrinsic: Intrinsic) -> bool:
-    """Whether the block reads its two inputs the other way round from the compute intrinsic,
-    and the intrinsic declares no ``compute_mirrored`` for that order (GPU path only: the CPU
-    path reports such candidates as unrealisable, as before)."""
-    block_order = [a.tensor for a in op.inputs]
-    intrinsic_order = [candidate.operands[x.tensor] for x in intr.inputs]
-    return (block_order != intrinsic_order and block_order == intrinsic_order[::-1]
-            and "compute_mirrored" not in intrinsic.tvm_intrinsics)
-
-
-@_step("commute the product")
-def _commuted_prim_func(workload: Workload):
-    """The workload's PrimFunc with its main block's ``out + a * b`` written ``out + b * a``.
-
-    Exact (multiplication commutes, also in floating point), and the main block then reads
-    its inputs the other way round, which is the order TVM's tensorize needs when a
-    candidate gives the intrinsic's first input the operator's second tensor. (TVM 0.27 has
-    no Python IR mutator: the loop nest above the block is rebuilt by hand.)
-    """
-    from tvm import tirx
-    from tvm.s_tir.stmt import SBlock, SBlockRealize
-    from tvm.tirx import stmt as ir
-
-    def with_body(block, body, reads=None) -> SBlock:
-        return SBlock(block.iter_vars, block.reads if reads is None else reads, block.writes,
-                      block.name_hint, body, block.init, block.alloc_buffers,
-                      block.match_buffers, block.annotations)
-
-    def commute(block) -> SBlock:
-        store = block.body
-        value = getattr(store, "value", None)
-        if not (isinstance(store, ir.BufferStore) and isinstance(value, tirx.Add)
-                and isinstance(value.b, tirx.Mul) and len(block.reads) == 2):
-            raise RealisationError(f"cannot commute the product of {block.name_hint}: it is "
-                                   "not out = out + a * b")
-        product = tirx.Mul(value.b.b, value.b.a)
-        body = ir.BufferStore(store.buffer, tirx.Add(value.a, product), store.indices)
-        return with_body(block, body, reads=[block.reads[1], block.reads[0]])
-
-    def visit(stmt):
-        if isinstance(stmt, SBlockRealize):
-            block = stmt.block
-            block = (commute(block) if block.name_hint == workload.main_block
-                     else with_body(block, visit(block.body)))
-            return SBlockRealize(stmt.iter_values, stmt.predicate, block)
-        if isinstance(stmt, ir.SeqStmt):
-            return ir.SeqStmt([visit(child) for child in stmt.seq])
-        if isinstance(stmt, ir.For):
-            return ir.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, visit(stmt.body),
-                          stmt.thread_binding, stmt.annotations, stmt.step)
-        return stmt
-
-    func = workload.prim_func()
-    return func.with_body(visit(func.body))
-
-
 def _split_and_order(sch, block_name: str, op: Computation, intr: Computation,
                      order: _Order) -> tuple[list, list, list]:
     """Split each intrinsic axis to (outer, intrinsic extent); order spatial, reduce, inner.
@@ -407,7 +364,7 @@ def _split_and_order(sch, block_name: str, op: Computation, intr: Computation,
 #
 # After the generic reshape above, every operand of the main block is a packed buffer laid out
 # [outer..., window // e..., window % e...]: each intrinsic-sized window (a fragment) is
-# contiguous, whatever tiling is put on top later. `_realise_gpu` then builds one kernel for the
+# contiguous, whatever tiling is put on top later. `realise` then builds one kernel for the
 # main block (one warp per thread block, warp size from the target):
 #
 #   for bx in (spatial outer loops, fused):            blockIdx.x
@@ -427,13 +384,14 @@ def _split_and_order(sch, block_name: str, op: Computation, intr: Computation,
 # bytes), which meets the 32-byte rule of the wmma intrinsics (a row-major tile of fragments
 # narrower than 32 bytes would break it; see the cuda-tc plugin's tests).
 #
-# A candidate that gives the intrinsic's first input the operator's second tensor is realised
-# from the workload with its product commuted (`_commuted_prim_func`): tensorize matches a
-# block's reads by position, and the cuda-tc intrinsics declare no "compute_mirrored".
+# The program is the workload rewritten where the candidate needs it (`rewrite.program_for`):
+# its product commuted, when the intrinsic's first input is the operator's second tensor
+# (tensorize matches a block's reads by position), and u8 data taken as s8 plus a correction,
+# for an s8 x s8 intrinsic.
 
 
 @dataclass(frozen=True)
-class _Memory:
+class Memory:
     """Where one intrinsic operand lives and how it moves: read from the declarations."""
 
     fragment: str  # the declared scope, e.g. "wmma.matrix_a"
@@ -442,7 +400,14 @@ class _Memory:
     dims: int  # dimensions of its window: the innermost loops a load / store tensorizes
 
 
-def _warp_size(target: Target) -> int:
+# Block annotations naming the TVM intrinsic that finish_gpu tensorizes a block with: on a
+# load / store block, and on the main block for its accumulator's initialisation.
+TENSORIZE = "gta.tensorize"
+TENSORIZE_INIT = "gta.tensorize_init"
+ELEMENTWISE_THREADS = 128  # threads per block of the kernels left at the root (packing...)
+
+
+def warp_size(target: Target) -> int:
     return int(target.tvm.get("thread_warp_size") or target.resources.warp_size or 32)
 
 
@@ -457,13 +422,14 @@ def _desc_scopes(tvm_intrinsic: str) -> tuple[str, str]:
     return block.reads[0].source.scope(), block.writes[0].source.scope()
 
 
-def _fragment_scopes(intrinsic: Intrinsic) -> dict[str, _Memory]:
+def fragment_scopes(intrinsic: Intrinsic) -> dict[str, Memory]:
     """Per intrinsic operand, its scopes and mover; RealisationError where one is missing.
 
     The fragment scope is the operand's declared ``scope``; the staging scope (where a load
     reads from, where a store writes to) comes from the TVM intrinsic named by its ``load``
     or ``store``, whose description says it.
     """
+    ensure_registered(intrinsic)  # the scopes are read from the TVM intrinsics it names
     if "init" not in intrinsic.tvm_intrinsics:
         raise RealisationError(f"{intrinsic.name} declares no 'init' tensor intrinsic, which "
                                "a GPU accumulator fragment needs")
@@ -485,38 +451,65 @@ def _fragment_scopes(intrinsic: Intrinsic) -> dict[str, _Memory]:
             raise RealisationError(
                 f"{intrinsic.name}: operand {operand.name} declares scope {operand.scope!r} "
                 f"but {move} moves it to/from {fragment!r}")
-        out[operand.name] = _Memory(fragment=fragment, staging=staging, move=move,
-                                    dims=len(operand.indices))
+        out[operand.name] = Memory(fragment=fragment, staging=staging, move=move,
+                                   dims=len(operand.indices))
     return out
 
 
-def _realise_gpu(sch, block_name: str, op: Computation, intr: Computation,
-                 candidate: MappingCandidate, intrinsic: Intrinsic, order: _Order,
-                 memory: dict[str, _Memory], warp: int) -> int:
-    """The main block as one GPU kernel (see the comment above); returns its outer loop count."""
-    compute = _compute_name(op, intr, candidate, intrinsic)
+def block_memory(program: Workload, candidate: MappingCandidate,
+                 intrinsic: Intrinsic) -> tuple[list[Memory], Memory]:
+    """The main block's inputs' memory, in the order the block reads them, and its output's."""
+    from .builtin import workload_computation
+
+    memory = fragment_scopes(intrinsic)
+    op = workload_computation(program)
     role = {tensor: name for name, tensor in candidate.operands.items()}
-    output = memory[role[op.output.tensor]]
-    inputs = [memory[role[access.tensor]] for access in op.inputs]  # in the block's read order
-    spatial, reduce = _gpu_loops(sch, block_name, op, intr, order)
+    return [memory[role[a.tensor]] for a in op.inputs], memory[role[op.output.tensor]]
+
+
+@dataclass
+class Staging:
+    """Where the copies of the main block's operands go (loops of the main block).
+
+    The accumulator fragments live under ``accumulator_at`` (a warp's loop) and are stored to
+    their staging buffer under ``output_at`` (the thread block's), which all threads copy out;
+    each input is copied to its staging buffer under ``shared_at`` by all threads, then loaded
+    into fragments under ``fragment_at``. ``warps`` (ints or sampled factors, whose product is
+    the warp count) spreads copies over threadIdx.y as well as a warp's threadIdx.x lanes;
+    ``vector`` is the elements each lane moves at once.
+    """
+
+    output_at: object
+    accumulator_at: object
+    shared_at: object
+    fragment_at: object
+    warps: list = field(default_factory=list)
+    vector: int = 1
+
+
+@_step("stage operands (cache_read / cache_write)")
+def stage_operands(sch, block_name: str, inputs: list[Memory], output: Memory,
+                   intrinsic: Intrinsic, staging: Staging, warp: int) -> None:
+    """Stage every operand of the main block as ``staging`` says, and name the intrinsics that
+    :func:`finish_gpu` tensorizes the fragment loads and store with."""
     block = sch.get_sblock(block_name)
-    thread_block = _bind_thread_blocks(sch, spatial)
-    store = _stage_output(sch, block, thread_block, output, warp)
-    loads = _stage_inputs(sch, block, reduce[-1], 1 + len(reduce), inputs, warp)
-    init = _decompose(sch, block, reduce[0])
-    _tensorize_gpu(sch, block, compute, len(intr.axes), (init, intrinsic.tvm_intrinsics["init"]),
-                   [*zip(loads, inputs), (store, output)])
-    _bind_root_stages(sch, warp)
-    return 1 + len(reduce)  # blockIdx.x and the reduce loops
-
-
-@_step("split")
-def _gpu_loops(sch, block_name: str, op: Computation, intr: Computation, order: _Order):
-    """(spatial, reduce) outer loops, the intrinsic-sized loops innermost."""
-    spatial, reduce, _ = _split_and_order(sch, block_name, op, intr, order)
-    if not reduce:
-        raise RealisationError("the intrinsic has no reduce axis to accumulate over")
-    return spatial, reduce
+    if output.staging != "global":
+        staged = sch.cache_write(block, 0, output.staging)
+        _move_under(sch, staged, staging.output_at, after=True)
+        _cooperative(sch, staged, _depth(sch, block, staging.output_at), warp, staging.warps, 1)
+    store = sch.cache_write(block, 0, output.fragment)
+    _move_under(sch, store, staging.accumulator_at, after=True)
+    sch.annotate(store, TENSORIZE, output.move)
+    for index, memory in enumerate(inputs):
+        if memory.staging != "global":
+            staged = sch.cache_read(block, index, memory.staging)
+            _move_under(sch, staged, staging.shared_at)
+            _cooperative(sch, staged, _depth(sch, block, staging.shared_at), warp, staging.warps,
+                         staging.vector)
+        load = sch.cache_read(block, index, memory.fragment)
+        _move_under(sch, load, staging.fragment_at)
+        sch.annotate(load, TENSORIZE, memory.move)
+    sch.annotate(block, TENSORIZE_INIT, intrinsic.tvm_intrinsics["init"])
 
 
 @_step("bind blockIdx.x")
@@ -527,11 +520,26 @@ def _bind_thread_blocks(sch, spatial: list):
     return fused
 
 
-def _cooperative(sch, copy, depth: int, warp: int) -> None:
-    """The copy's loops below the first ``depth`` fused and spread over a warp's threads."""
+def _depth(sch, block, loop) -> int:
+    """How many loops of ``block`` enclose ``loop``, itself included."""
+    here = sch.get(loop)
+    return 1 + next(i for i, outer in enumerate(sch.get_loops(block))
+                    if sch.get(outer).same_as(here))
+
+
+def _cooperative(sch, copy, depth: int, warp: int, warps: list, vector: int) -> None:
+    """The copy's loops below the first ``depth`` fused and spread over the block's threads.
+
+    The threadIdx.y part is split by each factor of ``warps`` and fused back, so that a trace
+    holds only the sampled factors themselves (it cannot hold their product).
+    """
     fused = sch.fuse(*sch.get_loops(copy)[depth:])
-    _, lane = sch.split(fused, factors=[None, warp])
-    sch.bind(lane, "threadIdx.x")
+    parts = sch.split(fused, factors=[None, *warps, warp, *([vector] if vector > 1 else [])])
+    if warps:
+        sch.bind(sch.fuse(*parts[1:1 + len(warps)]), "threadIdx.y")
+    sch.bind(parts[1 + len(warps)], "threadIdx.x")
+    if vector > 1:
+        sch.vectorize(parts[-1])
 
 
 def _move_under(sch, block, loop, *, after: bool = False) -> None:
@@ -543,75 +551,53 @@ def _move_under(sch, block, loop, *, after: bool = False) -> None:
     here = sch.get(loop)
     if any(sch.get(outer).same_as(here) for outer in sch.get_loops(block)):
         return
-    (sch.reverse_compute_at if after else sch.compute_at)(block, loop)
+    # Unit loops kept: the moved stage then has as many loops whatever the tile sizes, which a
+    # trace replayed with other sampled decisions needs (its get_loops must return as many).
+    (sch.reverse_compute_at if after else sch.compute_at)(block, loop, preserve_unit_loops=True)
 
 
-@_step("stage output (cache_write)")
-def _stage_output(sch, block, thread_block, output: _Memory, warp: int):
-    """Accumulate in the fragment scope; store it to staging, copied out by all threads.
+def _window_loops(tvm_intrinsic: str) -> int:
+    """How many loops the description of a registered TVM tensor intrinsic has."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.tirx import For
 
-    Returns the block the store intrinsic tensorizes (fragment -> staging).
-    """
-    if output.staging != "global":
-        staged = sch.cache_write(block, 0, output.staging)
-        _move_under(sch, staged, thread_block, after=True)
-        _cooperative(sch, staged, 1, warp)
-    store = sch.cache_write(block, 0, output.fragment)
-    _move_under(sch, store, thread_block, after=True)
-    return store
-
-
-@_step("stage inputs (cache_read)")
-def _stage_inputs(sch, block, loop, depth: int, inputs: list[_Memory], warp: int) -> list:
-    """Each input: global -> staging (cooperative copy) -> fragment, per reduction step.
-
-    Both copies sit under ``loop`` (the innermost reduce loop outside the fragment, at loop
-    depth ``depth``), so a staging buffer holds one fragment whatever the problem size.
-    Returns the fragment loads, in the block's read order.
-    """
-    loads = []
-    for index, memory in enumerate(inputs):
-        if memory.staging != "global":
-            staged = sch.cache_read(block, index, memory.staging)
-            _move_under(sch, staged, loop)
-            _cooperative(sch, staged, depth, warp)
-        load = sch.cache_read(block, index, memory.fragment)
-        _move_under(sch, load, loop)
-        loads.append(load)
-    return loads
-
-
-@_step("decompose_reduction")
-def _decompose(sch, block, first_reduce):
-    """The accumulator's initialisation, split out before the reduction: the init block."""
-    return sch.decompose_reduction(block, first_reduce)
+    stmt, count = TensorIntrin.get(tvm_intrinsic).desc.body.block.body, 0
+    while isinstance(stmt, For):
+        count, stmt = count + 1, stmt.body
+    return count
 
 
 @_step("tensorize")
-def _tensorize_gpu(sch, block, compute: str, n_axes: int, init: tuple[object, str],
-                   moves: list[tuple[object, _Memory]]) -> None:
-    """Each stage at its window loops: init (the output's window), loads, store, compute.
+def finish_gpu(sch, block_name: str, reduce: list, inner: list, compute: str) -> None:
+    """Tensorize a staged GPU program (see :func:`stage_operands`) and bind the other kernels.
 
-    ``moves`` pairs each load block with its input's memory, then the store block with the
-    output's; the compute tensorizes at the main block's ``n_axes`` intrinsic loops.
+    The accumulator's initialisation is split out before ``reduce[0]``; it, each annotated
+    load and store, and the main block (at ``inner[0]``) are tensorized; every stage left at
+    the root becomes an elementwise kernel.
     """
-    init_block, init_intrinsic = init
-    output = moves[-1][1]
-    sch.tensorize(sch.get_loops(init_block)[-output.dims], init_intrinsic)
-    for stage, memory in moves:
-        sch.tensorize(sch.get_loops(stage)[-memory.dims], memory.move)
-    sch.tensorize(sch.get_loops(block)[-n_axes], compute)
+    block = sch.get_sblock(block_name)
+    init_intrinsic = str(sch.get(block).annotations[TENSORIZE_INIT])
+    movers = [(stage, str(sch.get(stage).annotations[TENSORIZE]))
+              for stage in [*sch.get_producers(block), *sch.get_consumers(block)]
+              if TENSORIZE in sch.get(stage).annotations]
+    init = sch.decompose_reduction(block, reduce[0])
+    sch.tensorize(sch.get_loops(init)[-_window_loops(init_intrinsic)], init_intrinsic)
+    for stage, name in movers:
+        sch.tensorize(sch.get_loops(stage)[-_window_loops(name)], name)
+    sch.tensorize(inner[0], compute)
+    _bind_root_stages(sch, ELEMENTWISE_THREADS)
 
 
-@_step("bind root stages")
 def _bind_root_stages(sch, threads: int) -> None:
-    """Every stage left at the root (padding, packing, unpacking): an elementwise kernel."""
+    """Every stage left at the root (padding, packing, unpacking, sums): a kernel over its
+    spatial loops (a reduction stays serial in each thread)."""
     from tvm.tirx import ForKind
 
     for stage in sch.get_child_blocks(sch.get_sblock("root")):
         loops = sch.get_loops(stage)
         if not loops or sch.get(loops[0]).kind == ForKind.THREAD_BINDING:
             continue
-        blocks, lanes = sch.split(sch.fuse(*loops), factors=[None, threads])
+        spatial = sum(1 for v in sch.get(stage).iter_vars if v.iter_type == 0)  # DataPar
+        blocks, lanes = sch.split(sch.fuse(*loops[:spatial]), factors=[None, threads])
         sch.bind(blocks, "blockIdx.x")
         sch.bind(lanes, "threadIdx.x")

@@ -1,6 +1,7 @@
 """Search one task: evolutionary search over its design space, guided by a cost model.
 
-Each batch: the search proposes candidates (the cost model ranks mutated
+The dual-task scheduler advances each task's :class:`TaskSearch` a batch at a
+time. Each batch: the search proposes candidates (the cost model ranks mutated
 traces; the constraints reject what cannot fit before anything is built),
 the builder and runner measure them, every result goes to the record store
 at once, and the search and cost model learn from it.
@@ -37,24 +38,87 @@ class TaskOutcome:
     pruned: Counter = field(default_factory=Counter)
     failed: int = 0
     seconds: float = 0.0
+    predicted_score: float | None = None  # the cost model's best score in the last batch
 
 
-def search_task(task: Task, trials: int, *, store, builder, runner, cost_model,
-                rules: list[GenerationRule], constraints: list[Constraint],
-                settings: SearchSettings = SearchSettings(),
-                on_batch: Callable[[TaskOutcome], None] | None = None) -> TaskOutcome:
-    """Bring ``task`` to ``trials`` measured candidates (records already in ``store`` count)."""
-    import tvm
-    from tvm.s_tir import meta_schedule as ms
+class TaskSearch:
+    """The search of one task, advanced a batch at a time by the scheduler.
 
-    start = time.perf_counter()
-    outcome = TaskOutcome(task=task)
-    mod = tvm.IRModule({"main": task.workload.prim_func()})
-    workload_index = store.commit_workload(mod)
-    outcome.measured = store.measured_count(task.key)
-    remaining = trials - outcome.measured
-    if remaining > 0:  # (a TuneContext costs ~20 s of imports: only when there is work)
-        space = MappingSpace(task, rules, constraints, outcome.pruned)
+    The MetaSchedule context (design spaces, evolutionary search state) is
+    made at the first :meth:`step`, since a TuneContext costs seconds: a task
+    the scheduler never picks costs nothing. ``cost_model`` may be shared by
+    every task of a run (MetaSchedule's XGB model keeps one group per
+    workload, so the mappings of one workload learn from each other's trials).
+    """
+
+    def __init__(self, task: Task, *, store, builder, runner, cost_model,
+                 rules: list[GenerationRule], constraints: list[Constraint],
+                 settings: SearchSettings = SearchSettings(), max_trials: int = 1 << 20) -> None:
+        self.task = task
+        self.store, self.builder, self.runner = store, builder, runner
+        self.cost_model = cost_model
+        self.rules, self.constraints = rules, constraints
+        self.settings = settings
+        self.max_trials = max_trials
+        self.outcome = TaskOutcome(task=task, measured=store.measured_count(task.key))
+        self.exhausted = False  # no design space, or no unmeasured candidate left
+        self._context = None
+        self._workload: int | None = None
+        self._pending: list = []  # candidates the search picked that are not measured yet
+        _best_from_store(self.outcome, store)
+
+    def step(self, trials: int) -> list[float | None]:
+        """Measure up to ``trials`` new candidates; their latencies in us (None: failed).
+
+        Returns fewer, setting :attr:`exhausted`, when the design space has no
+        unmeasured candidate left.
+        """
+        latencies: list[float | None] = []
+        while len(latencies) < trials:
+            candidates = self.propose(trials - len(latencies))
+            if not candidates:
+                break
+            [(results, records)] = measure_round([(self, candidates)])
+            latencies += self.absorb(candidates, results, records)
+        return latencies
+
+    def propose(self, trials: int) -> list:
+        """Up to ``trials`` candidates the search picks next (none: :attr:`exhausted`)."""
+        start = time.perf_counter()
+        context = self._context or self._start()
+        if context is not None and not self._pending:
+            self._pending = list(context.search_strategy.generate_measure_candidates() or [])
+        if not self._pending:
+            self.exhausted = True
+        # A batch larger than asked for keeps its rest for the next round: the
+        # search has picked those already, and the cost model can score them.
+        candidates, self._pending = self._pending[:trials], self._pending[trials:]
+        self.outcome.seconds += time.perf_counter() - start
+        return candidates
+
+    def absorb(self, candidates: list, results: list, records: list) -> list[float | None]:
+        """Learn from measured ``candidates``; their latencies in us (None: failed)."""
+        start = time.perf_counter()
+        context = self._context
+        context.search_strategy.notify_runner_results(candidates, results)
+        self.cost_model.update(context, candidates, results)
+        self.outcome.predicted_score = (_predicted_score(self.cost_model, context, self._pending)
+                                        if self._pending else None)
+        self.outcome.failed += sum(1 for r in results if r.error_msg)
+        self.outcome.new += len(candidates)
+        self.outcome.measured += len(candidates)
+        _best_from_store(self.outcome, self.store)
+        self.outcome.seconds += time.perf_counter() - start
+        return [r.latency_us if r.ok else None for r in records]
+
+    def _start(self):
+        import tvm
+        from tvm.s_tir import meta_schedule as ms
+
+        task, settings = self.task, self.settings
+        mod = tvm.IRModule({"main": task.workload.prim_func()})
+        self._workload = self.store.commit_workload(mod)
+        space = MappingSpace(task, self.rules, self.constraints, self.outcome.pruned)
         context = ms.TuneContext(
             mod=mod, target=task.target.tvm_target(), space_generator=space,
             search_strategy=ms.search_strategy.EvolutionarySearch(
@@ -64,41 +128,68 @@ def search_task(task: Task, trials: int, *, store, builder, runner, cost_model,
                 eps_greedy=settings.eps_greedy),
             task_name=task.key, rand_state=settings.seed, num_threads=1)
         spaces = context.space_generator.generate_design_space(mod)
-        if spaces:
-            database = store.metaschedule_view(task.key, task.mapping.id)
-            context.search_strategy.pre_tuning(remaining, settings.batch, spaces, database,
-                                               cost_model)
-            while remaining > 0:
-                candidates = context.search_strategy.generate_measure_candidates()
-                if not candidates:
-                    break
-                candidates = list(candidates)[:remaining]
-                results = _measure(task, candidates, builder, runner, store, workload_index)
-                context.search_strategy.notify_runner_results(candidates, results)
-                cost_model.update(context, candidates, results)
-                outcome.new += len(candidates)
-                outcome.measured += len(candidates)
-                outcome.failed += sum(1 for r in results if r.error_msg)
-                remaining -= len(candidates)
-                _best_from_store(outcome, store)
-                if on_batch is not None:
-                    on_batch(outcome)
-            context.search_strategy.post_tuning()
-    _best_from_store(outcome, store)
-    outcome.seconds = time.perf_counter() - start
-    return outcome
+        if not spaces:
+            self.exhausted = True
+            return None
+        database = self.store.metaschedule_view(task.key, task.mapping.id)
+        context.search_strategy.pre_tuning(self.max_trials, settings.batch, spaces, database,
+                                           self.cost_model)
+        self._context = context
+        return context
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.search_strategy.post_tuning()
+            self._context = None
 
 
-def _measure(task: Task, candidates: list, builder, runner, store, workload: int) -> list:
-    """Build and run ``candidates``; append each result to the store as it is known."""
+def search_task(task: Task, trials: int, *, on_batch: Callable[[TaskOutcome], None] | None = None,
+                **kwargs) -> TaskOutcome:
+    """Bring one ``task`` to ``trials`` measured candidates (records in the store count)."""
+    search = TaskSearch(task, max_trials=trials, **kwargs)
+    while search.outcome.measured < trials and not search.exhausted:
+        search.step(min(search.settings.batch, trials - search.outcome.measured))
+        if on_batch is not None:
+            on_batch(search.outcome)
+    search.close()
+    return search.outcome
+
+
+def _predicted_score(cost_model, context, candidates) -> float | None:
+    """The cost model's best score for ``candidates``: 1.0 means the workload's best so far.
+
+    None while the model says it is still warming up (MetaSchedule's XGB model
+    answers random numbers until it has seen ``num_warmup_samples`` trials).
+    """
+    warmup = getattr(cost_model, "num_warmup_samples", 0)
+    if getattr(cost_model, "data_size", warmup) < warmup:
+        return None
+    try:
+        scores = cost_model.predict(context, candidates)
+    except Exception:  # noqa: BLE001 - a model that cannot predict gives no hint
+        return None
+    return float(max(scores)) if len(scores) else None
+
+
+def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list]]:
+    """Build and run the candidates of several tasks together, so that the builder's
+    workers all have work; every result goes to the store as the round ends.
+
+    ``picks`` are (task search, candidates); returns, per pick, MetaSchedule's
+    runner results and the store's records, in order. All tasks share one
+    builder and runner (those of the first).
+    """
     from tvm.s_tir import meta_schedule as ms
 
-    target = task.target.tvm_target()
-    device = "cpu" if task.target.kind == "cpu" else target.kind.name
-    built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
+    builder, runner = picks[0][0].builder, picks[0][0].runner
+    flat = [(search, c) for search, candidates in picks for c in candidates]
+    built = builder.build([ms.builder.BuilderInput(c.sch.mod, s.task.target.tvm_target())
+                           for s, c in flat])
     inputs, where = [], []
-    for index, (candidate, result) in enumerate(zip(candidates, built)):
+    for index, ((search, candidate), result) in enumerate(zip(flat, built)):
         if result.error_msg is None:
+            target = search.task.target
+            device = "cpu" if target.kind == "cpu" else target.tvm_target().kind.name
             inputs.append(ms.runner.RunnerInput(result.artifact_path, device,
                                                 candidate.args_info))
             where.append(index)
@@ -106,11 +197,18 @@ def _measure(task: Task, candidates: list, builder, runner, store, workload: int
     results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg) for r in built]
     for index, result in zip(where, ran):
         results[index] = result
-    for candidate, result in zip(candidates, results):
+    records = []
+    for (search, candidate), result in zip(flat, results):
+        task = search.task
         secs = [float(s) for s in result.run_secs] if result.run_secs else None
-        store.append(task.key, task.mapping.id, workload, candidate.sch.trace, secs, target,
-                     candidate.args_info, error=_first_line(result.error_msg))
-    return results
+        records.append(search.store.append(
+            task.key, task.mapping.id, search._workload, candidate.sch.trace, secs,
+            task.target.tvm_target(), candidate.args_info, error=_first_line(result.error_msg)))
+    out, at = [], 0
+    for _, candidates in picks:
+        out.append((results[at:at + len(candidates)], records[at:at + len(candidates)]))
+        at += len(candidates)
+    return out
 
 
 def _first_line(message: str | None) -> str | None:

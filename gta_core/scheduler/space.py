@@ -15,10 +15,21 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..generation.engine import apply_rules
 from ..generation.rule import GenerationRule, ScheduleContext
-from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, reshape
+from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, finish_gpu, reshape
+from ..mapping.rewrite import program_for
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
 from ..workloads import Workload
+
+
+def task_prefix(spec: str, target: Target) -> str:
+    """What the record keys of every task of ``spec`` on ``target`` start with.
+
+    A target generating for an arch other than its own (``--arch``) keys its
+    records apart, so one DB can hold tunings for several GPUs.
+    """
+    arch = f"/{target.arch}" if target.arch else ""
+    return f"{spec}@{target.name}{arch}#"
 
 
 class Task:
@@ -27,14 +38,16 @@ class Task:
     def __init__(self, workload: Workload, mapping: MappingCandidate, intrinsic: Intrinsic,
                  target: Target) -> None:
         ensure_registered(intrinsic)  # its records' traces tensorize with it
-        self.workload = workload
+        # On a GPU, the program the mapping is realised from (commuted / signed where needed).
+        self.workload = workload if target.kind == "cpu" else program_for(workload, mapping,
+                                                                           intrinsic)
         self.mapping = mapping
         self.intrinsic = intrinsic
         self.target = target
 
     @property
     def key(self) -> str:
-        return f"{self.workload.spec}@{self.target.name}#{self.mapping.id}"
+        return f"{task_prefix(self.workload.spec, self.target)}{self.mapping.id}"
 
 
 def lowers(mod) -> bool:
@@ -129,10 +142,11 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
             reduce=shaped.reduce, inner=shaped.inner,
             notes={"spatial_axes": shaped.spatial_axes, "reduce_axes": shaped.reduce_axes})
         spaces = []
+        finish = finish_cpu if task.target.kind == "cpu" else finish_gpu
         for sketch in apply_rules(context, self.rules):
             try:
-                finish_cpu(sketch.sch, sketch.block, sketch.levels.get("R0") or sketch.reduce,
-                           sketch.inner, shaped.compute)
+                finish(sketch.sch, sketch.block, sketch.levels.get("R0") or sketch.reduce,
+                       sketch.inner, shaped.compute)
             except RealisationError:
                 continue
             spaces.append(sketch.sch)

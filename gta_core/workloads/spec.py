@@ -34,6 +34,11 @@ class Workload:
     def __str__(self) -> str:
         return self.spec
 
+    @property
+    def unit(self) -> str:
+        """What its throughput is counted in: operations for integer work, FLOPs otherwise."""
+        return "GOPS" if self.params.dtype.startswith("int") else "GFLOP/s"
+
     def te(self) -> list:
         return self.operator.te(self.params)
 

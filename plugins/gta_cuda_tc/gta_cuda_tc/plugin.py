@@ -3,42 +3,42 @@
 from __future__ import annotations
 
 from gta_core.hookspecs import hookimpl
-from gta_core.models import Intrinsic, IntrinsicCompute, IterVar, Operand, Resources, Target
+from gta_core.mapping.access import intrinsic_computation
+from gta_core.mapping.builtin import workload_computation
+from gta_core.mapping.enumerate import enumerate_mappings
+from gta_core.mapping.realise import RealisationError
+from gta_core.mapping.rewrite import needs_signed, signed_form
+from gta_core.models import Intrinsic, IntrinsicCompute, IterVar, Operand, Target
 
+from .archs import ARCHS, DEFAULT_ARCH
+from .constraints import GPU_CONSTRAINTS
 from .names import MMA_F16_F16, MMA_F16_F32, SHORT, wmma_names
+from .rules import GPU_RULES
 
 TARGET = "cuda-tc"
 TVM_MODULE = "gta_cuda_tc.tvm_intrinsics"
 
-# sm_80 (A100): per-SM and per-block limits from the CUDA programming guide;
-# nominal dense Tensor Core peaks of an A100 SXM.
-SM80 = Resources(
-    sm_count=108,
-    warp_size=32,
-    max_threads_per_block=1024,
-    shared_memory_per_block=49152,
-    shared_memory_per_sm=167936,
-    registers_per_block=65536,
-    registers_per_sm=65536,
-    registers_per_thread=255,
-)
-
 
 def _target() -> Target:
+    """sm_80 unless ``--arch`` picks another of ``ARCHS``."""
+    default = ARCHS[DEFAULT_ARCH]
+    resources = default.resources
     return Target(
         name=TARGET,
-        description="NVIDIA GPU Tensor Cores (wmma, mma.sync), sm_80",
+        description="NVIDIA GPU Tensor Cores (wmma, mma.sync); " + default.description,
         kind="gpu",
         tvm={
             "kind": "cuda",
-            "arch": "sm_80",
-            "max_threads_per_block": SM80.max_threads_per_block,
-            "max_shared_memory_per_block": SM80.shared_memory_per_block,
-            "thread_warp_size": SM80.warp_size,
-            "registers_per_block": SM80.registers_per_block,
+            **default.tvm,
+            "max_threads_per_block": resources.max_threads_per_block,
+            "max_shared_memory_per_block": resources.shared_memory_per_block,
+            "thread_warp_size": resources.warp_size,
+            "registers_per_block": resources.registers_per_block,
         },
-        resources=SM80,
-        peak={"float16": 312_000.0, "int8": 624_000.0, "float32": 19_500.0},
+        resources=resources,
+        peak=default.peak,
+        arch=DEFAULT_ARCH,
+        archs=ARCHS,
     )
 
 
@@ -96,3 +96,31 @@ def gta_register_targets(register):
 def gta_register_intrinsics(register):
     for intrinsic in INTRINSICS:
         register(intrinsic)
+
+
+@hookimpl
+def gta_register_rules(register):
+    for rule in GPU_RULES:
+        register(rule)
+
+
+@hookimpl
+def gta_register_constraints(register):
+    for constraint in GPU_CONSTRAINTS:
+        register(constraint)
+
+
+@hookimpl
+def gta_mapping_candidates(workload, intrinsic, target):
+    """u8 x s8 workloads on the s8 x s8 wmma intrinsic: the mappings of their signed form.
+
+    wmma has no mixed-sign fragment pair; the signed form (gta_core.mapping.rewrite) computes
+    the same result with s8 operands plus a per-column correction.
+    """
+    if intrinsic.target != TARGET or not needs_signed(workload, intrinsic):
+        return None
+    try:
+        op = workload_computation(signed_form(workload, intrinsic))
+    except RealisationError:  # e.g. a main stage that is not the output: no signed form
+        return None
+    return enumerate_mappings(op, intrinsic_computation(intrinsic), intrinsic.name)

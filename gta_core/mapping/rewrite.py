@@ -1,0 +1,223 @@
+"""The program a mapping is realised from: the workload, rewritten where the intrinsic needs it.
+
+Two exact rewrites, each applied only where a candidate needs it:
+
+- **commuted**: the main block's ``out + a * b`` written ``out + b * a``, for a candidate that
+  gives the intrinsic's first input the operator's second tensor (TVM's tensorize matches a
+  block's reads by position) when the intrinsic declares no ``compute_mirrored``;
+- **signed**: a u8 x s8 product computed on an s8 x s8 intrinsic (NVIDIA's wmma has no mixed-sign
+  fragment pair). With ``a' = a - 128`` (an s8 value), ``sum a*b = sum a'*b + 128 * sum b``: the
+  main stage multiplies ``a'`` by ``b``, a small reduction sums ``b`` over the reduction axes
+  (once per weight column, not per output), and an elementwise stage adds ``128 *`` that sum.
+  Padded elements stay exact: a padded ``a = 0`` becomes ``a' = -128`` and the correction adds
+  its ``128 * b`` back.
+
+A rewritten workload keeps its spec, reference and main block name, so task keys, records and
+numpy checks are unchanged; only its program differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..models import Intrinsic, MappingCandidate
+from ..workloads import Workload
+from .access import block_computation, intrinsic_computation
+from .realise import RealisationError
+
+OFFSET = 128  # a u8 value minus OFFSET is an s8 value
+
+
+class RewriteError(RealisationError):
+    """A workload that the rewrite a candidate needs does not apply to; says why."""
+
+
+@dataclass(frozen=True)
+class RewrittenWorkload(Workload):
+    """A workload whose program is rewritten (see the module docstring); same spec."""
+
+    signed: bool = False
+    commuted: bool = False
+
+    def te(self) -> list:
+        tensors = super().te()
+        return signed_te(tensors, self.main_block) if self.signed else tensors
+
+    def prim_func(self):
+        func = super().prim_func()
+        return commuted_prim_func(func, self.main_block) if self.commuted else func
+
+
+def needs_signed(workload: Workload, intrinsic: Intrinsic) -> bool:
+    """Whether ``workload`` reads u8 data that ``intrinsic`` can only take as s8."""
+    data = [t.dtype for t in workload.operator.inputs(workload.params)]
+    return "uint8" in data and "uint8" not in intrinsic.input_dtypes \
+        and "int8" in intrinsic.input_dtypes
+
+
+def signed_form(workload: Workload, intrinsic: Intrinsic) -> Workload:
+    """``workload`` in the form whose operands ``intrinsic`` takes (itself when it already is)."""
+    if not needs_signed(workload, intrinsic) or getattr(workload, "signed", False):
+        return workload
+    return RewrittenWorkload(workload.operator, workload.params, signed=True)
+
+
+def program_for(workload: Workload, candidate: MappingCandidate,
+                intrinsic: Intrinsic) -> Workload:
+    """The workload ``candidate`` is realised from on a GPU: signed and/or commuted as needed."""
+    program = signed_form(workload, intrinsic)
+    if not _needs_commuting(program, candidate, intrinsic):
+        return program
+    return RewrittenWorkload(workload.operator, workload.params,
+                             signed=getattr(program, "signed", False), commuted=True)
+
+
+def _needs_commuting(workload: Workload, candidate: MappingCandidate,
+                     intrinsic: Intrinsic) -> bool:
+    """Whether the block reads its two inputs the other way round from the compute intrinsic,
+    and the intrinsic declares no ``compute_mirrored`` for that order."""
+    from tvm import s_tir
+
+    op = block_computation(s_tir.Schedule(workload.prim_func()), workload.main_block)
+    intr = intrinsic_computation(intrinsic)
+    block_order = [a.tensor for a in op.inputs]
+    intrinsic_order = [candidate.operands.get(x.tensor) for x in intr.inputs]
+    return (block_order != intrinsic_order and block_order == intrinsic_order[::-1]
+            and "compute_mirrored" not in intrinsic.tvm_intrinsics)
+
+
+# --- commuted -----------------------------------------------------------------------------------
+
+
+def commuted_prim_func(func, main_block: str):
+    """``func`` with its main block's ``out + a * b`` written ``out + b * a``.
+
+    Exact (multiplication commutes, also in floating point), and the main block then reads
+    its inputs the other way round. (TVM 0.27 has no Python IR mutator: the loop nest above
+    the block is rebuilt by hand.)
+    """
+    from tvm import tirx
+    from tvm.s_tir.stmt import SBlock, SBlockRealize
+    from tvm.tirx import stmt as ir
+
+    def with_body(block, body, reads=None) -> SBlock:
+        return SBlock(block.iter_vars, block.reads if reads is None else reads, block.writes,
+                      block.name_hint, body, block.init, block.alloc_buffers,
+                      block.match_buffers, block.annotations)
+
+    def commute(block) -> SBlock:
+        store = block.body
+        value = getattr(store, "value", None)
+        if not (isinstance(store, ir.BufferStore) and isinstance(value, tirx.Add)
+                and isinstance(value.b, tirx.Mul) and len(block.reads) == 2):
+            raise RewriteError(f"cannot commute the product of {block.name_hint}: it is "
+                               "not out = out + a * b")
+        product = tirx.Mul(value.b.b, value.b.a)
+        body = ir.BufferStore(store.buffer, tirx.Add(value.a, product), store.indices)
+        return with_body(block, body, reads=[block.reads[1], block.reads[0]])
+
+    def visit(stmt):
+        if isinstance(stmt, SBlockRealize):
+            block = stmt.block
+            block = (commute(block) if block.name_hint == main_block
+                     else with_body(block, visit(block.body)))
+            return SBlockRealize(stmt.iter_values, stmt.predicate, block)
+        if isinstance(stmt, ir.SeqStmt):
+            return ir.SeqStmt([visit(child) for child in stmt.seq])
+        if isinstance(stmt, ir.For):
+            return ir.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, visit(stmt.body),
+                          stmt.thread_binding, stmt.annotations, stmt.step)
+        return stmt
+
+    return func.with_body(visit(func.body))
+
+
+# --- signed -------------------------------------------------------------------------------------
+
+
+def _rebuild(expr, values: dict):
+    """An index expression with its variables replaced by ``values`` (Var -> PrimExpr)."""
+    from tvm import tirx
+
+    if isinstance(expr, tirx.Var):
+        return values.get(expr, expr)
+    if isinstance(expr, (tirx.IntImm,)):
+        return expr
+    if isinstance(expr, tirx.Cast):
+        return tirx.Cast(expr.dtype, _rebuild(expr.value, values))
+    if hasattr(expr, "a") and hasattr(expr, "b"):  # Add, Sub, Mul, FloorDiv, FloorMod, Min...
+        return type(expr)(_rebuild(expr.a, values), _rebuild(expr.b, values))
+    raise RewriteError(f"index expression {expr} is not affine arithmetic")
+
+
+def _loads(reduce) -> list:
+    """The two tensor loads of ``sum cast(x[...]) * cast(y[...])``: (tensor, indices) each."""
+    from tvm import tirx
+
+    source = reduce.source[0] if len(reduce.source) == 1 else None
+    if not isinstance(source, tirx.Mul):
+        raise RewriteError("the main stage is not a sum of products")
+    loads = []
+    for operand in (source.a, source.b):
+        load = operand.value if isinstance(operand, tirx.Cast) else operand
+        if getattr(getattr(load, "op", None), "name", None) != "te.tensor_load":
+            raise RewriteError("a factor of the main stage is not a tensor element")
+        loads.append((load.args[0], list(load.args[1:])))
+    return loads
+
+
+def signed_te(tensors: list, main_block: str) -> list:
+    """``tensors`` (inputs..., output) with the main stage's u8 operand taken as s8 (see above)."""
+    from tvm import te, tirx
+
+    *inputs, out = tensors
+    if out.op.name != main_block:
+        raise RewriteError(f"signed operands need the main stage {main_block} to be the output")
+    reduce = out.op.body[0]
+    (x, ix), (y, iy) = _loads(reduce)
+    if x.dtype != "uint8" or y.dtype != "int8":
+        raise RewriteError(f"signed operands need u8 x s8 factors, got {x.dtype} x {y.dtype}")
+    acc = out.dtype
+    spatial = [axis.var for axis in out.op.axis]
+    reduced = [axis.var for axis in reduce.axis]
+    x_signed = te.compute(
+        x.shape, lambda *i: (x(*i).astype("int32") - OFFSET).astype("int8"),
+        name=f"{x.op.name}_signed")
+
+    def fresh_axes():
+        return [te.reduce_axis((axis.dom.min, axis.dom.min + axis.dom.extent), name=axis.var.name)
+                for axis in reduce.axis]
+
+    def product(*index):
+        axes = fresh_axes()
+        values = {**dict(zip(spatial, index)), **dict(zip(reduced, [a.var for a in axes]))}
+        return te.sum(x_signed(*[_rebuild(i, values) for i in ix]).astype(acc)
+                      * y(*[_rebuild(i, values) for i in iy]).astype(acc), axis=axes)
+
+    names = [var.name for var in spatial]  # keep the operator's axis names (mappings name them)
+    main = te.compute(out.shape, product, name=main_block, varargs_names=names)
+    # The weight sums depend on the output axes that index the weight only.
+    used = [n for n, var in enumerate(spatial)
+            if any(_uses(i, var) for i in iy)]
+
+    def weight_sum(*index):
+        axes = fresh_axes()
+        values = {**{spatial[n]: v for n, v in zip(used, index)},
+                  **dict(zip(reduced, [a.var for a in axes]))}
+        return te.sum(y(*[_rebuild(i, values) for i in iy]).astype(acc), axis=axes)
+
+    sums = te.compute([out.shape[n] for n in used], weight_sum, name=f"{main_block}_weight_sum",
+                      varargs_names=[names[n] for n in used])
+    result = te.compute(
+        out.shape, lambda *i: main(*i) + tirx.const(OFFSET, acc) * sums(*[i[n] for n in used]),
+        name=f"{main_block}_offset", varargs_names=names)
+    return [*inputs, result]
+
+
+def _uses(expr, var) -> bool:
+    from tvm import tirx
+
+    if isinstance(expr, tirx.Var):
+        return expr.same_as(var)
+    return any(_uses(getattr(expr, name), var) for name in ("a", "b", "value")
+               if hasattr(expr, name) and not isinstance(getattr(expr, name), (int, str)))

@@ -1,0 +1,151 @@
+"""The dual-task scheduler's decision, with fake measurements (no TVM, no timing)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+
+from gta_core.scheduler.allocate import (
+    AllocationSettings,
+    MappingState,
+    SubgraphState,
+    decide,
+    decide_even,
+    even_split,
+)
+
+Latency = Callable[[int], float | None]  # a mapping's latency at its n-th trial
+
+
+def simulate(app: dict[str, tuple[float, dict[str, Latency]]], budget: int, policy=decide,
+             ) -> dict[str, SubgraphState]:
+    """Run ``policy`` to the end of ``budget`` on fake mappings; the final states by name."""
+    settings = AllocationSettings()
+    states = [SubgraphState(name, weight, [MappingState(m) for m in mappings])
+              for name, (weight, mappings) in app.items()]
+    measure = [list(mappings.values()) for _, mappings in app.values()]
+    while True:
+        decision, drops = policy(states, budget, settings)
+        for i, j, why in drops:
+            assert why
+            states[i].mappings[j].dropped = why
+        if decision is None:
+            break
+        mapping = states[decision.subgraph].mappings[decision.mapping]
+        assert mapping.live and decision.trials >= 1
+        fake = measure[decision.subgraph][decision.mapping]
+        states[decision.subgraph].record(
+            decision.mapping, [fake(mapping.trials + k) for k in range(decision.trials)])
+    assert sum(s.trials for s in states) == budget
+    return {s.name: s for s in states}
+
+
+def trials_of(state: SubgraphState) -> dict[str, int]:
+    return {m.id: m.trials for m in state.mappings}
+
+
+def test_a_clearly_better_mapping_ends_with_most_trials_and_the_others_are_dropped():
+    [state] = simulate({"g": (1, {"slow": lambda t: 3.0, "best": lambda t: 1.0,
+                                  "slowest": lambda t: 5.0})}, 64).values()
+    trials = trials_of(state)
+    assert trials["best"] > 0.7 * 64
+    dropped = {m.id: m.dropped for m in state.mappings if m.dropped}
+    assert set(dropped) == {"slow", "slowest"}
+    assert "cannot catch up" in dropped["slow"]
+
+
+def test_a_mapping_that_only_looks_good_after_a_few_trials_still_gets_them():
+    """`late` is 30% slower than `steady` over its first 12 trials, then twice as fast:
+    a one-shot cut after the starts (the paper's top-20% round) would lose it."""
+    [state] = simulate({"g": (1, {"steady": lambda t: 1.0,
+                                  "late": lambda t: 1.3 if t < 12 else 0.5})}, 64).values()
+    trials = trials_of(state)
+    assert state.best_us == 0.5
+    assert trials["late"] > trials["steady"]
+
+
+def test_a_mapping_started_later_is_judged_at_equal_effort():
+    """Both improve the same way with trials; `b` is the better space but starts second."""
+    def learning(base: float) -> Latency:
+        return lambda t: base * (1 + 4 * math.exp(-t / 6))
+
+    [state] = simulate({"g": (1, {"a": learning(1.0), "b": learning(0.8)})}, 64).values()
+    assert trials_of(state)["b"] > trials_of(state)["a"]
+    assert not state.mappings[1].dropped
+
+
+def test_a_subgraph_that_dominates_the_total_latency_gets_more_trials():
+    def tuning(base: float) -> Latency:
+        return lambda t: base / (1 + t / 8)
+
+    states = simulate({"big": (1, {"m": tuning(100.0)}), "small": (1, {"m": tuning(10.0)})}, 64)
+    assert states["big"].trials > 2 * states["small"].trials
+
+
+def test_weight_counts_like_latency():
+    """A subgraph that occurs 10 times weighs as much as one 10 times slower."""
+    def tuning(base: float) -> Latency:
+        return lambda t: base / (1 + t / 8)
+
+    states = simulate({"once": (1, {"m": tuning(10.0)}), "often": (10, {"m": tuning(10.0)})}, 64)
+    assert states["often"].trials > 2 * states["once"].trials
+
+
+def test_failing_mappings_are_dropped_and_a_budget_smaller_than_the_mappings_is_fine():
+    mappings: dict[str, Latency] = {f"m{k}": (lambda t, k=k: 1.0 + k) for k in range(30)}
+    mappings["broken"] = lambda t: None
+    [state] = simulate({"g": (1, mappings)}, 20).values()
+    assert state.trials == 20 and state.best_us == 1.0
+    reasons = [m.dropped for m in state.mappings if m.dropped]
+    assert any(r.startswith("not started") for r in reasons)
+    # every subgraph keeps at least half its share for exploiting what the starts found
+    assert sum(1 for m in state.mappings if m.trials) <= 10
+
+
+def test_dual_reaches_the_even_splits_best_in_half_its_trials():
+    rng = random.Random(7)
+
+    def noisy(base: float, speed: float) -> Latency:
+        draws = [rng.random() for _ in range(256)]
+        return lambda t: base * (1 + 3 * math.exp(-t / speed)) * (1 + 0.3 * draws[t])
+
+    mappings = {f"m{k}": noisy(1 + 0.4 * k, 8 + k) for k in range(10)}
+    budget = 64
+    even = simulate({"g": (1, mappings)}, budget, decide_even)["g"]
+    dual = simulate({"g": (1, mappings)}, budget)["g"]
+    assert all(m.trials in (6, 7) for m in even.mappings)
+    assert dual.best_us <= even.best_us
+    # the dual run's best-so-far, in the order its trials were spent
+    replay = simulate({"g": (1, mappings)}, budget // 2)["g"]
+    assert replay.best_us <= even.best_us
+
+
+def test_even_split_gives_every_task_its_share():
+    assert even_split(10, 3) == [4, 3, 3]
+    assert sum(even_split(64, 7)) == 64
+
+
+def test_an_exhausted_mapping_is_passed_over_and_the_run_ends_when_nothing_is_left():
+    state = SubgraphState("g", 1, [MappingState("a", exhausted=True)])
+    state.record(0, [1.0] * 3)
+    assert decide([state], 10, AllocationSettings()) == (None, [])
+
+
+@pytest.mark.parametrize("policy", [decide, decide_even])
+def test_no_decision_once_the_budget_is_spent(policy):
+    state = SubgraphState("g", 1, [MappingState("a")])
+    state.record(0, [1.0] * 8)
+    decision, _ = policy([state], 8, AllocationSettings())
+    assert decision is None
+
+
+def test_a_round_packs_several_one_trial_starts_into_one_batch():
+    from gta_core.scheduler.dual import _plan_round
+
+    states = [SubgraphState("g", 1, [MappingState(f"m{k}") for k in range(20)])]
+    picks = _plan_round(states, 40, decide, AllocationSettings(batch=8))
+    assert picks == [(0, k, 1) for k in range(8)]  # 20 mappings, 40 trials: starts of 1
+    assert states[0].trials == 0  # planning reserves; only measurements are recorded
