@@ -37,12 +37,15 @@ def curves(store, task: TaskReport, flops: int, mod, prefix: str) -> dict[str, l
 
 
 def metaschedule_latencies(directory: Path, mod) -> list[float | None]:
-    """Latencies (us) of MetaSchedule's own trials of ``mod`` in ``directory``, in order.
+    """Latencies (us) of MetaSchedule's own trials of ``mod`` in ``directory``, in the order
+    they were measured (None: failed).
 
     Found where ``ms.tune_tir(..., work_dir=DIR)`` writes its database
-    (``database_workload.json``, ``database_tuning_record.json``).
+    (``database_workload.json``, ``database_tuning_record.json``); read line by
+    line, since MetaSchedule's own reader returns them sorted by latency.
     """
-    from tvm.s_tir import meta_schedule as ms
+    import json
+    import statistics
 
     from .database.formats import FAILED_RUN_SECS, normalize_mod, structural_hash
 
@@ -50,13 +53,17 @@ def metaschedule_latencies(directory: Path, mod) -> list[float | None]:
     records = directory / "database_tuning_record.json"
     if not (workloads.exists() and records.exists()):
         return []
-    database = ms.database.JSONDatabase(str(workloads), str(records), allow_missing=False)
-    latencies = []
     wanted = structural_hash(normalize_mod(mod))
-    for record in database.get_all_tuning_records():
-        if structural_hash(normalize_mod(record.workload.mod)) == wanted:
-            secs = [float(s) for s in record.run_secs or () if float(s) != FAILED_RUN_SECS]
-            latencies.append(sorted(secs)[len(secs) // 2] * 1e6 if secs else None)
+    ours = {i for i, line in enumerate(workloads.read_text().splitlines())
+            if line.strip() and json.loads(line)[0] == wanted}
+    latencies: list[float | None] = []
+    for line in records.read_text().splitlines():
+        if not line.strip():
+            continue
+        index, (_, run_secs, *_) = json.loads(line)
+        if index in ours:
+            secs = [float(s) for s in run_secs or () if float(s) < FAILED_RUN_SECS]
+            latencies.append(statistics.median(secs) * 1e6 if secs else None)
     return latencies
 
 

@@ -200,3 +200,21 @@ def test_records_for_another_gpu_arch_are_keyed_apart():
     gpu = registry.target("cuda-tc")
     assert task_prefix(GEMM, gpu) != task_prefix(GEMM, gpu.for_arch("sm_90"))
     assert task_prefix(GEMM, registry.target("avx512")) == f"{GEMM}@avx512#"
+
+
+def test_metaschedule_trials_are_read_in_the_order_measured(tmp_path):
+    import tvm
+
+    from gta_core.api import load_workload
+    from gta_core.database.formats import FAILED_RUN_SECS, normalize_mod, structural_hash
+    from gta_core.tuning_report import metaschedule_latencies
+
+    mod = tvm.IRModule({"main": load_workload("gemm:M=8,N=8,K=8").prim_func()})
+    (tmp_path / "database_workload.json").write_text(
+        json.dumps(["123", "other"]) + "\n"
+        + json.dumps([structural_hash(normalize_mod(mod)), "ours"]) + "\n")
+    lines = [[1, [[], [3e-6, 5e-6], None, None]], [0, [[], [1e-6], None, None]],
+             [1, [[], [FAILED_RUN_SECS], None, None]], [1, [[], [2e-6], None, None]]]
+    (tmp_path / "database_tuning_record.json").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines))
+    assert metaschedule_latencies(tmp_path, mod) == pytest.approx([4.0, None, 2.0])
