@@ -77,6 +77,20 @@ def test_inline_contiguous_operands_reads_the_activation_in_place_but_packs_the_
     assert finished_correct(context)
 
 
+@pytest.mark.parametrize("spec", ["gemm:M=64,N=64,K=32,dtype=float32",
+                                  "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=1,dtype=float32"])
+def test_inline_contiguous_operands_reads_fmas_broadcast_scalar_in_place(spec):
+    workload = load_workload(spec)
+    candidate = next(c for c in mapping_candidates(workload, "avx512", default_registry())
+                     if c.status == "kept" and c.intrinsic == "fma" and not c.padding)
+    context = reshaped(workload, candidate)
+    scalar = candidate.operands["A"]  # fma's A is the scalar it broadcasts over 16 lanes
+    assert f"{scalar}_reindex_reindex" in block_names(context)
+    InlineContiguousOperands().apply(context)
+    assert f"{scalar}_reindex_reindex" not in block_names(context)
+    assert finished_correct(context)
+
+
 def test_inline_contiguous_operands_leaves_a_strided_window_packed():
     context = context_for(CONV, lanes="k")  # 4-reduction over c: stride H*W in the input
     assert not InlineContiguousOperands().applies(context)

@@ -38,7 +38,8 @@ class InlineContiguousOperands(GenerationRule):
     copying A into a packed buffer first only costs time. An operand's packing
     stage is inlined when its window has one dimension, fed by a single
     operator loop that indexes the source tensor's last dimension with
-    coefficient 1 and needs no padding.
+    coefficient 1 and needs no padding; and when it has none (FMA's broadcast
+    scalar: any element is contiguous) in a mapping that pads nothing.
     """
 
     name = "inline-contiguous-operands"
@@ -64,10 +65,12 @@ class InlineContiguousOperands(GenerationRule):
         names = set()
         for operand in intr.inputs:
             window = [v for index in operand.indices for v, c in index if v and c]
+            access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
+            if not window and not mapping.padding:
+                names.add(f"{access.tensor}_reindex_reindex")
             if len(window) != 1 or window[0] in mapping.padding:
                 continue
             group = mapping.axes[window[0]]
-            access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
             last = dict(access.indices[-1])
             if len(group) == 1 and last.get(group[0]) == 1 and not any(
                     dict(index).get(group[0]) for index in access.indices[:-1]):
