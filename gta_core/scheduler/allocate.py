@@ -90,11 +90,12 @@ class SubgraphState:
 
 @dataclass(frozen=True)
 class AllocationSettings:
-    batch: int = 8  # trials per decision once started
+    batch: int = 8  # trials measured together in one round (the driver's unit)
+    step: int = 2  # trials per decision once started: a round spreads over several tasks
     start: int = 8  # trials each mapping gets first (fewer when the budget is small)
     window: int = 16  # trials over which recent improvement is measured
     alpha: float = 0.2  # weight of the measured slope against the optimistic decay (Ansor)
-    focus: float = 4.0  # how sharply trials favour the most promising mapping
+    focus: float = 2.0  # how sharply trials favour the most promising mapping
     drop_ratio: float = 1.5  # a mapping this many times slower than the best may be dropped
     model_floor: float = 0.5  # the cost model may lower a mapping's estimate at most to this
 
@@ -160,7 +161,7 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
     j = min(share_of, key=lambda j: s.mappings[j].trials / share_of[j] if share_of[j] else INF)
     why = (f"largest expected gain: {s.name}; mapping promise {promise[j]:.1f} us, "
            f"subgraph best {s.best_us:.1f} us")
-    return Decision(i, j, min(settings.batch, left), why), drops
+    return Decision(i, j, min(settings.step, left), why), drops
 
 
 def _gain_per_trial(s: SubgraphState, settings: AllocationSettings) -> float:
@@ -202,7 +203,7 @@ def _promise_us(m: MappingState, s: SubgraphState, settings: AllocationSettings)
         return INF
     floor = m.best_us * settings.model_floor
     estimate = _equal_effort_us(m, s)
-    trend = m.best_us - settings.batch * _improvement_per_trial(m, settings.window)
+    trend = m.best_us - settings.step * _improvement_per_trial(m, settings.window)
     estimate = min(estimate, max(trend, floor))
     if m.predicted_us is not None:
         estimate = min(estimate, max(m.predicted_us, floor))
