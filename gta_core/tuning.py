@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from .measure import measure_program
 from .measure.settings import MeasureSettings
+from .paths import writable_dir
 from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
@@ -62,15 +63,7 @@ class TuneReport(BaseModel):
 
 def check_db(db: str | os.PathLike) -> Path:
     """The record directory, created if needed; TuneError if it cannot be written."""
-    path = Path(db)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".gta-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise TuneError(f"--db {db}: cannot write there ({exc.strerror or exc})") from None
-    return path
+    return writable_dir(db, "--db", TuneError)
 
 
 def parse_weights(weights: Sequence[float] | str | None, count: int) -> list[float]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..measure import MeasureSettings
 from ..models import Target
+from ..paths import writable_dir
 from ..plugins import Registry, default_registry
 from ..workloads import Workload, parse_workload
 from .contenders import CONTENDERS, PEAK, BenchContext, Contender, TuningContender
@@ -66,15 +67,7 @@ def parse_baselines(text: str) -> list[str]:
 
 def check_out(out: str | os.PathLike) -> Path:
     """The output directory, created if needed; BenchError if it cannot be written."""
-    path = Path(out)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".gta-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise BenchError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    return path
+    return writable_dir(out, "--out", BenchError)
 
 
 def machine() -> str:

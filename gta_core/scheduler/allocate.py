@@ -32,15 +32,10 @@ from dataclasses import dataclass, field
 INF = math.inf
 
 
-@dataclass
-class MappingState:
-    """What the scheduler knows of one (subgraph, mapping) task."""
+class _BestSoFar:
+    """A best-latency curve: ``curve[n]`` is the best (us) after trial n + 1."""
 
-    id: str
-    curve: list[float] = field(default_factory=list)  # best latency (us) after each trial
-    predicted_us: float | None = None  # the cost model's best guess for its next candidates
-    dropped: str | None = None  # why it gets no more trials
-    exhausted: bool = False  # its design space has no unmeasured candidate left
+    curve: list[float]
 
     @property
     def trials(self) -> int:
@@ -49,6 +44,17 @@ class MappingState:
     @property
     def best_us(self) -> float:
         return self.curve[-1] if self.curve else INF
+
+
+@dataclass
+class MappingState(_BestSoFar):
+    """What the scheduler knows of one (subgraph, mapping) task."""
+
+    id: str
+    curve: list[float] = field(default_factory=list)
+    predicted_us: float | None = None  # the cost model's best guess for its next candidates
+    dropped: str | None = None  # why it gets no more trials
+    exhausted: bool = False  # its design space has no unmeasured candidate left
 
     @property
     def live(self) -> bool:
@@ -64,21 +70,13 @@ class MappingState:
 
 
 @dataclass
-class SubgraphState:
+class SubgraphState(_BestSoFar):
     """One subgraph (a workload) of the application: its weight and its mappings."""
 
     name: str
     weight: float
     mappings: list[MappingState]
-    curve: list[float] = field(default_factory=list)  # its best after each trial, any mapping
-
-    @property
-    def trials(self) -> int:
-        return len(self.curve)
-
-    @property
-    def best_us(self) -> float:
-        return self.curve[-1] if self.curve else INF
+    curve: list[float] = field(default_factory=list)  # over all its mappings, in trial order
 
     def record(self, mapping: int, latencies: list[float | None]) -> None:
         """Append trials measured on ``mapping`` (None: failed), in the order measured."""
