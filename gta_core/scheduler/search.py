@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..generation.rule import GenerationRule
@@ -45,7 +44,7 @@ class TaskSearch:
     """The search of one task, advanced a batch at a time by the scheduler.
 
     The MetaSchedule context (design spaces, evolutionary search state) is
-    made at the first :meth:`step`, since a TuneContext costs seconds: a task
+    made at the first :meth:`propose`, since a TuneContext costs seconds: a task
     the scheduler never picks costs nothing. ``cost_model`` may be shared by
     every task of a run (MetaSchedule's XGB model keeps one group per
     workload, so the mappings of one workload learn from each other's trials).
@@ -66,21 +65,6 @@ class TaskSearch:
         self._workload: int | None = None
         self._pending: list = []  # candidates the search picked that are not measured yet
         _best_from_store(self.outcome, store)
-
-    def step(self, trials: int) -> list[float | None]:
-        """Measure up to ``trials`` new candidates; their latencies in us (None: failed).
-
-        Returns fewer, setting :attr:`exhausted`, when the design space has no
-        unmeasured candidate left.
-        """
-        latencies: list[float | None] = []
-        while len(latencies) < trials:
-            candidates = self.propose(trials - len(latencies))
-            if not candidates:
-                break
-            [(results, records)] = measure_round([(self, candidates)])
-            latencies += self.absorb(candidates, results, records)
-        return latencies
 
     def propose(self, trials: int) -> list:
         """Up to ``trials`` candidates the search picks next (none: :attr:`exhausted`)."""
@@ -141,18 +125,6 @@ class TaskSearch:
         if self._context is not None:
             self._context.search_strategy.post_tuning()
             self._context = None
-
-
-def search_task(task: Task, trials: int, *, on_batch: Callable[[TaskOutcome], None] | None = None,
-                **kwargs) -> TaskOutcome:
-    """Bring one ``task`` to ``trials`` measured candidates (records in the store count)."""
-    search = TaskSearch(task, max_trials=trials, **kwargs)
-    while search.outcome.measured < trials and not search.exhausted:
-        search.step(min(search.settings.batch, trials - search.outcome.measured))
-        if on_batch is not None:
-            on_batch(search.outcome)
-    search.close()
-    return search.outcome
 
 
 def _predicted_score(cost_model, context, candidates) -> float | None:
