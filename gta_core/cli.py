@@ -210,7 +210,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for task in report.tasks:
-        unit = "GOPS" if "int8" in task.workload else "GFLOP/s"
+        unit = api.load_workload(task.workload).unit
         dropped = sum(m.dropped for m in task.mappings)
         rows.append([task.workload, task.mapping or "-",
                      f"{task.latency_us:.1f}" if task.latency_us else "-",

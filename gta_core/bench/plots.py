@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..workloads import throughput_unit as unit
 from .curves import TuningCurve
-from .report import BenchReport, unit
+from .report import BenchReport
 
 THROUGHPUT = "throughput.png"
 FRACTION_OF_PEAK = "fraction_of_peak.png"

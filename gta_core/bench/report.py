@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from ..workloads import throughput_unit as unit
+
 
 class ContenderResult(BaseModel):
     """One contender on one workload.
@@ -83,10 +85,6 @@ def geomean_ratios(workloads: list[WorkloadResult], reference: str = "gta"
     ratios = {f"{reference}/{name}": round(math.exp(sum(v) / len(v)), 3)
               for name, v in logs.items()}
     return ratios, {f"{reference}/{name}": len(v) for name, v in logs.items()}
-
-
-def unit(dtype: str) -> str:
-    return "GOPS" if dtype.startswith("int") else "GFLOP/s"
 
 
 def _cell(result: ContenderResult | None) -> str:

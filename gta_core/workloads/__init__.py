@@ -13,7 +13,7 @@ from .operator import (
     output_tolerance,
     random_array,
 )
-from .spec import SpecError, Workload, parse_workload
+from .spec import SpecError, Workload, parse_workload, throughput_unit
 
 BUILTIN_OPERATORS: tuple[Operator, ...] = (
     Gemm(),
@@ -27,6 +27,7 @@ BUILTIN_OPERATORS: tuple[Operator, ...] = (
 )
 
 __all__ = [
+    "throughput_unit",
     "BUILTIN_OPERATORS",
     "BatchGemm",
     "Conv1d",

@@ -17,6 +17,11 @@ class SpecError(ValueError):
     """A workload spec a user typed that cannot be used; the message is one line."""
 
 
+def throughput_unit(dtype: str) -> str:
+    """What throughput in ``dtype`` is counted in: operations for integer work, FLOPs otherwise."""
+    return "GOPS" if dtype.startswith("int") else "GFLOP/s"
+
+
 @dataclass(frozen=True)
 class Workload:
     """An operator with concrete parameters."""
@@ -36,8 +41,7 @@ class Workload:
 
     @property
     def unit(self) -> str:
-        """What its throughput is counted in: operations for integer work, FLOPs otherwise."""
-        return "GOPS" if self.params.dtype.startswith("int") else "GFLOP/s"
+        return throughput_unit(self.params.dtype)
 
     def te(self) -> list:
         return self.operator.te(self.params)
