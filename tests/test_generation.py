@@ -11,6 +11,7 @@ from gta_core.generation.cpu import (
     MultiLevelTiling,
     ParallelOuterTiles,
     RegisterAccumulator,
+    SourceLayoutForWindow,
     UnrollRegisterTile,
     WriteBackPerTile,
 )
@@ -25,6 +26,7 @@ from gta_core.pruning.cpu import (
     PaddingWaste,
     ParallelExtent,
     RegisterTile,
+    RegisterTileLatency,
     parallel_extent,
     tiled_loops,
 )
@@ -96,6 +98,29 @@ def test_inline_contiguous_operands_leaves_a_strided_window_packed():
     assert not InlineContiguousOperands().applies(context)
 
 
+@pytest.mark.parametrize("spec, source", [
+    (CONV, "pad"),  # the padding stage is relaid where it is computed
+    ("conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=0,dtype=int8", "data_global"),  # a copy
+])
+def test_source_layout_for_window_blocks_the_channels_instead_of_an_im2col_copy(spec, source):
+    context = context_for(spec, lanes="k")  # VNNI's 4-byte word walks the input channels
+    rule = SourceLayoutForWindow()
+    assert rule.applies(context)
+    rule.apply(context)
+    names = block_names(context)
+    assert not any(name.startswith(("pad_reindex", "data_reindex")) for name in names)
+    assert source in names
+    assert "transform_layout" in str(context.sch.trace)
+    assert finished_correct(context)
+
+
+def test_source_layout_for_window_leaves_fused_windows_to_packing():
+    workload = load_workload(CONV)
+    fused = next(c for c in mapping_candidates(workload, "avx512", default_registry())
+                 if c.status == "kept" and c.axes.get("k") == ["c", "r"])
+    assert not SourceLayoutForWindow().applies(reshaped(workload, fused))
+
+
 def test_multi_level_tiling_makes_annotated_parallel_cache_and_register_levels():
     context = context_for(GEMM)
     MultiLevelTiling().apply(context)
@@ -151,6 +176,34 @@ def test_register_tile_rejects_an_accumulator_tile_that_would_spill():
     reason = RegisterTile().check(fresh)
     assert reason and "66 vector registers" in reason and "has 32" in reason
     assert sch is context.sch and r
+
+
+def _register_level(context: ScheduleContext, factors: list[int]) -> ScheduleContext:
+    """``context`` with each spatial loop split [rest, 1, factor] and annotated as tiled."""
+    sch = context.sch
+    for loop, factor in zip(context.spatial, factors):
+        for part, level in zip(sch.split(loop, [None, 1, factor]), ["S0", "S1", "S2"]):
+            sch.annotate(part, "gta_tile", f"{level}/x")
+    return context
+
+
+@pytest.mark.parametrize("factors, rejected", [([1, 1], True), ([2, 2], True), ([4, 2], False),
+                                               ([1, 8], False)])
+def test_register_tile_latency_rejects_tiles_too_small_to_hide_latency(factors, rejected):
+    context = _register_level(context_for("gemm:M=256,N=256,K=64,dtype=float32", "fma"),
+                              factors)
+    reason = RegisterTileLatency().check(context)
+    assert (reason is not None) == rejected
+    if rejected:
+        assert f"tile of {factors[0] * factors[1]} vector registers" in reason
+
+
+def test_register_tile_latency_accepts_the_largest_tile_small_loops_allow():
+    # M=2 and N/16=2: a 2 x 2 tile is all there is, and must not be pruned.
+    context = context_for("gemm:M=2,N=32,K=64,dtype=int8")
+    assert RegisterTileLatency().check(_register_level(context, [2, 2])) is None
+    fresh = context_for("gemm:M=2,N=32,K=64,dtype=int8")
+    assert "4 needed" in RegisterTileLatency().check(_register_level(fresh, [1, 2]))
 
 
 def test_cache_working_set_rejects_a_tile_larger_than_l2():

@@ -45,8 +45,8 @@ def test_a_tiny_conv2d_tunes_correctly_and_reports_pruning(tmp_path):
     task = tune([CONV], "avx512", 4, tmp_path, measure=FAST).tasks[0]
     assert task.correct is True and task.gflops > 0
     assert task.trials == 4
-    assert set(task.pruned) <= {"register-tile", "cache-working-set", "parallel-extent",
-                                "parallel-balance", "lowering"}
+    assert set(task.pruned) <= {"register-tile", "register-tile-latency", "cache-working-set",
+                                "parallel-extent", "parallel-balance", "lowering"}
 
 
 def test_a_candidate_that_fails_to_build_does_not_stop_tuning(tmp_path, monkeypatch):

@@ -78,6 +78,81 @@ class InlineContiguousOperands(GenerationRule):
         return names
 
 
+class SourceLayoutForWindow(GenerationRule):
+    """Lay a source tensor out blocked for the intrinsic, instead of copying a window per use.
+
+    A convolution's input reaches VNNI's broadcast word (4 channels) or an
+    elementwise intrinsic's 16 channel lanes through a packing stage indexed
+    by every loop the operand depends on: an im2col copy, R x S times the
+    input. When the window is one operator loop ``u`` that indexes one
+    dimension of the source exactly (``c`` in ``pad[n, c, h + r, w + s]``),
+    blocking that dimension (``[n, c / W, h, w, W]``, W the window) makes the
+    window contiguous where it lies, and the packing stage is inlined. The
+    source is relaid where it is computed (the padding stage), or through one
+    plain copy when it is an argument; that stage runs in parallel.
+    """
+
+    name = "source-layout-for-window"
+    stage = 8
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return _is_cpu(context) and bool(self._windows(context))
+
+    def apply(self, context: ScheduleContext) -> None:
+        from tvm.tirx import IndexMap
+
+        sch = context.sch
+        for reindex, dim, width, rank in self._windows(context):
+            block = sch.get_sblock(reindex)
+            producers = sch.get_producers(block)
+            stage = producers[0] if producers else sch.cache_read(block, 0, "global")
+            blocked = IndexMap.from_func(
+                lambda *i: (*i[:dim], i[dim] // width, *i[dim + 1:], i[dim] % width), ndim=rank,
+                index_dtype="int32")
+            sch.transform_layout(stage, ("write", 0), blocked)
+            sch.transform_block_layout(stage, blocked)
+            sch.compute_inline(block)
+            loops = sch.get_loops(stage)
+            sch.parallel(sch.fuse(*loops[:-2]) if len(loops) > 2 else loops[0])
+
+    def _windows(self, context: ScheduleContext) -> list[tuple[str, int, int, int]]:
+        """(packing stage, source dimension, window, source rank) of each operand it fits."""
+        from ..mapping.access import intrinsic_computation
+        from ..mapping.builtin import workload_computation
+
+        if context.mapping is None or context.workload is None:
+            return []
+        op = workload_computation(context.workload)
+        intr = intrinsic_computation(context.intrinsic)
+        mapping = context.mapping
+        shapes = _buffer_shapes(context.sch)
+        found = []
+        for operand in intr.inputs:
+            window = [v for index in operand.indices for v, c in index if v and c]
+            if len(window) != 1 or window[0] in mapping.padding or \
+                    len(mapping.axes[window[0]]) != 1:
+                continue
+            loop = mapping.axes[window[0]][0]
+            access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
+            dims = [d for d, index in enumerate(access.indices) if any(v == loop for v, _ in index)]
+            width = intr.axis(window[0]).extent
+            if len(dims) != 1 or dims[0] == len(access.indices) - 1 or \
+                    {v: c for v, c in access.indices[dims[0]] if c} != {loop: 1}:
+                continue
+            if shapes[access.tensor][dims[0]] % width == 0:
+                found.append((f"{access.tensor}_reindex_reindex", dims[0], width,
+                              len(access.indices)))
+        return found
+
+
+def _buffer_shapes(sch) -> dict[str, list[int]]:
+    """The shape of every argument and root-allocated buffer, by name (read from the IR:
+    schedule queries would be recorded in the trace)."""
+    func = sch.mod["main"]
+    buffers = [*func.params, *func.body.block.alloc_buffers]
+    return {b.name: [int(x) for x in b.shape] for b in buffers}
+
+
 class MultiLevelTiling(GenerationRule):
     """Tile the loops around the intrinsic: parallel, cache and register levels.
 
@@ -240,5 +315,5 @@ class VectorizePacking(GenerationRule):
                 sch.vectorize(loop)
 
 
-CPU_RULES = (InlineContiguousOperands(), MultiLevelTiling(), RegisterAccumulator(),
+CPU_RULES = (SourceLayoutForWindow(), InlineContiguousOperands(), MultiLevelTiling(), RegisterAccumulator(),
              WriteBackPerTile(), ParallelOuterTiles(), UnrollRegisterTile(), VectorizePacking())

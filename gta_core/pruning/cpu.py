@@ -80,11 +80,7 @@ class RegisterTile(Constraint):
         if context.intrinsic is None:
             return None
         resources = context.target.resources
-        output = context.intrinsic.compute.output
-        out_elements = prod(context.intrinsic.compute.extent(v)
-                            for v in {n for i in output.indices for n in index_variables(i)})
-        bits = out_elements * _bits(output.dtype)
-        per_call = max(1, -(-bits // resources.vector_width_bits))
+        per_call = _registers_per_call(context)
         tile = prod(loop.extent for loop in tiled_loops(context.sch) if loop.level == "S2")
         needed = tile * per_call + self.input_registers
         if needed > resources.vector_registers:
@@ -92,6 +88,63 @@ class RegisterTile(Constraint):
                     f"({tile} x {per_call} + {self.input_registers}); "
                     f"the target has {resources.vector_registers}")
         return None
+
+
+class RegisterTileLatency(Constraint):
+    """The accumulator tile must hide the intrinsic's latency where the loops allow it.
+
+    Each call waits on the previous call into the same accumulator (about 4
+    cycles) while the core issues two a cycle, so a tile of fewer than
+    ``accumulators`` independent vectors leaves the units idle: such samples
+    are slow whatever else they choose. The bound drops to the largest tile
+    the spatial loops' extents and the register file allow, so a small or
+    oddly shaped workload keeps its candidates.
+    """
+
+    name = "register-tile-latency"
+    accumulators = 8
+
+    def applies(self, target: Target) -> bool:
+        return RegisterTile().applies(target)
+
+    def check(self, context: ScheduleContext) -> str | None:
+        if context.intrinsic is None or context.mapping is None or context.workload is None:
+            return None
+        loops = [loop for loop in tiled_loops(context.sch) if loop.level == "S2"]
+        if not loops:
+            return None
+        per_call = _registers_per_call(context)
+        tile = prod(loop.extent for loop in loops) * per_call
+        bound = min(self.accumulators, self._largest_tile(context, per_call))
+        if tile < bound:
+            return (f"accumulator tile of {tile} vector registers cannot hide the intrinsic's "
+                    f"latency ({bound} needed; the loops allow it)")
+        return None
+
+    @staticmethod
+    def _largest_tile(context: ScheduleContext, per_call: int) -> int:
+        """The most accumulator registers any register-level tiling of these loops fits."""
+        from ..generation.cpu import MultiLevelTiling
+        from ..mapping.access import intrinsic_computation
+        from ..mapping.builtin import workload_computation
+
+        op = workload_computation(context.workload)
+        extent = {a.name: a.extent for a in op.axes}
+        spatial = {a.name: a.extent for a in op.axes if a.kind == "spatial"}
+        for var in intrinsic_computation(context.intrinsic).axes:
+            group = context.mapping.axes.get(var.name, [])
+            for name in group:
+                spatial.pop(name, None)
+            if var.kind == "spatial":
+                spatial[var.name] = -(-prod(extent[n] for n in group) // var.extent)
+        cap = MultiLevelTiling.max_register_factor
+        budget = (context.target.resources.vector_registers - RegisterTile.input_registers) \
+            // per_call
+        tiles = {1}
+        for total in spatial.values():
+            factors = [f for f in range(1, cap + 1) if total % f == 0]
+            tiles = {t * f for t in tiles for f in factors if t * f <= budget}
+        return max(tiles) * per_call
 
 
 class CacheWorkingSet(Constraint):
@@ -178,8 +231,17 @@ class PaddingWaste(Constraint):
         return None
 
 
+def _registers_per_call(context: ScheduleContext) -> int:
+    """Vector registers one intrinsic call's output occupies."""
+    output = context.intrinsic.compute.output
+    elements = prod(context.intrinsic.compute.extent(v)
+                    for v in {n for i in output.indices for n in index_variables(i)})
+    return max(1, -(-elements * _bits(output.dtype) // context.target.resources.vector_width_bits))
+
+
 def _bits(dtype: str) -> int:
     return int("".join(ch for ch in dtype if ch.isdigit()) or 8)
 
 
-CPU_CONSTRAINTS = (RegisterTile(), CacheWorkingSet(), ParallelExtent(), PaddingWaste())
+CPU_CONSTRAINTS = (RegisterTile(), RegisterTileLatency(), CacheWorkingSet(), ParallelExtent(),
+                   PaddingWaste())
