@@ -218,3 +218,17 @@ def test_metaschedule_trials_are_read_in_the_order_measured(tmp_path):
     (tmp_path / "database_tuning_record.json").write_text(
         "".join(json.dumps(line) + "\n" for line in lines))
     assert metaschedule_latencies(tmp_path, mod) == pytest.approx([4.0, None, 2.0])
+
+
+def test_a_cpu_task_does_not_import_tvms_stock_tensor_intrinsics():
+    """TuneContext imports them all (~18 s of TVMScript parsing here); a CPU task needs none."""
+    code = """
+import sys, time
+from gta_core.scheduler.search import _stock_intrinsics_skipped
+start = time.perf_counter()
+with _stock_intrinsics_skipped(True):
+    import tvm.s_tir.tensor_intrin as stand_in
+assert not hasattr(stand_in, "cuda") and time.perf_counter() - start < 2
+assert "tvm.s_tir.tensor_intrin" not in sys.modules  # a real import later still works
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

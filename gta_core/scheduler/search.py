@@ -9,8 +9,11 @@ at once, and the search and cost model learn from it.
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..generation.rule import GenerationRule
@@ -103,14 +106,15 @@ class TaskSearch:
         mod = tvm.IRModule({"main": task.workload.prim_func()})
         self._workload = self.store.commit_workload(mod)
         space = MappingSpace(task, self.rules, self.constraints, self.outcome.pruned)
-        context = ms.TuneContext(
-            mod=mod, target=task.target.tvm_target(), space_generator=space,
-            search_strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=settings.population,
-                init_min_unmeasured=settings.population // 2,
-                genetic_num_iters=settings.genetic_iterations,
-                eps_greedy=settings.eps_greedy),
-            task_name=task.key, rand_state=settings.seed, num_threads=1)
+        with _stock_intrinsics_skipped(task.target.kind == "cpu"):
+            context = ms.TuneContext(
+                mod=mod, target=task.target.tvm_target(), space_generator=space,
+                search_strategy=ms.search_strategy.EvolutionarySearch(
+                    population_size=settings.population,
+                    init_min_unmeasured=settings.population // 2,
+                    genetic_num_iters=settings.genetic_iterations,
+                    eps_greedy=settings.eps_greedy),
+                task_name=task.key, rand_state=settings.seed, num_threads=1)
         spaces = context.space_generator.generate_design_space(mod)
         if not spaces:
             self.exhausted = True
@@ -125,6 +129,29 @@ class TaskSearch:
         if self._context is not None:
             self._context.search_strategy.post_tuning()
             self._context = None
+
+
+_STOCK_INTRINSICS = "tvm.s_tir.tensor_intrin"
+
+
+@contextmanager
+def _stock_intrinsics_skipped(skip: bool):
+    """Let a TuneContext be made without importing TVM's stock tensor intrinsics.
+
+    TuneContext's constructor imports ``tvm.s_tir.tensor_intrin``, every stock
+    intrinsic (its CUDA ones take ~18 s to parse here), which a CPU task never
+    uses: its own intrinsic module is imported by the mapping's realisation. A
+    stand-in module answers that one import and is removed afterwards, so a
+    real import later (a GPU plugin's) still loads the package.
+    """
+    if not skip or _STOCK_INTRINSICS in sys.modules:
+        yield
+        return
+    sys.modules[_STOCK_INTRINSICS] = types.ModuleType(_STOCK_INTRINSICS)
+    try:
+        yield
+    finally:
+        del sys.modules[_STOCK_INTRINSICS]
 
 
 def _predicted_score(cost_model, context, candidates) -> float | None:
