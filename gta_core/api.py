@@ -10,7 +10,14 @@ from pydantic import BaseModel
 from .mapping import mapping_candidates
 from .mapping.realise import RealisationError, realise
 from .measure import build, measure_program
-from .models import Intrinsic, MappingCandidate, PeakMeasurement, PluginFailure, Target
+from .models import (
+    Intrinsic,
+    MappingCandidate,
+    PeakMeasurement,
+    PeakSkipped,
+    PluginFailure,
+    Target,
+)
 from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
@@ -236,6 +243,7 @@ class PeakRow(BaseModel):
     intrinsic: str
     dtypes: str
     measurement: PeakMeasurement | None = None
+    skipped: str | None = None  # why the plugin owning the intrinsic does not measure it
 
 
 class PeakReport(BaseModel):
@@ -256,13 +264,17 @@ def peak(target: str, registry: Registry | None = None, progress=None) -> PeakRe
     rows = []
     for intrinsic in registry.intrinsics_for(target):
         answers = registry.call_each("gta_intrinsic_peak", intrinsic=intrinsic, target=chosen)
-        measured = next((m for _, m in answers if m is not None), None)
+        measured = next((m for _, m in answers if isinstance(m, PeakMeasurement)), None)
+        skipped = next((m.reason for _, m in answers if isinstance(m, PeakSkipped)), None)
         if progress is not None and measured is not None:
             progress(f"{intrinsic.name}: {measured.gops:.1f} G/s")
+        if progress is not None and measured is None and skipped:
+            progress(f"{intrinsic.name}: not measured ({skipped})")
         summary = intrinsic_summary(intrinsic)
         rows.append(PeakRow(intrinsic=intrinsic.name,
                             dtypes=summary.dtypes,
-                            measurement=measured))
+                            measurement=measured,
+                            skipped=None if measured else skipped))
     if not any(row.measurement for row in rows):
         raise NothingMeasured(f"no installed plugin can measure the intrinsics of {target} on "
                               f"this machine{' (it needs a GPU)' if chosen.kind == 'gpu' else ''}")

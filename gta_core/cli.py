@@ -184,6 +184,9 @@ def cmd_peak(args: argparse.Namespace) -> int:
                      f"{m.spread:.1%}" if m else "-", str(m.cores) if m else "-"])
     print(f"peak throughput of {report.target} intrinsics on this machine (median of repeats)")
     print(_table(rows, ["intrinsic", "dtypes", "peak", "spread", "cores"]))
+    for row in report.peaks:
+        if row.measurement is None and row.skipped:
+            print(f"{row.intrinsic} not measured: {row.skipped}")
     return 0
 
 

@@ -157,5 +157,7 @@ def gta_intrinsic_peak(intrinsic, target):
     :param target: the :class:`gta_core.models.Target` it belongs to.
     :return: a :class:`gta_core.models.PeakMeasurement`, or ``None`` when
         this plugin does not measure that intrinsic (or cannot here, e.g. no
-        GPU). The first plugin to return a measurement is used.
+        GPU), or a :class:`gta_core.models.PeakSkipped` saying why an intrinsic
+        it owns cannot be measured (``gta peak`` shows the reason). The first
+        plugin to return a measurement is used.
     """

@@ -323,3 +323,11 @@ class PeakMeasurement(_Model):
     repeats: PositiveInt
     spread: float = Field(ge=0, description="(max - min) / median over repeats")
     method: str = Field(description="how it was measured, in one sentence")
+
+
+class PeakSkipped(_Model):
+    """Why a plugin does not measure an intrinsic it owns; ``gta peak`` shows the reason."""
+
+    intrinsic: str
+    target: str
+    reason: str = Field(min_length=1, description="why, in one sentence")

@@ -11,7 +11,6 @@ from gta_core.generation.cpu import (
     MultiLevelTiling,
     ParallelOuterTiles,
     RegisterAccumulator,
-    SourceLayoutForWindow,
     UnrollRegisterTile,
     WriteBackPerTile,
 )
@@ -96,29 +95,6 @@ def test_inline_contiguous_operands_reads_fmas_broadcast_scalar_in_place(spec):
 def test_inline_contiguous_operands_leaves_a_strided_window_packed():
     context = context_for(CONV, lanes="k")  # 4-reduction over c: stride H*W in the input
     assert not InlineContiguousOperands().applies(context)
-
-
-@pytest.mark.parametrize("spec, source", [
-    (CONV, "pad"),  # the padding stage is relaid where it is computed
-    ("conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=0,dtype=int8", "data_global"),  # a copy
-])
-def test_source_layout_for_window_blocks_the_channels_instead_of_an_im2col_copy(spec, source):
-    context = context_for(spec, lanes="k")  # VNNI's 4-byte word walks the input channels
-    rule = SourceLayoutForWindow()
-    assert rule.applies(context)
-    rule.apply(context)
-    names = block_names(context)
-    assert not any(name.startswith(("pad_reindex", "data_reindex")) for name in names)
-    assert source in names
-    assert "transform_layout" in str(context.sch.trace)
-    assert finished_correct(context)
-
-
-def test_source_layout_for_window_leaves_fused_windows_to_packing():
-    workload = load_workload(CONV)
-    fused = next(c for c in mapping_candidates(workload, "avx512", default_registry())
-                 if c.status == "kept" and c.axes.get("k") == ["c", "r"])
-    assert not SourceLayoutForWindow().applies(reshaped(workload, fused))
 
 
 def test_multi_level_tiling_makes_annotated_parallel_cache_and_register_levels():

@@ -60,11 +60,13 @@ def test_conv2d_int8_maps_in_several_distinct_ways():
     assert ("k",) in lanes and ("w",) in lanes  # lanes from out-channels and from the width
 
 
-def test_depthwise_lanes_come_from_the_output_width_not_the_channel():
+def test_depthwise_lanes_come_from_the_width_for_dot_products_and_the_channel_elementwise():
     candidates = kept("depthwise_conv2d:N=1,C=128,H=56,W=56,R=3,S=3,pad=1,dtype=int8")
-    assert candidates and all(c.intrinsic == "vnni-act-lanes" for c in candidates)
-    assert any(c.axes["i"] == ["w"] for c in candidates)
-    assert not any("c" in c.axes["i"] for c in candidates)
+    assert {c.intrinsic for c in candidates} == {"vnni-act-lanes", "mac16-u8s8"}
+    dot = [c for c in candidates if c.intrinsic == "vnni-act-lanes"]
+    assert any(c.axes["i"] == ["w"] for c in dot)
+    assert not any("c" in c.axes["i"] for c in dot)  # the weight would need c in both
+    assert [c.axes for c in candidates if c.intrinsic == "mac16-u8s8"] == [{"i": ["c"]}]
 
 
 def test_a_shape_that_does_not_divide_is_kept_through_padding():

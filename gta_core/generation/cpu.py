@@ -10,6 +10,7 @@ register-resident accumulator tile around the intrinsic.
 
 from __future__ import annotations
 
+from ..mapping.realise import is_packing_stage
 from .rule import GenerationRule, ScheduleContext
 
 LEVEL_KEY = "gta_tile"  # loop annotation naming a tile level; constraints read it back
@@ -78,79 +79,39 @@ class InlineContiguousOperands(GenerationRule):
         return names
 
 
-class SourceLayoutForWindow(GenerationRule):
-    """Lay a source tensor out blocked for the intrinsic, instead of copying a window per use.
+class InlinePaddingIntoPacking(GenerationRule):
+    """Compute zero padding inside the packing copy that reads it: one pass over the input.
 
-    A convolution's input reaches VNNI's broadcast word (4 channels) or an
-    elementwise intrinsic's 16 channel lanes through a packing stage indexed
-    by every loop the operand depends on: an im2col copy, R x S times the
-    input. When the window is one operator loop ``u`` that indexes one
-    dimension of the source exactly (``c`` in ``pad[n, c, h + r, w + s]``),
-    blocking that dimension (``[n, c / W, h, w, W]``, W the window) makes the
-    window contiguous where it lies, and the packing stage is inlined. The
-    source is relaid where it is computed (the padding stage), or through one
-    plain copy when it is an argument; that stage runs in parallel.
+    A convolution's ``pad`` stage writes a padded copy that a packing stage then copies
+    again; inlining it makes the packing stage read the input directly (the bounds test
+    becomes part of the copy). Applies to every stage at the root whose only consumers are
+    packing stages and that reduces nothing.
     """
 
-    name = "source-layout-for-window"
-    stage = 8
+    name = "inline-padding-into-packing"
+    stage = 12
 
     def applies(self, context: ScheduleContext) -> bool:
-        return _is_cpu(context) and bool(self._windows(context))
+        return _is_cpu(context) and bool(self._inlinable(context))
 
     def apply(self, context: ScheduleContext) -> None:
-        from tvm.tirx import IndexMap
+        for block in self._inlinable(context):
+            context.sch.compute_inline(block)
 
+    @staticmethod
+    def _inlinable(context: ScheduleContext) -> list:
         sch = context.sch
-        for reindex, dim, width, rank in self._windows(context):
-            block = sch.get_sblock(reindex)
-            producers = sch.get_producers(block)
-            stage = producers[0] if producers else sch.cache_read(block, 0, "global")
-            blocked = IndexMap.from_func(
-                lambda *i: (*i[:dim], i[dim] // width, *i[dim + 1:], i[dim] % width), ndim=rank,
-                index_dtype="int32")
-            sch.transform_layout(stage, ("write", 0), blocked)
-            sch.transform_block_layout(stage, blocked)
-            sch.compute_inline(block)
-            loops = sch.get_loops(stage)
-            sch.parallel(sch.fuse(*loops[:-2]) if len(loops) > 2 else loops[0])
-
-    def _windows(self, context: ScheduleContext) -> list[tuple[str, int, int, int]]:
-        """(packing stage, source dimension, window, source rank) of each operand it fits."""
-        from ..mapping.access import intrinsic_computation
-        from ..mapping.builtin import workload_computation
-
-        if context.mapping is None or context.workload is None:
-            return []
-        op = workload_computation(context.workload)
-        intr = intrinsic_computation(context.intrinsic)
-        mapping = context.mapping
-        shapes = _buffer_shapes(context.sch)
-        found = []
-        for operand in intr.inputs:
-            window = [v for index in operand.indices for v, c in index if v and c]
-            if len(window) != 1 or window[0] in mapping.padding or \
-                    len(mapping.axes[window[0]]) != 1:
+        out = []
+        for packing in sch.get_producers(sch.get_sblock(context.block)):
+            if not is_packing_stage(sch.get(packing).name_hint):
                 continue
-            loop = mapping.axes[window[0]][0]
-            access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
-            dims = [d for d, index in enumerate(access.indices) if any(v == loop for v, _ in index)]
-            width = intr.axis(window[0]).extent
-            if len(dims) != 1 or dims[0] == len(access.indices) - 1 or \
-                    {v: c for v, c in access.indices[dims[0]] if c} != {loop: 1}:
-                continue
-            if shapes[access.tensor][dims[0]] % width == 0:
-                found.append((f"{access.tensor}_reindex_reindex", dims[0], width,
-                              len(access.indices)))
-        return found
-
-
-def _buffer_shapes(sch) -> dict[str, list[int]]:
-    """The shape of every argument and root-allocated buffer, by name (read from the IR:
-    schedule queries would be recorded in the trace)."""
-    func = sch.mod["main"]
-    buffers = [*func.params, *func.body.block.alloc_buffers]
-    return {b.name: [int(x) for x in b.shape] for b in buffers}
+            for block in sch.get_producers(packing):
+                consumers = sch.get_consumers(block)
+                if all(v.iter_type == 0 for v in sch.get(block).iter_vars) and consumers and all(
+                        is_packing_stage(sch.get(c).name_hint) for c in consumers) and not any(
+                        sch.get(block).same_as(sch.get(b)) for b in out):
+                    out.append(block)
+        return out
 
 
 class MultiLevelTiling(GenerationRule):
@@ -286,7 +247,13 @@ class UnrollRegisterTile(GenerationRule):
 
 
 class VectorizePacking(GenerationRule):
-    """Vectorise the innermost loop of each packing and write-back stage.
+    """Vectorise the innermost loop of each packing and write-back stage; run large ones in
+    parallel (their loops but the innermost vector and serial ones fused on the cores).
+
+    A packing stage whose last written dimension is the inner part of a split loop
+    (``pad_global[n, c // 16, h, w, c % 16]``) is first walked in the written order: that
+    loop is split likewise and its inner part moved innermost, so the vector writes are
+    contiguous (a vector over ``w`` there would scatter every byte 16 apart).
 
     Runs first (stage 15), while every stage still has its own loop nest at the
     root: once a stage is moved under tile loops, how many loops it has depends
@@ -298,6 +265,7 @@ class VectorizePacking(GenerationRule):
     name = "vectorize-packing"
     stage = 15
     max_lanes = 64
+    min_parallel_elements = 1 << 14  # below this, starting the cores costs more than it saves
 
     def applies(self, context: ScheduleContext) -> bool:
         return _is_cpu(context)
@@ -305,15 +273,57 @@ class VectorizePacking(GenerationRule):
     def apply(self, context: ScheduleContext) -> None:
         sch = context.sch
         main = sch.get_sblock(context.block)
-        for block in [*sch.get_producers(main), *sch.get_consumers(main)]:
-            if not sch.get(block).name_hint.endswith("_reindex") and \
-                    not sch.get(block).name_hint.endswith("_reindex_reindex"):
+        producers = sch.get_producers(main)
+        for block in [*producers, *sch.get_consumers(main)]:
+            name = sch.get(block).name_hint
+            if not (is_packing_stage(name) or name.endswith("_reindex")):
                 continue
-            loop = sch.get_loops(block)[-1]
+            loops = sch.get_loops(block)
+            if any(sch.get(block).same_as(sch.get(p)) for p in producers):
+                loops = self._in_written_order(sch, block, loops)
+            loop = loops[-1]
             extent = sch.get(loop).extent
-            if hasattr(extent, "value") and 1 < extent.value <= self.max_lanes:
+            vector = hasattr(extent, "value") and 1 < extent.value <= self.max_lanes
+            if vector:
                 sch.vectorize(loop)
+            self._parallel(sch, loops[:-1] if vector else loops)
+
+    def _parallel(self, sch, loops: list) -> None:
+        """A large stage's loops but the innermost serial one fused and run on the cores."""
+        from math import prod
+
+        outer = loops[:-1] if len(loops) > 1 else loops
+        extents = [sch.get(loop).extent for loop in loops]
+        if not outer or not all(hasattr(e, "value") for e in extents) or \
+                prod(e.value for e in extents) < self.min_parallel_elements:
+            return
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+
+    @staticmethod
+    def _in_written_order(sch, block, loops: list) -> list:
+        """``loops``, with the loop feeding the last written dimension as ``v % e`` split by
+        ``e`` and its inner part innermost (unchanged when there is no such loop)."""
+        from tvm import tirx
+
+        stmt = sch.get(block)
+        last = stmt.writes[0].region[-1].min
+        variables = [v.var for v in stmt.iter_vars]
+        if len(loops) != len(variables) or not (
+                isinstance(last, tirx.FloorMod) and isinstance(last.b, tirx.IntImm)
+                and any(last.a.same_as(v) for v in variables)):
+            return loops
+        position = next(i for i, v in enumerate(variables) if last.a.same_as(v))
+        extent = sch.get(loops[position]).extent
+        factor = int(last.b.value)
+        if position == len(loops) - 1 or not hasattr(extent, "value") or \
+                extent.value % factor or extent.value == factor:
+            return loops
+        outer, inner = sch.split(loops[position], factors=[None, factor])
+        rest = [*loops[:position], outer, *loops[position + 1:], inner]
+        sch.reorder(*rest)
+        return rest
 
 
-CPU_RULES = (SourceLayoutForWindow(), InlineContiguousOperands(), MultiLevelTiling(), RegisterAccumulator(),
-             WriteBackPerTile(), ParallelOuterTiles(), UnrollRegisterTile(), VectorizePacking())
+CPU_RULES = (InlineContiguousOperands(), InlinePaddingIntoPacking(), MultiLevelTiling(),
+             RegisterAccumulator(), WriteBackPerTile(), ParallelOuterTiles(),
+             UnrollRegisterTile(), VectorizePacking())

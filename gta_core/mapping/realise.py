@@ -13,6 +13,15 @@ The steps, all TVM schedule primitives:
 5. split the intrinsic axes to the intrinsic's extents, move them innermost,
    ``decompose_reduction`` and ``tensorize``.
 
+An input that ``reindex`` would duplicate (a sliding window: ``pad[n, c, h + r, w + s]``
+depends on more loops than it has dimensions, so its einsum form is an im2col copy ~R*S times
+its size) is packed in place instead when every window variable is fed by one operator loop
+that indexes one dimension of it alone: ``cache_read`` copies it and ``transform_layout``
+splits each such dimension d to (d // e, d % e) with the inner parts last, the other
+dimensions kept (for depthwise with lanes from the channels, NCHW -> NCHW16c). Its window is
+then trailing and contiguous as well, at the cost of one copy of the input. (CPU only, and not
+with padding: ``pad_einsum`` needs the einsum form.)
+
 The result is a correct, untuned program: the starting point of the
 generation rules, which tile and place the reindex (packing) stages.
 
@@ -90,7 +99,7 @@ class Reshaped:
 
 
 def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
-             mod=None):
+             mod=None, pack_in_place: bool = True):
     """Steps 1-4 and the window split: (schedule, main block, op, intr, order)."""
     from tvm import s_tir
 
@@ -100,22 +109,25 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
     sch = s_tir.Schedule(mod if mod is not None else workload.prim_func())
     op = block_computation(sch, block_name)
     order = _new_order(op, intr, candidate)
-    _to_einsum(sch, block_name, op)
-    _relayout_buffers(sch, block_name, op, intr, candidate, order)
+    in_place = in_place_inputs(op, intr, candidate) if pack_in_place else {}
+    _to_einsum(sch, block_name, op, in_place)
+    _relayout_buffers(sch, block_name, op, intr, candidate, order, in_place)
     _relayout_block(sch, block_name, op, order)
     _pad(sch, block_name, op, intr, candidate, order)
-    _split_windows(sch, block_name, op, intr, candidate, order)
+    _split_windows(sch, block_name, op, intr, candidate, order, in_place)
     return sch, block_name, op, intr, order
 
 
 def reshape(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
-            mod=None) -> Reshaped:
+            mod=None, pack_in_place: bool = True) -> Reshaped:
     """The operator (``mod``, default the workload's PrimFunc) in the mapping's shape.
 
     Generation rules tile and place stages around the intrinsic's loops next;
-    :func:`finish_cpu` then tensorizes.
+    :func:`finish_cpu` then tensorizes. ``pack_in_place`` allows packing sliding-window
+    inputs in place (see the module docstring; the GPU pipeline stages einsum-form
+    operands only, so it passes False).
     """
-    sch, block, op, intr, order = _prepare(workload, candidate, intrinsic, mod)
+    sch, block, op, intr, order = _prepare(workload, candidate, intrinsic, mod, pack_in_place)
     spatial, reduce, inner = _split_and_order(sch, block, op, intr, order)
     kinds = {a.name: a.kind for a in op.axes}
     return Reshaped(
@@ -157,7 +169,7 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
                         outer_loops=len(shaped.spatial) + len(shaped.reduce),
                         compute_intrinsic=shaped.compute)
     program = _rewritten(workload, candidate, intrinsic)
-    shaped = reshape(program, candidate, intrinsic)
+    shaped = reshape(program, candidate, intrinsic, pack_in_place=False)
     if not shaped.reduce:
         raise RealisationError("split failed: the intrinsic has no reduce axis to accumulate over")
     inputs, output = block_memory(program, candidate, intrinsic)
@@ -201,11 +213,54 @@ def _fuse(names: tuple[str, ...], values: dict, extents: dict[str, int]):
     return expr
 
 
+PACKED_IN_PLACE = "_global"
+"""Name suffix of an input's in-place packing stage (``cache_read``'s block, as ``pad_global``);
+the einsum-form packing stages end in ``_reindex_reindex``, the output's in ``_reindex``."""
+
+
+def is_packing_stage(name: str) -> bool:
+    """Whether a producer of the main block named ``name`` is a packing stage realisation made."""
+    return name.endswith(("_reindex_reindex", PACKED_IN_PLACE))
+
+
+def in_place_inputs(op: Computation, intr: Computation,
+                    candidate: MappingCandidate) -> dict[int, dict[str, int]]:
+    """Inputs to pack in place: read index -> {intrinsic window variable: the dimension it indexes}.
+
+    An input qualifies when ``reindex`` would duplicate it (it depends on more operator loops
+    than it has dimensions) and each of its window variables is fed by one operator loop that is
+    alone, with coefficient 1, in exactly one of its dimensions; never in a padded mapping.
+    """
+    if candidate.padding:
+        return {}
+    intr_inputs = {x.tensor: x for x in intr.inputs}
+    role = {tensor: name for name, tensor in candidate.operands.items()}
+    out = {}
+    for index, access in enumerate(op.inputs):
+        if len(access.variables) <= len(access.indices):
+            continue
+        dims = {}
+        for var in _index_vars(intr_inputs[role[access.tensor]]):
+            group = candidate.axes[var]
+            found = [d for d, form in enumerate(access.indices) if dict(form).get(group[0])]
+            if len(group) != 1 or len(found) != 1 or access.indices[found[0]] != ((group[0], 1),):
+                break
+            dims[var] = found[0]
+        else:
+            if dims:
+                out[index] = dims
+    return out
+
+
 @_step("reindex")
-def _to_einsum(sch, block_name: str, op: Computation) -> None:
+def _to_einsum(sch, block_name: str, op: Computation,
+               in_place: dict[int, dict[str, int]]) -> None:
     block = sch.get_sblock(block_name)
     for index in range(len(op.inputs)):
-        sch.reindex(block, ("read", index))
+        if index in in_place:
+            sch.cache_read(block, index, "global")
+        else:
+            sch.reindex(block, ("read", index))
     sch.reindex(block, ("write", 0))
 
 
@@ -235,14 +290,27 @@ def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
 
 @_step("transform_layout")
 def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
-                      candidate: MappingCandidate, order: _Order) -> None:
-    """Each operand buffer to [outer dims..., one fused dim per window variable]."""
+                      candidate: MappingCandidate, order: _Order,
+                      in_place: dict[int, dict[str, int]]) -> None:
+    """Each operand buffer to [outer dims..., one fused dim per window variable].
+
+    An input packed in place keeps its dimensions, each window dimension d split to
+    (d // e in place, d % e last): its windows are contiguous from here on.
+    """
     from tvm.tirx import IndexMap
 
     extents = {a.name: a.extent for a in op.axes}
     group_of = dict(zip((v.name for v in intr.axes), order.groups))
     block = sch.get_sblock(block_name)
     for operand in _operands(op, intr, candidate, order):
+        if operand.kind == "read" and operand.index in in_place:
+            window = in_place[operand.index]
+            ndim = len(op.inputs[operand.index].indices)
+            sizes = {window[var]: intr.axis(var).extent for var in operand.window}
+            sch.transform_layout(block, ("read", operand.index), IndexMap.from_func(
+                _split_in_place(sizes, [window[var] for var in operand.window]), ndim=ndim,
+                index_dtype="int32"))
+            continue
         window = [group_of[var] for var in operand.window]
         relayout = _layout(list(operand.dims), list(operand.outer), window, extents)
         sch.transform_layout(block, (operand.kind, operand.index),
@@ -252,12 +320,15 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
 
 @_step("transform_layout (split)")
 def _split_windows(sch, block_name: str, op: Computation, intr: Computation,
-                   candidate: MappingCandidate, order: _Order) -> None:
+                   candidate: MappingCandidate, order: _Order,
+                   in_place: dict[int, dict[str, int]]) -> None:
     """Each fused window dim d to (d // e, d % e) with the inner parts last: contiguous windows."""
     from tvm.tirx import IndexMap
 
     block = sch.get_sblock(block_name)
     for operand in _operands(op, intr, candidate, order):
+        if operand.kind == "read" and operand.index in in_place:
+            continue  # split when it was laid out
         sizes = [intr.axis(var).extent for var in operand.window]
         sch.transform_layout(block, (operand.kind, operand.index), IndexMap.from_func(
             _split(len(operand.outer), sizes), ndim=len(operand.outer) + len(sizes),
@@ -274,6 +345,18 @@ def _split(n_outer: int, sizes: list[int]):
         window = values[n_outer:]
         return [*values[:n_outer], *(v // e for v, e in zip(window, sizes)),
                 *(v % e for v, e in zip(window, sizes))]
+
+    return split
+
+
+def _split_in_place(sizes: dict[int, int], window: list[int]):
+    """Index map: dims -> [each dim, or d // size for a window dim..., d % size per window dim].
+
+    ``window`` lists the window dimensions in the order the intrinsic operand indexes them.
+    """
+    def split(*values):
+        return [v // sizes[d] if d in sizes else v for d, v in enumerate(values)] + [
+            values[d] % sizes[d] for d in window]
 
     return split
 

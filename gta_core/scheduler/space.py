@@ -133,7 +133,8 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
     def generate_design_space(self, mod) -> list:
         task = self.task
         try:
-            shaped = reshape(task.workload, task.mapping, task.intrinsic, mod=mod)
+            shaped = reshape(task.workload, task.mapping, task.intrinsic, mod=mod,
+                             pack_in_place=task.target.kind == "cpu")
         except RealisationError:
             return []
         context = ScheduleContext(

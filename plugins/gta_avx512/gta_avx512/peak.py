@@ -11,7 +11,12 @@ The instructions are the ones the tensor intrinsics in :mod:`gta_avx512.tvm_intr
 called the same way: ``llvm.x86.avx512.vpdpbusd.512`` with ``<64 x i8>`` operands (``vnni``
 and ``vnni-act-lanes``, which differ only in which operand is broadcast), ``vdpbf16ps`` through
 the same LLVM IR wrapper imported with ``pragma_import_llvm`` (``bf16``), and
-``llvm.fma.v16f32`` (``fma``).
+``llvm.fma.v16f32`` (``fma``, and ``fma16-elementwise``, the same instruction on two vector
+operands, which is what the kernel passes anyway).
+
+``mac16-u8s8`` is not measured, and :func:`measure_peak` says why (:data:`NOT_MEASURED`): it is
+no one instruction but widening loads and a multiply-add, and with its operands held in
+registers the widening is loop-invariant and LLVM hoists it out of the loop.
 
 Before timing, the generated assembly is checked: the innermost loop must hold the instruction on
 zmm registers; a memory operand in that loop (a spill, or an operand reloaded every call) is
@@ -35,7 +40,7 @@ import tvm
 from tvm.script import tirx as T
 
 from gta_core.host import cpu_cores
-from gta_core.models import Intrinsic, PeakMeasurement, Target
+from gta_core.models import Intrinsic, PeakMeasurement, PeakSkipped, Target
 
 from .tvm_intrinsics import (
     _BF16_WRAPPER,
@@ -43,6 +48,8 @@ from .tvm_intrinsics import (
     _VPDPBUSD,
     BF16_16X2,
     FMA_16,
+    FMA_16_ELEMENTWISE,
+    MAC_16_U8S8,
     VNNI_16X4,
     VNNI_16X4_ACT_LANES,
 )
@@ -125,7 +132,17 @@ _BY_TENSOR_INTRINSIC = {
     VNNI_16X4_ACT_LANES: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, operands swapped
     BF16_16X2: _INSTRUCTIONS["bf16"],
     FMA_16: _INSTRUCTIONS["fma"],
+    FMA_16_ELEMENTWISE: _INSTRUCTIONS["fma"],  # the same vfmadd; the kernel's A is a vector
 }
+
+NOT_MEASURED = {
+    MAC_16_U8S8: (
+        "it is several instructions (vpmovzxbd and vpmovsxbd widening loads, then vpdpwssd), "
+        "and with its operands held in registers, as the peak loop holds them, the widening "
+        "is loop-invariant and LLVM hoists it out, so the loop would not time the intrinsic"
+    ),
+}
+"""Intrinsics of this plugin that the register-resident peak loop cannot time, and why."""
 
 
 def instruction_for(intrinsic: Intrinsic) -> Instruction | None:
@@ -340,20 +357,23 @@ def measure_peak(
     *,
     calls_per_worker: int | None = None,
     target_seconds: float = 0.2,
-) -> PeakMeasurement | None:
+) -> PeakMeasurement | PeakSkipped | None:
     """Measure ``intrinsic``'s throughput on all of ``target``'s cores.
 
     :param repeats: timed runs; the figure is their median, ``spread`` is (max - min) / median.
     :param calls_per_worker: instruction calls per worker per run (rounded down to a multiple
         of :data:`ACCUMULATORS`); by default calibrated so that one run takes
         ``target_seconds``.
-    :return: the measurement, or None for an intrinsic this plugin has no kernel for (one
-        another plugin added to the ``avx512`` target), as the ``gta_intrinsic_peak`` hook
-        expects.
+    :return: the measurement; :class:`PeakSkipped` with the reason for one of this plugin's
+        intrinsics that the peak loop cannot time (:data:`NOT_MEASURED`); or None for an
+        intrinsic this plugin has no kernel for (one another plugin added to the ``avx512``
+        target), as the ``gta_intrinsic_peak`` hook expects.
     """
     instruction = instruction_for(intrinsic)
     if instruction is None:
-        return None
+        reason = NOT_MEASURED.get(intrinsic.tvm_intrinsics.get("compute", ""))
+        return PeakSkipped(intrinsic=intrinsic.name, target=target.name,
+                           reason=reason) if reason else None
     workers = _workers(target)
     executable = _executable(instruction, target)
     loop, problems = check_hot_loop(executable.mod.inspect_source("asm"), instruction.mnemonic)

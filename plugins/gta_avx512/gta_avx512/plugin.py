@@ -61,6 +61,28 @@ def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, 
     )
 
 
+def _elementwise(name, description, a_dtype, b_dtype, out, tvm_name, mirrored=None):
+    """``C[i] += A[i] * B[i]``: 16 independent lanes, no operand broadcast, no reduction.
+
+    Every operand depends on the one lane variable, so the lanes can only come from an
+    operator loop that all three tensors share (a depthwise convolution's channels).
+    """
+    return Intrinsic(
+        name=name,
+        target=TARGET,
+        description=description,
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
+            operands=[Operand(name="A", role="input", dtype=a_dtype, indices=["i"]),
+                      Operand(name="B", role="input", dtype=b_dtype, indices=["i"]),
+                      Operand(name="C", role="output", dtype=out, indices=["i"])],
+        ),
+        tvm_intrinsics={"compute": tvm_name,
+                        **({"compute_mirrored": mirrored} if mirrored else {})},
+        tvm_module=TVM_MODULE,
+    )
+
+
 INTRINSICS = (
     _dot_product("vnni", "vpdpbusd: 16 lanes x 4 u8*s8 products into s32, weights in lanes",
                  16, 4, ("A", "uint8"), ("B", "int8"), "int32", "gta_avx512_vnni_16x4"),
@@ -86,6 +108,13 @@ INTRINSICS = (
                         "compute_mirrored": "gta_avx512_fma_16_mirrored"},
         tvm_module=TVM_MODULE,
     ),
+    _elementwise("mac16-u8s8", "16 s32 lanes += u8 * s8, elementwise (no broadcast): "
+                 "vpmovzxbd + vpmovsxbd, then vpdpwssd (vpmulld + vpaddd without VNNI)",
+                 "uint8", "int8", "int32", "gta_avx512_mac_16_u8s8"),
+    _elementwise("fma16-elementwise", "vfmadd231ps: 16 f32 lanes += vector * vector, "
+                 "elementwise (no broadcast)", "float32", "float32", "float32",
+                 "gta_avx512_fma_16_elementwise",
+                 mirrored="gta_avx512_fma_16_elementwise_mirrored"),
 )
 
 

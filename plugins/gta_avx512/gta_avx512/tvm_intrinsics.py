@@ -1,12 +1,18 @@
 """AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
 
-Importing this module registers four desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+Importing this module registers six desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
 
 - ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
 - ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
   lanes coming from the u8 activation and the 4-wide weight word broadcast.
 - ``gta_avx512_bf16_16x2``: C[16] f32 += sum_k A[k] bf16 (broadcast) * B[16, 2] bf16 (vdpbf16ps).
 - ``gta_avx512_fma_16``: C[16] f32 += A[0] f32 (broadcast) * B[16] f32 (vfmadd on zmm).
+- ``gta_avx512_mac_16_u8s8``: C[16] s32 += A[16] u8 * B[16] s8, lane by lane (zero- and
+  sign-extend to 32 bits, multiply, add: LLVM emits vpmovzxbd, vpmovsxbd and one vpdpwssd,
+  the extended values fitting its 16-bit halves; vpmulld + vpaddd without VNNI).
+- ``gta_avx512_fma_16_elementwise``: C[16] f32 += A[16] f32 * B[16] f32, lane by lane (vfmadd).
+
+(Plus ``_mirrored`` descs of the same-dtype ones, see below.)
 
 Why not TVM's own ``dot_16x4_vnni``: it passes ``<16 x i32>`` multiplicands to
 ``llvm.x86.avx512.vpdpbusd.512``, which this LLVM declares with ``<64 x i8>``, so it fails LLVM
@@ -28,12 +34,16 @@ VNNI_16X4 = "gta_avx512_vnni_16x4"
 VNNI_16X4_ACT_LANES = "gta_avx512_vnni_16x4_act_lanes"
 BF16_16X2 = "gta_avx512_bf16_16x2"
 FMA_16 = "gta_avx512_fma_16"
+MAC_16_U8S8 = "gta_avx512_mac_16_u8s8"
+FMA_16_ELEMENTWISE = "gta_avx512_fma_16_elementwise"
 
 INTRINSIC_NAMES: dict[str, str] = {
     "vnni": VNNI_16X4,
     "vnni_act_lanes": VNNI_16X4_ACT_LANES,
     "bf16": BF16_16X2,
     "fma": FMA_16,
+    "mac16_u8s8": MAC_16_U8S8,
+    "fma16_elementwise": FMA_16_ELEMENTWISE,
 }
 
 _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -243,6 +253,78 @@ def fma_16_impl(
 
 
 # ---------------------------------------------------------------------------------------------
+# Elementwise: 16 independent lanes, C[i] += A[i] * B[i], no broadcast and no reduction axis (as
+# for FMA, the caller keeps its reduction loops outside). Both inputs are windows of 16
+# contiguous elements, hence strides=[1] on every impl buffer.
+# ---------------------------------------------------------------------------------------------
+
+
+@T.prim_func(s_tir=True)
+def mac_16_u8s8_desc(
+    A: T.Buffer((16,), "uint8", offset_factor=1),
+    B: T.Buffer((16,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:16])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + T.cast(A[vi], "int32") * T.cast(B[vi], "int32")
+
+
+@T.prim_func(s_tir=True)
+def mac_16_u8s8_impl(
+    A: T.Buffer((16,), "uint8", offset_factor=1, strides=[1]),
+    B: T.Buffer((16,), "int8", offset_factor=1, strides=[1]),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:16])
+        T.writes(C[0:16])
+        # Plain vector casts, multiply and add: LLVM selects vpmovzxbd / vpmovsxbd (folding the
+        # 16-byte loads) and fuses the multiply-add into vpdpwssd, since both extended values
+        # fit in the low 16 bits of their lanes (checked in the asm); exact either way.
+        C[T.ramp(T.int32(0), 1, 16)] = C.vload([0], dtype="int32x16") + T.Cast(
+            "int32x16", A.vload([0], dtype="uint8x16")) * T.Cast(
+            "int32x16", B.vload([0], dtype="int8x16"))
+
+
+@T.prim_func(s_tir=True)
+def fma_16_elementwise_desc(
+    A: T.Buffer((16,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:16])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + A[vi] * B[vi]
+
+
+@T.prim_func(s_tir=True)
+def fma_16_elementwise_impl(
+    A: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+    B: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+    C: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:16])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.fma.v16f32"),
+            A.vload([0], dtype="float32x16"),
+            B.vload([0], dtype="float32x16"),
+            C.vload([0], dtype="float32x16"),
+            dtype="float32x16",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Mirrored descs: the same computation with the inputs multiplied (and read) in the other order.
 # Tensorize matches a block's reads by position, so a block computing `C += data * weight` with
 # the weight as the broadcast operand A needs these; the impls are the plain ones.
@@ -280,8 +362,24 @@ def fma_16_mirrored_desc(
                 C[vi] = C[vi] + B[vi] * A[0]
 
 
+@T.prim_func(s_tir=True)
+def fma_16_elementwise_mirrored_desc(
+    A: T.Buffer((16,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], B[0:16], A[0:16])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + B[vi] * A[vi]
+
+
 BF16_16X2_MIRRORED = "gta_avx512_bf16_16x2_mirrored"
 FMA_16_MIRRORED = "gta_avx512_fma_16_mirrored"
+FMA_16_ELEMENTWISE_MIRRORED = "gta_avx512_fma_16_elementwise_mirrored"
 
 _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     BF16_16X2_MIRRORED: (bf16_16x2_mirrored_desc, bf16_16x2_impl),
@@ -290,6 +388,9 @@ _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     VNNI_16X4_ACT_LANES: (vnni_16x4_act_lanes_desc, vnni_16x4_act_lanes_impl),
     BF16_16X2: (bf16_16x2_desc, bf16_16x2_impl),
     FMA_16: (fma_16_desc, fma_16_impl),
+    MAC_16_U8S8: (mac_16_u8s8_desc, mac_16_u8s8_impl),
+    FMA_16_ELEMENTWISE: (fma_16_elementwise_desc, fma_16_elementwise_impl),
+    FMA_16_ELEMENTWISE_MIRRORED: (fma_16_elementwise_mirrored_desc, fma_16_elementwise_impl),
 }
 
 

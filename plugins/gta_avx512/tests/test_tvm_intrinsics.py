@@ -73,7 +73,8 @@ def _run(sch: tvm.s_tir.Schedule, inputs: list[np.ndarray], out_shape: tuple[int
 
 
 def test_names_registered_and_reimport_is_harmless() -> None:
-    assert set(INTRINSIC_NAMES) == {"vnni", "vnni_act_lanes", "bf16", "fma"}
+    assert set(INTRINSIC_NAMES) == {"vnni", "vnni_act_lanes", "bf16", "fma", "mac16_u8s8",
+                                    "fma16_elementwise"}
     importlib.reload(tvm_intrinsics)
     tvm_intrinsics.register_all()
     for name in INTRINSIC_NAMES.values():
@@ -199,3 +200,45 @@ def test_fma_gemm_accurate() -> None:
     np.testing.assert_allclose(out, a_np.astype(np.float64) @ b_np, rtol=1e-5, atol=1e-5)
     fma_lines = [line for line in asm.splitlines() if "vfmadd" in line]
     assert fma_lines and any("zmm" in line for line in fma_lines)
+
+
+def _elementwise(dtype_a: str, dtype_b: str, out_dtype: str, intrin: str, swap: bool = False):
+    """out[m, c] = sum_r a[m, r, c] * b[r, c]: 16 lanes over c, the reduction outside."""
+    m, red, chans = 4, 3, 32
+    a = te.placeholder((m, red, chans), dtype_a, name="a")
+    b = te.placeholder((red, chans), dtype_b, name="b")
+    r = te.reduce_axis((0, red), "r")
+
+    def product(i, c):
+        x, y = a[i, r, c].astype(out_dtype), b[r, c].astype(out_dtype)
+        return y * x if swap else x * y
+
+    out = te.compute((m, chans), lambda i, c: te.sum(product(i, c), axis=r), name="out")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([a, b, out]))
+    blk = sch.get_sblock("out")
+    i, c, k = sch.get_loops(blk)
+    c_o, c_i = sch.split(c, [None, 16])
+    sch.reorder(i, c_o, k, c_i)
+    sch.decompose_reduction(blk, k)
+    sch.tensorize(c_i, intrin)
+    return sch, (m, red, chans)
+
+
+def test_mac16_u8s8_elementwise_exact() -> None:
+    sch, (m, red, chans) = _elementwise("uint8", "int8", "int32", INTRINSIC_NAMES["mac16_u8s8"])
+    a_np, b_np = _u8((m, red, chans)), _s8((red, chans))
+    out, asm = _run(sch, [a_np, b_np], (m, chans), "int32")
+    expected = (a_np.astype(np.int32) * b_np.astype(np.int32)[None]).sum(axis=1)
+    np.testing.assert_array_equal(out, expected)
+    assert "vpmovzxbd" in asm and "vpmovsxbd" in asm
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_fma16_elementwise_and_its_mirror(swap: bool) -> None:
+    name = "gta_avx512_fma_16_elementwise" + ("_mirrored" if swap else "")
+    sch, (m, red, chans) = _elementwise("float32", "float32", "float32", name, swap)
+    a_np = RNG.standard_normal((m, red, chans)).astype(np.float32)
+    b_np = RNG.standard_normal((red, chans)).astype(np.float32)
+    out, asm = _run(sch, [a_np, b_np], (m, chans), "float32")
+    np.testing.assert_allclose(out, (a_np * b_np[None]).sum(axis=1), rtol=1e-5, atol=1e-5)
+    assert "vfmadd" in asm

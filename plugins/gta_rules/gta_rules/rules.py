@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gta_core.generation import GenerationRule, ScheduleContext
 from gta_core.generation.cpu import movable_stages
+from gta_core.mapping.realise import is_packing_stage
 
 
 class PackingAtTile(GenerationRule):
@@ -42,4 +43,4 @@ class PackingAtTile(GenerationRule):
     def _packing(context: ScheduleContext) -> list:
         sch = context.sch
         producers = sch.get_producers(sch.get_sblock(context.block))
-        return [b for b in producers if sch.get(b).name_hint.endswith("_reindex_reindex")]
+        return [b for b in producers if is_packing_stage(sch.get(b).name_hint)]
