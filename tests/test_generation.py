@@ -137,23 +137,6 @@ def test_every_sketch_of_every_kept_mapping_is_correct(spec):
                 assert finished_correct(sketch), f"{candidate.id} {sketch.notes}"
 
 
-def test_register_tile_rejects_an_accumulator_tile_that_would_spill():
-    context = context_for("gemm:M=256,N=1024,K=64,dtype=int8")
-    sch = context.sch
-    MultiLevelTiling().apply(context)
-    assert RegisterTile().applies(context.target)
-    # Force the register level to 8 x 8 accumulators (64 > 32 registers).
-    fresh = context_for("gemm:M=256,N=1024,K=64,dtype=int8")
-    s, r = fresh.spatial, fresh.reduce
-    m = fresh.sch.split(s[0], [None, 1, 8])
-    n = fresh.sch.split(s[1], [None, 1, 8])
-    for loop, level in zip([*m, *n], ["S0", "S1", "S2"] * 2):
-        fresh.sch.annotate(loop, "gta_tile", f"{level}/x")
-    reason = RegisterTile().check(fresh)
-    assert reason and "66 vector registers" in reason and "has 32" in reason
-    assert sch is context.sch and r
-
-
 def _register_level(context: ScheduleContext, factors: list[int]) -> ScheduleContext:
     """``context`` with each spatial loop split [rest, 1, factor] and annotated as tiled."""
     sch = context.sch
@@ -161,6 +144,19 @@ def _register_level(context: ScheduleContext, factors: list[int]) -> ScheduleCon
         for part, level in zip(sch.split(loop, [None, 1, factor]), ["S0", "S1", "S2"]):
             sch.annotate(part, "gta_tile", f"{level}/x")
     return context
+
+
+def test_register_tile_rejects_an_accumulator_tile_that_would_spill():
+    context = context_for("gemm:M=256,N=1024,K=64,dtype=int8")
+    sch = context.sch
+    MultiLevelTiling().apply(context)
+    assert RegisterTile().applies(context.target)
+    # Force the register level to 8 x 8 accumulators (64 > 32 registers).
+    fresh = _register_level(context_for("gemm:M=256,N=1024,K=64,dtype=int8"), [8, 8])
+    r = fresh.reduce
+    reason = RegisterTile().check(fresh)
+    assert reason and "66 vector registers" in reason and "has 32" in reason
+    assert sch is context.sch and r
 
 
 @pytest.mark.parametrize("factors, rejected", [([1, 1], True), ([2, 2], True), ([4, 2], False),
