@@ -117,7 +117,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     contenders, peak = resolve_contenders(parse_baselines(args.baselines))
     out = args.out or f"bench-{suite.name}"
     report = run_bench(suite, out, contenders=contenders, trials=args.trials, peak=peak,
-                       target=args.target, repeat=args.repeat, progress=_stderr_log())
+                       target=args.target, repeat=args.repeat,
+                       quiet_wait_s=args.quiet_wait, progress=_stderr_log())
     if args.json:
         _print_json(report)
         return 0
@@ -360,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="directory of results and tuning records (resumable; "
                                      "default bench-SUITE)")
     bench.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
+    bench.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
+                       help="before timing a workload, wait up to this long for other "
+                            "processes to leave the cores idle (default 60; 0: do not wait)")
     bench.add_argument("--json", action="store_true", help="print results.json")
     bench.set_defaults(run=cmd_bench)
 

@@ -61,6 +61,8 @@ def test_the_suites_have_the_papers_shapes():
     (["bench", "--suite", "ci", "--repeat", "0"], "--repeat: must be a positive integer"),
     (["bench", "--suite", "ci", "--target", "cuda-tc"], "target cuda-tc is a gpu target"),
     (["bench", "--suite", "ci", "--target", "tpu"], "unknown target 'tpu'"),
+    (["bench", "--suite", "ci", "--quiet-wait", "-1"], "--quiet-wait must be a finite number"),
+    (["bench", "--suite", "ci", "--quiet-wait", "nan"], "--quiet-wait must be a finite number"),
     (["bench"], "the following arguments are required: --suite"),
 ])
 def test_a_bad_bench_request_is_one_line_with_exit_status_2(capsys, tmp_path, argv, message):
@@ -173,7 +175,7 @@ def tiny_run(tmp_path_factory):
     suite = Suite(name="tiny", description="one tiny int8 GEMM",
                   workloads=("gemm:M=32,N=32,K=32,dtype=int8",), trials=2)
     argv = ["bench", "--suite", "tiny", "--trials", "2", "--repeat", "2", "--out", str(out),
-            "--baselines", "metaschedule,torch,numpy,peak", "--json"]
+            "--baselines", "metaschedule,torch,numpy,peak", "--quiet-wait", "5", "--json"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(SUITES, "tiny", suite)
         first = _capture(argv)
@@ -208,6 +210,7 @@ def test_bench_prints_results_json_with_every_contender(tiny_run):
     assert report == tiny_run["results"]
     assert report["contenders"] == ["gta", "metaschedule", "torch", "numpy"]
     assert report["complete"] and report["peak"]["int8"]["gops"] > 0
+    assert report["workloads"][0]["other_cores"] >= 0  # how busy the cores were while timing
     row = report["workloads"][0]["contenders"]
     for name in ("gta", "metaschedule"):
         assert row[name]["trials"] == 2 and row[name]["tuning_seconds"] > 0, name

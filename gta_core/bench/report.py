@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..workloads import throughput_unit as unit
+from .quiet import QUIET_CORES
 
 
 class ContenderResult(BaseModel):
@@ -44,6 +45,9 @@ class WorkloadResult(BaseModel):
     dtype: str
     gflop: float  # work of one run, in G(FL)OP
     peak_gops: float | None = None
+    # Mean cores other processes used while this workload was timed (None: unknown); near
+    # 1 on two cores, parallel programs stall at their barriers (bench/quiet.py).
+    other_cores: float | None = None
     contenders: dict[str, ContenderResult]
 
 
@@ -155,6 +159,14 @@ def markdown(report: BenchReport, plots: list[str]) -> str:
                              if r and r.trials is not None else "-")
             out.append(f"| `{w.workload}` | " + " | ".join(cells) + " |")
         out.append("")
+    busy = [w for w in report.workloads
+            if w.other_cores is not None and w.other_cores > QUIET_CORES]
+    if busy:
+        out += ["## Timed beside other work", "",
+                "Other processes kept these cores busy while these workloads were timed, so "
+                "parallel programs may have stalled at their barriers (bench/quiet.py); "
+                "re-time them on a quiet machine by running the same command again:", "",
+                *(f"- `{w.workload}`: {w.other_cores:.1f} cores" for w in busy), ""]
     out += ["## Geometric-mean speedup of GTA", ""]
     out += geomean_lines(report) or ["- none: no workload where GTA and another were timed"]
     out += ["", "## How each contender computes", ""]

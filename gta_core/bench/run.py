@@ -10,6 +10,7 @@ one. results.json is rewritten after each workload; results.md and the plots fol
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -25,6 +26,7 @@ from .contenders import CONTENDERS, PEAK, BenchContext, Contender, TuningContend
 from .curves import TuningCurve, tuning_curve
 from .plots import write_plots
 from .programs import Program
+from .quiet import QUIET_CORES, OtherLoad, wait_for_quiet
 from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geomean_ratios
 from .report import markdown as render_markdown
 from .suites import SUITES, Suite
@@ -134,10 +136,12 @@ def _first_line(exc: BaseException) -> str:
 
 def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchContext,
                    repeat: int, peak: PeakEntry | None,
-                   failures: dict[tuple[str, str], str]) -> WorkloadResult:
+                   failures: dict[tuple[str, str], str],
+                   quiet_wait_s: float = 0.0) -> WorkloadResult:
     """Every contender on one workload: prepare, check against numpy, time interleaved.
 
     ``failures``: why a (contender, workload) pair failed to tune; it is reported failed.
+    Timing starts once other processes leave the cores quiet, or after ``quiet_wait_s``.
     """
     inputs = workload.random_inputs(seed=0)
     expected = workload.reference(inputs)
@@ -173,9 +177,19 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
             else:
                 ctx.progress(f"{name}: WRONG on {workload.spec}: {mismatch}")
         results[name] = result
+    other_cores = None
     if programs:
+        waited, seen = wait_for_quiet(quiet_wait_s) if quiet_wait_s > 0 else (0.0, None)
+        if seen is not None and seen > QUIET_CORES:
+            ctx.progress(f"other processes still use {seen:.1f} cores after {waited:.0f} s; "
+                         "timing anyway (the report says so)")
         ctx.progress(f"timing {', '.join(programs)} on {workload.spec} ({repeat} rounds)")
-    for name, samples in time_interleaved(programs, repeat).items():
+        load = OtherLoad()
+        timed = time_interleaved(programs, repeat)
+        other_cores = load.cores()
+    else:
+        timed = {}
+    for name, samples in timed.items():
         median = statistics.median(samples)
         gflops = workload.flops / median / 1e3
         results[name] = results[name].model_copy(update={
@@ -184,7 +198,7 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
             "gflops": gflops, "fraction_of_peak": gflops / peak.gops if peak else None})
     return WorkloadResult(workload=workload.spec, dtype=workload.params.dtype,
                           gflop=workload.flops / 1e9, peak_gops=peak.gops if peak else None,
-                          contenders=results)
+                          other_cores=other_cores, contenders=results)
 
 
 def tune_all(workloads: list[Workload], contenders: list[Contender],
@@ -236,7 +250,7 @@ def curves_of(workload: Workload, contenders: list[Contender],
 def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contender],
               trials: int | None = None, peak: bool = True, target: str = "avx512",
               repeat: int = 5, registry: Registry | None = None,
-              measure: MeasureSettings | None = None,
+              measure: MeasureSettings | None = None, quiet_wait_s: float = 60.0,
               progress: Callable[[str], None] | None = None) -> BenchReport:
     """Benchmark ``contenders`` on ``suite`` into ``out``; returns what results.json holds.
 
@@ -252,6 +266,9 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
         raise BenchError(f"--trials must be a positive integer, got {trials!r}")
     if repeat < 1:
         raise BenchError(f"--repeat must be a positive integer, got {repeat!r}")
+    if not 0 <= quiet_wait_s < math.inf:  # NaN fails too
+        raise BenchError(f"--quiet-wait must be a finite number of seconds >= 0, "
+                         f"got {quiet_wait_s!r}")
     registry = registry or default_registry()
     chosen: Target = registry.target(target)
     if chosen.kind != "cpu":
@@ -285,7 +302,8 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
     for i, workload in enumerate(workloads, start=1):
         say(f"[{i}/{len(workloads)}] {workload.spec}")
         results.append(bench_workload(workload, contenders, ctx, repeat,
-                                      peaks.get(workload.params.dtype), failures))
+                                      peaks.get(workload.params.dtype), failures,
+                                      quiet_wait_s))
         curves += curves_of(workload, contenders, ctx)
         (path / "results.json").write_text(report(complete=False).model_dump_json(indent=2))
     final = report(complete=True)

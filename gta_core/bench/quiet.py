@@ -1,0 +1,77 @@
+"""How busy the other processes keep this machine's cores, and waiting until they are not.
+
+Why it matters here: a parallel program on two shared cores waits at every barrier for its
+slowest thread, and a thread that shares a core with another process's busy thread waits
+out the scheduler's time slice (4 ms here). One busy process turned a 100 us numpy GEMV
+into 8 ms and a 900 us TVM GEMV into 3 ms (measured), so a number timed beside other work
+says little about the program. The bench therefore waits for a quiet machine before it
+times a workload (bounded), and reports how many cores other processes used while it timed.
+
+Read from Linux's /proc: busy time of all CPUs minus this process's own CPU time. Where
+/proc is missing the load reads as unknown (None) and nothing waits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Other processes using at most this many cores count as quiet: a shell, the editor, the
+# kernel's own threads; a busy thread elsewhere shows as ~1.
+QUIET_CORES = 0.2
+
+
+def _busy_and_own(stat: Path = Path("/proc/stat"),
+                  own: Path = Path("/proc/self/stat")) -> tuple[float, float] | None:
+    """(seconds all CPUs were busy, seconds this process ran) since boot, or None."""
+    try:
+        fields = stat.read_text().splitlines()[0].split()
+        own_fields = own.read_text().rpartition(")")[2].split()
+    except (OSError, IndexError):
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...: idle and iowait are not busy
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    utime, stime = int(own_fields[11]), int(own_fields[12])  # fields 14 and 15 of stat(5)
+    hz = os.sysconf("SC_CLK_TCK")
+    return busy / hz, (utime + stime) / hz
+
+
+class OtherLoad:
+    """Cores used by other processes between :meth:`start` and :meth:`cores`."""
+
+    def __init__(self, read: Callable[[], tuple[float, float] | None] = _busy_and_own,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.read = read
+        self.clock = clock
+        self.start()
+
+    def start(self) -> None:
+        self.since = self.clock()
+        self.first = self.read()
+
+    def cores(self) -> float | None:
+        """Mean cores busy outside this process since :meth:`start`; None if unknown."""
+        now, elapsed = self.read(), self.clock() - self.since
+        if now is None or self.first is None or elapsed <= 0:
+            return None
+        others = (now[0] - self.first[0]) - (now[1] - self.first[1])
+        return max(0.0, others / elapsed)
+
+
+def wait_for_quiet(max_wait_s: float, window_s: float = 1.0,
+                   load: OtherLoad | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[float, float | None]:
+    """Wait until other processes use at most QUIET_CORES over a ``window_s`` window, or
+    until ``max_wait_s`` have passed; returns (seconds waited, the last window's load)."""
+    load = load or OtherLoad()
+    waited = 0.0
+    while True:
+        load.start()
+        sleep(window_s)
+        seen = load.cores()
+        waited += window_s
+        if seen is None or seen <= QUIET_CORES or waited >= max_wait_s:
+            return waited, seen

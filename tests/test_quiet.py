@@ -1,0 +1,72 @@
+"""bench/quiet.py: other processes' load on the cores, and waiting for a quiet machine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gta_core.bench.quiet import QUIET_CORES, OtherLoad, wait_for_quiet
+
+
+class _FakeProc:
+    """/proc as a script: each read advances the clock by one second and adds the given
+    busy seconds of all CPUs and of this process."""
+
+    def __init__(self, per_second: list[tuple[float, float]]):
+        self.per_second = iter(per_second)
+        self.now = 0.0
+        self.busy = self.own = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def read(self) -> tuple[float, float]:
+        return self.busy, self.own
+
+    def sleep(self, seconds: float) -> None:
+        busy, own = next(self.per_second)
+        self.now += seconds
+        self.busy += busy * seconds
+        self.own += own * seconds
+
+
+def test_other_load_excludes_this_process():
+    proc = _FakeProc([(1.5, 1.0)])
+    load = OtherLoad(read=proc.read, clock=proc.clock)
+    proc.sleep(2.0)
+    assert load.cores() == pytest.approx(0.5)
+
+
+def test_waiting_ends_at_the_first_quiet_window():
+    proc = _FakeProc([(1.0, 0.0), (1.2, 0.1), (0.05, 0.0), (2.0, 0.0)])
+    load = OtherLoad(read=proc.read, clock=proc.clock)
+    waited, seen = wait_for_quiet(60, load=load, sleep=proc.sleep)
+    assert waited == 3.0 and seen == pytest.approx(0.05)
+
+
+def test_waiting_is_bounded_on_a_busy_machine():
+    proc = _FakeProc([(1.0, 0.0)] * 10)
+    load = OtherLoad(read=proc.read, clock=proc.clock)
+    waited, seen = wait_for_quiet(4, load=load, sleep=proc.sleep)
+    assert waited == 4.0 and seen == pytest.approx(1.0)
+
+
+def test_unknown_load_does_not_wait():
+    load = OtherLoad(read=lambda: None)
+    assert wait_for_quiet(60, window_s=0.01, load=load) == (0.01, None)
+
+
+def test_a_busy_process_beside_this_one_reads_as_about_one_core():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it start
+        load = OtherLoad()
+        time.sleep(1.5)
+        seen = load.cores()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert seen is not None and seen > QUIET_CORES + 0.3
