@@ -147,7 +147,8 @@ def cmd_mappings(args: argparse.Namespace) -> int:
     print(f"{report.workload} on {report.target}: {len(report.mappings)} candidates, {kept} kept")
     rows = []
     for m in report.mappings:
-        axes = " ".join(f"{v}<-{'*'.join(names)}" for v, names in m.axes.items())
+        axes = " ".join(f"{v}<-{'*'.join(names)}" for v, names in m.axes.items()) + (
+            " (rfactor)" if m.rfactor else "")
         padding = " ".join(f"{v}:{e}" for v, e in m.padding.items()) or "-"
         roles = " ".join(f"{k}={t}" for k, t in m.operands.items())
         note = m.reason or (f"{m.gops:.1f} G/s untuned" if m.gops else "")

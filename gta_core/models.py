@@ -294,6 +294,8 @@ class MappingCandidate(_Model):
     fused into it (outermost first); ``padding`` gives, for each intrinsic
     axis whose fused extent is not a multiple of the intrinsic's, the padded
     extent, and ``waste`` the fraction of the padded work that is padding.
+    ``rfactor`` names the operator reduction variables that feed a spatial intrinsic
+    lane: each lane accumulates a partial sum, added up after (TensorIR's rfactor).
     """
 
     id: str = Field(pattern=r"^[a-z0-9_.-]+$")
@@ -301,6 +303,7 @@ class MappingCandidate(_Model):
     operands: dict[str, str]
     axes: dict[str, list[str]]
     padding: dict[str, PositiveInt] = Field(default_factory=dict)
+    rfactor: list[str] = Field(default_factory=list)
     waste: float = Field(default=0.0, ge=0.0, lt=1.0)
     status: Literal["kept", "pruned"] = "kept"
     reason: str | None = None

@@ -183,7 +183,8 @@ class WriteBackPerTile(GenerationRule):
     """Copy results back out of the intrinsic's output layout per parallel tile.
 
     The output's reindex stage moves under the last S0 loop, so each core
-    writes back its own tile while it is still in cache.
+    writes back its own tile while it is still in cache. With lanes from a
+    reduction (``rfactor``), the block adding the lanes up follows it there.
     """
 
     name = "write-back-per-tile"
@@ -198,6 +199,9 @@ class WriteBackPerTile(GenerationRule):
         for consumer in sch.get_consumers(main):
             if sch.get(consumer).name_hint.endswith("_reindex"):
                 sch.reverse_compute_at(consumer, context.levels["S0"][-1])
+                for total in sch.get_consumers(consumer):
+                    if sch.get(total).name_hint == context.workload.main_block:
+                        sch.reverse_compute_at(total, context.levels["S0"][-1])
 
 
 class ParallelOuterTiles(GenerationRule):

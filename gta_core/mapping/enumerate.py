@@ -49,6 +49,18 @@ def eligible(op: Computation, intr: Computation, assignment: dict[str, Access],
     ]
 
 
+def rfactor_eligible(op: Computation, intr: Computation, assignment: dict[str, Access],
+                     var: str) -> list[str]:
+    """Operator reduction variables that may feed spatial lane ``var`` through rfactor."""
+    if intr.axis(var).kind != "spatial" or any(a.kind == "reduce" for a in intr.axes):
+        return []
+    return [
+        axis.name for axis in op.axes
+        if axis.kind == "reduce" and all(
+            assignment[x.tensor].depends_on(axis.name) == x.depends_on(var) for x in intr.inputs)
+    ]
+
+
 def _groups(names: list[str], extents: dict[str, int], max_fuse: int) -> Iterator[tuple[str, ...]]:
     """Non-empty ordered subsets of ``names``; a unit-extent variable only alone."""
     for size in range(1, max_fuse + 1):
@@ -64,16 +76,50 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
     extents = {a.name: a.extent for a in op.axes}
     candidates: dict[str, MappingCandidate] = {}
     for assignment in operand_assignments(op, intr):
+        # Lanes from a reduction variable are never fused with others: one partial sum each.
         choices = [list(_groups(eligible(op, intr, assignment, v.name), extents,
-                                settings.max_fuse)) for v in intr.axes]
+                                settings.max_fuse))
+                   + [(u,) for u in rfactor_eligible(op, intr, assignment, v.name)]
+                   for v in intr.axes]
         for groups in itertools.product(*choices):
             used = [name for group in groups for name in group]
             if len(used) != len(set(used)):
                 continue
             axes = {v.name: list(g) for v, g in zip(intr.axes, groups)}
             candidate = _candidate(intrinsic, intr, assignment, axes, extents)
+            rfactor = [u for group in groups for u in group if op.axis(u).kind == "reduce"
+                       and intr.axis(_lane_of(axes, u)).kind == "spatial"]
+            if rfactor:
+                reason = _rfactor_reason(op, intr, rfactor, axes, candidate)
+                candidate = candidate.model_copy(update={
+                    "rfactor": rfactor, "status": "pruned" if reason else "kept",
+                    "reason": reason})
             candidates.setdefault(candidate.id, candidate)
     return list(candidates.values())
+
+
+def _lane_of(axes: dict[str, list[str]], name: str) -> str:
+    return next(v for v, group in axes.items() if name in group)
+
+
+def _rfactor_reason(op: Computation, intr: Computation, rfactor: list[str],
+                    axes: dict[str, list[str]], candidate: MappingCandidate) -> str | None:
+    """Why lanes from these reduction variables would not read contiguous memory; None if
+    they would."""
+    for name in rfactor:
+        lanes = intr.axis(_lane_of(axes, name)).extent
+        if op.axis(name).extent % lanes:
+            return (f"rfactor lanes need {name}'s extent ({op.axis(name).extent}) to be a "
+                    f"multiple of {lanes}")
+        for access in op.inputs:
+            if not access.depends_on(name):
+                continue
+            last = dict(access.indices[-1])
+            if last.get(name) != 1 or any(dict(i).get(name) for i in access.indices[:-1]):
+                return (f"rfactor lanes over {name} would not be contiguous in "
+                        f"{access.tensor}: {name} must index its last dimension alone "
+                        "with coefficient 1")
+    return None
 
 
 def _candidate(intrinsic: str, intr: Computation, assignment: dict[str, Access],

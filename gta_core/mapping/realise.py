@@ -107,6 +107,8 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
     block_name = workload.main_block
     intr = intrinsic_computation(intrinsic)
     sch = s_tir.Schedule(mod if mod is not None else workload.prim_func())
+    if candidate.rfactor:
+        block_name, candidate = _rfactor(sch, block_name, candidate, intr)
     op = block_computation(sch, block_name)
     order = _new_order(op, intr, candidate)
     in_place = in_place_inputs(op, intr, candidate) if pack_in_place else {}
@@ -115,7 +117,51 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
     _relayout_block(sch, block_name, op, order)
     _pad(sch, block_name, op, intr, candidate, order)
     _split_windows(sch, block_name, op, intr, candidate, order, in_place)
-    return sch, block_name, op, intr, order
+    return sch, block_name, op, intr, order, candidate
+
+
+def _bindings(sch, block) -> list:
+    """The values the block's iteration variables are bound to, in their order."""
+    from tvm.s_tir.stmt import SBlockRealize
+
+    parent = sch.get(sch.get_loops(block)[-1]).body
+    realize = parent if isinstance(parent, SBlockRealize) else None
+    if realize is None:
+        raise RealisationError("the block is not directly inside its innermost loop")
+    return list(realize.iter_values)
+
+
+@_step("rfactor")
+def _rfactor(sch, block_name: str, candidate: MappingCandidate,
+             intr: Computation) -> tuple[str, MappingCandidate]:
+    """Lanes from a reduction loop: split it by the lanes and ``rfactor`` the inner part.
+
+    The new block accumulates ``out_rf[..., lane]`` over the outer part, and the original
+    block (``block_name``) is left adding the lanes up. Returns the new block's name and
+    the candidate restated on it: the lane axis takes the new spatial variable, the output
+    operand the partial-sum buffer.
+    """
+    original = block_computation(sch, block_name)
+    [name] = candidate.rfactor  # the enumerator makes one lane axis per reduction variable
+    lane = next(v for v, group in candidate.axes.items() if group == [name])
+    loop = next((loop for loop in sch.get_loops(sch.get_sblock(block_name))
+                 if sch.get(loop).loop_var.name == name), None)
+    if loop is None:
+        raise RealisationError(f"no loop named {name} around block {block_name}")
+    _, inner = sch.split(loop, factors=[None, intr.axis(lane).extent])
+    rf_block = sch.rfactor(inner, factor_axis=len(original.output.indices))
+    rf_name = sch.get(rf_block).name_hint
+    # transform_block_layout wants the loops in the order of the block's variables, and
+    # rfactor puts the lane variable first.
+    loops = {sch.get(loop).loop_var.name: loop for loop in sch.get_loops(rf_block)}
+    sch.reorder(*(loops[value.name] for value in _bindings(sch, rf_block)))
+    rf = block_computation(sch, rf_name)
+    known = {a.name for a in original.axes}
+    [new] = [a.name for a in rf.axes if a.kind == "spatial" and a.name not in known]
+    output = next(k for k, v in candidate.operands.items() if v == original.output.tensor)
+    return rf_name, candidate.model_copy(update={
+        "axes": {**candidate.axes, lane: [new]}, "rfactor": [],
+        "operands": {**candidate.operands, output: rf.output.tensor}})
 
 
 def reshape(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
@@ -127,7 +173,8 @@ def reshape(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
     inputs in place (see the module docstring; the GPU pipeline stages einsum-form
     operands only, so it passes False).
     """
-    sch, block, op, intr, order = _prepare(workload, candidate, intrinsic, mod, pack_in_place)
+    sch, block, op, intr, order, candidate = _prepare(workload, candidate, intrinsic, mod,
+                                                      pack_in_place)
     spatial, reduce, inner = _split_and_order(sch, block, op, intr, order)
     kinds = {a.name: a.kind for a in op.axes}
     return Reshaped(
