@@ -157,3 +157,33 @@ def test_a_plugin_returning_junk_candidates_is_reported_and_skipped():
                                     registry)
     assert candidates and all(c.source == "gta-core" for c in candidates)
     assert registry.failures[0].plugin == "junk"
+
+
+def _realised_blocks(spec: str, lanes: list[str]) -> tuple[set[str], bool]:
+    """The root's blocks of the realised candidate with lanes ``lanes``, and its correctness."""
+    from gta_core.mapping.realise import realise
+    from gta_core.measure import measure_program
+
+    registry = default_registry()
+    workload = load_workload(spec)
+    target = registry.target("avx512")
+    candidate = next(c for c in mapping_candidates(workload, "avx512", registry)
+                     if c.status == "kept" and c.axes["i"] == lanes)
+    sch = realise(workload, candidate, registry.intrinsics[candidate.intrinsic], target).sch
+    names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+    return names, measure_program(sch.mod, workload, target, number=1, repeat=1).correct
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_an_output_whose_lane_windows_are_contiguous_is_written_in_place(dtype):
+    names, correct = _realised_blocks(f"gemm:M=32,N=64,K=32,dtype={dtype}", ["n"])
+    assert correct and "gemm_reindex" not in names  # C[m, n0:n0+16] is contiguous already
+
+
+@pytest.mark.parametrize(("spec", "lanes"), [
+    ("gemm:M=32,N=64,K=32,dtype=float32", ["m"]),  # lanes down a column: strided
+    ("gemm:M=32,N=40,K=32,dtype=float32", ["n"]),  # padded from 40 to 48
+])
+def test_an_output_whose_lane_windows_are_not_contiguous_is_written_back(spec, lanes):
+    names, correct = _realised_blocks(spec, lanes)
+    assert correct and "gemm_reindex" in names

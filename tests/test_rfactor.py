@@ -89,4 +89,8 @@ def test_every_sketch_of_an_rfactor_gemv_is_correct_and_reads_the_matrix_in_plac
     assert sketches
     for sketch in sketches:
         assert not {"A_reindex_reindex", "x_reindex_reindex"} & block_names(sketch)
+        # The lanes' sum runs in the parallel tile, after the partial sums it adds up.
+        sch = sketch.sch
+        outer = sch.get(sch.get_loops(sch.get_sblock("gemv"))[0])
+        assert str(outer.kind).endswith(("Parallel", "parallel", "1")), outer.kind
         assert finished_correct(sketch), sketch.notes

@@ -184,7 +184,9 @@ class WriteBackPerTile(GenerationRule):
 
     The output's reindex stage moves under the last S0 loop, so each core
     writes back its own tile while it is still in cache. With lanes from a
-    reduction (``rfactor``), the block adding the lanes up follows it there.
+    reduction (``rfactor``), the block adding the lanes up goes there as well.
+    (A mapping whose output windows are contiguous where they are writes the
+    output in place and has no write-back stage.)
     """
 
     name = "write-back-per-tile"
@@ -196,12 +198,12 @@ class WriteBackPerTile(GenerationRule):
     def apply(self, context: ScheduleContext) -> None:
         sch = context.sch
         main = sch.get_sblock(context.block)
+        tile = context.levels["S0"][-1]
         for consumer in sch.get_consumers(main):
             if sch.get(consumer).name_hint.endswith("_reindex"):
-                sch.reverse_compute_at(consumer, context.levels["S0"][-1])
-                for total in sch.get_consumers(consumer):
-                    if sch.get(total).name_hint == context.workload.main_block:
-                        sch.reverse_compute_at(total, context.levels["S0"][-1])
+                sch.reverse_compute_at(consumer, tile)
+        if context.block != context.workload.main_block:  # rfactor: the sum of the lanes
+            sch.reverse_compute_at(sch.get_sblock(context.workload.main_block), tile)
 
 
 class ParallelOuterTiles(GenerationRule):

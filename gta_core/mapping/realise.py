@@ -112,11 +112,12 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
     op = block_computation(sch, block_name)
     order = _new_order(op, intr, candidate)
     in_place = in_place_inputs(op, intr, candidate) if pack_in_place else {}
-    _to_einsum(sch, block_name, op, in_place)
-    _relayout_buffers(sch, block_name, op, intr, candidate, order, in_place)
+    output_in_place = pack_in_place and writes_in_place(op, intr, candidate)
+    _to_einsum(sch, block_name, op, in_place, output_in_place)
+    _relayout_buffers(sch, block_name, op, intr, candidate, order, in_place, output_in_place)
     _relayout_block(sch, block_name, op, order)
     _pad(sch, block_name, op, intr, candidate, order)
-    _split_windows(sch, block_name, op, intr, candidate, order, in_place)
+    _split_windows(sch, block_name, op, intr, candidate, order, in_place, output_in_place)
     return sch, block_name, op, intr, order, candidate
 
 
@@ -299,16 +300,35 @@ def in_place_inputs(op: Computation, intr: Computation,
     return out
 
 
+def writes_in_place(op: Computation, intr: Computation, candidate: MappingCandidate) -> bool:
+    """Whether the main block may write the output where it is, with no write-back copy.
+
+    So it may when the intrinsic's output window is one variable fed by one operator loop
+    that indexes the output's last dimension alone with coefficient 1, every dimension is
+    a plain loop, and nothing is padded: each window of lanes is then a contiguous run of
+    the output already (a GEMM's ``C[m, n0:n0 + 16]``), and the einsum form's
+    ``[outer..., window]`` buffer would be the same bytes in the same order, copied once
+    more per call.
+    """
+    window = _index_vars(intr.output)
+    if candidate.padding or len(window) != 1 or len(candidate.axes[window[0]]) != 1:
+        return False
+    indices = op.output.indices
+    return indices[-1] == ((candidate.axes[window[0]][0], 1),) and all(
+        len(index) == 1 and index[0][1] == 1 for index in indices)
+
+
 @_step("reindex")
-def _to_einsum(sch, block_name: str, op: Computation,
-               in_place: dict[int, dict[str, int]]) -> None:
+def _to_einsum(sch, block_name: str, op: Computation, in_place: dict[int, dict[str, int]],
+               output_in_place: bool) -> None:
     block = sch.get_sblock(block_name)
     for index in range(len(op.inputs)):
         if index in in_place:
             sch.cache_read(block, index, "global")
         else:
             sch.reindex(block, ("read", index))
-    sch.reindex(block, ("write", 0))
+    if not output_in_place:
+        sch.reindex(block, ("write", 0))
 
 
 @dataclass(frozen=True)
@@ -338,11 +358,12 @@ def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
 @_step("transform_layout")
 def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
                       candidate: MappingCandidate, order: _Order,
-                      in_place: dict[int, dict[str, int]]) -> None:
+                      in_place: dict[int, dict[str, int]], output_in_place: bool) -> None:
     """Each operand buffer to [outer dims..., one fused dim per window variable].
 
     An input packed in place keeps its dimensions, each window dimension d split to
-    (d // e in place, d % e last): its windows are contiguous from here on.
+    (d // e in place, d % e last): its windows are contiguous from here on. An output
+    written in place keeps its layout.
     """
     from tvm.tirx import IndexMap
 
@@ -350,6 +371,8 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
     group_of = dict(zip((v.name for v in intr.axes), order.groups))
     block = sch.get_sblock(block_name)
     for operand in _operands(op, intr, candidate, order):
+        if operand.kind == "write" and output_in_place:
+            continue
         if operand.kind == "read" and operand.index in in_place:
             window = in_place[operand.index]
             ndim = len(op.inputs[operand.index].indices)
@@ -368,14 +391,15 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
 @_step("transform_layout (split)")
 def _split_windows(sch, block_name: str, op: Computation, intr: Computation,
                    candidate: MappingCandidate, order: _Order,
-                   in_place: dict[int, dict[str, int]]) -> None:
+                   in_place: dict[int, dict[str, int]], output_in_place: bool) -> None:
     """Each fused window dim d to (d // e, d % e) with the inner parts last: contiguous windows."""
     from tvm.tirx import IndexMap
 
     block = sch.get_sblock(block_name)
     for operand in _operands(op, intr, candidate, order):
-        if operand.kind == "read" and operand.index in in_place:
-            continue  # split when it was laid out
+        if (operand.kind == "read" and operand.index in in_place) or (
+                operand.kind == "write" and output_in_place):
+            continue  # split when it was laid out, or contiguous where it is
         sizes = [intr.axis(var).extent for var in operand.window]
         sch.transform_layout(block, (operand.kind, operand.index), IndexMap.from_func(
             _split(len(operand.outer), sizes), ndim=len(operand.outer) + len(sizes),
