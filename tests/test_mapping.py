@@ -187,3 +187,11 @@ def test_an_output_whose_lane_windows_are_contiguous_is_written_in_place(dtype):
 def test_an_output_whose_lane_windows_are_not_contiguous_is_written_back(spec, lanes):
     names, correct = _realised_blocks(spec, lanes)
     assert correct and "gemm_reindex" in names
+
+
+def test_interchangeable_intrinsic_inputs_are_assigned_in_one_order_only():
+    """c[i] += a[i] * b[i]: swapping a and b gives the same program, so it is made once."""
+    found = [c for c in kept("depthwise_conv2d:N=1,C=32,H=8,W=8,R=3,S=3,pad=1,dtype=float32")
+             if c.intrinsic == "fma16-elementwise"]
+    assert len(found) == 1 and found[0].operands == {"A": "pad", "B": "weight",
+                                                       "C": "depthwise_conv2d"}

@@ -27,10 +27,22 @@ class EnumerationSettings:
 
 
 def operand_assignments(op: Computation, intr: Computation) -> Iterator[dict[str, Access]]:
-    """Each dtype-compatible assignment of operator tensors to intrinsic operands."""
+    """Each dtype-compatible assignment of operator tensors to intrinsic operands.
+
+    Two intrinsic inputs with the same dtype and the same indices are interchangeable (a
+    product commutes), so of the assignments that differ only by swapping them, only the
+    one taking the operator's tensors in their order is made: the other would give the same
+    program under another id, and every trial spent on it would be spent twice.
+    """
     if op.output.dtype != intr.output.dtype or len(op.inputs) != len(intr.inputs):
         return
+    position = {id(t): n for n, t in enumerate(op.inputs)}
+    twins = [(a, b) for a, b in itertools.combinations(range(len(intr.inputs)), 2)
+             if (intr.inputs[a].dtype, intr.inputs[a].indices)
+             == (intr.inputs[b].dtype, intr.inputs[b].indices)]
     for tensors in itertools.permutations(op.inputs):
+        if any(position[id(tensors[a])] > position[id(tensors[b])] for a, b in twins):
+            continue
         if all(t.dtype == x.dtype for t, x in zip(tensors, intr.inputs)):
             pairs = {x.tensor: t for x, t in zip(intr.inputs, tensors)}
             pairs[intr.output.tensor] = op.output
