@@ -22,6 +22,13 @@ dimensions kept (for depthwise with lanes from the channels, NCHW -> NCHW16c). I
 then trailing and contiguous as well, at the cost of one copy of the input. (CPU only, and not
 with padding: ``pad_einsum`` needs the einsum form.)
 
+Two steps skip copies where the data is laid out right already. A mapping whose lanes come
+from a reduction loop (``candidate.rfactor``) first splits that loop by the lanes and
+``rfactor``s the inner part; the new partial-sum block is the one realised, and the original
+block is left adding the lanes up. An output whose intrinsic window is one plain loop over its
+last dimension is written in place: ``reindex`` would lay it out in the same bytes, and its
+write-back would copy the whole output once more per call.
+
 The result is a correct, untuned program: the starting point of the
 generation rules, which tile and place the reindex (packing) stages.
 
@@ -125,9 +132,8 @@ def _bindings(sch, block) -> list:
     """The values the block's iteration variables are bound to, in their order."""
     from tvm.s_tir.stmt import SBlockRealize
 
-    parent = sch.get(sch.get_loops(block)[-1]).body
-    realize = parent if isinstance(parent, SBlockRealize) else None
-    if realize is None:
+    realize = sch.get(sch.get_loops(block)[-1]).body
+    if not isinstance(realize, SBlockRealize):
         raise RealisationError("the block is not directly inside its innermost loop")
     return list(realize.iter_values)
 
