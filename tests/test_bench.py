@@ -270,3 +270,18 @@ def test_demo_prints_the_side_by_side_table(capsys, tmp_path):
     assert "| workload | unit | gta | metaschedule | torch | numpy | peak |" in out
     assert "gta/metaschedule:" in out and (tmp_path / "results.md").exists()
     assert "tuning gemm:M=128" in err
+
+
+def test_a_tuning_worker_whose_bench_stopped_exits_quietly():
+    """Its reply cannot be delivered (the bench was killed): no traceback, exit status 0."""
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from gta_core.bench.tuning_worker import main; main()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker.stdout.close()  # the bench's end of the pipe is gone
+    worker.stdin.write('{"contender": "gta"}\n')  # an invalid job: answered with an error
+    worker.stdin.close()
+    assert worker.wait(timeout=120) == 0
+    assert "Traceback" not in worker.stderr.read()

@@ -97,5 +97,8 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - reported to the parent as this job's failure
             lines = [part.strip() for part in str(exc).splitlines() if part.strip()]
             reply = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]}
-        replies.write(json.dumps(reply) + "\n")
-        replies.flush()
+        try:
+            replies.write(json.dumps(reply) + "\n")
+            replies.flush()
+        except BrokenPipeError:  # the bench was stopped; its records are on disk already
+            os._exit(0)  # without flushing the broken pipe once more at exit
