@@ -37,11 +37,13 @@ def main() -> None:
     parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS),
                         default=["gta", "metaschedule", "metaschedule-vnni"])
     parser.add_argument("--peak", action="store_true", help="also measure the peak")
+    parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
+                        help="wait up to this long for idle cores before timing a workload")
     args = parser.parse_args()
     suite = Suite(name="custom", description="workloads named on the command line",
                   workloads=tuple(args.workloads), trials=args.trials)
     report = run_bench(suite, args.out, contenders=[CONTENDERS[n]() for n in args.contenders],
-                       peak=args.peak, repeat=args.repeat,
+                       peak=args.peak, repeat=args.repeat, quiet_wait_s=args.quiet_wait,
                        progress=lambda text: print(text, file=sys.stderr))
     print(side_by_side(report))
     print("\n".join(geomean_lines(report)))

@@ -250,7 +250,7 @@ def curves_of(workload: Workload, contenders: list[Contender],
 def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contender],
               trials: int | None = None, peak: bool = True, target: str = "avx512",
               repeat: int = 5, registry: Registry | None = None,
-              measure: MeasureSettings | None = None, quiet_wait_s: float = 60.0,
+              measure: MeasureSettings | None = None, quiet_wait_s: float = 0.0,
               progress: Callable[[str], None] | None = None) -> BenchReport:
     """Benchmark ``contenders`` on ``suite`` into ``out``; returns what results.json holds.
 
