@@ -173,3 +173,15 @@ def test_the_console_script_reports_its_version_and_errors_without_traceback():
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == (
         "gta: error: gemm: missing key 'N'; keys: M, N, K, dtype, out_dtype")
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`gta ... --json | head -1`: the closed pipe ends gta quietly, with status 0."""
+    import subprocess
+    import sys
+
+    gta = subprocess.Popen([sys.executable, "-m", "gta_core.cli", "plugins", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gta.stdout.close()  # before gta has started writing (its imports take a while)
+    assert gta.wait(timeout=120) == 0
+    assert "Traceback" not in gta.stderr.read()
