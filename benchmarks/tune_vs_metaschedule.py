@@ -44,6 +44,7 @@ def main() -> None:
                   workloads=tuple(args.workloads), trials=args.trials)
     report = run_bench(suite, args.out, contenders=[CONTENDERS[n]() for n in args.contenders],
                        peak=args.peak, repeat=args.repeat, quiet_wait_s=args.quiet_wait,
+                       isolate=True,
                        progress=lambda text: print(text, file=sys.stderr))
     print(side_by_side(report))
     print("\n".join(geomean_lines(report)))

@@ -119,7 +119,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = args.out or f"bench-{suite.name}"
     report = run_bench(suite, out, contenders=contenders, trials=args.trials, peak=peak,
                        target=args.target, repeat=args.repeat,
-                       quiet_wait_s=args.quiet_wait, progress=_stderr_log())
+                       quiet_wait_s=args.quiet_wait, isolate=not args.one_process,
+                       progress=_stderr_log())
     if args.json:
         _print_json(report)
         return 0
@@ -366,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
                        help="before timing a workload, wait up to this long for other "
                             "processes to leave the cores idle (default 60; 0: do not wait)")
+    bench.add_argument("--one-process", action="store_true",
+                       help="time every contender in this process (default: each in a "
+                            "process of its own, so no library's idle threads stall another)")
     bench.add_argument("--json", action="store_true", help="print results.json")
     bench.set_defaults(run=cmd_bench)
 

@@ -285,3 +285,27 @@ def test_a_tuning_worker_whose_bench_stopped_exits_quietly():
     worker.stdin.close()
     assert worker.wait(timeout=120) == 0
     assert "Traceback" not in worker.stderr.read()
+
+
+def test_an_isolated_contender_runs_in_its_own_process_and_matches_the_reference(tmp_path):
+    import os
+
+    from gta_core.bench import BenchContext
+    from gta_core.bench.isolated import ChildFailed, prepare_isolated
+    from gta_core.plugins import default_registry
+
+    registry = default_registry()
+    ctx = BenchContext(target=registry.target("avx512"), trials=1, out=tmp_path,
+                       registry=registry)
+    workload = load_workload("gemm:M=16,N=32,K=8,dtype=float32")
+    prepared = prepare_isolated("numpy", workload.spec, ctx)
+    try:
+        assert prepared.program.process.pid != os.getpid()
+        expected = workload.reference(workload.random_inputs(seed=0))
+        assert workload.mismatch(prepared.program.output(), expected) is None
+        assert prepared.program.sample_us() > 0
+    finally:
+        prepared.program.close()
+    assert not prepared.program.process.is_alive()
+    with pytest.raises(ChildFailed, match="KeyError"):  # no such contender: said in one line
+        prepare_isolated("nope", workload.spec, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -70,3 +71,18 @@ def test_a_busy_process_beside_this_one_reads_as_about_one_core():
         busy.kill()
         busy.wait()
     assert seen is not None and seen > QUIET_CORES + 0.3
+
+
+def test_importing_gta_core_lets_idle_library_threads_sleep():
+    """Set before numpy loads OpenBLAS (it reads the variable once); a user's choice wins."""
+    code = ("import os, gta_core, numpy; "
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["4", "PASSIVE"]
+    env["OPENBLAS_THREAD_TIMEOUT"] = "10"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["10", "PASSIVE"]

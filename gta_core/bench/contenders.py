@@ -214,8 +214,9 @@ class Torch(Contender):
               "torch.nn.functional convolutions; int8 GEMM through torch._int_mm on the u8 "
               "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact, "
               "and was faster than shifting them to s8), batched int8 GEMM as a loop of it; "
-              "no int8 convolution. OMP_WAIT_POLICY=PASSIVE unless set: idle OpenMP workers "
-              "otherwise spin and, on busy shared cores, stall the calls timed after them")
+              "no int8 convolution. OMP_WAIT_POLICY=PASSIVE unless set (gta_core.host."
+              "quiet_idle_threads): idle OpenMP workers otherwise spin and stall the TVM "
+              "programs timed after them")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if not _import_torch():
@@ -280,7 +281,9 @@ class Numpy(Contender):
     method = ("numpy: matrix products through np.matmul in the accumulator dtype (float32 "
               "BLAS; int8 cast to int32 inside the call, numpy has no int8 BLAS); "
               "convolutions as the operator's numpy reference (einsum over sliding windows "
-              "in float64/int64)")
+              "in float64/int64); OPENBLAS_THREAD_TIMEOUT=4 unless set "
+              "(gta_core.host.quiet_idle_threads): idle OpenBLAS workers otherwise spin "
+              "and stall the TVM programs timed after them")
 
     def prepare(self, workload: Workload, inputs: list[np.ndarray],
                 ctx: BenchContext) -> Prepared:

@@ -23,28 +23,33 @@ from pathlib import Path
 QUIET_CORES = 0.2
 
 
-def _busy_and_own(stat: Path = Path("/proc/stat"),
-                  own: Path = Path("/proc/self/stat")) -> tuple[float, float] | None:
-    """(seconds all CPUs were busy, seconds this process ran) since boot, or None."""
+def _busy_and_own(pids: tuple[int, ...] = ()) -> tuple[float, float] | None:
+    """(seconds all CPUs were busy, seconds this process and ``pids`` ran) since boot, or
+    None where /proc does not say."""
     try:
-        fields = stat.read_text().splitlines()[0].split()
-        own_fields = own.read_text().rpartition(")")[2].split()
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        own = 0
+        for stat in [Path("/proc/self/stat"), *(Path(f"/proc/{pid}/stat") for pid in pids)]:
+            parts = stat.read_text().rpartition(")")[2].split()
+            own += int(parts[11]) + int(parts[12])  # utime, stime: fields 14 and 15 of stat(5)
     except (OSError, IndexError):
         return None
     # cpu user nice system idle iowait irq softirq steal ...: idle and iowait are not busy
     ticks = [int(x) for x in fields[1:9]]
     busy = sum(ticks) - ticks[3] - ticks[4]
-    utime, stime = int(own_fields[11]), int(own_fields[12])  # fields 14 and 15 of stat(5)
     hz = os.sysconf("SC_CLK_TCK")
-    return busy / hz, (utime + stime) / hz
+    return busy / hz, own / hz
 
 
 class OtherLoad:
-    """Cores used by other processes between :meth:`start` and :meth:`cores`."""
+    """Cores used by other processes between :meth:`start` and :meth:`cores`.
 
-    def __init__(self, read: Callable[[], tuple[float, float] | None] = _busy_and_own,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.read = read
+    ``pids``: processes that count as this one's own (the bench's timing children).
+    """
+
+    def __init__(self, read: Callable[[], tuple[float, float] | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, pids: tuple[int, ...] = ()) -> None:
+        self.read = read or (lambda: _busy_and_own(pids))
         self.clock = clock
         self.start()
 

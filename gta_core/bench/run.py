@@ -24,6 +24,7 @@ from ..plugins import Registry, default_registry
 from ..workloads import Workload, parse_workload
 from .contenders import CONTENDERS, PEAK, BenchContext, Contender, TuningContender
 from .curves import TuningCurve, tuning_curve
+from .isolated import IsolatedProgram, prepare_isolated
 from .plots import write_plots
 from .programs import Program
 from .quiet import QUIET_CORES, OtherLoad, wait_for_quiet
@@ -137,16 +138,44 @@ def _first_line(exc: BaseException) -> str:
 def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchContext,
                    repeat: int, peak: PeakEntry | None,
                    failures: dict[tuple[str, str], str],
-                   quiet_wait_s: float = 0.0) -> WorkloadResult:
+                   quiet_wait_s: float = 0.0, isolate: bool = False) -> WorkloadResult:
     """Every contender on one workload: prepare, check against numpy, time interleaved.
 
     ``failures``: why a (contender, workload) pair failed to tune; it is reported failed.
     Timing starts once other processes leave the cores quiet, or after ``quiet_wait_s``.
+    ``isolate`` prepares and times each contender of ``CONTENDERS`` in a process of its own
+    (see isolated.py).
     """
     inputs = workload.random_inputs(seed=0)
     expected = workload.reference(inputs)
     results: dict[str, ContenderResult] = {}
     programs: dict[str, Program] = {}
+    children: list[IsolatedProgram] = []
+    try:
+        _prepare_all(workload, contenders, ctx, inputs, expected, failures, isolate,
+                     results, programs, children)
+        other_cores, timed = _time_all(workload, programs, ctx, repeat, quiet_wait_s)
+    finally:
+        for child in children:
+            child.close()
+    for name, samples in timed.items():
+        median = statistics.median(samples)
+        gflops = workload.flops / median / 1e3
+        results[name] = results[name].model_copy(update={
+            "latency_us": median, "latency_min_us": min(samples),
+            "latency_max_us": max(samples), "spread": (max(samples) - min(samples)) / median,
+            "gflops": gflops, "fraction_of_peak": gflops / peak.gops if peak else None})
+    return WorkloadResult(workload=workload.spec, dtype=workload.params.dtype,
+                          gflop=workload.flops / 1e9, peak_gops=peak.gops if peak else None,
+                          other_cores=other_cores, contenders=results)
+
+
+def _prepare_all(workload: Workload, contenders: list[Contender], ctx: BenchContext,
+                 inputs: list, expected, failures: dict[tuple[str, str], str], isolate: bool,
+                 results: dict[str, ContenderResult], programs: dict[str, Program],
+                 children: list[IsolatedProgram]) -> None:
+    """Prepare and check every contender; fills ``results``, and ``programs`` with the
+    correct ones to time (``children``: the isolated ones, to close afterwards)."""
     for contender in contenders:
         name = contender.name
         reason = contender.skip_reason(workload, ctx)
@@ -158,7 +187,12 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
                                             note=failures[name, workload.spec])
             continue
         try:
-            prepared = contender.prepare(workload, inputs, ctx)
+            if isolate and type(contender) is CONTENDERS.get(name):
+                prepared = prepare_isolated(name, workload.spec, ctx)
+                if prepared.program is not None:
+                    children.append(prepared.program)
+            else:
+                prepared = contender.prepare(workload, inputs, ctx)
             mismatch = (workload.mismatch(prepared.program.output(), expected)
                         if prepared.program is not None else None)
         except Exception as exc:  # noqa: BLE001 - one broken contender must not end the run
@@ -177,28 +211,25 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
             else:
                 ctx.progress(f"{name}: WRONG on {workload.spec}: {mismatch}")
         results[name] = result
-    other_cores = None
-    if programs:
-        waited, seen = wait_for_quiet(quiet_wait_s) if quiet_wait_s > 0 else (0.0, None)
-        if seen is not None and seen > QUIET_CORES:
-            ctx.progress(f"other processes still use {seen:.1f} cores after {waited:.0f} s; "
-                         "timing anyway (the report says so)")
-        ctx.progress(f"timing {', '.join(programs)} on {workload.spec} ({repeat} rounds)")
-        load = OtherLoad()
-        timed = time_interleaved(programs, repeat)
-        other_cores = load.cores()
-    else:
-        timed = {}
-    for name, samples in timed.items():
-        median = statistics.median(samples)
-        gflops = workload.flops / median / 1e3
-        results[name] = results[name].model_copy(update={
-            "latency_us": median, "latency_min_us": min(samples),
-            "latency_max_us": max(samples), "spread": (max(samples) - min(samples)) / median,
-            "gflops": gflops, "fraction_of_peak": gflops / peak.gops if peak else None})
-    return WorkloadResult(workload=workload.spec, dtype=workload.params.dtype,
-                          gflop=workload.flops / 1e9, peak_gops=peak.gops if peak else None,
-                          other_cores=other_cores, contenders=results)
+
+
+def _time_all(workload: Workload, programs: dict[str, Program], ctx: BenchContext,
+              repeat: int, quiet_wait_s: float
+              ) -> tuple[float | None, dict[str, list[float]]]:
+    """(cores other processes used meanwhile, samples per program) of the interleaved rounds,
+    once the cores are quiet or ``quiet_wait_s`` has passed."""
+    if not programs:
+        return None, {}
+    ours = tuple(p.process.pid for p in programs.values() if isinstance(p, IsolatedProgram))
+    waited, seen = (wait_for_quiet(quiet_wait_s, load=OtherLoad(pids=ours))
+                    if quiet_wait_s > 0 else (0.0, None))
+    if seen is not None and seen > QUIET_CORES:
+        ctx.progress(f"other processes still use {seen:.1f} cores after {waited:.0f} s; "
+                     "timing anyway (the report says so)")
+    ctx.progress(f"timing {', '.join(programs)} on {workload.spec} ({repeat} rounds)")
+    load = OtherLoad(pids=ours)
+    timed = time_interleaved(programs, repeat)
+    return load.cores(), timed
 
 
 def tune_all(workloads: list[Workload], contenders: list[Contender],
@@ -251,16 +282,16 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
               trials: int | None = None, peak: bool = True, target: str = "avx512",
               repeat: int = 5, registry: Registry | None = None,
               measure: MeasureSettings | None = None, quiet_wait_s: float = 0.0,
+              isolate: bool = False,
               progress: Callable[[str], None] | None = None) -> BenchReport:
     """Benchmark ``contenders`` on ``suite`` into ``out``; returns what results.json holds.
 
     ``trials`` per workload and tuning contender (default: the suite's budget). Tuning
     records stay in ``out``: a rerun tunes only what is unfinished and re-times the rest.
+    Each workload is timed once other processes leave the cores quiet, waiting at most
+    ``quiet_wait_s`` (quiet.py); results.json says how busy they were meanwhile.
+    ``isolate`` times each contender in a process of its own (isolated.py).
     """
-    # Before anything loads torch (TVM's FFI does, on its first TE-to-TIR call): torch's
-    # OpenMP workers spin when idle, and on busy shared cores they stalled each call of a
-    # 64^3 GEMM timed between TVM programs for 8-24 ms instead of 10-20 us (measured).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     trials = suite.trials if trials is None else trials
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise BenchError(f"--trials must be a positive integer, got {trials!r}")
@@ -303,7 +334,7 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
         say(f"[{i}/{len(workloads)}] {workload.spec}")
         results.append(bench_workload(workload, contenders, ctx, repeat,
                                       peaks.get(workload.params.dtype), failures,
-                                      quiet_wait_s))
+                                      quiet_wait_s, isolate))
         curves += curves_of(workload, contenders, ctx)
         (path / "results.json").write_text(report(complete=False).model_dump_json(indent=2))
     final = report(complete=True)

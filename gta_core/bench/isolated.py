@@ -1,0 +1,145 @@
+"""Each contender's program in a process of its own, so no contender's threads stall another's.
+
+One process that times TVM programs beside numpy and PyTorch holds three thread pools (TVM's,
+OpenBLAS's, OpenMP's). A pool's idle workers spin for a while after each call, and on two
+cores a spinning worker takes the core a parallel program's thread needs at its barrier:
+measured in one process, a float32 conv2d that ran in 1.2 ms alone took 2.2 ms timed after
+PyTorch's contender, and 1.6 ms after MetaSchedule's program, however the pools were told to
+sleep. In a process of its own, each program meets only its own pool.
+
+:func:`prepare_isolated` spawns a child that prepares the contender's program (exactly as
+``Contender.prepare`` does in-process) and then serves ``output`` and ``sample`` requests over a
+pipe, so the bench still interleaves its rounds across contenders. Only the contenders named
+in ``CONTENDERS`` can be isolated: the child makes its contender by name.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..measure import MeasureSettings
+from .contenders import BenchContext, Prepared
+from .programs import Program
+
+
+class ChildSetup(BaseModel):
+    """What the child needs to make the contender's program the parent would have made."""
+
+    contender: str
+    workload: str
+    target: str
+    trials: int
+    out: str
+    measure: MeasureSettings
+
+
+class ChildFailed(RuntimeError):
+    """The child raised or died; the message is its one-line reason."""
+
+
+class IsolatedProgram(Program):
+    """A program living in a child process: each call is one request over the pipe."""
+
+    def __init__(self, process: Any, connection: Any) -> None:
+        self.process = process
+        self.connection = connection
+
+    def _ask(self, request: str) -> Any:
+        try:
+            self.connection.send(request)
+            kind, value = self.connection.recv()
+        except (EOFError, OSError) as exc:
+            raise ChildFailed(f"the timing process died (exit status "
+                              f"{self.process.exitcode})") from exc
+        if kind == "error":
+            raise ChildFailed(value)
+        return value
+
+    def output(self) -> np.ndarray:
+        return self._ask("output")
+
+    def sample_us(self) -> float:
+        return self._ask("sample")
+
+    def close(self) -> None:
+        try:
+            self.connection.send("close")
+        except OSError:
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def prepare_isolated(name: str, workload: str, ctx: BenchContext) -> Prepared:
+    """``CONTENDERS[name]().prepare`` run in a new process; its program stays there.
+
+    ChildFailed says why the child could not prepare it.
+    """
+    setup = ChildSetup(contender=name, workload=workload, target=ctx.target.name,
+                       trials=ctx.trials, out=str(ctx.out), measure=ctx.measure)
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited pools
+    parent, child = spawn.Pipe()
+    process = spawn.Process(target=serve, args=(child, setup.model_dump_json()), daemon=True)
+    process.start()
+    child.close()
+    program = IsolatedProgram(process, parent)
+    try:
+        kind, value = parent.recv()
+    except EOFError as exc:
+        program.close()
+        raise ChildFailed(f"the timing process died (exit status {process.exitcode})") from exc
+    if kind == "error":
+        program.close()
+        raise ChildFailed(value)
+    has_program, note, trials, seconds = value
+    if not has_program:
+        program.close()
+    return Prepared(program=program if has_program else None, note=note, trials=trials,
+                    tuning_seconds=seconds)
+
+
+def serve(connection: Any, setup_json: str) -> None:
+    """The child: prepare the program, then answer requests until ``close``."""
+    import gta_core  # noqa: F401 - thread settings before numpy, torch and TVM load
+
+    from ..plugins import default_registry
+    from ..workloads import parse_workload
+    from .contenders import CONTENDERS
+
+    def reason(exc: BaseException) -> str:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+
+    try:
+        setup = ChildSetup.model_validate_json(setup_json)
+        registry = default_registry()
+        from pathlib import Path
+
+        ctx = BenchContext(target=registry.target(setup.target), trials=setup.trials,
+                           out=Path(setup.out), registry=registry, measure=setup.measure)
+        workload = parse_workload(setup.workload, registry.operators)
+        prepared = CONTENDERS[setup.contender]().prepare(workload,
+                                                         workload.random_inputs(seed=0), ctx)
+        connection.send(("ready", (prepared.program is not None, prepared.note,
+                                   prepared.trials, prepared.tuning_seconds)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as the contender's failure
+        connection.send(("error", reason(exc)))
+        return
+    program = prepared.program
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            return
+        if request == "close" or program is None:
+            return
+        try:
+            value = program.output() if request == "output" else program.sample_us()
+            connection.send(("ok", value))
+        except Exception as exc:  # noqa: BLE001
+            connection.send(("error", reason(exc)))
