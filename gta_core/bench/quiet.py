@@ -3,12 +3,13 @@
 Why it matters here: a parallel program on two shared cores waits at every barrier for its
 slowest thread, and a thread that shares a core with another process's busy thread waits
 out the scheduler's time slice (4 ms here). One busy process turned a 100 us numpy GEMV
-into 8 ms and a 900 us TVM GEMV into 3 ms (measured), so a number timed beside other work
-says little about the program. The bench therefore waits for a quiet machine before it
-times a workload (bounded), and reports how many cores other processes used while it timed.
+into 8 ms (measured), so a number timed beside other work says little about the program.
+The bench therefore waits for a quiet machine before it times a workload (bounded), and
+reports how many cores other processes used while it timed.
 
-Read from Linux's /proc: busy time of all CPUs minus this process's own CPU time. Where
-/proc is missing the load reads as unknown (None) and nothing waits.
+Read from Linux's /proc: busy time of all CPUs minus the CPU time of this process (and of
+the timing children it names). Where /proc is missing the load reads as unknown (None) and
+nothing waits.
 """
 
 from __future__ import annotations
