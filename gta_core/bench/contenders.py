@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from ..mapping.realise import ensure_registered
 from ..measure import MeasureSettings
@@ -41,6 +42,34 @@ class BenchContext:
     @property
     def tuned_path(self) -> Path:
         return self.out / "tuned.json"
+
+
+class ContenderJob(BaseModel):
+    """One contender on one workload, as a child process gets it (tuning_worker, isolated):
+    enough to make the bench's context again there."""
+
+    contender: str
+    workload: str
+    target: str
+    trials: int
+    out: str
+    measure: MeasureSettings
+
+    @classmethod
+    def of(cls, contender: str, workload: str, ctx: BenchContext) -> ContenderJob:
+        return cls(contender=contender, workload=workload, target=ctx.target.name,
+                   trials=ctx.trials, out=str(ctx.out), measure=ctx.measure)
+
+    def remake(self) -> tuple[Contender, Workload, BenchContext]:
+        """The contender, workload and context in this process (the default registry)."""
+        from ..plugins import default_registry
+        from ..workloads import parse_workload
+
+        registry = default_registry()
+        ctx = BenchContext(target=registry.target(self.target), trials=self.trials,
+                           out=Path(self.out), registry=registry, measure=self.measure)
+        return (CONTENDERS[self.contender](), parse_workload(self.workload, registry.operators),
+                ctx)
 
 
 @dataclass

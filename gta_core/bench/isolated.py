@@ -19,22 +19,10 @@ import multiprocessing
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
-from ..measure import MeasureSettings
-from .contenders import BenchContext, Prepared
+from .contenders import BenchContext, ContenderJob, Prepared
 from .programs import Program
-
-
-class ChildSetup(BaseModel):
-    """What the child needs to make the contender's program the parent would have made."""
-
-    contender: str
-    workload: str
-    target: str
-    trials: int
-    out: str
-    measure: MeasureSettings
+from .tuning_worker import first_line
 
 
 class ChildFailed(RuntimeError):
@@ -80,11 +68,10 @@ def prepare_isolated(name: str, workload: str, ctx: BenchContext) -> Prepared:
 
     ChildFailed says why the child could not prepare it.
     """
-    setup = ChildSetup(contender=name, workload=workload, target=ctx.target.name,
-                       trials=ctx.trials, out=str(ctx.out), measure=ctx.measure)
+    job = ContenderJob.of(name, workload, ctx)
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited pools
     parent, child = spawn.Pipe()
-    process = spawn.Process(target=serve, args=(child, setup.model_dump_json()), daemon=True)
+    process = spawn.Process(target=serve, args=(child, job.model_dump_json()), daemon=True)
     process.start()
     child.close()
     program = IsolatedProgram(process, parent)
@@ -103,32 +90,17 @@ def prepare_isolated(name: str, workload: str, ctx: BenchContext) -> Prepared:
                     tuning_seconds=seconds)
 
 
-def serve(connection: Any, setup_json: str) -> None:
+def serve(connection: Any, job_json: str) -> None:
     """The child: prepare the program, then answer requests until ``close``."""
     import gta_core  # noqa: F401 - thread settings before numpy, torch and TVM load
 
-    from ..plugins import default_registry
-    from ..workloads import parse_workload
-    from .contenders import CONTENDERS
-
-    def reason(exc: BaseException) -> str:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
-
     try:
-        setup = ChildSetup.model_validate_json(setup_json)
-        registry = default_registry()
-        from pathlib import Path
-
-        ctx = BenchContext(target=registry.target(setup.target), trials=setup.trials,
-                           out=Path(setup.out), registry=registry, measure=setup.measure)
-        workload = parse_workload(setup.workload, registry.operators)
-        prepared = CONTENDERS[setup.contender]().prepare(workload,
-                                                         workload.random_inputs(seed=0), ctx)
+        contender, workload, ctx = ContenderJob.model_validate_json(job_json).remake()
+        prepared = contender.prepare(workload, workload.random_inputs(seed=0), ctx)
         connection.send(("ready", (prepared.program is not None, prepared.note,
                                    prepared.trials, prepared.tuning_seconds)))
     except Exception as exc:  # noqa: BLE001 - reported to the parent as the contender's failure
-        connection.send(("error", reason(exc)))
+        connection.send(("error", first_line(exc)))
         return
     program = prepared.program
     while True:
@@ -142,4 +114,4 @@ def serve(connection: Any, setup_json: str) -> None:
             value = program.output() if request == "output" else program.sample_us()
             connection.send(("ok", value))
         except Exception as exc:  # noqa: BLE001
-            connection.send(("error", reason(exc)))
+            connection.send(("error", first_line(exc)))

@@ -22,7 +22,14 @@ from ..models import Target
 from ..paths import writable_dir
 from ..plugins import Registry, default_registry
 from ..workloads import Workload, parse_workload
-from .contenders import CONTENDERS, PEAK, BenchContext, Contender, TuningContender
+from .contenders import (
+    CONTENDERS,
+    PEAK,
+    BenchContext,
+    Contender,
+    ContenderJob,
+    TuningContender,
+)
 from .curves import TuningCurve, tuning_curve
 from .isolated import IsolatedProgram, prepare_isolated
 from .plots import write_plots
@@ -32,7 +39,7 @@ from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geo
 from .report import markdown as render_markdown
 from .suites import SUITES, Suite
 from .tuned import TunedLog, TuningPart
-from .tuning_worker import TuningFailed, TuningJob, TuningWorker
+from .tuning_worker import TuningFailed, TuningWorker, first_line
 
 DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", PEAK)
 
@@ -130,11 +137,6 @@ def time_interleaved(programs: dict[str, Program], repeat: int) -> dict[str, lis
     return samples
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
-
-
 def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchContext,
                    repeat: int, peak: PeakEntry | None,
                    failures: dict[tuple[str, str], str],
@@ -197,8 +199,8 @@ def _prepare_all(workload: Workload, contenders: list[Contender], ctx: BenchCont
                         if prepared.program is not None else None)
         except Exception as exc:  # noqa: BLE001 - one broken contender must not end the run
             results[name] = ContenderResult(contender=name, status="failed",
-                                            note=_first_line(exc))
-            ctx.progress(f"{name}: failed on {workload.spec}: {_first_line(exc)}")
+                                            note=first_line(exc))
+            ctx.progress(f"{name}: failed on {workload.spec}: {first_line(exc)}")
             continue
         result = ContenderResult(contender=name, status="failed", note=prepared.note,
                                  trials=prepared.trials, tuning_seconds=prepared.tuning_seconds)
@@ -253,10 +255,7 @@ def tune_all(workloads: list[Workload], contenders: list[Contender],
                              f"{on_record} on record)")
                 start = time.time()
                 try:
-                    chosen = worker.tune(TuningJob(
-                        contender=contender.name, workload=workload.spec,
-                        target=ctx.target.name, trials=ctx.trials, out=str(ctx.out),
-                        measure=ctx.measure))
+                    chosen = worker.tune(ContenderJob.of(contender.name, workload.spec, ctx))
                 except TuningFailed as exc:
                     failures[contender.name, workload.spec] = f"tuning failed: {exc}"
                     ctx.progress(f"{contender.name}: tuning {workload.spec} failed: {exc}")

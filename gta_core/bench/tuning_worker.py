@@ -6,8 +6,9 @@ GEMM timed after them in the same process took 20 ms instead of 20 us (seen in a
 run). A tuner that crashes (MetaSchedule has segfaulted on this TVM) also takes only
 the child down: that job is reported failed and the next one gets a fresh child.
 
-Protocol: one JSON :class:`TuningJob` per line on the child's stdin, one JSON reply per
-line on a copy of its original stdout; everything else the child prints goes to stderr.
+Protocol: one JSON :class:`~.contenders.ContenderJob` per line on the child's stdin, one
+JSON reply per line on a copy of its original stdout; everything else the child prints goes
+to stderr.
 """
 
 from __future__ import annotations
@@ -17,18 +18,13 @@ import os
 import subprocess
 import sys
 
-from pydantic import BaseModel
-
-from ..measure import MeasureSettings
+from .contenders import ContenderJob
 
 
-class TuningJob(BaseModel):
-    contender: str
-    workload: str
-    target: str
-    trials: int
-    out: str
-    measure: MeasureSettings
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the last line of its message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 class TuningFailed(RuntimeError):
@@ -47,7 +43,7 @@ class TuningWorker:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def tune(self, job: TuningJob) -> str | None:
+    def tune(self, job: ContenderJob) -> str | None:
         """Run ``job`` in the child; the tuner's own pick (GTA's mapping), or TuningFailed."""
         if self.process is None:
             self.process = subprocess.Popen(
@@ -73,18 +69,8 @@ class TuningWorker:
             self.process = None
 
 
-def run_job(job: TuningJob) -> str | None:
-    from pathlib import Path
-
-    from ..plugins import default_registry
-    from ..workloads import parse_workload
-    from .contenders import CONTENDERS, BenchContext
-
-    registry = default_registry()
-    contender = CONTENDERS[job.contender]()
-    ctx = BenchContext(target=registry.target(job.target), trials=job.trials,
-                       out=Path(job.out), registry=registry, measure=job.measure)
-    workload = parse_workload(job.workload, registry.operators)
+def run_job(job: ContenderJob) -> str | None:
+    contender, workload, ctx = job.remake()
     return contender.tune(workload, contender.records_dir(workload, ctx), ctx)
 
 
@@ -93,10 +79,9 @@ def main() -> None:
     os.dup2(2, 1)  # whatever else writes to stdout (Python or C++) lands on stderr
     for line in sys.stdin:
         try:
-            reply = {"chosen": run_job(TuningJob.model_validate_json(line))}
+            reply = {"chosen": run_job(ContenderJob.model_validate_json(line))}
         except Exception as exc:  # noqa: BLE001 - reported to the parent as this job's failure
-            lines = [part.strip() for part in str(exc).splitlines() if part.strip()]
-            reply = {"error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]}
+            reply = {"error": first_line(exc)}
         try:
             replies.write(json.dumps(reply) + "\n")
             replies.flush()
