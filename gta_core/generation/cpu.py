@@ -72,9 +72,7 @@ class InlineContiguousOperands(GenerationRule):
             if len(window) != 1 or window[0] in mapping.padding:
                 continue
             group = mapping.axes[window[0]]
-            last = dict(access.indices[-1])
-            if len(group) == 1 and last.get(group[0]) == 1 and not any(
-                    dict(index).get(group[0]) for index in access.indices[:-1]):
+            if len(group) == 1 and access.innermost(group[0]):
                 names.add(f"{access.tensor}_reindex_reindex")
         return names
 

@@ -34,6 +34,12 @@ class Access:
     def depends_on(self, var: str) -> bool:
         return any(v == var for index in self.indices for v, c in index if c)
 
+    def innermost(self, var: str) -> bool:
+        """Whether ``var`` steps through the last dimension by one and indexes no other, so
+        that a run of its values reads contiguous memory."""
+        return dict(self.indices[-1]).get(var) == 1 and not any(
+            dict(index).get(var) for index in self.indices[:-1])
+
     @property
     def variables(self) -> frozenset[str]:
         return frozenset(v for index in self.indices for v, c in index if v and c)

@@ -102,7 +102,7 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
             rfactor = [u for group in groups for u in group if op.axis(u).kind == "reduce"
                        and intr.axis(_lane_of(axes, u)).kind == "spatial"]
             if rfactor:
-                reason = _rfactor_reason(op, intr, rfactor, axes, candidate)
+                reason = _rfactor_reason(op, intr, rfactor, axes)
                 candidate = candidate.model_copy(update={
                     "rfactor": rfactor, "status": "pruned" if reason else "kept",
                     "reason": reason})
@@ -115,7 +115,7 @@ def _lane_of(axes: dict[str, list[str]], name: str) -> str:
 
 
 def _rfactor_reason(op: Computation, intr: Computation, rfactor: list[str],
-                    axes: dict[str, list[str]], candidate: MappingCandidate) -> str | None:
+                    axes: dict[str, list[str]]) -> str | None:
     """Why lanes from these reduction variables would not read contiguous memory; None if
     they would."""
     for name in rfactor:
@@ -124,10 +124,7 @@ def _rfactor_reason(op: Computation, intr: Computation, rfactor: list[str],
             return (f"rfactor lanes need {name}'s extent ({op.axis(name).extent}) to be a "
                     f"multiple of {lanes}")
         for access in op.inputs:
-            if not access.depends_on(name):
-                continue
-            last = dict(access.indices[-1])
-            if last.get(name) != 1 or any(dict(i).get(name) for i in access.indices[:-1]):
+            if access.depends_on(name) and not access.innermost(name):
                 return (f"rfactor lanes over {name} would not be contiguous in "
                         f"{access.tensor}: {name} must index its last dimension alone "
                         "with coefficient 1")
