@@ -259,7 +259,7 @@ class Torch(Contender):
 
 
 def _import_torch() -> bool:
-    """Whether torch is installed (run_bench set its OpenMP wait policy before it loads)."""
+    """Whether torch is installed (import gta_core set its OpenMP wait policy before it loads)."""
     try:
         import torch  # noqa: F401
     except ImportError:
