@@ -206,6 +206,7 @@ def _check(workload: Workload, target, outcome: TaskOutcome) -> bool | None:
     if target.kind != "cpu":
         return None
 
-    sch = s_tir.Schedule(workload.prim_func())
+    # The task's program: the workload itself, or the rewritten form the mapping needs.
+    sch = s_tir.Schedule(outcome.task.workload.prim_func())
     outcome.best_trace.apply_to_schedule(sch, remove_postproc=False)
     return measure_program(sch.mod, workload, target, number=1, repeat=1).correct

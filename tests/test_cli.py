@@ -54,7 +54,8 @@ def test_describe_shows_tensors_work_and_fitting_intrinsics(capsys):
     assert report["flops"] == 2 * 512**3
     assert [t["dtype"] for t in report["inputs"]] == ["uint8", "int8"]
     # By dtype: the elementwise u8 x s8 intrinsic fits too (though no GEMM loop maps onto it).
-    assert {i["name"] for i in report["intrinsics"]} == {"vnni", "vnni-act-lanes", "mac16-u8s8"}
+    assert {i["name"] for i in report["intrinsics"]} == {"vnni", "vnni-act-lanes", "mac16-u8s8",
+                                                        "mac16-u8s8-bcast"}
 
 
 def test_mappings_json_lists_every_candidate_with_status_reason_axes_and_padding(capsys):
@@ -67,7 +68,8 @@ def test_mappings_json_lists_every_candidate_with_status_reason_axes_and_padding
     assert {"id", "status", "reason", "intrinsic", "axes", "padding"} <= set(rows[0])
     assert {r["status"] for r in rows} == {"kept", "pruned"}
     assert all(r["reason"] for r in rows if r["status"] == "pruned")
-    assert {"vnni", "vnni-act-lanes"} == {r["intrinsic"] for r in rows if r["status"] == "kept"}
+    assert {"vnni", "vnni-act-lanes", "mac16-u8s8-bcast"} == {
+        r["intrinsic"] for r in rows if r["status"] == "kept"}
     # u8 x s8 lanes from a reduction (rfactor) are listed too, pruned: not contiguous here.
     assert all(r["rfactor"] and r["status"] == "pruned"
                for r in rows if r["intrinsic"] == "mac16-u8s8")
@@ -77,7 +79,7 @@ def test_mappings_check_realises_and_reports_throughput(capsys):
     code, out, err = run(capsys, "mappings", "gemm:M=32,N=32,K=32,dtype=int8", "--target",
                          "avx512", "--check")
     assert code == 0
-    assert "3 candidates, 2 kept" in out and "G/s untuned" in out
+    assert "4 candidates, 3 kept" in out and "G/s untuned" in out
     assert "(rfactor)" in out  # the pruned mac16-u8s8 candidate, lanes from k
     assert "checking vnni-" in err  # progress goes to stderr
 

@@ -115,7 +115,9 @@ def test_a_time_budget_ends_the_run_and_says_so(tmp_path):
 
 def test_the_even_split_is_there_for_comparison(tmp_path):
     report = tune([GEMM], "avx512", 4, tmp_path, scheduler="even", measure=FAST)
-    assert report.scheduler == "even" and [m.trials for m in report.tasks[0].mappings] == [2, 2]
+    trials = [m.trials for m in report.tasks[0].mappings]
+    assert report.scheduler == "even" and len(trials) > 1
+    assert sum(trials) == 4 and max(trials) - min(trials) <= 1
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -10,7 +10,7 @@ register-resident accumulator tile around the intrinsic.
 
 from __future__ import annotations
 
-from ..mapping.realise import is_packing_stage
+from ..mapping.realise import is_packing_stage, is_write_back_stage
 from .rule import GenerationRule, ScheduleContext
 
 LEVEL_KEY = "gta_tile"  # loop annotation naming a tile level; constraints read it back
@@ -159,7 +159,8 @@ class RegisterAccumulator(GenerationRule):
 
     Forks two design spaces: one accumulating straight into the output, one
     through ``cache_write`` into a buffer placed under the last S1 loop, whose
-    S2 x intrinsic-sized tile LLVM keeps in vector registers across R1.
+    S2 x intrinsic-sized tile LLVM keeps in vector registers across R1 (the
+    note ``accumulator`` names the block copying it out).
     """
 
     name = "register-accumulator"
@@ -173,16 +174,17 @@ class RegisterAccumulator(GenerationRule):
         sch = cached.sch
         accumulator = sch.cache_write(sch.get_sblock(cached.block), 0, "global")
         sch.reverse_compute_at(accumulator, cached.levels["S1"][-1])
-        cached.notes["accumulator"] = True
+        cached.notes["accumulator"] = sch.get(accumulator).name_hint
         return [context, cached]
 
 
 class WriteBackPerTile(GenerationRule):
     """Copy results back out of the intrinsic's output layout per parallel tile.
 
-    The output's reindex stage moves under the last S0 loop, so each core
-    writes back its own tile while it is still in cache. With lanes from a
-    reduction (``rfactor``), the block adding the lanes up goes there as well.
+    The output's reindex stage (or a widened program's crop) moves under the
+    last S0 loop, so each core writes back its own tile while it is still in
+    cache. With lanes from a reduction (``rfactor``), the block adding the
+    lanes up goes there as well.
     (A mapping whose output windows are contiguous where they are writes the
     output in place and has no write-back stage.)
     """
@@ -197,8 +199,11 @@ class WriteBackPerTile(GenerationRule):
         sch = context.sch
         main = sch.get_sblock(context.block)
         tile = context.levels["S0"][-1]
-        for consumer in sch.get_consumers(main):
-            if sch.get(consumer).name_hint.endswith("_reindex"):
+        stages = sch.get_consumers(main)
+        if context.notes.get("accumulator"):  # the write-back reads the accumulator's copy-out
+            stages += sch.get_consumers(sch.get_sblock(context.notes["accumulator"]))
+        for consumer in stages:
+            if is_write_back_stage(sch.get(consumer).name_hint):
                 sch.reverse_compute_at(consumer, tile)
         if context.block != context.workload.main_block:  # rfactor: the sum of the lanes
             sch.reverse_compute_at(sch.get_sblock(context.workload.main_block), tile)
@@ -280,17 +285,27 @@ class VectorizePacking(GenerationRule):
         producers = sch.get_producers(main)
         for block in [*producers, *sch.get_consumers(main)]:
             name = sch.get(block).name_hint
-            if not (is_packing_stage(name) or name.endswith("_reindex")):
+            if not (is_packing_stage(name) or is_write_back_stage(name)):
                 continue
             loops = sch.get_loops(block)
             if any(sch.get(block).same_as(sch.get(p)) for p in producers):
                 loops = self._in_written_order(sch, block, loops)
+            loops = self._at_most_max_lanes(sch, loops)
             loop = loops[-1]
             extent = sch.get(loop).extent
             vector = hasattr(extent, "value") and 1 < extent.value <= self.max_lanes
             if vector:
                 sch.vectorize(loop)
             self._parallel(sch, loops[:-1] if vector else loops)
+
+    def _at_most_max_lanes(self, sch, loops: list) -> list:
+        """``loops``, the innermost split by its largest divisor up to ``max_lanes`` when it
+        is longer (a widened input's 66 columns: 2 x 33)."""
+        extent = sch.get(loops[-1]).extent
+        if not hasattr(extent, "value") or extent.value <= self.max_lanes:
+            return loops
+        lanes = max(d for d in range(1, self.max_lanes + 1) if extent.value % d == 0)
+        return loops if lanes == 1 else [*loops[:-1], *sch.split(loops[-1], [None, lanes])]
 
     def _parallel(self, sch, loops: list) -> None:
         """A large stage's loops but the innermost serial one fused and run on the cores."""

@@ -22,6 +22,12 @@ dimensions kept (for depthwise with lanes from the channels, NCHW -> NCHW16c). I
 then trailing and contiguous as well, at the cost of one copy of the input. (CPU only, and not
 with padding: ``pad_einsum`` needs the einsum form.)
 
+An input whose window is a contiguous run where it is (one lane variable stepping through its
+last dimension by one: ``pad[n, c, h + r, w0 + s : w0 + s + 16]`` with lanes from ``w``) is read
+there, with no copy at all (:func:`reads_in_place`); tensorize takes a window at any offset.
+When the lanes do not divide that loop, the candidate is realised from a widened program instead
+(see :mod:`.rewrite`), since ``pad_einsum`` would need the im2col form.
+
 Two steps skip copies where the data is laid out right already. A mapping whose lanes come
 from a reduction loop (``candidate.rfactor``) first splits that loop by the lanes and
 ``rfactor``s the inner part; the new partial-sum block is the one realised, and the original
@@ -118,13 +124,14 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
         block_name, candidate = _rfactor(sch, block_name, candidate, intr)
     op = block_computation(sch, block_name)
     order = _new_order(op, intr, candidate)
-    in_place = in_place_inputs(op, intr, candidate) if pack_in_place else {}
-    output_in_place = pack_in_place and writes_in_place(op, intr, candidate)
-    _to_einsum(sch, block_name, op, in_place, output_in_place)
-    _relayout_buffers(sch, block_name, op, intr, candidate, order, in_place, output_in_place)
+    where = _Where(direct=reads_in_place(op, intr, candidate) if pack_in_place else set(),
+                   packed=in_place_inputs(op, intr, candidate) if pack_in_place else {},
+                   output=pack_in_place and writes_in_place(op, intr, candidate))
+    _to_einsum(sch, block_name, op, where)
+    _relayout_buffers(sch, block_name, op, intr, candidate, order, where)
     _relayout_block(sch, block_name, op, order)
     _pad(sch, block_name, op, intr, candidate, order)
-    _split_windows(sch, block_name, op, intr, candidate, order, in_place, output_in_place)
+    _split_windows(sch, block_name, op, intr, candidate, order, where)
     return sch, block_name, op, intr, order, candidate
 
 
@@ -217,7 +224,8 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
     operands declare (see the comment above :class:`Memory`).
     """
     if target is None or target.kind == "cpu":
-        shaped = reshape(workload, candidate, intrinsic)
+        program, candidate = _cpu_program(workload, candidate, intrinsic)
+        shaped = reshape(program, candidate, intrinsic)
         finish_cpu(shaped.sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
         return Realised(sch=shaped.sch, block=shaped.block,
                         outer_loops=len(shaped.spatial) + len(shaped.reduce),
@@ -237,6 +245,14 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
     finish_gpu(sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
     return Realised(sch=sch, block=shaped.block, outer_loops=1 + len(shaped.reduce),
                     compute_intrinsic=shaped.compute)
+
+
+@_step("rewrite the program")
+def _cpu_program(workload: Workload, candidate: MappingCandidate,
+                 intrinsic: Intrinsic) -> tuple[Workload, MappingCandidate]:
+    from .rewrite import cpu_program_for
+
+    return cpu_program_for(workload, candidate, intrinsic)
 
 
 @_step("rewrite the program")
@@ -270,11 +286,46 @@ def _fuse(names: tuple[str, ...], values: dict, extents: dict[str, int]):
 PACKED_IN_PLACE = "_global"
 """Name suffix of an input's in-place packing stage (``cache_read``'s block, as ``pad_global``);
 the einsum-form packing stages end in ``_reindex_reindex``, the output's in ``_reindex``."""
+WIDE = "_wide"
+"""Name suffix of a widened program's zero-extended input (see :mod:`.rewrite`)."""
+CROPPED = "_crop"
+"""Name suffix of the stage copying a widened program's main stage into the output."""
 
 
 def is_packing_stage(name: str) -> bool:
-    """Whether a producer of the main block named ``name`` is a packing stage realisation made."""
-    return name.endswith(("_reindex_reindex", PACKED_IN_PLACE))
+    """Whether a producer of the main block named ``name`` is a packing stage realisation made
+    (or a widened input, which is one)."""
+    return name.endswith(("_reindex_reindex", PACKED_IN_PLACE, WIDE))
+
+
+def is_write_back_stage(name: str) -> bool:
+    """Whether a consumer of the main block named ``name`` copies its results to the output."""
+    return name.endswith(("_reindex", CROPPED))
+
+
+def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandidate) -> set[int]:
+    """Inputs read where they are, with no packing stage: their read indices.
+
+    An input qualifies when ``reindex`` would duplicate it (a sliding window: it depends on more
+    operator loops than it has dimensions) and its intrinsic window is one lane variable fed by
+    one operator loop that steps through its last dimension by one and indexes no other: each
+    window (``pad[n, c, h + r, w0 + s : w0 + s + 16]``) is then a contiguous run of it already,
+    which tensorize takes at any offset. Never in a padded mapping (a CPU candidate that pads
+    such a loop is realised from a widened program; see :mod:`.rewrite`).
+    """
+    if candidate.padding:
+        return set()
+    intr_inputs = {x.tensor: x for x in intr.inputs}
+    role = {tensor: name for name, tensor in candidate.operands.items()}
+    out = set()
+    for index, access in enumerate(op.inputs):
+        window = _index_vars(intr_inputs[role[access.tensor]])
+        if len(access.variables) <= len(access.indices) or len(window) != 1:
+            continue
+        group = candidate.axes[window[0]]
+        if len(group) == 1 and access.innermost(group[0]):
+            out.add(index)
+    return out
 
 
 def in_place_inputs(op: Computation, intr: Computation,
@@ -324,16 +375,36 @@ def writes_in_place(op: Computation, intr: Computation, candidate: MappingCandid
         len(index) == 1 and index[0][1] == 1 for index in indices)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Which operands keep their memory: inputs read where they are (``direct``), inputs packed
+    in place (``packed``: read index -> window variable -> dimension), the output written
+    where it is (``output``). Every other operand goes through the einsum form."""
+
+    direct: set[int]
+    packed: dict[int, dict[str, int]]
+    output: bool
+
+    def __post_init__(self) -> None:
+        for index in self.direct:  # read where it is beats a copy
+            self.packed.pop(index, None)
+
+    def keeps(self, operand: _Operand) -> bool:
+        """Whether ``operand`` skips the einsum layout (its own, or no layout change at all)."""
+        if operand.kind == "write":
+            return self.output
+        return operand.index in self.direct or operand.index in self.packed
+
+
 @_step("reindex")
-def _to_einsum(sch, block_name: str, op: Computation, in_place: dict[int, dict[str, int]],
-               output_in_place: bool) -> None:
+def _to_einsum(sch, block_name: str, op: Computation, where: _Where) -> None:
     block = sch.get_sblock(block_name)
     for index in range(len(op.inputs)):
-        if index in in_place:
+        if index in where.packed:
             sch.cache_read(block, index, "global")
-        else:
+        elif index not in where.direct:
             sch.reindex(block, ("read", index))
-    if not output_in_place:
+    if not where.output:
         sch.reindex(block, ("write", 0))
 
 
@@ -363,13 +434,12 @@ def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
 
 @_step("transform_layout")
 def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
-                      candidate: MappingCandidate, order: _Order,
-                      in_place: dict[int, dict[str, int]], output_in_place: bool) -> None:
+                      candidate: MappingCandidate, order: _Order, where: _Where) -> None:
     """Each operand buffer to [outer dims..., one fused dim per window variable].
 
     An input packed in place keeps its dimensions, each window dimension d split to
-    (d // e in place, d % e last): its windows are contiguous from here on. An output
-    written in place keeps its layout.
+    (d // e in place, d % e last): its windows are contiguous from here on. An input read
+    and an output written where they are keep their layout.
     """
     from tvm.tirx import IndexMap
 
@@ -377,15 +447,15 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
     group_of = dict(zip((v.name for v in intr.axes), order.groups))
     block = sch.get_sblock(block_name)
     for operand in _operands(op, intr, candidate, order):
-        if operand.kind == "write" and output_in_place:
-            continue
-        if operand.kind == "read" and operand.index in in_place:
-            window = in_place[operand.index]
+        if operand.kind == "read" and operand.index in where.packed:
+            window = where.packed[operand.index]
             ndim = len(op.inputs[operand.index].indices)
             sizes = {window[var]: intr.axis(var).extent for var in operand.window}
             sch.transform_layout(block, ("read", operand.index), IndexMap.from_func(
                 _split_in_place(sizes, [window[var] for var in operand.window]), ndim=ndim,
                 index_dtype="int32"))
+            continue
+        if where.keeps(operand):
             continue
         window = [group_of[var] for var in operand.window]
         relayout = _layout(list(operand.dims), list(operand.outer), window, extents)
@@ -396,15 +466,13 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
 
 @_step("transform_layout (split)")
 def _split_windows(sch, block_name: str, op: Computation, intr: Computation,
-                   candidate: MappingCandidate, order: _Order,
-                   in_place: dict[int, dict[str, int]], output_in_place: bool) -> None:
+                   candidate: MappingCandidate, order: _Order, where: _Where) -> None:
     """Each fused window dim d to (d // e, d % e) with the inner parts last: contiguous windows."""
     from tvm.tirx import IndexMap
 
     block = sch.get_sblock(block_name)
     for operand in _operands(op, intr, candidate, order):
-        if (operand.kind == "read" and operand.index in in_place) or (
-                operand.kind == "write" and output_in_place):
+        if where.keeps(operand):
             continue  # split when it was laid out, or contiguous where it is
         sizes = [intr.axis(var).extent for var in operand.window]
         sch.transform_layout(block, (operand.kind, operand.index), IndexMap.from_func(

@@ -1,6 +1,6 @@
 """The program a mapping is realised from: the workload, rewritten where the intrinsic needs it.
 
-Two exact rewrites, each applied only where a candidate needs it:
+Three exact rewrites, each applied only where a candidate needs it:
 
 - **commuted**: the main block's ``out + a * b`` written ``out + b * a``, for a candidate that
   gives the intrinsic's first input the operator's second tensor (TVM's tensorize matches a
@@ -11,6 +11,13 @@ Two exact rewrites, each applied only where a candidate needs it:
   (once per weight column, not per output), and an elementwise stage adds ``128 *`` that sum.
   Padded elements stay exact: a padded ``a = 0`` becomes ``a' = -128`` and the correction adds
   its ``128 * b`` back.
+- **widened** (CPU): a loop whose extent the intrinsic's lanes do not divide, computed over the
+  padded extent, for a candidate that reads a sliding-window input where it is (a depthwise
+  convolution's ``pad[n, c, h + r, w + s]`` with lanes from ``w``: ``pad_einsum``, the other way
+  to pad, needs every operand in the einsum form, which for that input is an im2col copy R*S times
+  its size). The main stage writes a wider buffer that a ``_crop`` stage copies into the output,
+  and each input indexed by the loop is read through a ``_wide`` stage that appends zeros (the
+  padding stage it reads, if any, inlined into it). The extra lanes compute garbage nobody reads.
 
 A rewritten workload keeps its spec, reference and main block name, so task keys, records and
 numpy checks are unchanged; only its program differs.
@@ -23,7 +30,8 @@ from dataclasses import dataclass
 from ..models import Intrinsic, MappingCandidate
 from ..workloads import Workload
 from .access import block_computation, intrinsic_computation
-from .realise import RealisationError
+from .builtin import workload_computation
+from .realise import CROPPED, WIDE, RealisationError
 
 OFFSET = 128  # a u8 value minus OFFSET is an s8 value
 
@@ -38,13 +46,18 @@ class RewrittenWorkload(Workload):
 
     signed: bool = False
     commuted: bool = False
+    widened: tuple[tuple[str, int], ...] = ()  # (main stage axis, extent computed)
 
     def te(self) -> list:
         tensors = super().te()
+        if self.widened:
+            tensors = widened_te(tensors, self.main_block, dict(self.widened))
         return signed_te(tensors, self.main_block) if self.signed else tensors
 
     def prim_func(self):
         func = super().prim_func()
+        if self.widened:
+            func = _inline_into_wide(func)
         return commuted_prim_func(func, self.main_block) if self.commuted else func
 
 
@@ -70,6 +83,55 @@ def program_for(workload: Workload, candidate: MappingCandidate,
         return program
     return RewrittenWorkload(workload.operator, workload.params,
                              signed=getattr(program, "signed", False), commuted=True)
+
+
+def cpu_program_for(workload: Workload, candidate: MappingCandidate,
+                    intrinsic: Intrinsic) -> tuple[Workload, MappingCandidate]:
+    """The workload and candidate a CPU candidate is realised from: widened where it needs it
+    (see the module docstring), with the padding it no longer needs dropped; else both as
+    they are."""
+    widen = widening(workload, candidate, intrinsic)
+    if not widen:
+        return workload, candidate
+    program = RewrittenWorkload(workload.operator, workload.params,
+                                widened=tuple(sorted(widen.items())))
+    grown = {a.tensor for a in workload_computation(workload).inputs
+             if any(a.depends_on(name) for name in widen)}
+    operands = {k: f"{v}{WIDE}" if v in grown else v for k, v in candidate.operands.items()}
+    return program, candidate.model_copy(update={"padding": {}, "operands": operands})
+
+
+def widening(workload: Workload, candidate: MappingCandidate,
+             intrinsic: Intrinsic) -> dict[str, int]:
+    """Operator loops to compute over a padded extent, {loop: extent}; {} when none.
+
+    So when: the candidate pads, every padded intrinsic axis takes one spatial loop, and an
+    input is read where it is (:func:`~gta_core.mapping.realise.reads_in_place`) but for
+    that padding. Every other padded candidate goes through ``pad_einsum`` as before.
+    """
+    from .realise import reads_in_place
+
+    if not candidate.padding or candidate.rfactor:
+        return {}
+    op = workload_computation(workload)
+    intr = intrinsic_computation(intrinsic)
+    widen = {}
+    for var, extent in candidate.padding.items():
+        group = candidate.axes[var]
+        if len(group) != 1 or op.axis(group[0]).kind != "spatial":
+            return {}
+        widen[group[0]] = extent
+    unpadded = candidate.model_copy(update={"padding": {}})
+    if not reads_in_place(op, intr, unpadded):
+        return {}
+    # Each access must step through a widened loop by one in one dimension: it then grows
+    # that dimension by as much as the loop grows.
+    for access in (*op.inputs, op.output):
+        for name in widen:
+            if sum(dict(index).get(name, 0) != 0 for index in access.indices) > 1 or any(
+                    dict(index).get(name, 1) != 1 for index in access.indices):
+                return {}
+    return widen
 
 
 def _needs_commuting(workload: Workload, candidate: MappingCandidate,
@@ -221,3 +283,74 @@ def _uses(expr, var) -> bool:
         return expr.same_as(var)
     return any(_uses(getattr(expr, name), var) for name in ("a", "b", "value")
                if hasattr(expr, name) and not isinstance(getattr(expr, name), (int, str)))
+
+
+# --- widened ------------------------------------------------------------------------------------
+
+
+def widened_te(tensors: list, main_block: str, widen: dict[str, int]) -> list:
+    """``tensors`` (inputs..., output) with the main stage computed over ``widen``'s extents
+    (axis name -> extent), then cropped to the output."""
+    from tvm import te, tirx
+
+    *inputs, out = tensors
+    if out.op.name != main_block:
+        raise RewriteError(f"widening needs the main stage {main_block} to be the output")
+    reduce = out.op.body[0]
+    (x, ix), (y, iy) = _loads(reduce)
+    spatial = [axis.var for axis in out.op.axis]
+    names = [var.name for var in spatial]
+    if set(widen) - set(names):
+        raise RewriteError(f"cannot widen {sorted(set(widen) - set(names))}: not a spatial "
+                           f"axis of {main_block}")
+    grow = {var: widen[var.name] - int(axis.dom.extent)
+            for var, axis in zip(spatial, out.op.axis) if var.name in widen}
+
+    def wide(tensor, indices):
+        """``tensor`` grown by zeros along the dimensions a widened axis indexes."""
+        added = [sum(g for var, g in grow.items() if _uses(index, var)) for index in indices]
+        if not any(added):
+            return tensor
+        old = [int(n) for n in tensor.shape]
+
+        def grown(*i):
+            inside = tirx.all(*(v < n for v, n, a in zip(i, old, added) if a))
+            return te.if_then_else(inside, tensor(*i), tirx.const(0, tensor.dtype))
+
+        return te.compute([n + a for n, a in zip(old, added)], grown,
+                          name=f"{tensor.op.name}_wide")
+
+    x_wide, y_wide = wide(x, ix), wide(y, iy)
+    acc = out.dtype
+    reduced = [axis.var for axis in reduce.axis]
+
+    def product(*index):
+        axes = [te.reduce_axis((a.dom.min, a.dom.min + a.dom.extent), name=a.var.name)
+                for a in reduce.axis]
+        values = {**dict(zip(spatial, index)), **dict(zip(reduced, [a.var for a in axes]))}
+        return te.sum(_factor(x_wide, ix, values, acc) * _factor(y_wide, iy, values, acc),
+                      axis=axes)
+
+    shape = [widen.get(n, int(e)) for n, e in zip(names, out.shape)]
+    main = te.compute(shape, product, name=main_block, varargs_names=names)
+    crop = te.compute(out.shape, lambda *i: main(*i), name=f"{main_block}{CROPPED}",
+                      varargs_names=names)
+    return [*inputs, crop]
+
+
+def _factor(tensor, indices, values, acc):
+    value = tensor(*[_rebuild(i, values) for i in indices])
+    return value if tensor.dtype == acc else value.astype(acc)
+
+
+def _inline_into_wide(func):
+    """``func`` with each stage that only a ``_wide`` stage reads inlined into it (a
+    convolution's padding: the zeros are then written in one pass)."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        consumers = sch.get_consumers(block)
+        if consumers and all(sch.get(c).name_hint.endswith(WIDE) for c in consumers):
+            sch.compute_inline(block)
+    return sch.mod["main"]

@@ -16,7 +16,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..generation.engine import apply_rules
 from ..generation.rule import GenerationRule, ScheduleContext
 from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, finish_gpu, reshape
-from ..mapping.rewrite import program_for
+from ..mapping.rewrite import cpu_program_for, program_for
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
 from ..workloads import Workload
@@ -38,10 +38,12 @@ class Task:
     def __init__(self, workload: Workload, mapping: MappingCandidate, intrinsic: Intrinsic,
                  target: Target) -> None:
         ensure_registered(intrinsic)  # its records' traces tensorize with it
-        # On a GPU, the program the mapping is realised from (commuted / signed where needed).
-        self.workload = workload if target.kind == "cpu" else program_for(workload, mapping,
-                                                                           intrinsic)
-        self.mapping = mapping
+        # The program the mapping is realised from: widened where needed on a CPU (the mapping
+        # then pads nothing), commuted / signed where needed on a GPU.
+        if target.kind == "cpu":
+            self.workload, self.mapping = cpu_program_for(workload, mapping, intrinsic)
+        else:
+            self.workload, self.mapping = program_for(workload, mapping, intrinsic), mapping
         self.intrinsic = intrinsic
         self.target = target
 

@@ -14,9 +14,10 @@ the same LLVM IR wrapper imported with ``pragma_import_llvm`` (``bf16``), and
 ``llvm.fma.v16f32`` (``fma``, and ``fma16-elementwise``, the same instruction on two vector
 operands, which is what the kernel passes anyway).
 
-``mac16-u8s8`` is not measured, and :func:`measure_peak` says why (:data:`NOT_MEASURED`): it is
-no one instruction but widening loads and a multiply-add, and with its operands held in
-registers the widening is loop-invariant and LLVM hoists it out of the loop.
+``mac16-u8s8`` and ``mac16-u8s8-bcast`` are not measured, and :func:`measure_peak` says why
+(:data:`NOT_MEASURED`): each is no one instruction but widening loads and a multiply-add, and
+with its operands held in registers the widening is loop-invariant and LLVM hoists it out of the
+loop.
 
 Before timing, the generated assembly is checked: the innermost loop must hold the instruction on
 zmm registers; a memory operand in that loop (a spill, or an operand reloaded every call) is
@@ -50,6 +51,7 @@ from .tvm_intrinsics import (
     FMA_16,
     FMA_16_ELEMENTWISE,
     MAC_16_U8S8,
+    MAC_16_U8S8_BCAST,
     VNNI_16X4,
     VNNI_16X4_ACT_LANES,
 )
@@ -135,13 +137,12 @@ _BY_TENSOR_INTRINSIC = {
     FMA_16_ELEMENTWISE: _INSTRUCTIONS["fma"],  # the same vfmadd; the kernel's A is a vector
 }
 
-NOT_MEASURED = {
-    MAC_16_U8S8: (
-        "it is several instructions (vpmovzxbd and vpmovsxbd widening loads, then vpdpwssd), "
-        "and with its operands held in registers, as the peak loop holds them, the widening "
-        "is loop-invariant and LLVM hoists it out, so the loop would not time the intrinsic"
-    ),
-}
+_WIDENING = (
+    "it is several instructions (widening loads, then vpdpwssd), and with its operands held "
+    "in registers, as the peak loop holds them, the widening is loop-invariant and LLVM "
+    "hoists it out, so the loop would not time the intrinsic"
+)
+NOT_MEASURED = {MAC_16_U8S8: _WIDENING, MAC_16_U8S8_BCAST: _WIDENING}
 """Intrinsics of this plugin that the register-resident peak loop cannot time, and why."""
 
 

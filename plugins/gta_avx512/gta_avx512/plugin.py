@@ -111,6 +111,22 @@ INTRINSICS = (
     _elementwise("mac16-u8s8", "16 s32 lanes += u8 * s8, elementwise (no broadcast): "
                  "vpmovzxbd + vpmovsxbd, then vpdpwssd (vpmulld + vpaddd without VNNI)",
                  "uint8", "int8", "int32", "gta_avx512_mac_16_u8s8"),
+    Intrinsic(
+        name="mac16-u8s8-bcast",
+        target=TARGET,
+        description="16 s32 lanes += u8 lanes * one s8 (broadcast): vpmovzxbd, then vpdpwssd "
+                    "(vpmulld + vpaddd without VNNI)",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
+            operands=[
+                Operand(name="A", role="input", dtype="uint8", indices=["i"]),
+                Operand(name="B", role="input", dtype="int8", indices=["0"]),
+                Operand(name="C", role="output", dtype="int32", indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": "gta_avx512_mac_16_u8s8_bcast"},
+        tvm_module=TVM_MODULE,
+    ),
     _elementwise("fma16-elementwise", "vfmadd231ps: 16 f32 lanes += vector * vector, "
                  "elementwise (no broadcast)", "float32", "float32", "float32",
                  "gta_avx512_fma_16_elementwise",

@@ -1,6 +1,6 @@
 """AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
 
-Importing this module registers six desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+Importing this module registers seven desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
 
 - ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
 - ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
@@ -11,6 +11,8 @@ Importing this module registers six desc/impl pairs with ``tvm.s_tir.TensorIntri
   sign-extend to 32 bits, multiply, add: LLVM emits vpmovzxbd, vpmovsxbd and one vpdpwssd,
   the extended values fitting its 16-bit halves; vpmulld + vpaddd without VNNI).
 - ``gta_avx512_fma_16_elementwise``: C[16] f32 += A[16] f32 * B[16] f32, lane by lane (vfmadd).
+- ``gta_avx512_mac_16_u8s8_bcast``: C[16] s32 += A[16] u8 * B[0] s8 (broadcast): the int8
+  counterpart of ``fma_16``, lanes from the activation and one weight for all of them.
 
 (Plus ``_mirrored`` descs of the same-dtype ones, see below.)
 
@@ -36,6 +38,7 @@ BF16_16X2 = "gta_avx512_bf16_16x2"
 FMA_16 = "gta_avx512_fma_16"
 MAC_16_U8S8 = "gta_avx512_mac_16_u8s8"
 FMA_16_ELEMENTWISE = "gta_avx512_fma_16_elementwise"
+MAC_16_U8S8_BCAST = "gta_avx512_mac_16_u8s8_bcast"
 
 INTRINSIC_NAMES: dict[str, str] = {
     "vnni": VNNI_16X4,
@@ -44,6 +47,7 @@ INTRINSIC_NAMES: dict[str, str] = {
     "fma": FMA_16,
     "mac16_u8s8": MAC_16_U8S8,
     "fma16_elementwise": FMA_16_ELEMENTWISE,
+    "mac16_u8s8_bcast": MAC_16_U8S8_BCAST,
 }
 
 _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -291,6 +295,39 @@ def mac_16_u8s8_impl(
             "int32x16", B.vload([0], dtype="int8x16"))
 
 
+# The same widening multiply-add with the weight broadcast: lanes from a convolution's output
+# columns (a depthwise convolution reads its padded input in place, 16 columns at a time, and
+# one weight tap for all of them).
+
+
+@T.prim_func(s_tir=True)
+def mac_16_u8s8_bcast_desc(
+    A: T.Buffer((16,), "uint8", offset_factor=1),
+    B: T.Buffer((1,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:1])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + T.cast(A[vi], "int32") * T.cast(B[0], "int32")
+
+
+@T.prim_func(s_tir=True)
+def mac_16_u8s8_bcast_impl(
+    A: T.Buffer((16,), "uint8", offset_factor=1, strides=[1]),
+    B: T.Buffer((1,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:1])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = C.vload([0], dtype="int32x16") + T.Cast(
+            "int32x16", A.vload([0], dtype="uint8x16")) * T.broadcast(T.Cast("int32", B[0]), 16)
+
+
 @T.prim_func(s_tir=True)
 def fma_16_elementwise_desc(
     A: T.Buffer((16,), "float32", offset_factor=1),
@@ -389,6 +426,7 @@ _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     BF16_16X2: (bf16_16x2_desc, bf16_16x2_impl),
     FMA_16: (fma_16_desc, fma_16_impl),
     MAC_16_U8S8: (mac_16_u8s8_desc, mac_16_u8s8_impl),
+    MAC_16_U8S8_BCAST: (mac_16_u8s8_bcast_desc, mac_16_u8s8_bcast_impl),
     FMA_16_ELEMENTWISE: (fma_16_elementwise_desc, fma_16_elementwise_impl),
     FMA_16_ELEMENTWISE_MIRRORED: (fma_16_elementwise_mirrored_desc, fma_16_elementwise_impl),
 }

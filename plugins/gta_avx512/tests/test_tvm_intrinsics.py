@@ -74,7 +74,7 @@ def _run(sch: tvm.s_tir.Schedule, inputs: list[np.ndarray], out_shape: tuple[int
 
 def test_names_registered_and_reimport_is_harmless() -> None:
     assert set(INTRINSIC_NAMES) == {"vnni", "vnni_act_lanes", "bf16", "fma", "mac16_u8s8",
-                                    "fma16_elementwise"}
+                                    "fma16_elementwise", "mac16_u8s8_bcast"}
     importlib.reload(tvm_intrinsics)
     tvm_intrinsics.register_all()
     for name in INTRINSIC_NAMES.values():
@@ -242,3 +242,25 @@ def test_fma16_elementwise_and_its_mirror(swap: bool) -> None:
     out, asm = _run(sch, [a_np, b_np], (m, chans), "float32")
     np.testing.assert_allclose(out, (a_np * b_np[None]).sum(axis=1), rtol=1e-5, atol=1e-5)
     assert "vfmadd" in asm
+
+
+def test_mac16_u8s8_bcast_reads_a_sliding_window_in_place() -> None:
+    """out[c, w] = sum_s x[c, w + s] * k[c, s]: lanes over w, read at every offset w0 + s."""
+    chans, width, taps = 3, 32, 3
+    x = te.placeholder((chans, width + taps - 1), "uint8", name="x")
+    k = te.placeholder((chans, taps), "int8", name="k")
+    s = te.reduce_axis((0, taps), "s")
+    out = te.compute((chans, width), lambda c, w: te.sum(
+        x[c, w + s].astype("int32") * k[c, s].astype("int32"), axis=s), name="out")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([x, k, out]))
+    blk = sch.get_sblock("out")
+    c, w, red = sch.get_loops(blk)
+    w_o, w_i = sch.split(w, [None, 16])
+    sch.reorder(c, w_o, red, w_i)
+    sch.decompose_reduction(blk, red)
+    sch.tensorize(w_i, INTRINSIC_NAMES["mac16_u8s8_bcast"])
+    x_np, k_np = _u8((chans, width + taps - 1)), _s8((chans, taps))
+    got, asm = _run(sch, [x_np, k_np], (chans, width), "int32")
+    windows = np.lib.stride_tricks.sliding_window_view(x_np.astype(np.int32), taps, axis=1)
+    np.testing.assert_array_equal(got, (windows * k_np.astype(np.int32)[:, None]).sum(axis=2))
+    assert "vpmovzxbd" in asm
