@@ -124,12 +124,12 @@ def widening(workload: Workload, candidate: MappingCandidate,
     unpadded = candidate.model_copy(update={"padding": {}})
     if not reads_in_place(op, intr, unpadded):
         return {}
-    # Each access must step through a widened loop by one in one dimension: it then grows
-    # that dimension by as much as the loop grows.
+    # Each access must step through a widened loop by one, in one dimension at most: that
+    # dimension then grows by as much as the loop does.
     for access in (*op.inputs, op.output):
         for name in widen:
-            if sum(dict(index).get(name, 0) != 0 for index in access.indices) > 1 or any(
-                    dict(index).get(name, 1) != 1 for index in access.indices):
+            steps = [dict(index)[name] for index in access.indices if dict(index).get(name)]
+            if steps not in ([], [1]):
                 return {}
     return widen
 
@@ -228,6 +228,32 @@ def _loads(reduce) -> list:
     return loads
 
 
+def _fresh_axes(reduce) -> list:
+    from tvm import te
+
+    return [te.reduce_axis((axis.dom.min, axis.dom.min + axis.dom.extent), name=axis.var.name)
+            for axis in reduce.axis]
+
+
+def _product(reduce, spatial: list, x: tuple, y: tuple, acc: str):
+    """A ``te.compute`` body: ``reduce``'s ``sum x[ix] * y[iy]`` over fresh reduction axes, with
+    ``x`` and ``y`` ((tensor, indices), the tensors rewritten ones of its own) cast to ``acc``."""
+    from tvm import te
+
+    reduced = [axis.var for axis in reduce.axis]
+
+    def factor(tensor, indices, values):
+        value = tensor(*[_rebuild(i, values) for i in indices])
+        return value if tensor.dtype == acc else value.astype(acc)
+
+    def product(*index):
+        axes = _fresh_axes(reduce)
+        values = {**dict(zip(spatial, index)), **dict(zip(reduced, [a.var for a in axes]))}
+        return te.sum(factor(*x, values) * factor(*y, values), axis=axes)
+
+    return product
+
+
 def signed_te(tensors: list, main_block: str) -> list:
     """``tensors`` (inputs..., output) with the main stage's u8 operand taken as s8 (see above)."""
     from tvm import te, tirx
@@ -245,25 +271,15 @@ def signed_te(tensors: list, main_block: str) -> list:
     x_signed = te.compute(
         x.shape, lambda *i: (x(*i).astype("int32") - OFFSET).astype("int8"),
         name=f"{x.op.name}_signed")
-
-    def fresh_axes():
-        return [te.reduce_axis((axis.dom.min, axis.dom.min + axis.dom.extent), name=axis.var.name)
-                for axis in reduce.axis]
-
-    def product(*index):
-        axes = fresh_axes()
-        values = {**dict(zip(spatial, index)), **dict(zip(reduced, [a.var for a in axes]))}
-        return te.sum(x_signed(*[_rebuild(i, values) for i in ix]).astype(acc)
-                      * y(*[_rebuild(i, values) for i in iy]).astype(acc), axis=axes)
-
     names = [var.name for var in spatial]  # keep the operator's axis names (mappings name them)
-    main = te.compute(out.shape, product, name=main_block, varargs_names=names)
+    main = te.compute(out.shape, _product(reduce, spatial, (x_signed, ix), (y, iy), acc),
+                      name=main_block, varargs_names=names)
     # The weight sums depend on the output axes that index the weight only.
     used = [n for n, var in enumerate(spatial)
             if any(_uses(i, var) for i in iy)]
 
     def weight_sum(*index):
-        axes = fresh_axes()
+        axes = _fresh_axes(reduce)
         values = {**{spatial[n]: v for n, v in zip(used, index)},
                   **dict(zip(reduced, [a.var for a in axes]))}
         return te.sum(y(*[_rebuild(i, values) for i in iy]).astype(acc), axis=axes)
@@ -318,29 +334,14 @@ def widened_te(tensors: list, main_block: str, widen: dict[str, int]) -> list:
             return te.if_then_else(inside, tensor(*i), tirx.const(0, tensor.dtype))
 
         return te.compute([n + a for n, a in zip(old, added)], grown,
-                          name=f"{tensor.op.name}_wide")
+                          name=f"{tensor.op.name}{WIDE}")
 
-    x_wide, y_wide = wide(x, ix), wide(y, iy)
-    acc = out.dtype
-    reduced = [axis.var for axis in reduce.axis]
-
-    def product(*index):
-        axes = [te.reduce_axis((a.dom.min, a.dom.min + a.dom.extent), name=a.var.name)
-                for a in reduce.axis]
-        values = {**dict(zip(spatial, index)), **dict(zip(reduced, [a.var for a in axes]))}
-        return te.sum(_factor(x_wide, ix, values, acc) * _factor(y_wide, iy, values, acc),
-                      axis=axes)
-
+    product = _product(reduce, spatial, (wide(x, ix), ix), (wide(y, iy), iy), out.dtype)
     shape = [widen.get(n, int(e)) for n, e in zip(names, out.shape)]
     main = te.compute(shape, product, name=main_block, varargs_names=names)
     crop = te.compute(out.shape, lambda *i: main(*i), name=f"{main_block}{CROPPED}",
                       varargs_names=names)
     return [*inputs, crop]
-
-
-def _factor(tensor, indices, values, acc):
-    value = tensor(*[_rebuild(i, values) for i in indices])
-    return value if tensor.dtype == acc else value.astype(acc)
 
 
 def _inline_into_wide(func):
