@@ -40,9 +40,10 @@ def test_every_family_has_a_kept_mapping_and_every_kept_one_realises_correctly(f
     survivors = [m for m in report.mappings if m.status == "kept"]
     assert survivors, f"no kept mapping for {spec}"
     for m in report.mappings:
-        if m.status == "pruned":  # only the padding bound and rfactor's conditions may
-            assert m.reason.startswith(("padding wastes", "rfactor lanes")), \
-                f"{m.id}: {m.reason}"  # prune here, never a failure
+        if m.status == "pruned":  # only the padding bound, rfactor's and sliding windows'
+            assert m.reason.startswith(("padding wastes", "rfactor lanes", "window ",
+                                        "vetoed by gta-core.mapping: window ")), \
+                f"{m.id}: {m.reason}"  # conditions may prune here, never a failure
     assert all(m.checked and m.gops > 0 for m in survivors)
 
 
@@ -64,7 +65,7 @@ def test_conv2d_int8_maps_in_several_distinct_ways():
 def test_depthwise_lanes_come_from_the_width_for_dot_products_and_the_channel_elementwise():
     candidates = kept("depthwise_conv2d:N=1,C=128,H=56,W=56,R=3,S=3,pad=1,dtype=int8")
     assert {c.intrinsic for c in candidates} == {"vnni-act-lanes", "mac16-u8s8",
-                                                 "mac16-u8s8-bcast"}
+                                                 "mac16-u8s8-bcast", "vnni-window"}
     dot = [c for c in candidates if c.intrinsic == "vnni-act-lanes"]
     assert any(c.axes["i"] == ["w"] for c in dot)
     assert not any("c" in c.axes["i"] for c in dot)  # the weight would need c in both
@@ -72,6 +73,9 @@ def test_depthwise_lanes_come_from_the_width_for_dot_products_and_the_channel_el
     # The broadcast weight takes lanes from any output loop but the channel it depends on.
     assert sorted(str(c.axes["i"]) for c in candidates if c.intrinsic == "mac16-u8s8-bcast") \
         == ["['h', 'w']", "['h']", "['w']"]
+    # The sliding window A[i + k] only where the input's last dimension is w + s.
+    assert [c.axes for c in candidates if c.intrinsic == "vnni-window"] == [
+        {"i": ["w"], "k": ["s"]}]
 
 
 def test_a_shape_that_does_not_divide_is_kept_through_padding():

@@ -97,8 +97,8 @@ def test_widening_an_axis_the_main_stage_lacks_says_so():
     from gta_core.mapping.rewrite import RewriteError
 
     workload = load_workload(depthwise("int8", 20))
-    with pytest.raises(RewriteError, match="not a spatial axis"):
-        widened_te(workload.te(), workload.main_block, {"r": 4})
+    with pytest.raises(RewriteError, match="not an axis"):
+        widened_te(workload.te(), workload.main_block, {"q": 4})
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
@@ -115,3 +115,38 @@ def test_every_sketch_of_a_widened_mapping_is_correct_and_crops_per_parallel_til
         crop = sch.get_loops(sch.get_sblock("depthwise_conv2d_crop"))
         assert str(sch.get(crop[0]).kind).endswith(("Parallel", "parallel", "1"))
         assert finished_correct(sketch), sketch.notes
+
+
+def test_a_zero_extended_input_longer_than_64_lanes_is_vectorised_in_parts():
+    from tvm.tirx import ForKind
+
+    registry = default_registry()
+    workload = load_workload("depthwise_conv2d:N=1,C=16,H=6,W=56,R=3,S=3,pad=1,dtype=int8")
+    candidate = lanes_over_w(workload, "int8")
+    program, realised_as = cpu_program_for(workload, candidate,
+                                           registry.intrinsics[candidate.intrinsic])
+    [first, *_] = apply_rules(reshaped(program, realised_as), registry.rules.values())
+    sch = first.sch
+    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("pad_wide"))]
+    assert loops[-1].kind == ForKind.VECTORIZED and int(loops[-1].extent) == 33  # 66 = 2 x 33
+    assert finished_correct(first)
+
+
+def test_a_sliding_window_intrinsic_widens_the_taps_with_zero_weights():
+    """vnni-window's A[i + k] over pad[.., w + s]: w 20 -> 32 and s 3 -> 4, the fourth tap's
+    weights zero; the product of the widened taps is exact."""
+    registry = default_registry()
+    workload = load_workload(depthwise("int8", 28))
+    [candidate] = [c for c in mapping_candidates(workload, "avx512", registry)
+                   if c.intrinsic == "vnni-window" and c.status == "kept"]
+    assert candidate.axes == {"i": ["w"], "k": ["s"]} and candidate.padding == {"i": 32, "k": 4}
+    intrinsic = registry.intrinsics[candidate.intrinsic]
+    program, realised_as = cpu_program_for(workload, candidate, intrinsic)
+    assert program.widened == (("s", 4), ("w", 32))
+    assert realised_as.operands == {"A": "pad_wide", "B": "weight_wide", "C": "depthwise_conv2d"}
+    target = registry.target("avx512")
+    realised = realise(workload, candidate, intrinsic, target)
+    assert measure_program(realised.sch.mod, workload, target, number=1, repeat=1).correct
+    for sketch in apply_rules(reshaped(program, realised_as), registry.rules.values()):
+        assert finished_correct(sketch), sketch.notes
+

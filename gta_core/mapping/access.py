@@ -37,8 +37,25 @@ class Access:
     def innermost(self, var: str) -> bool:
         """Whether ``var`` steps through the last dimension by one and indexes no other, so
         that a run of its values reads contiguous memory."""
-        return dict(self.indices[-1]).get(var) == 1 and not any(
-            dict(index).get(var) for index in self.indices[:-1])
+        return self.dimension_of({var: 1}) == len(self.indices) - 1
+
+    def dimension_of(self, steps: dict[str, int]) -> int | None:
+        """The one dimension that every variable of ``steps`` (variable -> coefficient) steps
+        through with exactly that coefficient, none of them indexing another; else None.
+
+        Other variables may index that dimension too (``w + s`` holds ``{"w": 1}``).
+        """
+        found = {d for d, index in enumerate(self.indices) for v, c in index if c and v in steps}
+        if len(found) != 1:
+            return None
+        [d] = found
+        index = dict(self.indices[d])
+        return d if all(index.get(v) == c for v, c in steps.items()) else None
+
+    @property
+    def mixes(self) -> bool:
+        """Whether some index mixes variables (a sliding window's ``A[i + k]``)."""
+        return any(sum(1 for v, c in index if v and c) > 1 for index in self.indices)
 
     @property
     def variables(self) -> frozenset[str]:

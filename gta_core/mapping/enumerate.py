@@ -99,9 +99,12 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
                 continue
             axes = {v.name: list(g) for v, g in zip(intr.axes, groups)}
             candidate = _candidate(intrinsic, intr, assignment, axes, extents)
+            reason = _structure_reason(intr, assignment, axes)
+            if reason:
+                candidate = candidate.model_copy(update={"status": "pruned", "reason": reason})
             rfactor = [u for group in groups for u in group if op.axis(u).kind == "reduce"
                        and intr.axis(_lane_of(axes, u)).kind == "spatial"]
-            if rfactor:
+            if rfactor and not reason:
                 reason = _rfactor_reason(op, intr, rfactor, axes)
                 candidate = candidate.model_copy(update={
                     "rfactor": rfactor, "status": "pruned" if reason else "kept",
@@ -112,6 +115,30 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
 
 def _lane_of(axes: dict[str, list[str]], name: str) -> str:
     return next(v for v, group in axes.items() if name in group)
+
+
+def _structure_reason(intr: Computation, assignment: dict[str, Access],
+                      axes: dict[str, list[str]]) -> str | None:
+    """Why the operator tensors do not index the mapped loops as an intrinsic operand that
+    mixes variables in one index (a sliding window, ``A[i + k]``) does; None if they do.
+
+    Dependence alone admits ``i <- h, k <- s`` for ``pad[.., h + r, w + s]``, but the
+    intrinsic reads ``A[i + k]`` as one run of consecutive elements: its loops must share
+    the tensor's last dimension, with the same coefficients (``w + s``), and index no other.
+    """
+    for operand in (*intr.inputs, intr.output):
+        tensor = assignment[operand.tensor]
+        for index in operand.indices:
+            terms = [(v, c) for v, c in index if v and c]
+            if len(terms) < 2:
+                continue
+            steps = {axes[v][0]: c for v, c in terms if len(axes[v]) == 1}
+            if len(steps) != len(terms) or \
+                    tensor.dimension_of(steps) != len(tensor.indices) - 1:
+                text = " + ".join(v if c == 1 else f"{c}*{v}" for v, c in terms)
+                return (f"window {operand.tensor}[{text}] needs the last dimension of "
+                        f"{tensor.tensor} indexed by the mapped loops alike")
+    return None
 
 
 def _rfactor_reason(op: Computation, intr: Computation, rfactor: list[str],

@@ -307,11 +307,13 @@ def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandida
     """Inputs read where they are, with no packing stage: their read indices.
 
     An input qualifies when ``reindex`` would duplicate it (a sliding window: it depends on more
-    operator loops than it has dimensions) and its intrinsic window is one lane variable fed by
-    one operator loop that steps through its last dimension by one and indexes no other: each
-    window (``pad[n, c, h + r, w0 + s : w0 + s + 16]``) is then a contiguous run of it already,
-    which tensorize takes at any offset. Never in a padded mapping (a CPU candidate that pads
-    such a loop is realised from a widened program; see :mod:`.rewrite`).
+    operator loops than it has dimensions) and its intrinsic window is one-dimensional, each of
+    its variables fed by one operator loop that steps through the input's last dimension alike
+    and indexes no other: each window (``pad[n, c, h + r, w0 + s : w0 + s + 16]`` for lanes from
+    ``w``; ``pad[.., w0 + s0 : w0 + s0 + 19]`` for ``A[i + k]`` with ``i <- w, k <- s``) is then
+    a contiguous run of it already, which tensorize takes at any offset. Never in a padded
+    mapping (a CPU candidate that pads such a loop is realised from a widened program; see
+    :mod:`.rewrite`).
     """
     if candidate.padding:
         return set()
@@ -319,11 +321,13 @@ def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandida
     role = {tensor: name for name, tensor in candidate.operands.items()}
     out = set()
     for index, access in enumerate(op.inputs):
-        window = _index_vars(intr_inputs[role[access.tensor]])
+        window = intr_inputs[role[access.tensor]].indices
         if len(access.variables) <= len(access.indices) or len(window) != 1:
             continue
-        group = candidate.axes[window[0]]
-        if len(group) == 1 and access.innermost(group[0]):
+        terms = [(v, c) for v, c in window[0] if v and c]
+        groups = [candidate.axes[v] for v, _ in terms]
+        if terms and all(len(g) == 1 for g in groups) and access.dimension_of(
+                {g[0]: c for g, (_, c) in zip(groups, terms)}) == len(access.indices) - 1:
             out.add(index)
     return out
 
@@ -342,10 +346,11 @@ def in_place_inputs(op: Computation, intr: Computation,
     role = {tensor: name for name, tensor in candidate.operands.items()}
     out = {}
     for index, access in enumerate(op.inputs):
-        if len(access.variables) <= len(access.indices):
+        window = intr_inputs[role[access.tensor]]
+        if len(access.variables) <= len(access.indices) or window.mixes:
             continue
         dims = {}
-        for var in _index_vars(intr_inputs[role[access.tensor]]):
+        for var in _index_vars(window):
             group = candidate.axes[var]
             found = [d for d, form in enumerate(access.indices) if dict(form).get(group[0])]
             if len(group) != 1 or len(found) != 1 or access.indices[found[0]] != ((group[0], 1),):
@@ -417,6 +422,7 @@ class _Operand:
     dims: tuple[str, ...]  # after reindex: the variables it depends on, in block order
     outer: tuple[str, ...]  # dims outside the intrinsic's window
     window: tuple[str, ...]  # intrinsic variables indexing the window, in the operand's order
+    intrinsic: str  # the intrinsic operand it is
 
 
 def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
@@ -427,8 +433,10 @@ def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
     for kind, accesses in (("read", op.inputs), ("write", (op.output,))):
         for index, access in enumerate(accesses):
             dims = tuple(a.name for a in op.axes if access.depends_on(a.name))
+            window = intr_operands[role[access.tensor]]
             out.append(_Operand(kind, index, dims, tuple(d for d in order.outer if d in dims),
-                                tuple(_index_vars(intr_operands[role[access.tensor]]))))
+                                tuple(v for i in window.indices for v, c in i if v and c),
+                                window.tensor))
     return out
 
 
@@ -457,6 +465,7 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
             continue
         if where.keeps(operand):
             continue
+        _one_variable_per_dimension(intr, operand)
         window = [group_of[var] for var in operand.window]
         relayout = _layout(list(operand.dims), list(operand.outer), window, extents)
         sch.transform_layout(block, (operand.kind, operand.index),
@@ -514,6 +523,15 @@ def _layout(dims: list[str], outer: list[str], window: list[tuple[str, ...]],
         return [named[d] for d in outer] + [_fuse(g, named, extents) for g in window]
 
     return relayout
+
+
+def _one_variable_per_dimension(intr: Computation, operand: _Operand) -> None:
+    """Raise unless the intrinsic operand laid out for ``operand`` indexes each dimension with
+    one variable: the einsum layout cannot hold a sliding window (``A[i + k]``)."""
+    x = next(x for x in (*intr.inputs, intr.output) if x.tensor == operand.intrinsic)
+    if x.mixes:
+        raise RealisationError(f"operand {x.tensor} mixes variables in one index, which only "
+                               "an input read where it is can take")
 
 
 def _index_vars(operand) -> list[str]:

@@ -105,20 +105,24 @@ def widening(workload: Workload, candidate: MappingCandidate,
              intrinsic: Intrinsic) -> dict[str, int]:
     """Operator loops to compute over a padded extent, {loop: extent}; {} when none.
 
-    So when: the candidate pads, every padded intrinsic axis takes one spatial loop, and an
-    input is read where it is (:func:`~gta_core.mapping.realise.reads_in_place`) but for
-    that padding. Every other padded candidate goes through ``pad_einsum`` as before.
+    So when: the candidate pads, every padded intrinsic axis takes one loop, and an input is
+    read where it is (:func:`~gta_core.mapping.realise.reads_in_place`) but for that padding.
+    A reduction loop qualifies only where an input indexes a dimension with it alone: that
+    input's zeros then cancel every extra term (``weight[c, r, s]`` for ``s``; ``pad[.., w +
+    s]`` is not zero at ``s = 3``). Every other padded candidate goes through ``pad_einsum``.
     """
     from .realise import reads_in_place
 
-    if not candidate.padding or candidate.rfactor:
+    if not candidate.padding or candidate.rfactor or \
+            workload.te()[-1].op.name != workload.main_block:  # stages after it: not widened
         return {}
     op = workload_computation(workload)
     intr = intrinsic_computation(intrinsic)
     widen = {}
     for var, extent in candidate.padding.items():
-        group = candidate.axes[var]
-        if len(group) != 1 or op.axis(group[0]).kind != "spatial":
+        [*group] = candidate.axes[var]
+        if len(group) != 1 or op.axis(group[0]).kind == "reduce" and not any(
+                ((group[0], 1),) in access.indices for access in op.inputs):
             return {}
         widen[group[0]] = extent
     unpadded = candidate.model_copy(update={"padding": {}})
@@ -228,16 +232,21 @@ def _loads(reduce) -> list:
     return loads
 
 
-def _fresh_axes(reduce) -> list:
+def _fresh_axes(reduce, extents: dict[str, int] | None = None) -> list:
+    """New reduction axes like ``reduce``'s, with the extents ``extents`` names instead."""
     from tvm import te
 
-    return [te.reduce_axis((axis.dom.min, axis.dom.min + axis.dom.extent), name=axis.var.name)
-            for axis in reduce.axis]
+    extents = extents or {}
+    return [te.reduce_axis((axis.dom.min, axis.dom.min + extents.get(axis.var.name,
+                                                                     axis.dom.extent)),
+                           name=axis.var.name) for axis in reduce.axis]
 
 
-def _product(reduce, spatial: list, x: tuple, y: tuple, acc: str):
-    """A ``te.compute`` body: ``reduce``'s ``sum x[ix] * y[iy]`` over fresh reduction axes, with
-    ``x`` and ``y`` ((tensor, indices), the tensors rewritten ones of its own) cast to ``acc``."""
+def _product(reduce, spatial: list, x: tuple, y: tuple, acc: str,
+             extents: dict[str, int] | None = None):
+    """A ``te.compute`` body: ``reduce``'s ``sum x[ix] * y[iy]`` over fresh reduction axes (of
+    ``extents`` where it names them), with ``x`` and ``y`` ((tensor, indices), the tensors
+    rewritten ones of its own) cast to ``acc``."""
     from tvm import te
 
     reduced = [axis.var for axis in reduce.axis]
@@ -247,7 +256,7 @@ def _product(reduce, spatial: list, x: tuple, y: tuple, acc: str):
         return value if tensor.dtype == acc else value.astype(acc)
 
     def product(*index):
-        axes = _fresh_axes(reduce)
+        axes = _fresh_axes(reduce, extents)
         values = {**dict(zip(spatial, index)), **dict(zip(reduced, [a.var for a in axes]))}
         return te.sum(factor(*x, values) * factor(*y, values), axis=axes)
 
@@ -316,11 +325,12 @@ def widened_te(tensors: list, main_block: str, widen: dict[str, int]) -> list:
     (x, ix), (y, iy) = _loads(reduce)
     spatial = [axis.var for axis in out.op.axis]
     names = [var.name for var in spatial]
-    if set(widen) - set(names):
-        raise RewriteError(f"cannot widen {sorted(set(widen) - set(names))}: not a spatial "
-                           f"axis of {main_block}")
-    grow = {var: widen[var.name] - int(axis.dom.extent)
-            for var, axis in zip(spatial, out.op.axis) if var.name in widen}
+    axes = [*out.op.axis, *reduce.axis]
+    unknown = set(widen) - {axis.var.name for axis in axes}
+    if unknown:
+        raise RewriteError(f"cannot widen {sorted(unknown)}: not an axis of {main_block}")
+    grow = {axis.var: widen[axis.var.name] - int(axis.dom.extent)
+            for axis in axes if axis.var.name in widen}
 
     def wide(tensor, indices):
         """``tensor`` grown by zeros along the dimensions a widened axis indexes."""
@@ -336,7 +346,8 @@ def widened_te(tensors: list, main_block: str, widen: dict[str, int]) -> list:
         return te.compute([n + a for n, a in zip(old, added)], grown,
                           name=f"{tensor.op.name}{WIDE}")
 
-    product = _product(reduce, spatial, (wide(x, ix), ix), (wide(y, iy), iy), out.dtype)
+    product = _product(reduce, spatial, (wide(x, ix), ix), (wide(y, iy), iy), out.dtype,
+                       extents=widen)
     shape = [widen.get(n, int(e)) for n, e in zip(names, out.shape)]
     main = te.compute(shape, product, name=main_block, varargs_names=names)
     crop = te.compute(out.shape, lambda *i: main(*i), name=f"{main_block}{CROPPED}",

@@ -127,6 +127,23 @@ INTRINSICS = (
         tvm_intrinsics={"compute": "gta_avx512_mac_16_u8s8_bcast"},
         tvm_module=TVM_MODULE,
     ),
+    Intrinsic(
+        name="vnni-window",
+        target=TARGET,
+        description="vpdpbusd over a sliding window: C[i] += sum_k A[i + k] * B[k], 16 lanes "
+                    "of 4 consecutive u8 taps (one vpermt2b) times 4 broadcast s8 weights",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
+                       IterVar(name="k", extent=4, kind="reduce")],
+            operands=[
+                Operand(name="A", role="input", dtype="uint8", indices=["i + k"]),
+                Operand(name="B", role="input", dtype="int8", indices=["k"]),
+                Operand(name="C", role="output", dtype="int32", indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": "gta_avx512_vnni_window_16x4"},
+        tvm_module=TVM_MODULE,
+    ),
     _elementwise("fma16-elementwise", "vfmadd231ps: 16 f32 lanes += vector * vector, "
                  "elementwise (no broadcast)", "float32", "float32", "float32",
                  "gta_avx512_fma_16_elementwise",

@@ -1,6 +1,6 @@
 """AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
 
-Importing this module registers seven desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+Importing this module registers eight desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
 
 - ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
 - ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
@@ -13,6 +13,9 @@ Importing this module registers seven desc/impl pairs with ``tvm.s_tir.TensorInt
 - ``gta_avx512_fma_16_elementwise``: C[16] f32 += A[16] f32 * B[16] f32, lane by lane (vfmadd).
 - ``gta_avx512_mac_16_u8s8_bcast``: C[16] s32 += A[16] u8 * B[0] s8 (broadcast): the int8
   counterpart of ``fma_16``, lanes from the activation and one weight for all of them.
+- ``gta_avx512_vnni_window_16x4``: C[i] s32 += sum_k A[i + k] u8 * B[k] s8, a 1-D convolution of
+  4 taps over 19 consecutive bytes: vpermt2b spreads them into the 16 overlapping 4-byte words
+  vpdpbusd takes, with the 4 weights broadcast.
 
 (Plus ``_mirrored`` descs of the same-dtype ones, see below.)
 
@@ -39,6 +42,7 @@ FMA_16 = "gta_avx512_fma_16"
 MAC_16_U8S8 = "gta_avx512_mac_16_u8s8"
 FMA_16_ELEMENTWISE = "gta_avx512_fma_16_elementwise"
 MAC_16_U8S8_BCAST = "gta_avx512_mac_16_u8s8_bcast"
+VNNI_WINDOW_16X4 = "gta_avx512_vnni_window_16x4"
 
 INTRINSIC_NAMES: dict[str, str] = {
     "vnni": VNNI_16X4,
@@ -48,6 +52,7 @@ INTRINSIC_NAMES: dict[str, str] = {
     "mac16_u8s8": MAC_16_U8S8,
     "fma16_elementwise": FMA_16_ELEMENTWISE,
     "mac16_u8s8_bcast": MAC_16_U8S8_BCAST,
+    "vnni_window": VNNI_WINDOW_16X4,
 }
 
 _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -134,6 +139,60 @@ def vnni_16x4_act_lanes_impl(
             C.vload([0], dtype="int32x16"),
             T.reinterpret(B.vload([0, 0], dtype="uint8x64"), dtype="int8x64"),
             T.reinterpret(T.broadcast(a_word, 16), dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# VNNI over a sliding window: lane i takes the bytes A[i : i + 4] (a 1-D convolution's taps). The
+# 19 bytes come in two 16-byte loads (A[0:16] and A[3:19], never past the window) and one
+# shuffle (vpermt2b) lays out the 16 overlapping words.
+# ---------------------------------------------------------------------------------------------
+
+
+def _sliding_words(low, high):
+    """The 64 bytes [A[i + k] for i < 16 for k < 4] from ``low`` = A[0:16], ``high`` = A[3:19].
+
+    (Shuffle wants as many input lanes as output ones: the pair is passed twice.)
+    """
+    from tvm import tirx
+
+    picks = [i + k if i + k < 16 else 16 + i + k - 3 for i in range(16) for k in range(4)]
+    return tirx.Shuffle([low, high, low, high], [tirx.IntImm("int32", p) for p in picks])
+
+
+@T.prim_func(s_tir=True)
+def vnni_window_16x4_desc(
+    A: T.Buffer((19,), "uint8", offset_factor=1),
+    B: T.Buffer((4,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:19], B[0:4])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vi + vk], "int32") * T.cast(B[vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def vnni_window_16x4_impl(
+    A: T.Buffer((19,), "uint8", offset_factor=1, strides=[1]),
+    B: T.Buffer((4,), "int8", offset_factor=1, strides=[1]),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:19], B[0:4])
+        T.writes(C[0:16])
+        b_word = T.reinterpret(B.vload([0], "int8x4"), dtype="int32")
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(_VPDPBUSD),
+            C.vload([0], dtype="int32x16"),
+            T.reinterpret(_sliding_words(A.vload([0], "uint8x16"), A.vload([3], "uint8x16")),
+                          dtype="int8x64"),
+            T.reinterpret(T.broadcast(b_word, 16), dtype="int8x64"),
             dtype="int32x16",
         )
 
@@ -427,6 +486,7 @@ _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     FMA_16: (fma_16_desc, fma_16_impl),
     MAC_16_U8S8: (mac_16_u8s8_desc, mac_16_u8s8_impl),
     MAC_16_U8S8_BCAST: (mac_16_u8s8_bcast_desc, mac_16_u8s8_bcast_impl),
+    VNNI_WINDOW_16X4: (vnni_window_16x4_desc, vnni_window_16x4_impl),
     FMA_16_ELEMENTWISE: (fma_16_elementwise_desc, fma_16_elementwise_impl),
     FMA_16_ELEMENTWISE_MIRRORED: (fma_16_elementwise_mirrored_desc, fma_16_elementwise_impl),
 }

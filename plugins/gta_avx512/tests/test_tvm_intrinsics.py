@@ -74,7 +74,7 @@ def _run(sch: tvm.s_tir.Schedule, inputs: list[np.ndarray], out_shape: tuple[int
 
 def test_names_registered_and_reimport_is_harmless() -> None:
     assert set(INTRINSIC_NAMES) == {"vnni", "vnni_act_lanes", "bf16", "fma", "mac16_u8s8",
-                                    "fma16_elementwise", "mac16_u8s8_bcast"}
+                                    "fma16_elementwise", "mac16_u8s8_bcast", "vnni_window"}
     importlib.reload(tvm_intrinsics)
     tvm_intrinsics.register_all()
     for name in INTRINSIC_NAMES.values():
@@ -264,3 +264,26 @@ def test_mac16_u8s8_bcast_reads_a_sliding_window_in_place() -> None:
     windows = np.lib.stride_tricks.sliding_window_view(x_np.astype(np.int32), taps, axis=1)
     np.testing.assert_array_equal(got, (windows * k_np.astype(np.int32)[:, None]).sum(axis=2))
     assert "vpmovzxbd" in asm
+
+
+def test_vnni_window_is_a_four_tap_convolution_of_a_run_read_in_place() -> None:
+    """out[c, w] = sum_s x[c, w + s] * k[c, s]: lanes over w, taps over s, 19 bytes a call."""
+    chans, width, taps = 3, 32, 4
+    x = te.placeholder((chans, width + taps - 1), "uint8", name="x")
+    k = te.placeholder((chans, taps), "int8", name="k")
+    s = te.reduce_axis((0, taps), "s")
+    out = te.compute((chans, width), lambda c, w: te.sum(
+        x[c, w + s].astype("int32") * k[c, s].astype("int32"), axis=s), name="out")
+    sch = tvm.s_tir.Schedule(te.create_prim_func([x, k, out]))
+    blk = sch.get_sblock("out")
+    c, w, red = sch.get_loops(blk)
+    w_o, w_i = sch.split(w, [None, 16])
+    sch.reorder(c, w_o, w_i, red)
+    sch.decompose_reduction(blk, w_i)
+    sch.tensorize(w_i, INTRINSIC_NAMES["vnni_window"])
+    x_np, k_np = _u8((chans, width + taps - 1)), _s8((chans, taps))
+    got, asm = _run(sch, [x_np, k_np], (chans, width), "int32")
+    windows = np.lib.stride_tricks.sliding_window_view(x_np.astype(np.int32), taps, axis=1)
+    np.testing.assert_array_equal(got, (windows[:, :width] * k_np.astype(np.int32)[:, None])
+                                  .sum(axis=2))
+    assert "vpdpbusd" in asm and "vpermt2b" in asm
