@@ -74,6 +74,17 @@ class Computation:
         return next(a for a in self.axes if a.name == name)
 
 
+def mapped_steps(index: tuple[tuple[str, int], ...],
+                 axes: dict[str, list[str]]) -> dict[str, int] | None:
+    """An intrinsic index (``i + k``) in operator loops: {loop: coefficient} under the mapping
+    ``axes`` (intrinsic variable -> operator loops); None when a variable takes several loops
+    (a fused axis steps through memory in no one coefficient) or there is no variable."""
+    terms = [(v, c) for v, c in index if v and c]
+    if not terms or any(len(axes[v]) != 1 for v, _ in terms):
+        return None
+    return {axes[v][0]: c for v, c in terms}
+
+
 class NotAffine(ValueError):
     """An index the mapping abstraction cannot describe."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from math import prod
 
 from ..models import MappingCandidate
-from .access import Access, Computation
+from .access import Access, Computation, mapped_steps
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,8 @@ def _structure_reason(intr: Computation, assignment: dict[str, Access],
             terms = [(v, c) for v, c in index if v and c]
             if len(terms) < 2:
                 continue
-            steps = {axes[v][0]: c for v, c in terms if len(axes[v]) == 1}
-            if len(steps) != len(terms) or \
-                    tensor.dimension_of(steps) != len(tensor.indices) - 1:
+            steps = mapped_steps(index, axes)
+            if steps is None or tensor.dimension_of(steps) != len(tensor.indices) - 1:
                 text = " + ".join(v if c == 1 else f"{c}*{v}" for v, c in terms)
                 return (f"window {operand.tensor}[{text}] needs the last dimension of "
                         f"{tensor.tensor} indexed by the mapped loops alike")

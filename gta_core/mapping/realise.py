@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 
 from ..models import Intrinsic, MappingCandidate, Target
 from ..workloads import Workload
-from .access import Computation, block_computation, intrinsic_computation
+from .access import Computation, block_computation, intrinsic_computation, mapped_steps
 
 
 class RealisationError(RuntimeError):
@@ -324,10 +324,8 @@ def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandida
         window = intr_inputs[role[access.tensor]].indices
         if len(access.variables) <= len(access.indices) or len(window) != 1:
             continue
-        terms = [(v, c) for v, c in window[0] if v and c]
-        groups = [candidate.axes[v] for v, _ in terms]
-        if terms and all(len(g) == 1 for g in groups) and access.dimension_of(
-                {g[0]: c for g, (_, c) in zip(groups, terms)}) == len(access.indices) - 1:
+        steps = mapped_steps(window[0], candidate.axes)
+        if steps and access.dimension_of(steps) == len(access.indices) - 1:
             out.add(index)
     return out
 
