@@ -17,6 +17,7 @@ from gta_core.generation.cpu import (
 from gta_core.generation.engine import apply_rules
 from gta_core.mapping import mapping_candidates
 from gta_core.mapping.realise import finish_cpu, reshape
+from gta_core.mapping.rewrite import cpu_program_for
 from gta_core.measure import measure_program
 from gta_core.models import MappingCandidate
 from gta_core.plugins import default_registry
@@ -41,8 +42,11 @@ def context_for(spec: str, intrinsic: str = "vnni", lanes: str | None = None) ->
 
 
 def reshaped(workload, candidate: MappingCandidate) -> ScheduleContext:
+    """The candidate reshaped as a tuning task reshapes it: from the program it is realised
+    from (widened where it needs it), with the candidate restated on that program."""
     registry = default_registry()
     intrinsic = registry.intrinsics[candidate.intrinsic]
+    workload, candidate = cpu_program_for(workload, candidate, intrinsic)
     shaped = reshape(workload, candidate, intrinsic)
     return ScheduleContext(
         sch=shaped.sch, block=shaped.block, target=registry.target("avx512"),

@@ -181,7 +181,8 @@ def test_a_hook_raising_at_run_time_is_isolated(capsys):
     results = registry.call_each("gta_mapping_veto", **arguments)
     assert results == [("proposes", "vetoed c1")]
     registry.call_each("gta_mapping_veto", **arguments)  # the same failure is reported once
-    [failure] = registry.failures
+    # (The core's own veto, given no workload here, fails too; only the plugin's is looked at.)
+    [failure] = [f for f in registry.failures if f.plugin == "crashes"]
     assert failure.plugin == "crashes" and failure.stage == "gta_mapping_veto"
     assert capsys.readouterr().err.count("plugin crashes failed") == 1
 
