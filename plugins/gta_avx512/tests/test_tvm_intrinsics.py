@@ -244,9 +244,13 @@ def test_fma16_elementwise_and_its_mirror(swap: bool) -> None:
     assert "vfmadd" in asm
 
 
-def test_mac16_u8s8_bcast_reads_a_sliding_window_in_place() -> None:
-    """out[c, w] = sum_s x[c, w + s] * k[c, s]: lanes over w, read at every offset w0 + s."""
-    chans, width, taps = 3, 32, 3
+@pytest.mark.parametrize(("name", "taps", "taps_inside", "mnemonics"), [
+    ("mac16_u8s8_bcast", 3, False, ("vpmovzxbd",)),  # one tap a call, the taps a loop outside
+    ("vnni_window", 4, True, ("vpdpbusd", "vpermt2b")),  # four taps a call, from 19 bytes
+])
+def test_a_sliding_window_is_read_in_place(name, taps, taps_inside, mnemonics) -> None:
+    """out[c, w] = sum_s x[c, w + s] * k[c, s]: lanes over w, each window at offset w0 (+ s)."""
+    chans, width = 3, 32
     x = te.placeholder((chans, width + taps - 1), "uint8", name="x")
     k = te.placeholder((chans, taps), "int8", name="k")
     s = te.reduce_axis((0, taps), "s")
@@ -256,34 +260,11 @@ def test_mac16_u8s8_bcast_reads_a_sliding_window_in_place() -> None:
     blk = sch.get_sblock("out")
     c, w, red = sch.get_loops(blk)
     w_o, w_i = sch.split(w, [None, 16])
-    sch.reorder(c, w_o, red, w_i)
-    sch.decompose_reduction(blk, red)
-    sch.tensorize(w_i, INTRINSIC_NAMES["mac16_u8s8_bcast"])
+    sch.reorder(c, w_o, *((w_i, red) if taps_inside else (red, w_i)))
+    sch.decompose_reduction(blk, w_i if taps_inside else red)
+    sch.tensorize(w_i, INTRINSIC_NAMES[name])
     x_np, k_np = _u8((chans, width + taps - 1)), _s8((chans, taps))
     got, asm = _run(sch, [x_np, k_np], (chans, width), "int32")
     windows = np.lib.stride_tricks.sliding_window_view(x_np.astype(np.int32), taps, axis=1)
     np.testing.assert_array_equal(got, (windows * k_np.astype(np.int32)[:, None]).sum(axis=2))
-    assert "vpmovzxbd" in asm
-
-
-def test_vnni_window_is_a_four_tap_convolution_of_a_run_read_in_place() -> None:
-    """out[c, w] = sum_s x[c, w + s] * k[c, s]: lanes over w, taps over s, 19 bytes a call."""
-    chans, width, taps = 3, 32, 4
-    x = te.placeholder((chans, width + taps - 1), "uint8", name="x")
-    k = te.placeholder((chans, taps), "int8", name="k")
-    s = te.reduce_axis((0, taps), "s")
-    out = te.compute((chans, width), lambda c, w: te.sum(
-        x[c, w + s].astype("int32") * k[c, s].astype("int32"), axis=s), name="out")
-    sch = tvm.s_tir.Schedule(te.create_prim_func([x, k, out]))
-    blk = sch.get_sblock("out")
-    c, w, red = sch.get_loops(blk)
-    w_o, w_i = sch.split(w, [None, 16])
-    sch.reorder(c, w_o, w_i, red)
-    sch.decompose_reduction(blk, w_i)
-    sch.tensorize(w_i, INTRINSIC_NAMES["vnni_window"])
-    x_np, k_np = _u8((chans, width + taps - 1)), _s8((chans, taps))
-    got, asm = _run(sch, [x_np, k_np], (chans, width), "int32")
-    windows = np.lib.stride_tricks.sliding_window_view(x_np.astype(np.int32), taps, axis=1)
-    np.testing.assert_array_equal(got, (windows[:, :width] * k_np.astype(np.int32)[:, None])
-                                  .sum(axis=2))
-    assert "vpdpbusd" in asm and "vpermt2b" in asm
+    assert all(m in asm for m in mnemonics)
