@@ -61,11 +61,14 @@ def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, 
     )
 
 
-def _elementwise(name, description, a_dtype, b_dtype, out, tvm_name, mirrored=None):
-    """``C[i] += A[i] * B[i]``: 16 independent lanes, no operand broadcast, no reduction.
+def _lanes(name, description, a, b, out, tvm_name, mirrored=None):
+    """``C[i] += A[a_index] * B[b_index]``: 16 lanes and no reduction axis (the caller keeps
+    its reduction loops outside). ``a`` and ``b`` are (dtype, index): ``"i"`` for an operand
+    in the lanes, ``"0"`` for one broadcast to all of them.
 
-    Every operand depends on the one lane variable, so the lanes can only come from an
-    operator loop that all three tensors share (a depthwise convolution's channels).
+    With both in the lanes (elementwise), every operand depends on the one lane variable, so
+    the lanes can only come from an operator loop that all three tensors share (a depthwise
+    convolution's channels); with one broadcast, from a loop the broadcast operand lacks.
     """
     return Intrinsic(
         name=name,
@@ -73,8 +76,8 @@ def _elementwise(name, description, a_dtype, b_dtype, out, tvm_name, mirrored=No
         description=description,
         compute=IntrinsicCompute(
             iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
-            operands=[Operand(name="A", role="input", dtype=a_dtype, indices=["i"]),
-                      Operand(name="B", role="input", dtype=b_dtype, indices=["i"]),
+            operands=[Operand(name="A", role="input", dtype=a[0], indices=[a[1]]),
+                      Operand(name="B", role="input", dtype=b[0], indices=[b[1]]),
                       Operand(name="C", role="output", dtype=out, indices=["i"])],
         ),
         tvm_intrinsics={"compute": tvm_name,
@@ -92,41 +95,15 @@ INTRINSICS = (
     _dot_product("bf16", "vdpbf16ps: 16 lanes x 2 bf16*bf16 products into f32",
                  16, 2, ("A", "bfloat16"), ("B", "bfloat16"), "float32", "gta_avx512_bf16_16x2",
                  mirrored="gta_avx512_bf16_16x2_mirrored"),
-    Intrinsic(
-        name="fma",
-        target=TARGET,
-        description="vfmadd231ps: 16 f32 lanes += broadcast scalar * vector",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
-            operands=[
-                Operand(name="A", role="input", dtype="float32", indices=["0"]),
-                Operand(name="B", role="input", dtype="float32", indices=["i"]),
-                Operand(name="C", role="output", dtype="float32", indices=["i"]),
-            ],
-        ),
-        tvm_intrinsics={"compute": "gta_avx512_fma_16",
-                        "compute_mirrored": "gta_avx512_fma_16_mirrored"},
-        tvm_module=TVM_MODULE,
-    ),
-    _elementwise("mac16-u8s8", "16 s32 lanes += u8 * s8, elementwise (no broadcast): "
-                 "vpmovzxbd + vpmovsxbd, then vpdpwssd (vpmulld + vpaddd without VNNI)",
-                 "uint8", "int8", "int32", "gta_avx512_mac_16_u8s8"),
-    Intrinsic(
-        name="mac16-u8s8-bcast",
-        target=TARGET,
-        description="16 s32 lanes += u8 lanes * one s8 (broadcast): vpmovzxbd, then vpdpwssd "
-                    "(vpmulld + vpaddd without VNNI)",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
-            operands=[
-                Operand(name="A", role="input", dtype="uint8", indices=["i"]),
-                Operand(name="B", role="input", dtype="int8", indices=["0"]),
-                Operand(name="C", role="output", dtype="int32", indices=["i"]),
-            ],
-        ),
-        tvm_intrinsics={"compute": "gta_avx512_mac_16_u8s8_bcast"},
-        tvm_module=TVM_MODULE,
-    ),
+    _lanes("fma", "vfmadd231ps: 16 f32 lanes += broadcast scalar * vector",
+           ("float32", "0"), ("float32", "i"), "float32", "gta_avx512_fma_16",
+           mirrored="gta_avx512_fma_16_mirrored"),
+    _lanes("mac16-u8s8", "16 s32 lanes += u8 * s8, elementwise (no broadcast): "
+           "vpmovzxbd + vpmovsxbd, then vpdpwssd (vpmulld + vpaddd without VNNI)",
+           ("uint8", "i"), ("int8", "i"), "int32", "gta_avx512_mac_16_u8s8"),
+    _lanes("mac16-u8s8-bcast", "16 s32 lanes += u8 lanes * one s8 (broadcast): vpmovzxbd, "
+           "then vpdpwssd (vpmulld + vpaddd without VNNI)",
+           ("uint8", "i"), ("int8", "0"), "int32", "gta_avx512_mac_16_u8s8_bcast"),
     Intrinsic(
         name="vnni-window",
         target=TARGET,
@@ -144,10 +121,9 @@ INTRINSICS = (
         tvm_intrinsics={"compute": "gta_avx512_vnni_window_16x4"},
         tvm_module=TVM_MODULE,
     ),
-    _elementwise("fma16-elementwise", "vfmadd231ps: 16 f32 lanes += vector * vector, "
-                 "elementwise (no broadcast)", "float32", "float32", "float32",
-                 "gta_avx512_fma_16_elementwise",
-                 mirrored="gta_avx512_fma_16_elementwise_mirrored"),
+    _lanes("fma16-elementwise", "vfmadd231ps: 16 f32 lanes += vector * vector, "
+           "elementwise (no broadcast)", ("float32", "i"), ("float32", "i"), "float32",
+           "gta_avx512_fma_16_elementwise", mirrored="gta_avx512_fma_16_elementwise_mirrored"),
 )
 
 
