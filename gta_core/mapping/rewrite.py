@@ -132,8 +132,7 @@ def widening(workload: Workload, candidate: MappingCandidate,
     # dimension then grows by as much as the loop does.
     for access in (*op.inputs, op.output):
         for name in widen:
-            steps = [dict(index)[name] for index in access.indices if dict(index).get(name)]
-            if steps not in ([], [1]):
+            if access.depends_on(name) and access.dimension_of({name: 1}) is None:
                 return {}
     return widen
 
