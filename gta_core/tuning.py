@@ -19,7 +19,7 @@ from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
 if TYPE_CHECKING:
-    from .scheduler.allocate import SubgraphState
+    from .scheduler.allocate import MappingState, SubgraphState
     from .scheduler.dual import Progress
     from .scheduler.search import SearchSettings, TaskOutcome
 
@@ -32,6 +32,7 @@ class MappingReport(BaseModel):
     id: str
     trials: int
     best_latency_us: float | None
+    prior: float | None = None  # its cost before any trial, over the workload's best mapping's
     dropped: bool = False
     why: str | None = None  # why it was dropped, or stopped (its design space ran out)
 
@@ -140,8 +141,9 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     subgraphs = []
     for workload, weight in zip(workloads, weight_of):
         kept = [c for c in mapping_candidates(workload, target, registry) if c.status == "kept"]
-        # Starts go in this order, so the likelier winners first: padding is wasted
-        # work, and fused axes cost index arithmetic and keep rules from tiling them.
+        # Starts go by prior (tasks' roofline cost); mappings of equal prior in this order:
+        # padding is wasted work, and fused axes cost index arithmetic and keep rules from
+        # tiling them.
         kept.sort(key=lambda c: (c.waste, sum(len(loops) for loops in c.axes.values())))
         tasks = [Task(workload, c, registry.intrinsics[c.intrinsic], chosen) for c in kept]
         if not tasks:
@@ -181,6 +183,7 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
         if correct is not False:
             best = outcome
             break
+    best_prior = min((m.prior for m in state.mappings if m.prior), default=None)
     return TaskReport(
         workload=workload.spec, target=target.name, arch=target.arch,
         latency_us=best.best_latency_us if best else None,
@@ -188,12 +191,20 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
         mapping=best.task.mapping.id if best else None,
         trials=sum(o.measured for o in outcomes), new_trials=sum(o.new for o in outcomes),
         correct=correct, pruned=dict(pruned), weight=weight,
-        mappings=[MappingReport(
-            id=o.task.mapping.id, trials=o.measured, best_latency_us=o.best_latency_us,
-            dropped=m.dropped is not None,
-            why=m.dropped or ("its design space has no candidate left" if m.exhausted else None))
-            for o, m in zip(outcomes, state.mappings)],
+        mappings=[_mapping_report(o, m, best_prior) for o, m in zip(outcomes, state.mappings)],
     )
+
+
+def _mapping_report(outcome: TaskOutcome, m: MappingState, best_prior: float | None,
+                    ) -> MappingReport:
+    prior = m.prior / best_prior if m.prior and best_prior else None
+    why = m.dropped or ("its design space has no candidate left" if m.exhausted else None)
+    if why is None and not outcome.measured and prior is not None:
+        why = (f"not started: its prior is {prior:.1f}x the best mapping's, and what the "
+               "started ones measured never made it worth a start")
+    return MappingReport(id=outcome.task.mapping.id, trials=outcome.measured,
+                         best_latency_us=outcome.best_latency_us, prior=prior,
+                         dropped=m.dropped is not None or not outcome.measured, why=why)
 
 
 def _check(workload: Workload, target, outcome: TaskOutcome) -> bool | None:

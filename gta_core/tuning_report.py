@@ -111,13 +111,15 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
                   + (f"{task.latency_us:.1f} us ({task.gflops:.1f} {unit}); "
                      if task.latency_us else "- ; ")
                   + f"checked against numpy: {_checked(task)}.", "",
-                  "| mapping | trials | best latency (us) | best " + unit + " | dropped | why |",
-                  "|---|---:|---:|---:|---|---|"]
+                  "| mapping | prior (x best) | trials | best latency (us) | best " + unit
+                  + " | dropped | why |",
+                  "|---|---:|---:|---:|---:|---|---|"]
         for m in sorted(task.mappings, key=lambda m: (m.best_latency_us is None,
                                                        m.best_latency_us or 0)):
             rate = f"{workload.flops / m.best_latency_us / 1e3:.1f}" if m.best_latency_us else "-"
             latency = f"{m.best_latency_us:.1f}" if m.best_latency_us else "-"
-            lines.append(f"| `{m.id}` | {m.trials} | {latency} | {rate} | "
+            prior = f"{m.prior:.2f}" if m.prior else "-"
+            lines.append(f"| `{m.id}` | {prior} | {m.trials} | {latency} | {rate} | "
                          f"{'yes' if m.dropped else 'no'} | {m.why or ''} |")
         if task.pruned:
             lines += ["", "Pruned before measuring: "

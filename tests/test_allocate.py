@@ -171,3 +171,44 @@ def test_over_many_noisy_applications_dual_beats_the_even_split():
         ratios.append(even / dual)
     assert wins >= 85
     assert math.exp(sum(map(math.log, ratios)) / len(ratios)) > 1.05
+
+
+def simulate_with_priors(mappings: dict[str, tuple[float, Latency]], budget: int,
+                         ) -> SubgraphState:
+    """:func:`simulate` for one subgraph whose mappings carry a prior: {id: (prior, latency)}."""
+    settings = AllocationSettings()
+    state = SubgraphState("g", 1, [MappingState(m, prior=p) for m, (p, _) in mappings.items()])
+    measure = [latency for _, latency in mappings.values()]
+    while (decision := decide([state], budget, settings)[0]) is not None:
+        m = state.mappings[decision.mapping]
+        state.record(decision.mapping, [measure[decision.mapping](m.trials + k)
+                                        for k in range(decision.trials)])
+    return state
+
+
+def test_starts_go_to_the_mappings_the_prior_ranks_within_reach_best_first():
+    """Twenty mappings whose prior is 3x the best's never start in 64 trials when the
+    measured ones bear their prior out; the best prior is measured first."""
+    mappings = {"best": (1.0, lambda t: 1.0), "close": (1.3, lambda t: 1.3)}
+    mappings |= {f"far{k}": (3.0, lambda t: 3.0) for k in range(20)}
+    state = simulate_with_priors(mappings, 64)
+    trials = trials_of(state)
+    assert state.trials == 64 and state.mappings[0].curve[0] == 1.0
+    assert trials["best"] > trials["close"] >= 1
+    assert not any(trials[f"far{k}"] for k in range(20))
+
+
+def test_a_mapping_the_prior_ranks_low_still_starts_when_the_measured_ones_disappoint():
+    """The two admitted mappings measure 3x their prior; `far` (prior 2x theirs) is
+    really the best: it starts, and once measured it takes the lead and most trials."""
+    mappings = {"a": (1.0, lambda t: 3.0), "b": (1.1, lambda t: 3.3),
+                "far": (2.0, lambda t: 1.0)}
+    assert simulate_with_priors(mappings, 64).best_us == 1.0
+    trials = trials_of(simulate_with_priors(mappings, 128))
+    assert trials["far"] > max(trials["a"], trials["b"])
+
+
+def test_without_priors_every_mapping_starts():
+    state = simulate_with_priors({f"m{k}": (None, lambda t, k=k: 1.0 + k) for k in range(6)},
+                                 64)
+    assert all(m.trials for m in state.mappings)

@@ -3,9 +3,13 @@
 Tasks are (subgraph, mapping) pairs. :func:`decide` looks at what has been
 measured so far and picks the next task and how many trials it gets:
 
-* **Start**: every live mapping of every subgraph first gets ``start`` trials
-  (a small share, so that a budget smaller than the mapping count still reaches
-  each subgraph's best mappings).
+* **Start**: every live mapping of every subgraph whose prior (its roofline
+  cost before any trial, :mod:`.prior`) is within ``admit_ratio`` of the
+  subgraph's best prior first gets ``start`` trials, the best prior first (a
+  small share, so that a budget smaller than the mapping count still reaches
+  each subgraph's best mappings). A mapping with a worse prior starts later,
+  when its prior, scaled by what the measured mappings reached against theirs,
+  earns it a share of trials like any measured mapping's promise.
 * **Between subgraphs**, as Ansor's gradient task scheduler: the subgraph whose
   weighted best latency is expected to fall fastest per trial, mixing the
   recent measured slope with the optimistic ``best / trials`` decay.
@@ -53,6 +57,7 @@ class MappingState(_BestSoFar):
     id: str
     curve: list[float] = field(default_factory=list)
     predicted_us: float | None = None  # the cost model's best guess for its next candidates
+    prior: float | None = None  # its cost before any trial, in any unit shared by the subgraph
     dropped: str | None = None  # why it gets no more trials
     exhausted: bool = False  # its design space has no unmeasured candidate left
 
@@ -91,6 +96,7 @@ class AllocationSettings:
     batch: int = 8  # trials measured together in one round (the driver's unit)
     step: int = 2  # trials per decision once started: a round spreads over several tasks
     start: int = 8  # trials each mapping gets first (fewer when the budget is small)
+    admit_ratio: float = 1.5  # mappings whose prior is within this of the best start at once
     window: int = 16  # trials over which recent improvement is measured
     alpha: float = 0.2  # weight of the measured slope against the optimistic decay (Ansor)
     focus: float = 2.0  # how sharply trials favour the most promising mapping
@@ -106,9 +112,19 @@ class Decision:
     why: str
 
 
+def admitted(s: SubgraphState, settings: AllocationSettings) -> list[int]:
+    """The mappings that start at once, best prior first: those whose prior is within
+    ``admit_ratio`` of the best (all of them where no prior is known)."""
+    priors = [m.prior for m in s.mappings if m.prior is not None]
+    bar = settings.admit_ratio * min(priors) if priors else INF
+    order = sorted(range(len(s.mappings)), key=lambda j: s.mappings[j].prior or 0.0)
+    return [j for j in order if (s.mappings[j].prior or 0.0) <= bar]
+
+
 def start_trials(s: SubgraphState, share: float, settings: AllocationSettings) -> int:
-    """Trials each of the subgraph's mappings gets first: at most half its ``share`` in all."""
-    return max(1, min(settings.start, int(share) // max(1, 2 * len(s.mappings))))
+    """Trials each mapping gets first: the admitted mappings' starts take at most a quarter
+    of the subgraph's ``share``, the rest going where the starts point."""
+    return max(1, min(settings.start, int(share) // max(1, 4 * len(admitted(s, settings)))))
 
 
 def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSettings,
@@ -136,7 +152,7 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
     # before any is favoured, while a subgraph's starts take less than half its share.
     for i in sorted(range(len(subgraphs)), key=lambda i: subgraphs[i].trials):
         s = subgraphs[i]
-        for j in live(i):
+        for j in [j for j in admitted(s, settings) if j in live(i)]:
             m = s.mappings[j]
             if not m.trials and s.trials >= share / 2:
                 drops.append((i, j, f"not started: the starts of {s.name} used half its "
@@ -152,11 +168,18 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
     s = subgraphs[i]
     # Trials in proportion to promise: a mapping half as promising as the best
     # gets (1/2)**focus of its trials, so a close second keeps being measured.
+    # A mapping not started yet counts as if it had its start: it starts once its share
+    # of the trials (by its prior, calibrated on the measured ones) is worth that many.
     promise = {j: _promise_us(s.mappings[j], s, settings) for j in live(i)}
     top = min(promise.values())
     share_of = {j: (top / p) ** settings.focus if math.isfinite(p) else 0.0
                 for j, p in promise.items()}
-    j = min(share_of, key=lambda j: s.mappings[j].trials / share_of[j] if share_of[j] else INF)
+    j = min(share_of, key=lambda j: (s.mappings[j].trials or starts[i]) / share_of[j]
+            if share_of[j] else INF)
+    if not s.mappings[j].trials:
+        return Decision(i, j, min(starts[i], left),
+                        f"start: its prior calibrated on {s.name}'s measured mappings promises "
+                        f"{promise[j]:.1f} us, subgraph best {s.best_us:.1f} us"), drops
     why = (f"largest expected gain: {s.name}; mapping promise {promise[j]:.1f} us, "
            f"subgraph best {s.best_us:.1f} us")
     return Decision(i, j, min(settings.step, left), why), drops
@@ -196,7 +219,12 @@ def _equal_effort_us(m: MappingState, s: SubgraphState) -> float:
 def _promise_us(m: MappingState, s: SubgraphState, settings: AllocationSettings) -> float:
     """How low the mapping's latency may get with more trials (lower is more promising):
     its best at equal effort, lowered by its recent trend and by the cost model's
-    prediction, each at most down to ``model_floor`` of its best."""
+    prediction, each at most down to ``model_floor`` of its best. A mapping not measured
+    yet promises its prior times the best measured latency-per-prior of the subgraph."""
+    if not m.trials and m.prior is not None:
+        rates = [_equal_effort_us(o, s) / o.prior for o in s.mappings
+                 if o.trials and o.prior and math.isfinite(o.best_us)]
+        return m.prior * min(rates) if rates else INF
     if not math.isfinite(m.best_us):
         return INF
     floor = m.best_us * settings.model_floor

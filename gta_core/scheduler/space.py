@@ -9,6 +9,7 @@ decision; the search mutates those decisions and replays the traces.
 from __future__ import annotations
 
 from collections import Counter
+from functools import cached_property
 
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
@@ -19,6 +20,7 @@ from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, f
 from ..mapping.rewrite import cpu_program_for, program_for
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
+from .prior import prior_cycles
 from ..workloads import Workload
 
 
@@ -50,6 +52,11 @@ class Task:
     @property
     def key(self) -> str:
         return f"{task_prefix(self.workload.spec, self.target)}{self.mapping.id}"
+
+    @cached_property
+    def prior(self) -> float | None:
+        """Its cost before any trial (:func:`~.prior.prior_cycles`): where starts go first."""
+        return prior_cycles(self)
 
 
 def lowers(mod) -> bool:
