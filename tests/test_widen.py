@@ -150,3 +150,32 @@ def test_a_sliding_window_intrinsic_widens_the_taps_with_zero_weights():
     for sketch in apply_rules(reshaped(program, realised_as), registry.rules.values()):
         assert finished_correct(sketch), sketch.notes
 
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_the_zero_extended_input_also_has_a_sketch_filled_then_copied_in_vectors(dtype):
+    """The padding inlined into the widened copy merges with its guard, so the copy can be
+    split into a zero fill and an unguarded copy of the inside: both vector loops, under the
+    channels run on the cores."""
+    from tvm.tirx import ForKind
+
+    registry = default_registry()
+    workload = load_workload(depthwise(dtype, 20).replace("C=16", "C=64"))
+    candidate = lanes_over_w(workload, dtype)
+    program, realised_as = cpu_program_for(workload, candidate,
+                                           registry.intrinsics[candidate.intrinsic])
+    assert str(program.prim_func()).count("if_then_else") == 1  # one guard, in pad_wide
+    sketches = apply_rules(reshaped(program, realised_as), registry.rules.values())
+    split = [s for s in sketches if s.notes.get("padding") == "fill-then-copy"]
+    assert split and len(split) < len(sketches)
+    for sketch in split:
+        sch = sketch.sch
+        for stage in ("pad_wide_pad_const", "pad_wide"):
+            [loop] = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock(stage))
+                      if sch.get(loop).kind == ForKind.VECTORIZED]
+            assert int(loop.extent) == (34 if stage.endswith("const") else 20)
+        [outer] = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("pad_wide"))
+                   if sch.get(loop).kind == ForKind.PARALLEL]
+        assert int(outer.extent) == 64
+        assert "if_then_else" not in str(sch.mod)
+        assert finished_correct(sketch), sketch.notes

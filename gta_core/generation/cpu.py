@@ -259,6 +259,11 @@ class VectorizePacking(GenerationRule):
     """Vectorise the innermost loop of each packing and write-back stage; run large ones in
     parallel (their loops but the innermost vector and serial ones fused on the cores).
 
+    A packing stage that pads (``if_then_else(inside, x, 0)``, e.g. a convolution's padding
+    inlined into it) also gets a second sketch where it is a zero fill and an unguarded
+    copy of the inside, per plane of its last two loops: the guarded load keeps the
+    stage's vector scalar.
+
     A packing stage whose last written dimension is the inner part of a split loop
     (``pad_global[n, c // 16, h, w, c % 16]``) is first walked in the written order: that
     loop is split likewise and its inner part moved innermost, so the vector writes are
@@ -279,10 +284,11 @@ class VectorizePacking(GenerationRule):
     def applies(self, context: ScheduleContext) -> bool:
         return _is_cpu(context)
 
-    def apply(self, context: ScheduleContext) -> None:
+    def apply(self, context: ScheduleContext) -> list[ScheduleContext] | None:
         sch = context.sch
         main = sch.get_sblock(context.block)
         producers = sch.get_producers(main)
+        padded = []
         for block in [*producers, *sch.get_consumers(main)]:
             name = sch.get(block).name_hint
             if not (is_packing_stage(name) or is_write_back_stage(name)):
@@ -290,13 +296,45 @@ class VectorizePacking(GenerationRule):
             loops = sch.get_loops(block)
             if any(sch.get(block).same_as(sch.get(p)) for p in producers):
                 loops = self._in_written_order(sch, block, loops)
-            loops = self._at_most_max_lanes(sch, loops)
-            loop = loops[-1]
-            extent = sch.get(loop).extent
-            vector = hasattr(extent, "value") and 1 < extent.value <= self.max_lanes
-            if vector:
-                sch.vectorize(loop)
-            self._parallel(sch, loops[:-1] if vector else loops)
+                if len(loops) > 2 and sch.can_decompose_padding(block, loops[-2]):
+                    padded.append((block, loops))
+                    continue
+            self._vector_and_parallel(sch, loops)
+        if not padded:
+            return None
+        # A padded copy's guarded load does not vectorise; split into a zero fill and a copy
+        # of the inside, it does, but it can then no longer be moved into a tile (its buffer
+        # has two writers). Both are kept, as two sketches.
+        split = context.fork()
+        for block, loops in padded:
+            self._vector_and_parallel(sch, loops)
+            self._fill_then_copy(split.sch, block, loops)
+        split.notes["padding"] = "fill-then-copy"
+        return [context, split]
+
+    def _vector_and_parallel(self, sch, loops: list) -> None:
+        loops = self._at_most_max_lanes(sch, loops)
+        serial = loops[:-1] if self._vectorize(sch, loops[-1]) else loops
+        # the innermost serial loop stays: a vector of it is too little work per thread
+        self._parallel(sch, serial[:-1] or serial, self._elements(sch, serial))
+
+    def _vectorize(self, sch, loop) -> bool:
+        extent = sch.get(loop).extent
+        vector = hasattr(extent, "value") and 1 < extent.value <= self.max_lanes
+        if vector:
+            sch.vectorize(loop)
+        return vector
+
+    def _fill_then_copy(self, sch, block, loops: list) -> None:
+        """A padded copy (``if_then_else(inside, x, 0)``), per plane of its last two loops,
+        as a zero fill and an unguarded copy of the inside: both vectorise, where the
+        guarded load would not. The planes run on the cores."""
+        elements = self._elements(sch, loops)
+        fill = sch.decompose_padding(block, loops[-2])
+        plane = sch.fuse(*sch.get_loops(fill)[-2:])  # one run of zeros: 58 x 67 -> 67 x 58
+        for last in (plane, sch.get_loops(block)[-1]):
+            self._vectorize(sch, self._at_most_max_lanes(sch, [last])[-1])
+        self._parallel(sch, loops[:-2], elements)
 
     def _at_most_max_lanes(self, sch, loops: list) -> list:
         """``loops``, the innermost split by its largest divisor up to ``max_lanes`` when it
@@ -307,16 +345,19 @@ class VectorizePacking(GenerationRule):
         lanes = max(d for d in range(1, self.max_lanes + 1) if extent.value % d == 0)
         return loops if lanes == 1 else [*loops[:-1], *sch.split(loops[-1], [None, lanes])]
 
-    def _parallel(self, sch, loops: list) -> None:
-        """A large stage's loops but the innermost serial one fused and run on the cores."""
+    def _parallel(self, sch, outer: list, elements: int | None) -> None:
+        """A large stage's ``outer`` loops fused and run on the cores (``elements``: its
+        iterations outside the vector, None where unknown)."""
+        if outer and elements is not None and elements >= self.min_parallel_elements:
+            sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+
+    @staticmethod
+    def _elements(sch, loops: list) -> int | None:
         from math import prod
 
-        outer = loops[:-1] if len(loops) > 1 else loops
         extents = [sch.get(loop).extent for loop in loops]
-        if not outer or not all(hasattr(e, "value") for e in extents) or \
-                prod(e.value for e in extents) < self.min_parallel_elements:
-            return
-        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+        return prod(e.value for e in extents) if all(hasattr(e, "value") for e in extents) \
+            else None
 
     @staticmethod
     def _in_written_order(sch, block, loops: list) -> list:

@@ -158,19 +158,14 @@ def commuted_prim_func(func, main_block: str):
     """``func`` with its main block's ``out + a * b`` written ``out + b * a``.
 
     Exact (multiplication commutes, also in floating point), and the main block then reads
-    its inputs the other way round. (TVM 0.27 has no Python IR mutator: the loop nest above
-    the block is rebuilt by hand.)
+    its inputs the other way round.
     """
     from tvm import tirx
-    from tvm.s_tir.stmt import SBlock, SBlockRealize
     from tvm.tirx import stmt as ir
 
-    def with_body(block, body, reads=None) -> SBlock:
-        return SBlock(block.iter_vars, block.reads if reads is None else reads, block.writes,
-                      block.name_hint, body, block.init, block.alloc_buffers,
-                      block.match_buffers, block.annotations)
-
-    def commute(block) -> SBlock:
+    def commute(block):
+        if block.name_hint != main_block:
+            return None
         store = block.body
         value = getattr(store, "value", None)
         if not (isinstance(store, ir.BufferStore) and isinstance(value, tirx.Add)
@@ -179,13 +174,30 @@ def commuted_prim_func(func, main_block: str):
                                "not out = out + a * b")
         product = tirx.Mul(value.b.b, value.b.a)
         body = ir.BufferStore(store.buffer, tirx.Add(value.a, product), store.indices)
-        return with_body(block, body, reads=[block.reads[1], block.reads[0]])
+        return _with_body(block, body, reads=[block.reads[1], block.reads[0]])
+
+    return _map_blocks(func, commute)
+
+
+def _with_body(block, body, reads=None):
+    from tvm.s_tir.stmt import SBlock
+
+    return SBlock(block.iter_vars, block.reads if reads is None else reads, block.writes,
+                  block.name_hint, body, block.init, block.alloc_buffers,
+                  block.match_buffers, block.annotations)
+
+
+def _map_blocks(func, change):
+    """``func`` with each block that ``change(block)`` returns a new block for replaced.
+
+    (TVM 0.27 has no Python IR mutator: the loop nest above the blocks is rebuilt by hand.)
+    """
+    from tvm.s_tir.stmt import SBlockRealize
+    from tvm.tirx import stmt as ir
 
     def visit(stmt):
         if isinstance(stmt, SBlockRealize):
-            block = stmt.block
-            block = (commute(block) if block.name_hint == main_block
-                     else with_body(block, visit(block.body)))
+            block = change(stmt.block) or _with_body(stmt.block, visit(stmt.block.body))
             return SBlockRealize(stmt.iter_values, stmt.predicate, block)
         if isinstance(stmt, ir.SeqStmt):
             return ir.SeqStmt([visit(child) for child in stmt.seq])
@@ -356,12 +368,43 @@ def widened_te(tensors: list, main_block: str, widen: dict[str, int]) -> list:
 
 def _inline_into_wide(func):
     """``func`` with each stage that only a ``_wide`` stage reads inlined into it (a
-    convolution's padding: the zeros are then written in one pass)."""
+    convolution's padding: the zeros are then written in one pass).
+
+    The inlined guard and the widening's own are merged into one, so that the stage has
+    the plain padding form ``if_then_else(inside, x, 0)`` a schedule can split into a
+    zero fill and an unguarded copy of the inside (``decompose_padding``).
+    """
     from tvm import s_tir
+    from tvm.tirx import stmt as ir
 
     sch = s_tir.Schedule(func)
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         consumers = sch.get_consumers(block)
         if consumers and all(sch.get(c).name_hint.endswith(WIDE) for c in consumers):
             sch.compute_inline(block)
-    return sch.mod["main"]
+
+    def merge(block):
+        store = block.body
+        if not (block.name_hint.endswith(WIDE) and isinstance(store, ir.BufferStore)):
+            return None
+        return _with_body(block, ir.BufferStore(store.buffer, _one_guard(store.value),
+                                                store.indices))
+
+    return _map_blocks(sch.mod["main"], merge)
+
+
+def _one_guard(value):
+    """``if_then_else(a, if_then_else(b, x, z), z)`` as ``if_then_else(a and b, x, z)``."""
+    from tvm import tirx
+
+    def guarded(e):
+        return getattr(getattr(e, "op", None), "name", None) == "prim.if_then_else"
+
+    if not guarded(value):
+        return value
+    outer, inner, zero = value.args
+    inner = _one_guard(inner)
+    other = inner.args[2] if guarded(inner) else None
+    if other is not None and str(other) == str(zero):
+        return tirx.if_then_else(tirx.And(outer, inner.args[0]), inner.args[1], zero)
+    return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from gta_core.generation import GenerationRule, ScheduleContext
 from gta_core.generation.cpu import movable_stages
 from gta_core.mapping.realise import is_packing_stage
@@ -43,4 +45,8 @@ class PackingAtTile(GenerationRule):
     def _packing(context: ScheduleContext) -> list:
         sch = context.sch
         producers = sch.get_producers(sch.get_sblock(context.block))
-        return [b for b in producers if is_packing_stage(sch.get(b).name_hint)]
+        writers = Counter(sch.get(b).writes[0].source.name for b in producers)
+        # A stage split into a zero fill and a copy (vectorize-packing) has two writers,
+        # and compute_at moves only a buffer's one writer.
+        return [b for b in producers if is_packing_stage(sch.get(b).name_hint)
+                and writers[sch.get(b).writes[0].source.name] == 1]
