@@ -4,10 +4,9 @@ A mapping's realised program (before any generation rule) says what every
 program in its space must do: ``calls`` of the intrinsic over the padded
 iteration space, and ``staged bytes`` written by the stages the mapping
 adds (the padded, re-laid-out and im2col copies of its operands, the crop of
-a widened output). Its prior is the cycles of a roofline that issues a full
-vector register of intrinsic output per cycle (a call whose output lanes fill
-half the target's vector width takes half a cycle) and stages
-:data:`STAGED_BYTES_PER_CYCLE` bytes per cycle. Absolute values mean little; within a workload the ratios rank the
+a widened output). Its prior is the cycles of a roofline that issues one
+intrinsic call per cycle and stages :data:`STAGED_BYTES_PER_CYCLE` bytes per
+cycle. Absolute values mean little; within a workload the ratios rank the
 mappings, and the scheduler starts the ones within reach of the best first.
 """
 
@@ -35,21 +34,12 @@ def prior_cycles(task) -> float | None:
     sch = shaped.sch
     main = sch.get(sch.get_sblock(shaped.block))
     work = math.prod(int(iv.dom.extent) for iv in main.iter_vars)
-    axes = intrinsic_computation(task.intrinsic).axes
-    per_call = math.prod(a.extent for a in axes)
-    lanes = math.prod(a.extent for a in axes if a.kind == "spatial")
-    width = task.target.resources.vector_width_bits
-    output_bits = lanes * _bits(task.intrinsic.output_dtype)
-    cycles_per_call = min(1.0, output_bits / width) if width else 1.0
+    per_call = math.prod(a.extent for a in intrinsic_computation(task.intrinsic).axes)
     staged = sum(_bytes(buffer) for buffer in sch.mod["main"].body.block.alloc_buffers)
-    return work / per_call * cycles_per_call + staged / STAGED_BYTES_PER_CYCLE
-
-
-def _bits(dtype: str) -> int:
-    import tvm
-
-    return tvm.DataType(dtype).bits
+    return work / per_call + staged / STAGED_BYTES_PER_CYCLE
 
 
 def _bytes(buffer) -> int:
-    return math.prod(int(n) for n in buffer.shape) * _bits(str(buffer.dtype)) // 8
+    import tvm
+
+    return math.prod(int(n) for n in buffer.shape) * tvm.DataType(buffer.dtype).bits // 8

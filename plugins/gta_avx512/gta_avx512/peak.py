@@ -17,7 +17,7 @@ operands, which is what the kernel passes anyway).
 ``mac16-u8s8`` and ``mac16-u8s8-bcast`` are not measured, and :func:`measure_peak` says why
 (:data:`NOT_MEASURED`): each is no one instruction but widening loads and a multiply-add, and
 with its operands held in registers the widening is loop-invariant and LLVM hoists it out of the
-loop. Nor is ``fma8``: the loop times 64-byte operands, and it is ``fma`` on half of them.
+loop.
 
 Before timing, the generated assembly is checked: the innermost loop must hold the instruction on
 zmm registers; a memory operand in that loop (a spill, or an operand reloaded every call) is
@@ -48,7 +48,6 @@ from .tvm_intrinsics import (
     _BF16_WRAPPER_LL,
     _VPDPBUSD,
     BF16_16X2,
-    FMA_8,
     FMA_16,
     FMA_16_ELEMENTWISE,
     MAC_16_U8S8,
@@ -145,12 +144,7 @@ _WIDENING = (
     "in registers, as the peak loop holds them, the widening is loop-invariant and LLVM "
     "hoists it out, so the loop would not time the intrinsic"
 )
-NOT_MEASURED = {
-    MAC_16_U8S8: _WIDENING, MAC_16_U8S8_BCAST: _WIDENING,
-    FMA_8: "the peak loop times 64-byte operands; fma8 is fma's vfmadd on half of them, at "
-           "fma's throughput on a core that splits a zmm FMA in two (Zen 4), half of it on one "
-           "that does not",
-}
+NOT_MEASURED = {MAC_16_U8S8: _WIDENING, MAC_16_U8S8_BCAST: _WIDENING}
 """Intrinsics of this plugin that the register-resident peak loop cannot time, and why."""
 
 

@@ -61,8 +61,8 @@ def _dot_product(name, description, lanes, depth, broadcast, lane_operand, out, 
     )
 
 
-def _lanes(name, description, a, b, out, tvm_name, mirrored=None, lanes=16):
-    """``C[i] += A[a_index] * B[b_index]``: ``lanes`` lanes and no reduction axis (the caller keeps
+def _lanes(name, description, a, b, out, tvm_name, mirrored=None):
+    """``C[i] += A[a_index] * B[b_index]``: 16 lanes and no reduction axis (the caller keeps
     its reduction loops outside). ``a`` and ``b`` are (dtype, index): ``"i"`` for an operand
     in the lanes, ``"0"`` for one broadcast to all of them.
 
@@ -75,7 +75,7 @@ def _lanes(name, description, a, b, out, tvm_name, mirrored=None, lanes=16):
         target=TARGET,
         description=description,
         compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=lanes, kind="spatial")],
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial")],
             operands=[Operand(name="A", role="input", dtype=a[0], indices=[a[1]]),
                       Operand(name="B", role="input", dtype=b[0], indices=[b[1]]),
                       Operand(name="C", role="output", dtype=out, indices=["i"])],
@@ -98,10 +98,6 @@ INTRINSICS = (
     _lanes("fma", "vfmadd231ps: 16 f32 lanes += broadcast scalar * vector",
            ("float32", "0"), ("float32", "i"), "float32", "gta_avx512_fma_16",
            mirrored="gta_avx512_fma_16_mirrored"),
-    _lanes("fma8", "vfmadd231ps on ymm: 8 f32 lanes += broadcast scalar * vector (where 8 "
-           "divides a loop 16 does not; a zmm FMA is two of these on Zen 4)",
-           ("float32", "0"), ("float32", "i"), "float32", "gta_avx512_fma_8",
-           mirrored="gta_avx512_fma_8_mirrored", lanes=8),
     _lanes("mac16-u8s8", "16 s32 lanes += u8 * s8, elementwise (no broadcast): "
            "vpmovzxbd + vpmovsxbd, then vpdpwssd (vpmulld + vpaddd without VNNI)",
            ("uint8", "i"), ("int8", "i"), "int32", "gta_avx512_mac_16_u8s8"),

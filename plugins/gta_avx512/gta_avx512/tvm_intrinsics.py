@@ -1,15 +1,12 @@
 """AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
 
-Importing this module registers nine desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+Importing this module registers eight desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
 
 - ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
 - ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
   lanes coming from the u8 activation and the 4-wide weight word broadcast.
 - ``gta_avx512_bf16_16x2``: C[16] f32 += sum_k A[k] bf16 (broadcast) * B[16, 2] bf16 (vdpbf16ps).
 - ``gta_avx512_fma_16``: C[16] f32 += A[0] f32 (broadcast) * B[16] f32 (vfmadd on zmm).
-- ``gta_avx512_fma_8``: the same on 8 lanes (vfmadd on ymm): where 8 divides a loop that 16
-  does not (a 56-wide convolution), and at the same throughput on a core that runs a zmm
-  FMA as two ymm halves (Zen 4).
 - ``gta_avx512_mac_16_u8s8``: C[16] s32 += A[16] u8 * B[16] s8, lane by lane (zero- and
   sign-extend to 32 bits, multiply, add: LLVM emits vpmovzxbd, vpmovsxbd and one vpdpwssd,
   the extended values fitting its 16-bit halves; vpmulld + vpaddd without VNNI).
@@ -42,7 +39,6 @@ VNNI_16X4 = "gta_avx512_vnni_16x4"
 VNNI_16X4_ACT_LANES = "gta_avx512_vnni_16x4_act_lanes"
 BF16_16X2 = "gta_avx512_bf16_16x2"
 FMA_16 = "gta_avx512_fma_16"
-FMA_8 = "gta_avx512_fma_8"
 MAC_16_U8S8 = "gta_avx512_mac_16_u8s8"
 FMA_16_ELEMENTWISE = "gta_avx512_fma_16_elementwise"
 MAC_16_U8S8_BCAST = "gta_avx512_mac_16_u8s8_bcast"
@@ -53,7 +49,6 @@ INTRINSIC_NAMES: dict[str, str] = {
     "vnni_act_lanes": VNNI_16X4_ACT_LANES,
     "bf16": BF16_16X2,
     "fma": FMA_16,
-    "fma8": FMA_8,
     "mac16_u8s8": MAC_16_U8S8,
     "fma16_elementwise": FMA_16_ELEMENTWISE,
     "mac16_u8s8_bcast": MAC_16_U8S8_BCAST,
@@ -286,62 +281,38 @@ def bf16_16x2_impl(
 # ---------------------------------------------------------------------------------------------
 
 
-def _fma(lanes: int, mirrored: bool = False) -> tuple[PrimFunc, PrimFunc]:
-    """``C[lanes] += A[0] * B[lanes]`` (``B[vi] * A[0]`` mirrored): desc and impl, one FMA on a
-    ``lanes * 32``-bit register."""
-    vector = f"float32x{lanes}"
-    fma = f"llvm.fma.v{lanes}f32"
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        A: T.Buffer((1,), "float32", offset_factor=1),
-        B: T.Buffer((lanes,), "float32", offset_factor=1),
-        C: T.Buffer((lanes,), "float32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:1], B[0:lanes])
-            T.writes(C[0:lanes])
-            for i in T.serial(0, lanes):
-                with T.sblock("update"):
-                    vi = T.axis.remap("S", [i])
-                    C[vi] = C[vi] + A[0] * B[vi]
-
-    @T.prim_func(s_tir=True)
-    def mirrored_desc(
-        A: T.Buffer((1,), "float32", offset_factor=1),
-        B: T.Buffer((lanes,), "float32", offset_factor=1),
-        C: T.Buffer((lanes,), "float32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:lanes], B[0:lanes], A[0:1])
-            T.writes(C[0:lanes])
-            for i in T.serial(0, lanes):
-                with T.sblock("update"):
-                    vi = T.axis.remap("S", [i])
-                    C[vi] = C[vi] + B[vi] * A[0]
-
-    @T.prim_func(s_tir=True)
-    def impl(
-        A: T.Buffer((1,), "float32", offset_factor=1),
-        B: T.Buffer((lanes,), "float32", offset_factor=1, strides=[1]),
-        C: T.Buffer((lanes,), "float32", offset_factor=1, strides=[1]),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:1], B[0:lanes])
-            T.writes(C[0:lanes])
-            # llvm.fma rather than mul+add: without fast-math LLVM must not contract the latter.
-            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(fma),
-                T.broadcast(A[0], lanes),
-                B.vload([0], dtype=vector),
-                C.vload([0], dtype=vector),
-                dtype=vector,
-            )
-
-    return (mirrored_desc if mirrored else desc), impl
+@T.prim_func(s_tir=True)
+def fma_16_desc(
+    A: T.Buffer((1,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:1], B[0:16])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + A[0] * B[vi]
 
 
-fma_16_desc, fma_16_impl = _fma(16)
+@T.prim_func(s_tir=True)
+def fma_16_impl(
+    A: T.Buffer((1,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+    C: T.Buffer((16,), "float32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:1], B[0:16])
+        T.writes(C[0:16])
+        # llvm.fma rather than mul+add: without fast-math LLVM must not contract the latter.
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.fma.v16f32"),
+            T.broadcast(A[0], 16),
+            B.vload([0], dtype="float32x16"),
+            C.vload([0], dtype="float32x16"),
+            dtype="float32x16",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +444,21 @@ def bf16_16x2_mirrored_desc(
 
 
 @T.prim_func(s_tir=True)
+def fma_16_mirrored_desc(
+    A: T.Buffer((1,), "float32", offset_factor=1),
+    B: T.Buffer((16,), "float32", offset_factor=1),
+    C: T.Buffer((16,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], B[0:16], A[0:1])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + B[vi] * A[0]
+
+
+@T.prim_func(s_tir=True)
 def fma_16_elementwise_mirrored_desc(
     A: T.Buffer((16,), "float32", offset_factor=1),
     B: T.Buffer((16,), "float32", offset_factor=1),
@@ -489,14 +475,11 @@ def fma_16_elementwise_mirrored_desc(
 
 BF16_16X2_MIRRORED = "gta_avx512_bf16_16x2_mirrored"
 FMA_16_MIRRORED = "gta_avx512_fma_16_mirrored"
-FMA_8_MIRRORED = "gta_avx512_fma_8_mirrored"
 FMA_16_ELEMENTWISE_MIRRORED = "gta_avx512_fma_16_elementwise_mirrored"
 
 _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     BF16_16X2_MIRRORED: (bf16_16x2_mirrored_desc, bf16_16x2_impl),
-    FMA_16_MIRRORED: _fma(16, mirrored=True),
-    FMA_8: _fma(8),
-    FMA_8_MIRRORED: _fma(8, mirrored=True),
+    FMA_16_MIRRORED: (fma_16_mirrored_desc, fma_16_impl),
     VNNI_16X4: (vnni_16x4_desc, vnni_16x4_impl),
     VNNI_16X4_ACT_LANES: (vnni_16x4_act_lanes_desc, vnni_16x4_act_lanes_impl),
     BF16_16X2: (bf16_16x2_desc, bf16_16x2_impl),
