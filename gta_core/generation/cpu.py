@@ -346,8 +346,8 @@ class VectorizePacking(GenerationRule):
         return loops if lanes == 1 else [*loops[:-1], *sch.split(loops[-1], [None, lanes])]
 
     def _parallel(self, sch, outer: list, elements: int | None) -> None:
-        """A large stage's ``outer`` loops fused and run on the cores (``elements``: its
-        iterations outside the vector, None where unknown)."""
+        """``outer`` fused and run on the cores when the stage is large: ``elements`` (its
+        iterations outside the vector; a split stage's whole planes) reach the threshold."""
         if outer and elements is not None and elements >= self.min_parallel_elements:
             sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
 
