@@ -20,8 +20,8 @@ from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, f
 from ..mapping.rewrite import cpu_program_for, program_for
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
-from .prior import prior_cycles
 from ..workloads import Workload
+from .prior import prior_cycles
 
 
 def task_prefix(spec: str, target: Target) -> str:
