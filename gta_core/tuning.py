@@ -199,9 +199,10 @@ def _mapping_report(outcome: TaskOutcome, m: MappingState, best_prior: float | N
                     ) -> MappingReport:
     prior = m.prior / best_prior if m.prior and best_prior else None
     why = m.dropped or ("its design space has no candidate left" if m.exhausted else None)
-    if why is None and not outcome.measured and prior is not None:
-        why = (f"not started: its prior is {prior:.1f}x the best mapping's, and what the "
-               "started ones measured never made it worth a start")
+    if why is None and not outcome.measured:
+        why = "not started: " + (f"its prior is {prior:.1f}x the best mapping's, and what the "
+                                 "started ones measured never made it worth a start"
+                                 if prior is not None else "the run ended first")
     return MappingReport(id=outcome.task.mapping.id, trials=outcome.measured,
                          best_latency_us=outcome.best_latency_us, prior=prior,
                          dropped=m.dropped is not None or not outcome.measured, why=why)

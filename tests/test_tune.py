@@ -112,6 +112,8 @@ def test_a_time_budget_ends_the_run_and_says_so(tmp_path):
     report = tune([GEMM], "avx512", 500, tmp_path, time_budget=0.5, measure=FAST)
     assert report.ended_by == "time"
     assert 1 <= report.tasks[0].trials < 500
+    unstarted = [m for m in report.tasks[0].mappings if not m.trials]
+    assert all(m.dropped and m.why.startswith("not started") for m in unstarted)
 
 
 def test_the_even_split_is_there_for_comparison(tmp_path):

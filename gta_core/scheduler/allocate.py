@@ -148,8 +148,8 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
         return [j for j, m in enumerate(subgraphs[i].mappings)
                 if m.live and (i, j) not in dropped]
 
-    # Starts first, the subgraph with the fewest trials first: every mapping is seen
-    # before any is favoured, while a subgraph's starts take less than half its share.
+    # Starts first, the subgraph with the fewest trials first: every admitted mapping is
+    # seen before any is favoured, while a subgraph's starts take less than half its share.
     for i in sorted(range(len(subgraphs)), key=lambda i: subgraphs[i].trials):
         s = subgraphs[i]
         for j in [j for j in admitted(s, settings) if j in live(i)]:
