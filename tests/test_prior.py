@@ -56,3 +56,14 @@ def test_padding_raises_the_prior():
     # k <- r pads 3 to 4; k <- c*r covers 48 taps exactly
     assert by_axes["vnni", str({"i": ["k"], "k": ["r"]})] > \
         by_axes["vnni", str({"i": ["k"], "k": ["c", "r"]})]
+
+
+def test_a_copy_the_rules_read_in_place_is_not_staged():
+    """fma's broadcast scalar over a float32 conv2d's im2col form is read straight from the
+    padded input (inline-contiguous-operands): its 9x copy adds nothing to the prior."""
+    spec = "conv2d:N=1,C=16,H=8,W=16,K=16,R=3,S=3,pad=1,dtype=float32"
+    [(task, prior)] = [(t, p) for t, p in priors(spec).values()
+                       if t.intrinsic.name == "fma" and t.mapping.axes == {"i": ["k"]}]
+    calls = load_workload(spec).flops // 2 // 16
+    im2col = 16 * 9 * 8 * 16 * 4  # C*R*S x H*W float32
+    assert calls < prior < calls + im2col / STAGED_BYTES_PER_CYCLE, describe(task)

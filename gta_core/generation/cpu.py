@@ -56,25 +56,30 @@ class InlineContiguousOperands(GenerationRule):
             if sch.get(block).name_hint in names:
                 sch.compute_inline(block)
 
-    def _inlinable(self, context: ScheduleContext) -> set[str]:
-        from ..mapping.access import intrinsic_computation
-        from ..mapping.builtin import workload_computation
+    @staticmethod
+    def _inlinable(context: ScheduleContext) -> set[str]:
+        return inlined_packing(context.workload, context.intrinsic, context.mapping)
 
-        op = workload_computation(context.workload)
-        intr = intrinsic_computation(context.intrinsic)
-        mapping = context.mapping
-        names = set()
-        for operand in intr.inputs:
-            window = [v for index in operand.indices for v, c in index if v and c]
-            access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
-            if not window and not mapping.padding:
-                names.add(f"{access.tensor}_reindex_reindex")
-            if len(window) != 1 or window[0] in mapping.padding:
-                continue
-            group = mapping.axes[window[0]]
-            if len(group) == 1 and access.innermost(group[0]):
-                names.add(f"{access.tensor}_reindex_reindex")
-        return names
+
+def inlined_packing(workload, intrinsic, mapping) -> set[str]:
+    """The packing stages :class:`InlineContiguousOperands` reads in place, by block name."""
+    from ..mapping.access import intrinsic_computation
+    from ..mapping.builtin import workload_computation
+
+    op = workload_computation(workload)
+    intr = intrinsic_computation(intrinsic)
+    names = set()
+    for operand in intr.inputs:
+        window = [v for index in operand.indices for v, c in index if v and c]
+        access = next(a for a in op.inputs if a.tensor == mapping.operands[operand.tensor])
+        if not window and not mapping.padding:
+            names.add(f"{access.tensor}_reindex_reindex")
+        if len(window) != 1 or window[0] in mapping.padding:
+            continue
+        group = mapping.axes[window[0]]
+        if len(group) == 1 and access.innermost(group[0]):
+            names.add(f"{access.tensor}_reindex_reindex")
+    return names
 
 
 class InlinePaddingIntoPacking(GenerationRule):

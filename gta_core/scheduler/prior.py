@@ -2,12 +2,14 @@
 
 A mapping's realised program (before any generation rule) says what every
 program in its space must do: ``calls`` of the intrinsic over the padded
-iteration space, and ``staged bytes`` written by the stages the mapping
-adds (the padded, re-laid-out and im2col copies of its operands, the crop of
-a widened output). Its prior is the cycles of a roofline that issues one
-intrinsic call per cycle and stages :data:`STAGED_BYTES_PER_CYCLE` bytes per
-cycle. Absolute values mean little; within a workload the ratios rank the
-mappings, and the scheduler starts the ones within reach of the best first.
+iteration space, and ``staged bytes`` written by its other stages (the
+padded, re-laid-out and im2col copies of its operands, the write-back or crop
+of its output), but for the copies the generation rules read in place
+(``inline-contiguous-operands``: a broadcast scalar, a contiguous row). Its
+prior is the cycles of a roofline that issues one intrinsic call per cycle
+and stages :data:`STAGED_BYTES_PER_CYCLE` bytes per cycle. Absolute values
+mean little; within a workload the ratios rank the mappings, and the
+scheduler starts the ones within reach of the best first.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ STAGED_BYTES_PER_CYCLE = 2.0
 def prior_cycles(task) -> float | None:
     """The task's roofline cycles (one core; lower is faster), or None where its mapping
     cannot be realised (it then ranks with the best)."""
+    from ..generation.cpu import inlined_packing
     from ..mapping.access import intrinsic_computation
     from ..mapping.realise import RealisationError, reshape
 
@@ -35,7 +38,11 @@ def prior_cycles(task) -> float | None:
     main = sch.get(sch.get_sblock(shaped.block))
     work = math.prod(int(iv.dom.extent) for iv in main.iter_vars)
     per_call = math.prod(a.extent for a in intrinsic_computation(task.intrinsic).axes)
-    staged = sum(_bytes(buffer) for buffer in sch.mod["main"].body.block.alloc_buffers)
+    skipped = {shaped.block} | (inlined_packing(task.workload, task.intrinsic, task.mapping)
+                                if task.target.kind == "cpu" else set())
+    stages = [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    staged = sum(_bytes(stage.writes[0].source) for stage in stages
+                 if stage.name_hint not in skipped)
     return work / per_call + staged / STAGED_BYTES_PER_CYCLE
 
 
