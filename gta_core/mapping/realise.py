@@ -57,7 +57,13 @@ from dataclasses import dataclass, field
 
 from ..models import Intrinsic, MappingCandidate, Target
 from ..workloads import Workload
-from .access import Computation, block_computation, intrinsic_computation, mapped_steps
+from .access import (
+    Access,
+    Computation,
+    block_computation,
+    intrinsic_computation,
+    mapped_steps,
+)
 
 
 class RealisationError(RuntimeError):
@@ -419,8 +425,12 @@ class _Operand:
     index: int
     dims: tuple[str, ...]  # after reindex: the variables it depends on, in block order
     outer: tuple[str, ...]  # dims outside the intrinsic's window
-    window: tuple[str, ...]  # intrinsic variables indexing the window, in the operand's order
-    intrinsic: str  # the intrinsic operand it is
+    intrinsic: Access  # the intrinsic operand it is
+
+    @property
+    def window(self) -> tuple[str, ...]:
+        """The intrinsic variables indexing the window, in the operand's order."""
+        return tuple(v for index in self.intrinsic.indices for v, c in index if v and c)
 
 
 def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
@@ -431,10 +441,8 @@ def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
     for kind, accesses in (("read", op.inputs), ("write", (op.output,))):
         for index, access in enumerate(accesses):
             dims = tuple(a.name for a in op.axes if access.depends_on(a.name))
-            window = intr_operands[role[access.tensor]]
             out.append(_Operand(kind, index, dims, tuple(d for d in order.outer if d in dims),
-                                tuple(v for i in window.indices for v, c in i if v and c),
-                                window.tensor))
+                                intr_operands[role[access.tensor]]))
     return out
 
 
@@ -463,8 +471,7 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
             continue
         if where.keeps(operand):
             continue
-        _one_variable_per_dimension(intr, operand)
-        window = [group_of[var] for var in operand.window]
+        window = [group_of[var] for var in _index_vars(operand.intrinsic)]
         relayout = _layout(list(operand.dims), list(operand.outer), window, extents)
         sch.transform_layout(block, (operand.kind, operand.index),
                              IndexMap.from_func(relayout, ndim=len(operand.dims),
@@ -523,22 +530,14 @@ def _layout(dims: list[str], outer: list[str], window: list[tuple[str, ...]],
     return relayout
 
 
-def _one_variable_per_dimension(intr: Computation, operand: _Operand) -> None:
-    """Raise unless the intrinsic operand laid out for ``operand`` indexes each dimension with
-    one variable: the einsum layout cannot hold a sliding window (``A[i + k]``)."""
-    x = next(x for x in (*intr.inputs, intr.output) if x.tensor == operand.intrinsic)
-    if x.mixes:
-        raise RealisationError(f"operand {x.tensor} mixes variables in one index, which only "
-                               "an input read where it is can take")
-
-
 def _index_vars(operand) -> list[str]:
     """The intrinsic variables an operand is indexed by, one per dimension, in order."""
     out = []
     for index in operand.indices:
         names = [v for v, c in index if v and c]
-        if len(names) > 1:
-            raise RealisationError(f"operand {operand.tensor} index mixes variables {names}")
+        if len(names) > 1:  # the einsum layout cannot hold a sliding window (A[i + k])
+            raise RealisationError(f"operand {operand.tensor} index mixes variables {names}, "
+                                   "which only an input read where it is can take")
         out += names
     return out
 
