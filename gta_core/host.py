@@ -73,11 +73,22 @@ def cpu_cache_bytes(root: Path = CACHE_ROOT) -> dict[str, int]:
 
 def cpu_flags() -> set[str]:
     """The CPU feature flags /proc/cpuinfo lists (empty where it does not exist)."""
+    return set(_cpuinfo("flags").split())
+
+
+def cpu_vendor() -> str:
+    """/proc/cpuinfo's vendor, e.g. ``GenuineIntel`` or ``AuthenticAMD`` ("" where unknown)."""
+    return _cpuinfo("vendor_id")
+
+
+def _cpuinfo(field: str) -> str:
+    """The first CPU's ``field`` in /proc/cpuinfo ("" where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        name, _, value = line.partition(":")
+        if name.strip() == field:
+            return value.strip()
+    return ""

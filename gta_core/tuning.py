@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from .measure import measure_program
+from .final_pick import Retimed
 from .measure.settings import MeasureSettings
 from .paths import writable_dir
 from .plugins import Registry, default_registry
@@ -43,7 +43,7 @@ class TaskReport(BaseModel):
     workload: str
     target: str
     arch: str | None = None  # the architecture tuned for, where the target declares several
-    latency_us: float | None
+    latency_us: float | None  # the final pick's median where it ran here, else tuning's best
     gflops: float | None  # GOPS for integer work
     mapping: str | None
     trials: int
@@ -52,6 +52,7 @@ class TaskReport(BaseModel):
     pruned: dict[str, int]
     weight: float
     mappings: list[MappingReport]
+    retimed: list[Retimed] = []  # the final pick's candidates (gta_core.final_pick)
 
 
 class TuneReport(BaseModel):
@@ -157,7 +158,8 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
         runner=make_runner(measure, chosen), cost_model=registry.cost_models["xgb"].factory(),
         rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
         time_budget=time_budget, policy=scheduler, search=search, progress=progress)
-    reports = [_report(w, chosen, weight, state, outcomes) for w, weight, state, outcomes
+    reports = [_report(w, chosen, weight, state, outcomes, store, measure)
+               for w, weight, state, outcomes
                in zip(workloads, weight_of, result.states, result.outcomes)]
     return TuneReport(tasks=reports, trials=trials, seconds=time.perf_counter() - start,
                       ended_by=result.ended_by, scheduler=scheduler)
@@ -171,28 +173,36 @@ def _local_gpu() -> bool:
 
 
 def _report(workload: Workload, target, weight: float, state: SubgraphState,
-            outcomes: list[TaskOutcome]) -> TaskReport:
+            outcomes: list[TaskOutcome], store, measure: MeasureSettings) -> TaskReport:
+    from .final_pick import final_pick
+
     pruned: Counter = Counter()
     for outcome in outcomes:
         pruned.update(outcome.pruned)
-    best, correct = None, None
-    ranked = sorted((o for o in outcomes if o.best_latency_us is not None),
-                    key=lambda o: o.best_latency_us)
-    for outcome in ranked:  # the best program that is also right (or cannot be checked here)
-        correct = _check(workload, target, outcome)
-        if correct is not False:
-            best = outcome
-            break
     best_prior = min((m.prior for m in state.mappings if m.prior), default=None)
-    return TaskReport(
-        workload=workload.spec, target=target.name, arch=target.arch,
-        latency_us=best.best_latency_us if best else None,
-        gflops=workload.flops / best.best_latency_us / 1e3 if best else None,
-        mapping=best.task.mapping.id if best else None,
+    report = TaskReport(
+        workload=workload.spec, target=target.name, arch=target.arch, latency_us=None,
+        gflops=None, mapping=None, correct=None,
         trials=sum(o.measured for o in outcomes), new_trials=sum(o.new for o in outcomes),
-        correct=correct, pruned=dict(pruned), weight=weight,
+        pruned=dict(pruned), weight=weight,
         mappings=[_mapping_report(o, m, best_prior) for o, m in zip(outcomes, state.mappings)],
     )
+    if target.kind == "cpu":  # a CPU target's programs run here: re-time, check, pick
+        pick = final_pick(store, workload, target, [o.task.key for o in outcomes], measure)
+        if pick is not None:
+            report.retimed = pick.candidates
+            picked = pick.picked
+            report.correct = picked is not None
+            if picked is not None:
+                report.mapping, report.latency_us = picked.mapping, picked.median_us
+    else:  # a GPU's, measured over RPC: the tuning's best stands, unchecked here
+        measured = [o for o in outcomes if o.best_latency_us is not None]
+        if measured:
+            best = min(measured, key=lambda o: o.best_latency_us)
+            report.mapping, report.latency_us = best.task.mapping.id, best.best_latency_us
+    if report.latency_us is not None:
+        report.gflops = workload.flops / report.latency_us / 1e3
+    return report
 
 
 def _mapping_report(outcome: TaskOutcome, m: MappingState, best_prior: float | None,
@@ -206,19 +216,3 @@ def _mapping_report(outcome: TaskOutcome, m: MappingState, best_prior: float | N
     return MappingReport(id=outcome.task.mapping.id, trials=outcome.measured,
                          best_latency_us=outcome.best_latency_us, prior=prior,
                          dropped=m.dropped is not None or not outcome.measured, why=why)
-
-
-def _check(workload: Workload, target, outcome: TaskOutcome) -> bool | None:
-    """Replay the task's best trace and compare the program's output with numpy.
-
-    None where this machine cannot run the program (a GPU target measured over RPC).
-    """
-    from tvm import s_tir
-
-    if target.kind != "cpu":
-        return None
-
-    # The task's program: the workload itself, or the rewritten form the mapping needs.
-    sch = s_tir.Schedule(outcome.task.workload.prim_func())
-    outcome.best_trace.apply_to_schedule(sch, remove_postproc=False)
-    return measure_program(sch.mod, workload, target, number=1, repeat=1).correct

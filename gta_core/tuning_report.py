@@ -121,6 +121,16 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
             prior = f"{m.prior:.2f}" if m.prior else "-"
             lines.append(f"| `{m.id}` | {prior} | {m.trials} | {latency} | {rate} | "
                          f"{'yes' if m.dropped else 'no'} | {m.why or ''} |")
+        if task.retimed:
+            lines += ["", f"Final pick: the {len(task.retimed)} fastest records timed again, "
+                      "side by side (median of the samples; `gta_core.final_pick`):", "",
+                      "| mapping | in tuning (us) | timed again (us) | samples | correct |",
+                      "|---|---:|---:|---:|---|"]
+            for c in task.retimed:
+                again = f"{c.median_us:.1f}" if c.median_us else (c.error or "-")
+                lines.append(f"| `{c.mapping}` | {c.tuned_us:.1f} | {again} | "
+                             f"{len(c.samples_us)} | "
+                             f"{ {True: 'yes', False: 'NO', None: '-'}[c.correct]} |")
         if task.pruned:
             lines += ["", "Pruned before measuring: "
                       + ", ".join(f"{k} {v}" for k, v in task.pruned.items()) + "."]

@@ -183,9 +183,13 @@ def test_register_tile_latency_accepts_the_largest_tile_small_loops_allow():
 
 
 def test_cache_working_set_rejects_a_tile_larger_than_l2():
-    context = context_for("gemm:M=512,N=512,K=4096,dtype=int8")
+    from gta_core.host import cpu_cache_bytes
+
+    # Rows of 1 KiB (a 1024-deep int8 reduction step) enough for twice this machine's L2.
+    rows = 1 << max(8, (2 * cpu_cache_bytes().get("L2", 1 << 20) // 1024 - 1).bit_length())
+    context = context_for(f"gemm:M={2 * rows},N=512,K=4096,dtype=int8")
     sch = context.sch
-    m = sch.split(context.spatial[0], [1, 2, 256])  # a 256-row tile under each S1 step
+    m = sch.split(context.spatial[0], [1, 2, rows])  # a tile of `rows` rows per S1 step
     for loop, level in zip(m, ["S0", "S1", "S2"]):
         sch.annotate(loop, "gta_tile", f"{level}/m")
     k = sch.split(context.reduce[0], [1, 1024])

@@ -36,7 +36,6 @@ class TaskOutcome:
     measured: int = 0  # trials on record for this task, old and new
     new: int = 0
     best_latency_us: float | None = None
-    best_trace: object | None = None  # tvm.s_tir.Trace of the best record
     pruned: Counter = field(default_factory=Counter)
     failed: int = 0
     seconds: float = 0.0
@@ -219,6 +218,5 @@ def _first_line(message: str | None) -> str | None:
 
 def _best_from_store(outcome: TaskOutcome, store) -> None:
     best = store.best(outcome.task.key)
-    if best is not None and best.latency_us != outcome.best_latency_us:
+    if best is not None:
         outcome.best_latency_us = best.latency_us
-        outcome.best_trace = store.schedule(best).trace

@@ -5,13 +5,32 @@ from __future__ import annotations
 import os
 
 from gta_core.hookspecs import hookimpl
-from gta_core.host import cpu_cache_bytes, cpu_cores
+from gta_core.host import cpu_cache_bytes, cpu_cores, cpu_flags, cpu_vendor
 from gta_core.models import Intrinsic, IntrinsicCompute, IterVar, Operand, Resources, Target
 
 TARGET = "avx512"
 TVM_MODULE = "gta_avx512.tvm_intrinsics"
-# LLVM's name for the CPU; znver4 enables AVX-512 F/BW/DQ/VL/VNNI/BF16.
-MCPU = os.environ.get("GTA_AVX512_MCPU", "znver4")
+
+
+def llvm_cpu(vendor: str, flags: set[str]) -> str:
+    """LLVM's name for a CPU with this one's AVX-512 and nothing it lacks.
+
+    Programs are built for it and run here: LLVM's ``znver4`` also enables AMD's SSE4A, and
+    its shuffles stop an Intel core with SIGILL (seen on an Emerald Rapids host). Where the
+    CPU has no AVX-512 (a machine that only builds), ``znver4``: AVX-512 F/BW/DQ/VL/VNNI/BF16.
+    """
+    if vendor != "GenuineIntel" or "avx512f" not in flags:
+        return "znver4"
+    if {"amx_tile", "avx512_fp16", "avx512_bf16"} <= flags:
+        return "sapphirerapids"
+    if "avx512_bf16" in flags:
+        return "cooperlake"
+    if "avx512_vbmi2" in flags:
+        return "icelake-server"
+    return "cascadelake" if "avx512_vnni" in flags else "skylake-avx512"
+
+
+MCPU = os.environ.get("GTA_AVX512_MCPU") or llvm_cpu(cpu_vendor(), cpu_flags())
 
 # Nominal peaks: two 512-bit FMA-class instructions per cycle per core (what `gta peak`
 # measured on this Zen 5 machine: vpdpbusd, vdpbf16ps and vfmadd alike) at an assumed

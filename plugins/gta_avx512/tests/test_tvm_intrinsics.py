@@ -1,6 +1,6 @@
 """Build-and-run checks of the AVX-512 tensor intrinsics on small hand-scheduled GEMMs.
 
-Each test writes the compute in TE, tensorizes it with a registered intrinsic, builds for Zen 4,
+Each test writes the compute in TE, tensorizes it with a registered intrinsic, builds for this CPU,
 and compares against numpy on full-range random data (int16 saturation bugs hide on small values).
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tvm
 from gta_avx512 import tvm_intrinsics
+from gta_avx512.plugin import MCPU
 from gta_avx512.tvm_intrinsics import INTRINSIC_NAMES
 from tvm import te
 
@@ -28,7 +29,7 @@ pytestmark = [
     pytest.mark.skipif(not tvm.runtime.enabled("llvm"), reason="TVM built without LLVM"),
 ]
 
-TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "znver4", "num-cores": 2})
+TARGET = tvm.target.Target({"kind": "llvm", "mcpu": MCPU, "num-cores": 2})  # this CPU's
 RNG = np.random.default_rng(0)
 
 

@@ -1,0 +1,163 @@
+"""The final pick: a workload's fastest records timed again, side by side, before one is reported.
+
+Each candidate is measured once while tuning, so the fastest of 64 is often one measured
+in a quiet moment rather than the fastest program: on int8 GEMM 512^3 the best record had
+measured 410 us, was timed at 600 us afterwards, and its mapping's trials had a median of
+856 us. So the ``TOP`` fastest distinct records (over all of the workload's mappings) are
+built once, checked against numpy, and timed in ``ROUNDS`` interleaved rounds, each round
+one sample per candidate in the tuning's own way (``MeasureSettings``: the median of
+``repeat`` repeats of at least ``min_repeat_ms``); the pick is the correct candidate with
+the smallest median sample. Interleaving puts a slow spell of the machine into every
+candidate's samples alike, not into one candidate's.
+
+The pick is appended to ``DIR/final_pick.json`` (one JSON line per pick), so a rerun whose
+top records are the same reuses it, and ``gta bench`` builds the program the pick names.
+It needs the program to run here: targets measured over RPC keep the tuning's best.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, computed_field
+
+from .database import Record, RecordStore
+from .database.lines import append_line, drop_partial_tail, exclusive, first_line
+from .measure import MeasureSettings, build
+from .models import Target
+from .workloads import Workload
+
+TOP = 4  # records timed again: the fastest after tuning were within 10-20 % of each other
+ROUNDS = 5
+FILE = "final_pick.json"
+
+
+class Retimed(BaseModel):
+    """One record timed again: its tuning latency, and its samples here (None: not run)."""
+
+    line: int  # the record's line in records.json
+    trace_key: str
+    mapping: str | None
+    tuned_us: float
+    samples_us: list[float] = []
+    correct: bool | None = None
+    error: str | None = None  # why it was not timed (it failed to build or run)
+
+    @computed_field
+    @property
+    def median_us(self) -> float | None:
+        return statistics.median(self.samples_us) if self.samples_us else None
+
+
+class FinalPick(BaseModel):
+    """The candidates of one workload's final pick; the pick is the fastest correct median."""
+
+    tasks: list[str]  # the workload's task keys, sorted
+    candidates: list[Retimed]
+    time: float
+
+    @property
+    def picked(self) -> Retimed | None:
+        timed = [c for c in self.candidates if c.correct and c.samples_us]
+        return min(timed, key=lambda c: c.median_us) if timed else None
+
+
+def top_records(store: RecordStore, tasks: list[str], top: int = TOP) -> list[Record]:
+    """The ``top`` fastest good records of ``tasks``, one per distinct trace."""
+    wanted = set(tasks)
+    ok = sorted((r for r in store.records() if r.task in wanted and r.ok),
+                key=lambda r: r.latency_us)
+    out, seen = [], set()
+    for record in ok:
+        if record.trace_key not in seen:
+            seen.add(record.trace_key)
+            out.append(record)
+        if len(out) == top:
+            break
+    return out
+
+
+def recorded(directory: str | Path, tasks: list[str] | None = None) -> list[FinalPick]:
+    """The final picks on record in ``directory``, oldest first; only those of ``tasks`` (all
+    of a workload's task keys) if given. A line that does not parse is skipped."""
+    path = Path(directory) / FILE
+    if not path.exists():
+        return []
+    picks = []
+    for line in path.read_text().splitlines():
+        try:
+            pick = FinalPick.model_validate_json(line)
+        except ValueError:  # a killed writer's tail
+            continue
+        if tasks is None or pick.tasks == sorted(tasks):
+            picks.append(pick)
+    return picks
+
+
+def picked_record(store: RecordStore) -> Record | None:
+    """The record the last final pick in ``store``'s directory picked, if any."""
+    for pick in reversed(recorded(store.directory)):
+        if pick.picked is not None:
+            by_line = {r.line: r for r in store.records()}
+            record = by_line.get(pick.picked.line)
+            return record if record and record.trace_key == pick.picked.trace_key else None
+    return None
+
+
+def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: list[str],
+               measure: MeasureSettings | None = None, *, top: int = TOP,
+               rounds: int = ROUNDS) -> FinalPick | None:
+    """The final pick among ``tasks``' top records, timed here; None if none is on record.
+
+    Reuses the last pick on record when it timed the same records.
+    """
+    records = top_records(store, tasks, top)
+    if not records:
+        return None
+    keys = {r.trace_key for r in records}
+    for pick in reversed(recorded(store.directory, tasks)):
+        if {c.trace_key for c in pick.candidates} == keys:
+            return pick
+    pick = FinalPick(tasks=sorted(tasks), time=time.time(),
+                     candidates=_retime(store, workload, target, records,
+                                        measure or MeasureSettings(), rounds))
+    path = store.directory / FILE
+    with exclusive(store.directory / "final_pick.lock"):
+        drop_partial_tail(path)
+        append_line(path, pick.model_dump_json())
+    return pick
+
+
+def _retime(store: RecordStore, workload: Workload, target: Target, records: list[Record],
+            measure: MeasureSettings, rounds: int) -> list[Retimed]:
+    import numpy as np
+    import tvm
+
+    device = tvm.cpu()
+    inputs = workload.random_inputs(0)
+    reference = workload.reference(inputs)
+    args = [tvm.runtime.tensor(x, device) for x in inputs]
+    out = tvm.runtime.tensor(np.zeros(workload.output_shape, workload.params.acc_dtype), device)
+    candidates, timers = [], []
+    for record in records:
+        candidate = Retimed(line=record.line, trace_key=record.trace_key,
+                            mapping=record.mapping, tuned_us=record.latency_us)
+        candidates.append(candidate)
+        try:
+            module = build(store.schedule(record).mod, target).jit()
+            module(*args, out)
+        except Exception as exc:  # noqa: BLE001 - a record that no longer builds is left out
+            candidate.error = first_line(exc)[:300]
+            continue
+        candidate.correct = workload.mismatch(out.numpy(), reference) is None
+        if candidate.correct:
+            timers.append((candidate, module.time_evaluator(
+                module.entry_name, device, number=measure.number, repeat=measure.repeat,
+                min_repeat_ms=measure.min_repeat_ms)))
+    for round_ in range(rounds):
+        shift = round_ % len(timers) if timers else 0  # none is always timed first
+        for candidate, timer in timers[shift:] + timers[:shift]:
+            candidate.samples_us.append(statistics.median(timer(*args, out).results) * 1e6)
+    return candidates
