@@ -98,12 +98,12 @@ def recorded(directory: str | Path, tasks: list[str] | None = None) -> list[Fina
 
 def picked_record(store: RecordStore) -> Record | None:
     """The record the last final pick in ``store``'s directory picked, if any."""
-    for pick in reversed(recorded(store.directory)):
-        if pick.picked is not None:
-            by_line = {r.line: r for r in store.records()}
-            record = by_line.get(pick.picked.line)
-            return record if record and record.trace_key == pick.picked.trace_key else None
-    return None
+    picks = recorded(store.directory)
+    picked = picks[-1].picked if picks else None
+    if picked is None:
+        return None
+    record = next((r for r in store.records() if r.line == picked.line), None)
+    return record if record and record.trace_key == picked.trace_key else None
 
 
 def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: list[str],
@@ -139,12 +139,14 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
     inputs = workload.random_inputs(0)
     reference = workload.reference(inputs)
     args = [tvm.runtime.tensor(x, device) for x in inputs]
-    out = tvm.runtime.tensor(np.zeros(workload.output_shape, workload.params.acc_dtype), device)
     candidates, timers = [], []
     for record in records:
         candidate = Retimed(line=record.line, trace_key=record.trace_key,
                             mapping=record.mapping, tuned_us=record.latency_us)
         candidates.append(candidate)
+        # An output of its own: one left over from another candidate could hide a wrong one.
+        out = tvm.runtime.tensor(np.zeros(workload.output_shape, workload.params.acc_dtype),
+                                 device)
         try:
             module = build(store.schedule(record).mod, target).jit()
             module(*args, out)
@@ -153,11 +155,11 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
             continue
         candidate.correct = workload.mismatch(out.numpy(), reference) is None
         if candidate.correct:
-            timers.append((candidate, module.time_evaluator(
+            timers.append((candidate, out, module.time_evaluator(
                 module.entry_name, device, number=measure.number, repeat=measure.repeat,
                 min_repeat_ms=measure.min_repeat_ms)))
     for round_ in range(rounds):
         shift = round_ % len(timers) if timers else 0  # none is always timed first
-        for candidate, timer in timers[shift:] + timers[:shift]:
+        for candidate, out, timer in timers[shift:] + timers[:shift]:
             candidate.samples_us.append(statistics.median(timer(*args, out).results) * 1e6)
     return candidates

@@ -27,6 +27,7 @@ from gta_core.pruning.cpu import (
     ParallelExtent,
     RegisterTile,
     RegisterTileLatency,
+    loops_of,
     parallel_extent,
     tiled_loops,
 )
@@ -180,6 +181,26 @@ def test_register_tile_latency_accepts_the_largest_tile_small_loops_allow():
     assert RegisterTileLatency().check(_register_level(context, [2, 2])) is None
     fresh = context_for("gemm:M=2,N=32,K=64,dtype=int8")
     assert "4 needed" in RegisterTileLatency().check(_register_level(fresh, [1, 2]))
+
+
+def test_the_init_blocks_copies_of_the_tiled_loops_are_not_counted():
+    """decompose_reduction copies the S1/S2 loops, annotations and all, around the init
+    block; counted too, a 4-register tile read as 16 and passed the latency bound."""
+    context = context_for("gemm:M=512,N=512,K=512,dtype=float32", "fma", "n")
+    sch = context.sch
+    (m, i), (k,) = context.spatial, context.reduce
+    tiles = [*sch.split(m, [None, 1, 4]), *sch.split(i, [None, 1, 1])]
+    sch.reorder(tiles[0], tiles[3], k, tiles[1], tiles[4], tiles[2], tiles[5])
+    for loop, level in zip([*tiles, k], ["S0/m", "S1/m", "S2/m", "S0/i", "S1/i", "S2/i",
+                                         "R0/k"]):
+        sch.annotate(loop, "gta_tile", level)
+    tiled = tiled_loops(sch)
+    assert "4 vector registers" in RegisterTileLatency().check(context)
+    sch.decompose_reduction(sch.get_sblock(context.block), k)
+    annotated = [loop for loop in loops_of(sch) if "gta_tile" in loop.annotations]
+    assert len(annotated) == len(tiled) + 4  # the init's copies of S1 and S2 are there...
+    assert tiled_loops(sch) == tiled  # ...and left out
+    assert "4 vector registers" in RegisterTileLatency().check(context)
 
 
 def test_cache_working_set_rejects_a_tile_larger_than_l2():

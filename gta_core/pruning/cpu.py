@@ -28,11 +28,17 @@ def loops_of(sch) -> list:
     """
     from tvm import tirx
 
-    found, stack = [], [sch.mod["main"].body]
+    return [node for node in _statements(sch.mod["main"].body) if isinstance(node, tirx.For)]
+
+
+def _statements(root) -> list:
+    """``root`` and every statement under it."""
+    from tvm import tirx
+
+    found, stack = [], [root]
     while stack:
         node = stack.pop()
-        if isinstance(node, tirx.For):
-            found.append(node)
+        found.append(node)
         for name in ("body", "block", "then_case", "else_case", "init"):
             child = getattr(node, name, None)
             if isinstance(child, tirx.Stmt):
@@ -42,14 +48,27 @@ def loops_of(sch) -> list:
 
 
 def tiled_loops(sch) -> list[TiledLoop]:
-    """Loops the tiling rule annotated, read back from the program (so replays work too)."""
+    """Loops the tiling rule annotated, read back from the program (so replays work too).
+
+    ``decompose_reduction`` copies the S1 and S2 loops around the init block it splits
+    off, annotations and all; those copies are left out, or every tile would count
+    twice (a register tile of 4 read as 16).
+    """
     out = []
     for loop in loops_of(sch):
         value = loop.annotations.get(LEVEL_KEY)
-        if value is not None:
+        if value is not None and not _init_only(loop):
             level, _, axis = str(value).partition("/")
             out.append(TiledLoop(level, axis, int(loop.extent)))
     return out
+
+
+def _init_only(loop) -> bool:
+    """Whether every block under ``loop`` is an init block ``decompose_reduction`` made."""
+    from tvm.s_tir import SBlock
+
+    blocks = [node.name_hint for node in _statements(loop.body) if isinstance(node, SBlock)]
+    return bool(blocks) and all(name.endswith("_init") for name in blocks)
 
 
 def parallel_extent(sch) -> int:
