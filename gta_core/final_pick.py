@@ -12,7 +12,8 @@ candidate's samples alike, not into one candidate's.
 
 The pick is appended to ``DIR/final_pick.json`` (one JSON line per pick), so a rerun whose
 top records are the same reuses it, and ``gta bench`` builds the program the pick names.
-It needs the program to run here: targets measured over RPC keep the tuning's best.
+It needs the program to run here, so only CPU targets get one; a GPU target keeps the
+tuning's best.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ FILE = "final_pick.json"
 
 
 class Retimed(BaseModel):
-    """One record timed again: its tuning latency, and its samples here (None: not run)."""
+    """One record timed again: its tuning latency, and its samples here (none: not timed)."""
 
     line: int  # the record's line in records.json
     trace_key: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from gta_avx512.plugin import MCPU, llvm_cpu
 
@@ -26,8 +28,6 @@ def test_llvm_cpu_follows_the_vendor_and_flags(vendor, flags, expected):
 
 
 def test_the_target_builds_for_this_cpu():
-    import os
-
     if os.environ.get("GTA_AVX512_MCPU"):
         assert os.environ["GTA_AVX512_MCPU"] == MCPU  # the user's choice wins
     else:
