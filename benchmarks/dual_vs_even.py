@@ -6,8 +6,9 @@ Per workload, GTA tunes twice into separate record stores: once with the
 even split over its kept mappings (every mapping gets budget / mappings),
 once with the dual-task scheduler. Reported per workload: how many trials the
 dual run needed to reach the even split's final best (from the records, in
-the order measured), and the two final programs re-measured side by side,
-interleaved, median of ``--repeat`` (each checked against numpy first).
+the order measured), and the two runs' final picks (what ``gta tune`` reports:
+the fastest of its top records re-timed) re-measured side by side, interleaved,
+median of ``--repeat`` (each checked against numpy first).
 Records stay under ``--out``: a rerun measures only the final programs.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import gta_core  # noqa: F401 - sets TVM_NUM_THREADS before TVM starts
 from gta_core.api import load_workload
 from gta_core.database import RecordStore
+from gta_core.final_pick import picked_record
 from gta_core.measure import measure_program
 from gta_core.plugins import default_registry
 from gta_core.scheduler.space import task_prefix
@@ -45,8 +47,12 @@ def best_curve(store: RecordStore, prefix: str) -> list[float]:
 
 
 def best_program(store: RecordStore, prefix: str):
-    records = [r for r in store.records() if r.ok and r.task and r.task.startswith(prefix)]
-    return store.schedule(min(records, key=lambda r: r.latency_us)).mod
+    """The run's final pick; the fastest single measurement where there is none."""
+    record = picked_record(store)
+    if record is None:
+        records = [r for r in store.records() if r.ok and r.task and r.task.startswith(prefix)]
+        record = min(records, key=lambda r: r.latency_us)
+    return store.schedule(record).mod
 
 
 def main() -> None:

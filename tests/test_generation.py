@@ -119,6 +119,15 @@ def test_register_accumulator_forks_a_design_space_with_a_local_accumulator():
     MultiLevelTiling().apply(context)
     plain, cached = RegisterAccumulator().apply(context)
     assert plain is context and "cache_write" in str(cached.sch.trace)
+    # the plain space blocks the reduction around the cache tiles; the cached one keeps the
+    # whole reduction inside them, so its accumulator is copied out once per tile
+    def order(ctx):
+        return [loop.level for loop in tiled_loops(ctx.sch)]
+    assert order(plain) == ["S0", "S0", "R0", "S1", "S1", "R1", "S2", "S2"]
+    assert order(cached) == ["S0", "S0", "S1", "S1", "R0", "R1", "S2", "S2"]
+    sch = cached.sch
+    copy_out = sch.get_sblock(cached.notes["accumulator"])
+    assert sch.get(sch.get_loops(copy_out)[-3]).same_as(sch.get(cached.levels["S1"][-1]))
     assert finished_correct(cached) and finished_correct(plain)
 
 

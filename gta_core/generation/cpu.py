@@ -162,10 +162,15 @@ class MultiLevelTiling(GenerationRule):
 class RegisterAccumulator(GenerationRule):
     """Keep the accumulator tile in registers: a small local buffer per cache tile.
 
-    Forks two design spaces: one accumulating straight into the output, one
-    through ``cache_write`` into a buffer placed under the last S1 loop, whose
-    S2 x intrinsic-sized tile LLVM keeps in vector registers across R1 (the
-    note ``accumulator`` names the block copying it out).
+    Forks two design spaces: one accumulating straight into the output (S0 R0 S1 R1
+    S2: the reduction blocked for the cache, each step re-reading the output tile),
+    and one through ``cache_write`` into a buffer copied out under the last S1 loop,
+    with the whole reduction moved inside S1 (S0 S1 R0 R1 S2), so the S2 x
+    intrinsic-sized accumulator is initialised, kept in vector registers across the
+    reduction and copied out once (the note ``accumulator`` names the block copying
+    it out). Left outside S1, R0 would make that buffer span every cache tile, be
+    re-read at each R0 step and copied out after each: the first space's work plus
+    the copies (float32 GEMM 512^3: 1616 us against 1448).
     """
 
     name = "register-accumulator"
@@ -177,6 +182,8 @@ class RegisterAccumulator(GenerationRule):
     def apply(self, context: ScheduleContext) -> list[ScheduleContext]:
         cached = context.fork()
         sch = cached.sch
+        if cached.levels.get("R0"):
+            sch.reorder(*cached.levels["S1"], *cached.levels["R0"])
         accumulator = sch.cache_write(sch.get_sblock(cached.block), 0, "global")
         sch.reverse_compute_at(accumulator, cached.levels["S1"][-1])
         cached.notes["accumulator"] = sch.get(accumulator).name_hint
