@@ -395,7 +395,7 @@ class VectorizePacking(GenerationRule):
         from tvm.s_tir.schedule import ScheduleError
 
         stmt = sch.get(block)
-        if len(stmt.reads) != 1 and not producer:
+        if len(stmt.reads) != 1 or len(stmt.writes) != 1:  # a copy from one tensor
             return False
         packed = [r.min for r in (stmt.writes if producer else stmt.reads)[0].region]
         variables = [v.var for v in stmt.iter_vars]
