@@ -354,7 +354,8 @@ class VectorizePacking(GenerationRule):
         elements = self._elements(sch, loops)
         fill = sch.decompose_padding(block, loops[-2])
         plane = sch.fuse(*sch.get_loops(fill)[-2:])  # one run of zeros: 58 x 67 -> 67 x 58
-        for last in (plane, *([] if interleaved else [sch.get_loops(block)[-1]])):
+        vectors = [plane] if interleaved else [plane, sch.get_loops(block)[-1]]
+        for last in vectors:
             self._vectorize(sch, self._at_most_max_lanes(sch, [last])[-1])
         self._parallel(sch, loops[:-2], elements)
 
