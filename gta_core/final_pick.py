@@ -27,6 +27,7 @@ from pydantic import BaseModel, computed_field
 from .database import Record, RecordStore
 from .database.lines import append_line, drop_partial_tail, exclusive, first_line
 from .measure import MeasureSettings, build
+from .measure.garbage import garbage_output
 from .models import Target
 from .workloads import Workload
 
@@ -133,28 +134,27 @@ def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: li
 
 def _retime(store: RecordStore, workload: Workload, target: Target, records: list[Record],
             measure: MeasureSettings, rounds: int) -> list[Retimed]:
-    import numpy as np
     import tvm
 
     device = tvm.cpu()
     inputs = workload.random_inputs(0)
-    reference = workload.reference(inputs)
+    expected = workload.expected(inputs)
     args = [tvm.runtime.tensor(x, device) for x in inputs]
     candidates, timers = [], []
     for record in records:
         candidate = Retimed(line=record.line, trace_key=record.trace_key,
                             mapping=record.mapping, tuned_us=record.latency_us)
         candidates.append(candidate)
-        # An output of its own: one left over from another candidate could hide a wrong one.
-        out = tvm.runtime.tensor(np.zeros(workload.output_shape, workload.params.acc_dtype),
-                                 device)
+        # An output of its own, filled with garbage: one left over from another candidate,
+        # or zeros, could hide a program that never writes (or never initialises) it.
+        out = tvm.runtime.tensor(garbage_output(workload), device)
         try:
             module = build(store.schedule(record).mod, target).jit()
             module(*args, out)
         except Exception as exc:  # noqa: BLE001 - a record that no longer builds is left out
             candidate.error = first_line(exc)[:300]
             continue
-        candidate.correct = workload.mismatch(out.numpy(), reference) is None
+        candidate.correct = workload.mismatch(out.numpy(), expected) is None
         if candidate.correct:
             timers.append((candidate, out, module.time_evaluator(
                 module.entry_name, device, number=measure.number, repeat=measure.repeat,

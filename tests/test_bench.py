@@ -301,7 +301,7 @@ def test_an_isolated_contender_runs_in_its_own_process_and_matches_the_reference
     prepared = prepare_isolated("numpy", workload.spec, ctx)
     try:
         assert prepared.program.process.pid != os.getpid()
-        expected = workload.reference(workload.random_inputs(seed=0))
+        expected = workload.expected(workload.random_inputs(seed=0))
         assert workload.mismatch(prepared.program.output(), expected) is None
         assert prepared.program.sample_us() > 0
     finally:

@@ -60,17 +60,17 @@ def test_cases_cover_every_builtin_operator() -> None:
 def test_te_matches_reference(spec: str, dtype: str) -> None:
     w = workload(f"{spec},dtype={dtype}")
     inputs = w.random_inputs(seed=1)
-    expected = w.reference(inputs)
+    expected = w.expected(inputs)
     actual = run_llvm(w, inputs)
-    assert actual.dtype == expected.dtype
+    assert actual.dtype == expected.value.dtype
     assert w.mismatch(actual, expected) is None
 
 
 def test_float16_gemm_with_float16_output() -> None:
     w = workload("gemm:M=8,N=12,K=64,dtype=float16,out_dtype=float16")
     inputs = w.random_inputs(seed=2)
-    expected = w.reference(inputs)
-    assert expected.dtype == np.float16
+    expected = w.expected(inputs)
+    assert expected.value.dtype == np.float16
     actual = run_llvm(w, inputs)
     assert actual.dtype == np.float16
     assert w.mismatch(actual, expected) is None
@@ -262,15 +262,15 @@ def test_output_shapes() -> None:
 def test_mismatch_reports_wrong_output() -> None:
     w = workload("conv2d:N=1,C=2,H=5,W=5,K=3,R=3,S=3,pad=1")
     inputs = w.random_inputs()
-    expected = w.reference(inputs)
-    assert w.mismatch(expected.copy(), expected) is None
-    wrong = expected.copy()
+    expected = w.expected(inputs)
+    assert w.mismatch(expected.value.copy(), expected) is None
+    wrong = expected.value.copy()
     wrong[0, 1, 2, 3] += 1.0
     message = w.mismatch(wrong, expected)
     assert message is not None and "1 of 75" in message and "(0, 1, 2, 3)" in message
-    assert w.mismatch(expected[:, :2], expected) is not None
+    assert w.mismatch(expected.value[:, :2], expected) is not None
 
     w = workload("gemm:M=2,N=2,K=4,dtype=int8")
-    expected = w.reference(w.random_inputs())
-    off_by_one = expected + np.int32(1)
+    expected = w.expected(w.random_inputs())
+    off_by_one = expected.value + np.int32(1)
     assert w.mismatch(off_by_one, expected) is not None

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..measure import build
+from ..measure.garbage import garbage_output
 from ..models import Target
 from ..workloads import Workload
 
@@ -49,8 +50,7 @@ class TVMProgram(Program):
         self.module = build(program, target).jit()
         device = tvm.cpu()
         self.args = [tvm.runtime.tensor(x, device) for x in inputs]
-        self.args.append(tvm.runtime.tensor(
-            np.zeros(workload.output_shape, workload.params.acc_dtype), device))
+        self.args.append(tvm.runtime.tensor(garbage_output(workload), device))
         self.device = device
         self.timer = None
 

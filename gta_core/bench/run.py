@@ -149,7 +149,7 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
     (see isolated.py).
     """
     inputs = workload.random_inputs(seed=0)
-    expected = workload.reference(inputs)
+    expected = workload.expected(inputs)
     results: dict[str, ContenderResult] = {}
     programs: dict[str, Program] = {}
     children: list[IsolatedProgram] = []

@@ -1,9 +1,10 @@
 """Building and running programs: correctness against numpy, then timing."""
 
 from .check import Measurement, build, measure_program
+from .garbage import garbage, garbage_output
 from .runners import Outcome, make_builder, make_runner, measure_batch
 from .settings import MeasureSettings, RPCSettings, RPCSpecError, RPCUnavailable, parse_rpc
 
 __all__ = ["MeasureSettings", "Measurement", "Outcome", "RPCSettings", "RPCSpecError",
-           "RPCUnavailable", "build", "make_builder", "make_runner", "measure_batch",
-           "measure_program", "parse_rpc"]
+           "RPCUnavailable", "build", "garbage", "garbage_output", "make_builder",
+           "make_runner", "measure_batch", "measure_program", "parse_rpc"]

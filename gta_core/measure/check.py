@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from ..models import Target
 from ..workloads import Workload
+from .garbage import garbage_output
 
 
 class Measurement(BaseModel):
@@ -50,9 +51,9 @@ def measure_program(program, workload: Workload, target: Target, *, number: int 
     device = tvm.cpu()
     inputs = workload.random_inputs(seed)
     args = [tvm.runtime.tensor(x, device) for x in inputs]
-    out = tvm.runtime.tensor(np.zeros(workload.output_shape, workload.params.acc_dtype), device)
+    out = tvm.runtime.tensor(garbage_output(workload), device)
     module(*args, out)
-    mismatch = workload.mismatch(out.numpy(), workload.reference(inputs))
+    mismatch = workload.mismatch(out.numpy(), workload.expected(inputs))
     result = Measurement(workload=workload.spec, target=target.name, correct=mismatch is None,
                          mismatch=mismatch)
     if mismatch is not None:

@@ -9,11 +9,11 @@ from .operator import (
     OperatorParams,
     ShapeError,
     TensorInfo,
+    error_bound,
     numpy_dtype,
-    output_tolerance,
     random_array,
 )
-from .spec import SpecError, Workload, parse_workload, throughput_unit
+from .spec import Expected, SpecError, Workload, parse_workload, throughput_unit
 
 BUILTIN_OPERATORS: tuple[Operator, ...] = (
     Gemm(),
@@ -35,6 +35,7 @@ __all__ = [
     "Conv2dTranspose",
     "Conv3d",
     "DepthwiseConv2d",
+    "Expected",
     "Gemm",
     "Gemv",
     "Operator",
@@ -44,7 +45,7 @@ __all__ = [
     "TensorInfo",
     "Workload",
     "numpy_dtype",
-    "output_tolerance",
+    "error_bound",
     "parse_workload",
     "random_array",
 ]

@@ -111,6 +111,12 @@ class Operator(ABC):
     def reference(self, p: OperatorParams, inputs: list[np.ndarray]) -> np.ndarray:
         """The output computed with numpy from ``inputs`` (float64 or int64 math)."""
 
+    def magnitude(self, p: OperatorParams, inputs: list[np.ndarray]) -> np.ndarray:
+        """Per output, the sum of |a*b| over its reduction: what its rounding error scales
+        with. The reference on the inputs' absolute values, which is exactly that for the
+        bilinear operators here; an operator that is not bilinear overrides it."""
+        return self.reference(p, [np.abs(x.astype(np.float64)) for x in inputs])
+
     @abstractmethod
     def macs(self, p: OperatorParams) -> int:
         """Multiply-accumulates of the operator; FLOPs (or integer OPs) are twice this."""
@@ -145,13 +151,20 @@ def random_array(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -
     return rng.uniform(-1.0, 1.0, size=shape).astype(numpy_dtype(dtype))
 
 
-def output_tolerance(p: OperatorParams, reduction: int) -> tuple[float, float]:
-    """(rtol, atol) for comparing an output with its numpy reference.
+# Units of the accumulator's rounding (unit roundoff) allowed per unit of sum(|a*b|).
+ERROR_UNITS = 4
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
-    Integers must match exactly. Floats get a bound that grows with the
-    reduction length ``reduction``, since the reference sums in float64.
+
+def error_bound(p: OperatorParams, magnitude: np.ndarray) -> np.ndarray | None:
+    """The largest error an output may have: None for integers (they must match exactly).
+
+    A float output is accepted within ``ERROR_UNITS`` units of the accumulator's unit
+    roundoff times ``magnitude``, the sum of |a*b| over its reduction: any summation
+    order and blocking stays within that, while dropping one term changes an output by
+    one |a*b| (a bound on the output's own size, or on the reduction length, hides that
+    at large K, and rejects correct outputs that cancel to near zero).
     """
     if p.acc_dtype == "int32":
-        return 0.0, 0.0
-    eps = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}[p.acc_dtype]
-    return (1e-3 if p.acc_dtype == "float32" else 2e-2), 8 * eps * max(reduction, 1) ** 0.5
+        return None
+    return ERROR_UNITS * UNIT_ROUNDOFF[p.acc_dtype] * magnitude.astype(np.float64)

@@ -10,7 +10,7 @@ from functools import cached_property
 import numpy as np
 from pydantic import ValidationError
 
-from .operator import Operator, OperatorParams, output_tolerance
+from .operator import Operator, OperatorParams, error_bound
 
 
 class SpecError(ValueError):
@@ -20,6 +20,15 @@ class SpecError(ValueError):
 def throughput_unit(dtype: str) -> str:
     """What throughput in ``dtype`` is counted in: operations for integer work, FLOPs otherwise."""
     return "GOPS" if dtype.startswith("int") else "GFLOP/s"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a correct program outputs: the reference, and per output the largest error
+    it may have (None: integers, which must match exactly)."""
+
+    value: np.ndarray
+    bound: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -70,23 +79,35 @@ class Workload:
     def output_shape(self) -> tuple[int, ...]:
         return self.operator.output_shape(self.params)
 
-    def mismatch(self, actual: np.ndarray, expected: np.ndarray) -> str | None:
-        """Why ``actual`` is not the operator's output, or None when it matches."""
-        if actual.shape != expected.shape:
-            return f"shape {actual.shape} != expected {expected.shape}"
-        outputs = int(np.prod(expected.shape))
-        reduction = max(1, self.operator.macs(self.params) // max(outputs, 1))
-        rtol, atol = output_tolerance(self.params, reduction)
-        got = actual.astype(np.float64)
-        want = expected.astype(np.float64)
-        bad = ~np.isclose(got, want, rtol=rtol, atol=atol)
+    def expected(self, inputs: list[np.ndarray]) -> Expected:
+        """The reference output for ``inputs`` and the error each output may have."""
+        value = self.reference(inputs)
+        if self.params.acc_dtype == "int32":
+            return Expected(value, None)
+        return Expected(value, error_bound(self.params,
+                                           self.operator.magnitude(self.params, inputs)))
+
+    def mismatch(self, actual: np.ndarray, expected: Expected) -> str | None:
+        """Why ``actual`` is not the operator's output, or None when it matches.
+
+        NaN anywhere is a mismatch: checks start from a NaN-filled output, so a NaN
+        left is an output the program never wrote.
+        """
+        want = expected.value
+        if actual.shape != want.shape:
+            return f"shape {actual.shape} != expected {want.shape}"
+        got, want = actual.astype(np.float64), want.astype(np.float64)
+        error = np.abs(got - want)
+        bound = 0.0 if expected.bound is None else expected.bound
+        bad = ~(error <= bound)  # NaN compares False: unwritten outputs are bad
         if not bad.any():
             return None
+        if np.isnan(got).all():
+            return f"none of the {bad.size} outputs was written (all still NaN)"
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        return (
-            f"{int(bad.sum())} of {bad.size} outputs differ (first at {where}: "
-            f"{got[where]} != {want[where]}, max error {np.abs(got - want).max():.3g})"
-        )
+        allowed = "exact" if expected.bound is None else f"allowed {expected.bound[where]:.3g}"
+        return (f"{int(bad.sum())} of {bad.size} outputs differ (first at {where}: "
+                f"{got[where]} != {want[where]}, {allowed}; max error {np.nanmax(error):.3g})")
 
 
 def spec_keys(operator: Operator) -> list[str]:
