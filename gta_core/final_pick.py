@@ -3,8 +3,9 @@
 Each candidate is measured once while tuning, so the fastest of 64 is often one measured
 in a quiet moment rather than the fastest program: on int8 GEMM 512^3 the best record had
 measured 410 us, was timed at 600 us afterwards, and its mapping's trials had a median of
-856 us. So the ``TOP`` fastest distinct records (over all of the workload's mappings) are
-built once, checked against numpy, and timed in ``ROUNDS`` interleaved rounds, each round
+856 us. So the workload's distinct records (over all of its mappings) are built, fastest
+first, and checked against numpy (output filled with garbage first) until ``TOP`` of them
+are correct or none is left; those ``TOP`` are timed in ``ROUNDS`` interleaved rounds, each round
 one sample per candidate in the tuning's own way (``MeasureSettings``: the median of
 ``repeat`` repeats of at least ``min_repeat_ms``); the pick is the correct candidate with
 the smallest median sample. Interleaving puts a slow spell of the machine into every
@@ -66,8 +67,8 @@ class FinalPick(BaseModel):
         return min(timed, key=lambda c: c.median_us) if timed else None
 
 
-def top_records(store: RecordStore, tasks: list[str], top: int = TOP) -> list[Record]:
-    """The ``top`` fastest good records of ``tasks``, one per distinct trace."""
+def ranked_records(store: RecordStore, tasks: list[str]) -> list[Record]:
+    """``tasks``' good records, one per distinct trace, fastest first."""
     wanted = set(tasks)
     ok = sorted((r for r in store.records() if r.task in wanted and r.ok),
                 key=lambda r: r.latency_us)
@@ -76,8 +77,6 @@ def top_records(store: RecordStore, tasks: list[str], top: int = TOP) -> list[Re
         if record.trace_key not in seen:
             seen.add(record.trace_key)
             out.append(record)
-        if len(out) == top:
-            break
     return out
 
 
@@ -111,20 +110,22 @@ def picked_record(store: RecordStore) -> Record | None:
 def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: list[str],
                measure: MeasureSettings | None = None, *, top: int = TOP,
                rounds: int = ROUNDS) -> FinalPick | None:
-    """The final pick among ``tasks``' top records, timed here; None if none is on record.
+    """The final pick among ``tasks``' fastest correct records, timed here; None if none is
+    on record.
 
-    Reuses the last pick on record when it timed the same records.
+    Reuses the last pick on record when it looked at the same records: the same fastest
+    ones, as many as it built.
     """
-    records = top_records(store, tasks, top)
+    records = ranked_records(store, tasks)
     if not records:
         return None
-    keys = {r.trace_key for r in records}
     for pick in reversed(recorded(store.directory, tasks)):
-        if {c.trace_key for c in pick.candidates} == keys:
+        keys = [r.trace_key for r in records[:len(pick.candidates)]]
+        if sorted(c.trace_key for c in pick.candidates) == sorted(keys):
             return pick
     pick = FinalPick(tasks=sorted(tasks), time=time.time(),
                      candidates=_retime(store, workload, target, records,
-                                        measure or MeasureSettings(), rounds))
+                                        measure or MeasureSettings(), rounds, top))
     path = store.directory / FILE
     with exclusive(store.directory / "final_pick.lock"):
         drop_partial_tail(path)
@@ -133,7 +134,8 @@ def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: li
 
 
 def _retime(store: RecordStore, workload: Workload, target: Target, records: list[Record],
-            measure: MeasureSettings, rounds: int) -> list[Retimed]:
+            measure: MeasureSettings, rounds: int, top: int) -> list[Retimed]:
+    """Build and check ``records`` in order until ``top`` are correct; time those."""
     import tvm
 
     device = tvm.cpu()
@@ -142,6 +144,8 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
     args = [tvm.runtime.tensor(x, device) for x in inputs]
     candidates, timers = [], []
     for record in records:
+        if len(timers) == top:
+            break
         candidate = Retimed(line=record.line, trace_key=record.trace_key,
                             mapping=record.mapping, tuned_us=record.latency_us)
         candidates.append(candidate)

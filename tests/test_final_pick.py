@@ -12,8 +12,8 @@ from gta_core.final_pick import (
     Retimed,
     final_pick,
     picked_record,
+    ranked_records,
     recorded,
-    top_records,
 )
 from gta_core.measure.settings import MeasureSettings
 from gta_core.plugins import default_registry
@@ -53,7 +53,7 @@ def test_a_lucky_measurement_does_not_make_the_pick(tmp_path):
     tune([GEMM], "avx512", 4, tmp_path, measure=FAST)
     store = RecordStore(tmp_path)
     lucky = _lucky_naive_record(store)
-    assert top_records(store, store.tasks())[0].line == lucky.line
+    assert ranked_records(store, store.tasks())[0].line == lucky.line
     workload = parse_workload(GEMM, default_registry().operators)
     target = default_registry().target("avx512")
 
@@ -67,7 +67,7 @@ def test_a_lucky_measurement_does_not_make_the_pick(tmp_path):
     assert picked_record(store).line == pick.picked.line
 
 
-def test_top_records_skip_failures_and_repeated_traces(tmp_path):
+def test_ranked_records_skip_failures_and_repeated_traces(tmp_path):
     tune([GEMM], "avx512", 3, tmp_path, measure=FAST)
     store = RecordStore(tmp_path)
     best = min((r for r in store.records() if r.ok), key=lambda r: r.latency_us)
@@ -75,10 +75,10 @@ def test_top_records_skip_failures_and_repeated_traces(tmp_path):
                  best.args_info)  # the same program again, luckier
     store.append(best.task, best.mapping, best.workload, best.trace, None, best.target,
                  best.args_info, error="RuntimeError: failed")
-    top = top_records(store, store.tasks())
+    top = ranked_records(store, store.tasks())
     assert len({r.trace_key for r in top}) == len(top)
     assert top[0].latency_us < 0.01 and all(r.error is None for r in top)
-    assert top_records(store, ["another task"]) == []
+    assert ranked_records(store, ["another task"]) == []
 
 
 def test_the_pick_is_the_fastest_correct_median():

@@ -73,6 +73,14 @@ class Record:
         """Measured, without error, and not found wrong."""
         return self.latency_us is not None and self.error is None and self.correct is not False
 
+    @property
+    def status(self) -> str:
+        """``ok`` (``correct`` says whether it was checked), ``wrong`` (it ran, and its output
+        differed from the reference: ``error`` says how) or ``failed`` (build or run)."""
+        if self.correct is False:
+            return "wrong"
+        return "ok" if self.ok else "failed"
+
     def tuning_record_json(self) -> list:
         """The ``[trace, run_secs, target, args_info]`` MetaSchedule's TuningRecord reads."""
         return [self.trace, self.run_secs, self.target, self.args_info]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pydantic import BaseModel
 
 from ..models import Target
 from ..workloads import Workload
 from .garbage import garbage_output
+
+if TYPE_CHECKING:
+    import tvm
 
 
 class Measurement(BaseModel):
@@ -30,12 +35,18 @@ def build_config(target_kind: str) -> dict[str, object]:
     return {}
 
 
-def build(program, target: Target):
-    """Compile ``program`` for ``target``; returns TVM's executable."""
+def build(program, target: Target | tvm.target.Target) -> tvm.runtime.Executable:
+    """Compile ``program`` for ``target``: the one way GTA builds a program.
+
+    Tuning's builder workers (``runners.build_candidate``), the final pick, the checks and
+    ``gta bench`` all build through here, with the same passes and config, so the program
+    checked is the program timed.
+    """
     import tvm
 
-    with tvm.transform.PassContext(config=build_config(target.tvm["kind"])):
-        return tvm.compile(program, target=target.tvm_target())
+    tvm_target = target.tvm_target() if isinstance(target, Target) else target
+    with tvm.transform.PassContext(config=build_config(tvm_target.kind.name)):
+        return tvm.compile(program, target=tvm_target)
 
 
 def measure_program(program, workload: Workload, target: Target, *, number: int = 3,

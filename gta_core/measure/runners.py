@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from ..models import Target
-from .check import build_config
+from .check import build
 from .settings import MeasureSettings, RPCUnavailable
 
 if TYPE_CHECKING:
@@ -41,13 +41,17 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
     tvm`` included). A tensorized program has the intrinsic's implementation inlined, so
     building needs no intrinsic module. Module-level on purpose: the workers import it
     by name (cloudpickle), which costs them only ``gta_core.measure``.
+
+    It builds through :func:`check.build`, as every other GTA build does. The one
+    difference is MetaSchedule's: its ``RewriteLayout`` postprocessor adds blocks that
+    re-lay the weights, which tuning removes (it assumes weights laid out ahead of time).
+    GTA's programs have no such block. ``gta bench`` builds every TVM contender with its
+    blocks kept, so all of them pay their weight transform on every call.
     """
-    import tvm
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    with tvm.transform.PassContext(config=build_config(target.kind.name)):
-        return tvm.tirx.build(mod, target=target)
+    return build(mod, target).mod
 
 
 def make_builder(settings: MeasureSettings) -> ms.builder.Builder:
@@ -167,7 +171,7 @@ def _entry(mod: tvm.IRModule) -> tvm.tirx.PrimFunc:
     return funcs[0]
 
 
-def _remove_artifact(path: str) -> None:
+def remove_artifact(path: str) -> None:
     """Remove a built artifact, the library the runner linked beside it, and their directory
     if that leaves it empty (LocalBuilder gives each artifact a fresh temporary one)."""
     for name in (path, path + ".so"):
@@ -219,5 +223,5 @@ def measure_batch(builder: ms.builder.Builder, runner: ms.runner.Runner, mods: l
             outcomes[i] = Outcome(latency_us=statistics.median(secs) * 1e6, run_secs=secs)
     finally:
         for runner_input in inputs:
-            _remove_artifact(str(runner_input.artifact_path))
+            remove_artifact(str(runner_input.artifact_path))
     return outcomes

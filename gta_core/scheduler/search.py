@@ -5,10 +5,16 @@ time. Each batch: the search proposes candidates (the cost model ranks mutated
 traces; the constraints reject what cannot fit before anything is built),
 the builder and runner measure them, every result goes to the record store
 at once, and the search and cost model learn from it.
+
+A CPU candidate timed here is then checked: the artifact the runner timed is run once
+more on the workload's inputs and compared with the numpy reference. A wrong one is
+recorded with ``correct`` False and the mismatch, and the search and the cost model see
+it as failed, so no task's best (and no model's target) is a latency nobody verified.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 import types
@@ -17,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..generation.rule import GenerationRule
+from ..measure.artifact_check import ArtifactCheck
+from ..measure.runners import remove_artifact
 from ..pruning.constraint import Constraint
 from .space import MappingSpace, Task
 
@@ -37,7 +45,10 @@ class TaskOutcome:
     new: int = 0
     best_latency_us: float | None = None
     pruned: Counter = field(default_factory=Counter)
-    failed: int = 0
+    failed: int = 0  # new trials that failed to build or run
+    wrong: int = 0  # new trials that ran but computed a wrong output
+    checked: int = 0  # new trials whose output was checked against the reference
+    check_seconds: float = 0.0  # spent on those checks
     seconds: float = 0.0
     predicted_score: float | None = None  # the cost model's best score in the last batch
 
@@ -66,6 +77,9 @@ class TaskSearch:
         self._context = None
         self._workload: int | None = None
         self._pending: list = []  # candidates the search picked that are not measured yet
+        # Outputs are checked where the runner ran the artifact on this machine's CPU.
+        self.check = (ArtifactCheck(task.workload)
+                      if task.target.kind == "cpu" and _runs_here(runner) else None)
         _best_from_store(self.outcome, store)
 
     def propose(self, trials: int) -> list:
@@ -90,7 +104,12 @@ class TaskSearch:
         self.cost_model.update(context, candidates, results)
         self.outcome.predicted_score = (_predicted_score(self.cost_model, context, self._pending)
                                         if self._pending else None)
-        self.outcome.failed += sum(1 for r in results if r.error_msg)
+        wrong = sum(1 for r in records if r.correct is False)
+        self.outcome.wrong += wrong
+        self.outcome.failed += sum(1 for r in results if r.error_msg) - wrong
+        if self.check is not None:
+            self.outcome.checked = self.check.checked
+            self.outcome.check_seconds = self.check.seconds
         self.outcome.new += len(candidates)
         self.outcome.measured += len(candidates)
         _best_from_store(self.outcome, self.store)
@@ -191,22 +210,55 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
             inputs.append(ms.runner.RunnerInput(result.artifact_path, device,
                                                 candidate.args_info))
             where.append(index)
-    ran = [f.result() for f in runner.run(inputs)] if inputs else []
     results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg) for r in built]
-    for index, result in zip(where, ran):
-        results[index] = result
+    timed: list[list[float] | None] = [None] * len(flat)  # what the runner measured
+    correct: list[bool | None] = [None] * len(flat)  # None: not checked
+    try:
+        ran = [f.result() for f in runner.run(inputs)] if inputs else []
+        for index, result in zip(where, ran):
+            results[index] = result
+            if result.error_msg is not None:
+                continue
+            timed[index] = [float(s) for s in result.run_secs]
+            check = flat[index][0].check
+            if check is not None:
+                mismatch = _mismatch(check, built[index].artifact_path)
+                correct[index] = mismatch is None
+                if mismatch is not None:  # the search and the cost model see a failure
+                    results[index] = ms.runner.RunnerResult(run_secs=None,
+                                                            error_msg=f"wrong: {mismatch}")
+    finally:
+        for result in built:
+            if result.error_msg is None:
+                remove_artifact(str(result.artifact_path))
     records = []
-    for (search, candidate), result in zip(flat, results):
+    for index, ((search, candidate), result) in enumerate(zip(flat, results)):
         task = search.task
-        secs = [float(s) for s in result.run_secs] if result.run_secs else None
         records.append(search.store.append(
-            task.key, task.mapping.id, search._workload, candidate.sch.trace, secs,
-            task.target.tvm_target(), candidate.args_info, error=_first_line(result.error_msg)))
+            task.key, task.mapping.id, search._workload, candidate.sch.trace, timed[index],
+            task.target.tvm_target(), candidate.args_info, error=_first_line(result.error_msg),
+            correct=correct[index],
+            latency_us=statistics.median(timed[index]) * 1e6 if timed[index] else None))
     out, at = [], 0
     for _, candidates in picks:
         out.append((results[at:at + len(candidates)], records[at:at + len(candidates)]))
         at += len(candidates)
     return out
+
+
+def _runs_here(runner) -> bool:
+    """Whether ``runner`` runs candidates on this machine (not through an RPC tracker)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return isinstance(runner, ms.runner.LocalRunner)
+
+
+def _mismatch(check: ArtifactCheck, artifact_path: str) -> str | None:
+    """The check's verdict; a program the check cannot run is wrong, with the reason."""
+    try:
+        return check.mismatch(artifact_path)
+    except Exception as exc:  # noqa: BLE001 - recorded as this candidate's failure
+        return f"its output could not be checked: {_first_line(str(exc))}"
 
 
 def _first_line(message: str | None) -> str | None:
