@@ -228,6 +228,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
                      ", ".join(f"{k}: {v}" for k, v in task.pruned.items()) or "-"])
     print(_table(rows, ["workload", "best mapping", "latency_us", "throughput", "trials",
                         "mappings", "correct", "pruned before measuring"]))
+    checked = sum(t.checked for t in report.tasks)
+    if checked:
+        seconds = sum(t.check_seconds for t in report.tasks)
+        print(f"{checked} new trials checked against numpy ({seconds / checked:.3f} s each); "
+              f"{sum(t.wrong for t in report.tasks)} wrong, "
+              f"{sum(t.failed for t in report.tasks)} failed to build or run")
     print(f"{report.seconds:.0f} s; ended by {report.ended_by}"
           + (f"; report in {args.report}" if args.report else ""))
     return 0

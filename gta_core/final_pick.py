@@ -26,7 +26,14 @@ from pathlib import Path
 from pydantic import BaseModel, computed_field
 
 from .database import Record, RecordStore
-from .database.lines import append_line, drop_partial_tail, exclusive, first_line
+from .database.lines import (
+    append_line,
+    drop_partial_tail,
+    exclusive,
+    first_line,
+    read_json_lines,
+    warn_line,
+)
 from .measure import MeasureSettings, build
 from .measure.garbage import garbage_output
 from .models import Target
@@ -84,13 +91,12 @@ def recorded(directory: str | Path, tasks: list[str] | None = None) -> list[Fina
     """The final picks on record in ``directory``, oldest first; only those of ``tasks`` (all
     of a workload's task keys) if given. A line that does not parse is skipped."""
     path = Path(directory) / FILE
-    if not path.exists():
-        return []
     picks = []
-    for line in path.read_text().splitlines():
+    for number, entry in read_json_lines(path):
         try:
-            pick = FinalPick.model_validate_json(line)
-        except ValueError:  # a killed writer's tail
+            pick = FinalPick.model_validate(entry)
+        except ValueError as exc:
+            warn_line(path, number, first_line(exc))
             continue
         if tasks is None or pick.tasks == sorted(tasks):
             picks.append(pick)

@@ -48,6 +48,10 @@ class TaskReport(BaseModel):
     mapping: str | None
     trials: int
     new_trials: int
+    wrong: int = 0  # new trials whose output differed from the reference (never a best)
+    failed: int = 0  # new trials that failed to build or run
+    checked: int = 0  # new trials whose output was checked (all, on a CPU measured here)
+    check_seconds: float = 0.0  # the time those checks took, reference included
     correct: bool | None
     pruned: dict[str, int]
     weight: float
@@ -184,6 +188,9 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
         workload=workload.spec, target=target.name, arch=target.arch, latency_us=None,
         gflops=None, mapping=None, correct=None,
         trials=sum(o.measured for o in outcomes), new_trials=sum(o.new for o in outcomes),
+        wrong=sum(o.wrong for o in outcomes), failed=sum(o.failed for o in outcomes),
+        checked=sum(o.checked for o in outcomes),
+        check_seconds=sum(o.check_seconds for o in outcomes),
         pruned=dict(pruned), weight=weight,
         mappings=[_mapping_report(o, m, best_prior) for o, m in zip(outcomes, state.mappings)],
     )

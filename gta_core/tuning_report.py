@@ -44,23 +44,16 @@ def metaschedule_latencies(directory: Path, mod) -> list[float | None]:
     (``database_workload.json``, ``database_tuning_record.json``); read line by
     line, since MetaSchedule's own reader returns them sorted by latency.
     """
-    import json
     import statistics
 
+    from .database import metaschedule_files
     from .database.formats import FAILED_RUN_SECS, normalize_mod, structural_hash
 
-    workloads = directory / "database_workload.json"
-    records = directory / "database_tuning_record.json"
-    if not (workloads.exists() and records.exists()):
-        return []
     wanted = structural_hash(normalize_mod(mod))
-    ours = {i for i, line in enumerate(workloads.read_text().splitlines())
-            if line.strip() and json.loads(line)[0] == wanted}
+    ours = {number - 1 for number, entry in metaschedule_files.workloads(directory)
+            if entry[0] == wanted}
     latencies: list[float | None] = []
-    for line in records.read_text().splitlines():
-        if not line.strip():
-            continue
-        index, (_, run_secs, *_) = json.loads(line)
+    for _, (index, (_, run_secs, *_)) in metaschedule_files.records(directory):
         if index in ours:
             secs = [float(s) for s in run_secs or () if float(s) < FAILED_RUN_SECS]
             latencies.append(statistics.median(secs) * 1e6 if secs else None)
@@ -111,6 +104,7 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
                   + (f"{task.latency_us:.1f} us ({task.gflops:.1f} {unit}); "
                      if task.latency_us else "- ; ")
                   + f"checked against numpy: {_checked(task)}.", "",
+                  _trial_checks(task), "",
                   "| mapping | prior (x best) | trials | best latency (us) | best " + unit
                   + " | dropped | why |",
                   "|---|---:|---:|---:|---:|---|---|"]
@@ -122,8 +116,9 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
             lines.append(f"| `{m.id}` | {prior} | {m.trials} | {latency} | {rate} | "
                          f"{'yes' if m.dropped else 'no'} | {m.why or ''} |")
         if task.retimed:
-            lines += ["", f"Final pick: the {len(task.retimed)} fastest records timed again, "
-                      "side by side (median of the samples; `gta_core.final_pick`):", "",
+            lines += ["", f"Final pick: the {len(task.retimed)} fastest records built and "
+                      "checked, the correct ones timed again side by side (median of the "
+                      "samples; `gta_core.final_pick`):", "",
                       "| mapping | in tuning (us) | timed again (us) | samples | correct |",
                       "|---|---:|---:|---:|---|"]
             for c in task.retimed:
@@ -142,6 +137,17 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
         lines += ["", f"![tuning curve of {task.workload}]({png.name})", ""]
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+def _trial_checks(task: TaskReport) -> str:
+    """What checking cost the new trials, and what it found."""
+    if not task.checked:
+        return ("New trials were not checked while tuning (measured elsewhere, or none new); "
+                "the final pick checks what it times.")
+    return (f"Every new trial's output was checked against numpy on the artifact it timed: "
+            f"{task.checked} checked in {task.check_seconds:.1f} s "
+            f"({task.check_seconds / task.checked:.3f} s a trial); {task.wrong} wrong, "
+            f"{task.failed} failed to build or run.")
 
 
 def _checked(task: TaskReport) -> str:

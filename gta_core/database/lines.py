@@ -180,3 +180,22 @@ class LineReader:
         except (UnicodeDecodeError, ValueError) as exc:
             warn_line(self.path, line, f"not JSON ({exc})")
             return None
+
+
+def read_json_lines(path: Path) -> list[tuple[int, Any]]:
+    """``[(line_number, json), ...]`` for each line of ``path`` that is JSON; every other
+    line (binary garbage, a killed writer's tail) is warned about as ``path:line`` and
+    skipped. No file: no lines."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            out.append((number, json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, ValueError) as exc:
+            warn_line(path, number, f"not JSON ({first_line(exc)[:80]})")
+    return out
