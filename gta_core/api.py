@@ -185,8 +185,11 @@ def demo(target: str = "avx512", trials: int | None = None, out: str | None = No
 
 
 class CheckedCandidate(MappingCandidate):
-    """A candidate as ``gta mappings`` reports it; with ``--check``, realised and run."""
+    """A candidate as ``gta mappings`` reports it; with ``--check``, realised and built, and
+    where its target runs here, run against numpy: ``compiled`` says it built, ``checked``
+    that its output matched the reference (never set for a GPU target without a GPU)."""
 
+    compiled: bool = False
     checked: bool = False
     gops: float | None = None  # untuned throughput of the realised program, when checked
 
@@ -201,9 +204,11 @@ def mappings(spec: str, target: str, check: bool = False, registry: Registry | N
              progress=None) -> MappingsReport:
     """Every mapping candidate of ``spec`` on ``target``'s intrinsics.
 
-    With ``check``, each kept candidate is realised in TensorIR and built; on a
-    CPU target it is also run and compared with the numpy reference. A
-    candidate that fails is reported pruned, with the failing step as reason.
+    With ``check``, each kept candidate is realised in TensorIR and built
+    (``compiled``); on a CPU target it is also run, output filled with garbage first, and
+    compared with the numpy reference (``checked``). A GPU candidate is only compiled:
+    nothing here runs it. A candidate that fails is reported pruned, with the failing
+    step as reason.
     """
     registry = registry or default_registry()
     workload = load_workload(spec, registry)
@@ -223,9 +228,9 @@ def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
            target: Target) -> CheckedCandidate:
     try:
         realised = realise(workload, row, intrinsic, target)
-        if target.kind != "cpu":
+        if target.kind != "cpu":  # no GPU runs here: built, never run
             build(realised.sch.mod, target)
-            return row.model_copy(update={"checked": True})
+            return row.model_copy(update={"compiled": True})
         result = measure_program(realised.sch.mod, workload, target, number=1, repeat=3)
     except RealisationError as exc:
         return row.model_copy(update={"status": "pruned", "reason": str(exc)})
@@ -236,7 +241,7 @@ def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
     if not result.correct:
         return row.model_copy(update={"status": "pruned",
                                       "reason": f"wrong result: {result.mismatch}"})
-    return row.model_copy(update={"checked": True, "gops": result.gflops})
+    return row.model_copy(update={"compiled": True, "checked": True, "gops": result.gflops})
 
 
 class PeakRow(BaseModel):

@@ -153,7 +153,8 @@ def cmd_mappings(args: argparse.Namespace) -> int:
             " (rfactor)" if m.rfactor else "")
         padding = " ".join(f"{v}:{e}" for v, e in m.padding.items()) or "-"
         roles = " ".join(f"{k}={t}" for k, t in m.operands.items())
-        note = m.reason or (f"{m.gops:.1f} G/s untuned" if m.gops else "")
+        note = m.reason or (f"checked, {m.gops:.1f} G/s untuned" if m.checked
+                            else "compiled, not run (no GPU here)" if m.compiled else "")
         rows.append([m.id, m.status, axes, roles, padding, f"{m.waste:.0%}", note])
     print(_table(rows, ["id", "status", "axes", "operands", "padding", "waste", "reason"]))
     return 0
@@ -316,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("spec", help="workload spec, e.g. conv2d:N=1,C=64,H=56,W=56,K=64,R=3,S=3")
     maps.add_argument("--target", required=True, help="target whose intrinsics to map onto")
     maps.add_argument("--check", action="store_true",
-                      help="realise, build and (on a CPU) run each kept candidate against numpy")
+                      help="realise and build each kept candidate; on a CPU also run it "
+                           "against numpy (a GPU candidate is only compiled)")
     maps.add_argument("--json", action="store_true", help="print JSON")
     maps.set_defaults(run=cmd_mappings)
 

@@ -203,3 +203,20 @@ def test_interchangeable_intrinsic_inputs_are_assigned_in_one_order_only():
              if c.intrinsic == "fma16-elementwise"]
     assert len(found) == 1 and found[0].operands == {"A": "pad", "B": "weight",
                                                        "C": "depthwise_conv2d"}
+
+
+def test_check_on_a_gpu_target_without_a_gpu_says_compiled_not_checked():
+    """Nothing here runs a GPU program: --check builds it, and says so instead of 'checked'."""
+    import tvm
+
+    from gta_core.api import CheckedCandidate, _check
+
+    if tvm.cuda().exist:
+        pytest.skip("a GPU is present: its candidates would be run")
+    registry = default_registry()
+    workload = load_workload("gemm:M=32,N=32,K=32,dtype=float16", registry)
+    first = next(c for c in mapping_candidates(workload, "cuda-tc", registry)
+                 if c.status == "kept")
+    row = _check(workload, CheckedCandidate(**first.model_dump()),
+                 registry.intrinsics[first.intrinsic], registry.target("cuda-tc"))
+    assert row.status == "kept" and row.compiled and not row.checked and row.gops is None

@@ -98,12 +98,16 @@ def test_two_weighted_workloads_tune_as_one_application_with_a_report(tmp_path, 
     assert gemm["trials"] + conv["trials"] == 12 and gemm["trials"] and conv["trials"]
     for task in (gemm, conv):
         assert task["correct"] is True
+        # every new trial was checked on the artifact it timed; the cost is reported
+        assert task["checked"] == task["new_trials"] == task["trials"] and task["wrong"] == 0
+        assert task["check_seconds"] > 0
         assert sum(m["trials"] for m in task["mappings"]) == task["trials"]
         assert {"id", "prior", "trials", "best_latency_us", "dropped"} <= set(task["mappings"][0])
         assert all(m["why"] for m in task["mappings"] if m["dropped"])
         assert min(m["prior"] for m in task["mappings"]) == 1.0
     text = report.read_text()
     assert "## " + GEMM in text and "| mapping | prior (x best) | trials |" in text
+    assert "output was checked against numpy on the artifact it timed" in text
     for png in ("report-1.png", "report-2.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
