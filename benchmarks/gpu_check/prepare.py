@@ -220,7 +220,7 @@ def main() -> int:
     from gta_core.api import load_workload
     from gta_core.measure.check import build
     from gta_core.plugins import default_registry
-    from gta_core.workloads.operator import output_tolerance
+    from gta_core.workloads.operator import ERROR_UNITS, UNIT_ROUNDOFF
 
     if args.workloads:
         wanted = []
@@ -255,12 +255,14 @@ def main() -> int:
         for s in workload.output_shape:
             outputs *= int(s)
         reduction = max(1, workload.operator.macs(p) // max(outputs, 1))
-        rtol, atol = output_tolerance(p, reduction)
+        # GTA's bound: ERROR_UNITS roundoffs of the accumulator times sum |a*b| (none: exact)
+        roundoff = UNIT_ROUNDOFF.get(p.acc_dtype)
+        units = ERROR_UNITS * roundoff if roundoff else 0.0
         manifest["workloads"].append({
             "index": w_index, "spec": workload.spec, "operator": workload.operator.name,
             "params": p.model_dump(exclude_none=True), "inputs": inputs, "output": output,
             "flops": int(workload.flops), "macs": int(workload.operator.macs(p)),
-            "reduction": int(reduction), "rtol": rtol, "atol": atol,
+            "reduction": int(reduction), "error_per_abs_sum": units,
         })
         try:
             samples = sample_schedules(workload, target, registry, count, args.max_seed)
