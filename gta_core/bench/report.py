@@ -57,6 +57,8 @@ class BenchReport(BaseModel):
     suite: str
     target: str
     machine: str
+    code: str | None = None  # the GTA commit that timed it (bench.tuned.code_version)
+    tuned_by: dict[str, list[str]] = {}  # tuning contender -> the commits that tuned it
     trials: int  # per workload and tuning contender
     repeat: int  # interleaved timing rounds
     contenders: list[str]
@@ -124,6 +126,15 @@ def geomean_lines(report: BenchReport) -> list[str]:
             for key, value in report.geomean_ratio.items()]
 
 
+def _provenance(report: BenchReport) -> str:
+    """Which code timed the run and which tuned each contender: one commit throughout is
+    a fresh run; any other is said, never hidden."""
+    tuned = "; ".join(f"{name} at {', '.join(codes) or 'nothing on record'}"
+                      for name, codes in report.tuned_by.items())
+    return f"Timed at commit {report.code or 'unknown'}" + (f"; tuned: {tuned}." if tuned
+                                                            else ".")
+
+
 def markdown(report: BenchReport, plots: list[str]) -> str:
     """results.md: the side-by-side table, fractions of peak, tuning cost, geomeans, notes."""
     out = [f"# gta bench: suite `{report.suite}`", "",
@@ -133,7 +144,8 @@ def markdown(report: BenchReport, plots: list[str]) -> str:
            "program was checked against the numpy reference first (WRONG: it differed; not "
            f"timed). Run took {report.seconds:.0f} s; load average "
            f"{' -> '.join(f'{x:.1f}' for x in report.load_average)} while timing "
-           "(other processes share these cores).", "", side_by_side(report), ""]
+           "(other processes share these cores).", "", _provenance(report), "",
+           side_by_side(report), ""]
     if report.peak:
         names = report.contenders
         out += ["## Fraction of the measured peak", "",

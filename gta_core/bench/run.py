@@ -38,7 +38,7 @@ from .quiet import QUIET_CORES, OtherLoad, wait_for_quiet
 from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geomean_ratios
 from .report import markdown as render_markdown
 from .suites import SUITES, Suite
-from .tuned import TunedLog, TuningPart
+from .tuned import TunedLog, TuningPart, code_version
 from .tuning_worker import TuningFailed, TuningWorker, first_line
 
 DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", PEAK)
@@ -262,10 +262,20 @@ def tune_all(workloads: list[Workload], contenders: list[Contender],
                     continue
                 log = TunedLog.load(ctx.tuned_path)
                 entry = log.entry(contender.name, workload.spec)
-                entry.parts.append(TuningPart(start=start, end=time.time(), budget=ctx.trials))
+                entry.parts.append(TuningPart(start=start, end=time.time(), budget=ctx.trials,
+                                              code=code_version()))
                 entry.chosen = chosen
                 log.save(ctx.tuned_path)
     return failures
+
+
+def tuned_by(workloads: list[Workload], contenders: list[Contender],
+             ctx: BenchContext) -> dict[str, list[str]]:
+    """Per tuning contender, the code versions that tuned its records of these workloads."""
+    log = TunedLog.load(ctx.tuned_path)
+    return {c.name: sorted({code for w in workloads
+                            for code in log.entry(c.name, w.spec).codes})
+            for c in contenders if isinstance(c, TuningContender)}
 
 
 def curves_of(workload: Workload, contenders: list[Contender],
@@ -322,7 +332,8 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
     def report(complete: bool) -> BenchReport:
         ratios, counts = geomean_ratios(results)
         return BenchReport(
-            suite=suite.name, target=target, machine=machine(), trials=trials, repeat=repeat,
+            suite=suite.name, target=target, machine=machine(), code=code_version(),
+            tuned_by=tuned_by(workloads, contenders, ctx), trials=trials, repeat=repeat,
             contenders=[c.name for c in contenders],
             methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
             geomean_ratio=ratios, geomean_workloads=counts,

@@ -19,6 +19,24 @@ class TuningPart(BaseModel):
     start: float
     end: float
     budget: int = Field(ge=1)
+    code: str | None = None  # code_version() of the GTA that ran it
+
+
+def code_version() -> str:
+    """The commit this GTA runs from (``+changes`` if its files differ from it), or the
+    package version outside a git checkout: which code a tuning or a timing came from."""
+    here = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=True)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+                                "--untracked-files=no", "--", "gta_core", "plugins"],
+                               capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"gta-core {version('gta-core')}"
+    return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 class TuningEntry(BaseModel):
