@@ -8,6 +8,7 @@ spans of every part a suite was tuned in, without the pauses between parts.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -51,6 +52,11 @@ class TuningEntry(BaseModel):
     def budget(self) -> int:
         """The largest budget a finished part was given: tuning is done up to it."""
         return max((part.budget for part in self.parts), default=0)
+
+    @property
+    def codes(self) -> list[str]:
+        """The code versions its parts ran (unknown for parts logged before they were kept)."""
+        return sorted({part.code or "unknown" for part in self.parts})
 
     @property
     def seconds(self) -> float:
