@@ -137,6 +137,28 @@ def test_a_wrong_program_is_reported_wrong_and_never_timed(tmp_path):
     assert "| WRONG |" in (tmp_path / "results.md").read_text()
 
 
+class _SilentContender(Contender):
+    name = "silent"
+    method = "a library call that never writes its preallocated output"
+
+    def prepare(self, workload, inputs, ctx) -> Prepared:
+        from gta_core.bench.programs import CallableProgram
+        from gta_core.measure import garbage_output
+
+        return Prepared(program=CallableProgram(lambda: None, out=garbage_output(workload)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_a_program_that_never_writes_its_output_is_wrong(tmp_path, dtype):
+    """Its output stays the garbage it was filled with (NaN, or a random int pattern)."""
+    suite = Suite(name="t", description="one tiny GEMM",
+                  workloads=(f"gemm:M=8,N=8,K=8,dtype={dtype}",), trials=1)
+    report = run_bench(suite, tmp_path, contenders=[_SilentContender()], peak=False,
+                       repeat=1)
+    row = report.workloads[0].contenders["silent"]
+    assert row.status == "wrong" and row.latency_us is None
+
+
 LIBRARY_SPECS = [
     "gemm:M=16,N=32,K=24", "batch_gemm:B=2,M=8,N=16,K=8", "gemv:M=16,K=32",
     "conv1d:N=1,C=4,L=16,K=8,R=3,pad=1,dilation=2",

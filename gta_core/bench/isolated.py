@@ -53,6 +53,11 @@ class IsolatedProgram(Program):
     def sample_us(self) -> float:
         return self._ask("sample")
 
+    def mismatch(self, workload: Any, expected: Any) -> str | None:
+        """The child's program checked there, on the same inputs (its own check, if it has
+        one: a requantised output is compared with its own reference)."""
+        return self._ask("check")
+
     def close(self) -> None:
         try:
             self.connection.send("close")
@@ -96,7 +101,8 @@ def serve(connection: Any, job_json: str) -> None:
 
     try:
         contender, workload, ctx = ContenderJob.model_validate_json(job_json).remake()
-        prepared = contender.prepare(workload, workload.random_inputs(seed=0), ctx)
+        inputs = workload.random_inputs(seed=0)
+        prepared = contender.prepare(workload, inputs, ctx)
         connection.send(("ready", (prepared.program is not None, prepared.note,
                                    prepared.trials, prepared.tuning_seconds)))
     except Exception as exc:  # noqa: BLE001 - reported to the parent as the contender's failure
@@ -111,7 +117,10 @@ def serve(connection: Any, job_json: str) -> None:
         if request == "close" or program is None:
             return
         try:
-            value = program.output() if request == "output" else program.sample_us()
+            if request == "check":
+                value = program.mismatch(workload, workload.expected(inputs))
+            else:
+                value = program.output() if request == "output" else program.sample_us()
             connection.send(("ok", value))
         except Exception as exc:  # noqa: BLE001
             connection.send(("error", first_line(exc)))

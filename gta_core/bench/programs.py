@@ -22,7 +22,7 @@ import numpy as np
 from ..measure import build
 from ..measure.garbage import garbage_output
 from ..models import Target
-from ..workloads import Workload
+from ..workloads import Expected, Workload
 
 REPEATS = 10
 MIN_REPEAT_S = 1e-3
@@ -38,6 +38,14 @@ class Program(ABC):
     @abstractmethod
     def sample_us(self) -> float:
         """One timing sample in microseconds."""
+
+    def mismatch(self, workload: Workload, expected: Expected) -> str | None:
+        """Why this program's output is wrong for ``workload``; None when it is right.
+
+        Its :meth:`output` against the operator's reference, unless the program computes a
+        different output on purpose (a requantised one) and checks it against its own.
+        """
+        return workload.mismatch(self.output(), expected)
 
 
 class TVMProgram(Program):
@@ -70,15 +78,24 @@ class TVMProgram(Program):
 
 
 class CallableProgram(Program):
-    """A Python callable (a library call on pre-bound inputs) and how to read its result."""
+    """A Python callable on pre-bound inputs: a library call, timed by :func:`time_callable`.
+
+    Either the call returns its result (read with ``to_numpy``), or it writes into ``out``,
+    an output allocated once and filled with garbage (gta_core.measure.garbage) before the
+    check run, so a call that leaves any of it unwritten fails the check. ``out`` is what
+    the call writes through (a torch tensor or ORT value may share its memory).
+    """
 
     def __init__(self, run: Callable[[], Any],
-                 to_numpy: Callable[[Any], np.ndarray] = np.asarray) -> None:
+                 to_numpy: Callable[[Any], np.ndarray] = np.asarray,
+                 out: np.ndarray | None = None) -> None:
         self.run = run
         self.to_numpy = to_numpy
+        self.out = out
 
     def output(self) -> np.ndarray:
-        return self.to_numpy(self.run())
+        result = self.run()
+        return self.out.copy() if self.out is not None else self.to_numpy(result)
 
     def sample_us(self) -> float:
         return time_callable(self.run)

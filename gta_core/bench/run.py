@@ -195,7 +195,7 @@ def _prepare_all(workload: Workload, contenders: list[Contender], ctx: BenchCont
                     children.append(prepared.program)
             else:
                 prepared = contender.prepare(workload, inputs, ctx)
-            mismatch = (workload.mismatch(prepared.program.output(), expected)
+            mismatch = (prepared.program.mismatch(workload, expected)
                         if prepared.program is not None else None)
         except Exception as exc:  # noqa: BLE001 - one broken contender must not end the run
             results[name] = ContenderResult(contender=name, status="failed",
