@@ -3,12 +3,15 @@
 Tuning contenders (``gta``, ``metaschedule``, ``metaschedule-vnni``) tune into their own
 directory under the bench's ``--out`` DIR (in a child process, see tuning_worker) and each
 tuning part is logged in ``DIR/tuned.json``, so a rerun tunes only what is unfinished.
-Library contenders (``torch``, ``numpy``) call the library on the same inputs. Every
-program is checked against the numpy reference by the caller before it is timed.
+Library contenders (``torch``, ``numpy``, ``onnxruntime``, ``onnxruntime-qlinear``) call the
+library on the same inputs, writing into an output allocated once where the library lets
+them. Every program is checked against the numpy reference by the caller before it is
+timed (``onnxruntime-qlinear``, which requantises, against the requantised reference).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,12 +21,13 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
+from ..host import cpu_cores
 from ..mapping.realise import ensure_registered
-from ..measure import MeasureSettings
+from ..measure import MeasureSettings, garbage_output
 from ..models import Intrinsic, Target
 from ..plugins import Registry
 from ..workloads import Workload
-from . import metaschedule
+from . import im2col, metaschedule, onnx_runtime
 from .programs import CallableProgram, Program, TVMProgram
 from .tuned import TunedLog, TuningEntry
 
@@ -214,15 +218,37 @@ class MetaSchedule(TuningContender):
 class MetaScheduleVNNI(MetaSchedule):
     name = "metaschedule-vnni"
     method = ("TVM MetaSchedule with its auto-tensorization rule (MultiLevelTilingWithIntrin) "
-              "driving GTA's working VNNI intrinsic: the strongest TensorIR baseline; int8 only")
+              "driving GTA's working VNNI intrinsic: the strongest TensorIR baseline; int8 "
+              "only, and n/a on a workload none of whose design spaces the rule tensorizes "
+              "(checked per workload by generating them: it would tune scalar programs)")
     INTRINSIC = "gta_avx512_vnni_16x4"
+    TENSORIZES = "tensorizes.json"  # per target and workload: whether its space tensorizes
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if workload.params.dtype != "int8":
             return "int8 only: the VNNI intrinsic computes u8 x s8 -> s32"
         if self.intrinsic(ctx) is None:
             return f"target {ctx.target.name} has no {self.INTRINSIC} intrinsic"
+        if not self.tensorizes(workload, ctx):
+            return (f"n/a: MetaSchedule's auto-tensorization rule cannot tensorize "
+                    f"{workload.operator.name} (MultiLevelTilingWithIntrin with "
+                    f"{self.INTRINSIC}: no design space it generates for this workload "
+                    f"carries the {metaschedule.AUTO_TENSORIZE} annotation, so it would "
+                    "tune scalar programs)")
         return None
+
+    def tensorizes(self, workload: Workload, ctx: BenchContext) -> bool:
+        """Whether this contender's design space tensorizes ``workload``: decided once per
+        target and workload by generating it, and kept in ``DIR/metaschedule-vnni/``."""
+        path = ctx.out / self.name / self.TENSORIZES
+        known = json.loads(path.read_text()) if path.exists() else {}
+        key = f"{ctx.target.name} {workload.spec}"
+        if key not in known:
+            known[key] = metaschedule.tensorizes(workload.prim_func(), ctx.target,
+                                                 self.space(workload, ctx))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+        return known[key]
 
     def intrinsic(self, ctx: BenchContext) -> Intrinsic | None:
         return next((i for i in ctx.registry.intrinsics_for(ctx.target.name)
@@ -238,25 +264,38 @@ class MetaScheduleVNNI(MetaSchedule):
         return super().best_program(workload, where, ctx, chosen)
 
 
+def bench_cores(ctx: BenchContext) -> int:
+    """The threads a library contender runs on: the target's cores, else this process's."""
+    return ctx.target.resources.cores or cpu_cores()
+
+
 class Torch(Contender):
     name = "torch"
-    method = ("PyTorch on the CPU (oneDNN): float32 through matmul/bmm/mv and "
-              "torch.nn.functional convolutions; int8 GEMM through torch._int_mm on the u8 "
-              "activations as they are (this torch's CPU kernel takes u8 x s8 and is exact, "
-              "and was faster than shifting them to s8), batched int8 GEMM as a loop of it; "
-              "no int8 convolution. OMP_WAIT_POLICY=PASSIVE unless set (gta_core.host."
-              "quiet_idle_threads): idle OpenMP workers otherwise spin and stall the TVM "
-              "programs timed after them")
+    method = ("PyTorch on the CPU (oneDNN), torch.set_num_threads(the target's cores), timed "
+              "like the other library calls (the median of repeats of back-to-back calls): "
+              "float32 GEMM / batched GEMM / GEMV as torch.matmul / torch.bmm / torch.mv "
+              "with out= into one output tensor, filled with garbage before the check; int8 "
+              "GEMM as torch._int_mm(out=) on the u8 activations as they are (this torch's "
+              "CPU kernel takes u8 x s8 and is exact, and was faster than shifting them to "
+              "s8), batched int8 GEMM as a loop of it into slices of the output, int8 GEMV as "
+              "it on [1, K] x A^T (a transposed view); convolutions through "
+              "torch.nn.functional, which has no out= and allocates its output in every "
+              "call; no int8 convolution (torch's quantized ones requantise to 8 bits). "
+              "OMP_WAIT_POLICY=PASSIVE unless set (gta_core.host.quiet_idle_threads): idle "
+              "OpenMP workers otherwise spin and stall the TVM programs timed after them")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if not _import_torch():
             return "torch is not installed (pip install 'gta-core[bench]')"
-        return _torch_call(workload, None)[1]
+        return _torch_call(workload, None)[2]
 
     def prepare(self, workload: Workload, inputs: list[np.ndarray],
                 ctx: BenchContext) -> Prepared:
-        run, _ = _torch_call(workload, inputs)
-        return Prepared(program=CallableProgram(run, lambda t: t.numpy()))
+        import torch
+
+        torch.set_num_threads(bench_cores(ctx))
+        run, out, _ = _torch_call(workload, inputs)
+        return Prepared(program=CallableProgram(run, lambda t: t.numpy(), out=out))
 
 
 def _import_torch() -> bool:
@@ -268,25 +307,39 @@ def _import_torch() -> bool:
     return True
 
 
+TORCH_INT8_CONV = ("n/a: torch has no int8 convolution with the exact int32 output (its "
+                   "quantized x86 convolution, torch.ops.quantized.conv2d, requantises to "
+                   "quint8)")
+
+
 def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
-                ) -> tuple[Callable[[], Any] | None, str | None]:
-    """``(call, None)`` for the PyTorch form of ``workload`` on ``inputs``, or why none."""
+                ) -> tuple[Callable[[], Any] | None, np.ndarray | None, str | None]:
+    """``(call, out, None)`` for the PyTorch form of ``workload`` on ``inputs``: ``call``
+    writes into ``out`` (garbage-filled) where the op has out=, else ``out`` is None and it
+    returns a new tensor; ``(None, None, why)`` when there is none."""
     import torch
     import torch.nn.functional as F
 
     p, op, dtype = workload.params, workload.operator.name, workload.params.dtype
     if dtype not in ("int8", "float32"):
-        return None, f"no torch path wired for dtype {dtype} (the suites use int8 and float32)"
+        return None, None, (f"no torch path wired for dtype {dtype} (the suites use int8 "
+                            "and float32)")
     if dtype == "int8" and op not in ("gemm", "batch_gemm", "gemv"):
-        return None, ("torch has no int8 convolution with int32 output (its quantized "
-                      "convolutions requantize to 8 bits)")
-    calls: dict[str, Callable[..., Any]] = {
-        "gemm": torch._int_mm if dtype == "int8" else torch.matmul,
-        "batch_gemm": (lambda a, w: torch.stack([torch._int_mm(a[i], w[i])
-                                                 for i in range(a.shape[0])]))
-        if dtype == "int8" else torch.bmm,
-        "gemv": (lambda x, a: torch._int_mm(x[None], a.t()).reshape(-1))
-        if dtype == "int8" else (lambda x, a: torch.mv(a, x)),
+        return None, None, TORCH_INT8_CONV
+    int8 = dtype == "int8"
+
+    def batched_int_mm(a, w, o):
+        for i in range(a.shape[0]):
+            torch._int_mm(a[i], w[i], out=o[i])
+
+    writes: dict[str, Callable[..., Any]] = {  # (inputs..., out)
+        "gemm": (lambda a, b, o: torch._int_mm(a, b, out=o)) if int8
+        else (lambda a, b, o: torch.matmul(a, b, out=o)),
+        "batch_gemm": batched_int_mm if int8 else (lambda a, w, o: torch.bmm(a, w, out=o)),
+        "gemv": (lambda x, a, o: torch._int_mm(x[None], a.t(), out=o[None])) if int8
+        else (lambda x, a, o: torch.mv(a, x, out=o)),
+    }
+    returns: dict[str, Callable[..., Any]] = {  # (inputs...) -> a new tensor
         "conv1d": lambda x, w: F.conv1d(x, w, stride=p.stride, padding=p.pad,
                                         dilation=p.dilation),
         "conv2d": lambda x, w: F.conv2d(x, w, stride=p.stride, padding=p.pad,
@@ -298,20 +351,30 @@ def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
         "conv2d_transpose": lambda x, w: F.conv_transpose2d(x, w, stride=p.stride,
                                                             padding=p.pad),
     }
-    if op not in calls:
-        return None, f"no torch path for operator {op}"
+    if op not in writes and op not in returns:
+        return None, None, f"no torch path for operator {op}"
     if inputs is None:
-        return None, None
-    call, tensors = calls[op], [torch.from_numpy(x) for x in inputs]
-    return (lambda: call(*tensors)), None
+        return None, None, None
+    tensors = [torch.from_numpy(x) for x in inputs]
+    if op in returns:
+        call = returns[op]
+        return (lambda: call(*tensors)), None, None
+    out = garbage_output(workload)
+    tensors.append(torch.from_numpy(out))  # shares out's memory
+    write = writes[op]
+    return (lambda: write(*tensors)), out, None
 
 
 class Numpy(Contender):
     name = "numpy"
-    method = ("numpy: matrix products through np.matmul in the accumulator dtype (float32 "
-              "BLAS; int8 cast to int32 inside the call, numpy has no int8 BLAS); "
-              "convolutions as the operator's numpy reference (einsum over sliding windows "
-              "in float64/int64); OPENBLAS_THREAD_TIMEOUT=4 unless set "
+    method = ("numpy, each call writing into one output array (garbage-filled before the "
+              "check): GEMM / batched GEMM / GEMV as np.matmul(out=) in the accumulator "
+              "dtype (float32 BLAS; int8 operands cast to int32 inside the call: numpy has "
+              "no int8 BLAS, and its int32 matmul is its own loop, not BLAS); convolutions "
+              "as im2col (the input zero-padded into a buffer, its windows from "
+              "sliding_window_view copied into a column matrix) and one np.matmul(out=) per "
+              "group batch, transposed ones on the zero-stuffed input with the flipped "
+              "kernel (bench/im2col.py); OPENBLAS_THREAD_TIMEOUT=4 unless set "
               "(gta_core.host.quiet_idle_threads): idle OpenBLAS workers otherwise spin "
               "and stall the TVM programs timed after them")
 
@@ -319,18 +382,61 @@ class Numpy(Contender):
                 ctx: BenchContext) -> Prepared:
         acc = np.dtype(workload.params.acc_dtype)
         op = workload.operator.name
-        if op in ("gemm", "batch_gemm"):
-            a, b = inputs
-            return Prepared(CallableProgram(lambda: np.matmul(a.astype(acc, copy=False),
-                                                              b.astype(acc, copy=False))))
-        if op == "gemv":
-            x, a = inputs
-            return Prepared(CallableProgram(lambda: np.matmul(a.astype(acc, copy=False),
-                                                              x.astype(acc, copy=False))))
-        return Prepared(CallableProgram(lambda: workload.reference(inputs)),
-                        note="the operator's numpy reference (float64/int64 einsum)")
+        if op in im2col.CONVOLUTIONS:
+            call, out = im2col.im2col_conv(workload, inputs)
+            return Prepared(CallableProgram(call, out=out))
+        if op not in ("gemm", "batch_gemm", "gemv"):
+            raise ValueError(f"no numpy path for operator {op}")
+        left, right = inputs if op != "gemv" else inputs[::-1]  # gemv: y = A @ x
+        out = garbage_output(workload)
+
+        def call() -> None:
+            np.matmul(left.astype(acc, copy=False), right.astype(acc, copy=False), out=out)
+
+        return Prepared(CallableProgram(call, out=out))
+
+
+class OnnxRuntime(Contender):
+    name = "onnxruntime"
+    method = ("ONNX Runtime on its CPU execution provider, a one-node ONNX model per "
+              "workload with the weights as initializers, as deployed (constants: ORT may "
+              "prepack them when the session starts, outside the timed call, where GTA's "
+              "programs take them as an input in the operator's layout), intra-op threads = the "
+              "target's cores, inter-op 1, ORT_ENABLE_ALL, idle workers not spinning; float32 "
+              "through MatMul / Conv / ConvTranspose, int8 through MatMulInteger / "
+              "ConvInteger (u8 x s8 -> s32, exactly GTA's output; no integer transposed "
+              "convolution in ONNX). Timed: session.run_with_iobinding with input and output "
+              "bound once (the output garbage-filled before the check; bench/onnx_runtime.py)")
+    FORM: ClassVar[onnx_runtime.Form] = "exact"
+
+    def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
+        return onnx_runtime.skip_reason(workload, self.FORM)
+
+    def prepare(self, workload: Workload, inputs: list[np.ndarray],
+                ctx: BenchContext) -> Prepared:
+        return Prepared(onnx_runtime.ort_program(workload, inputs, self.FORM,
+                                                 bench_cores(ctx)))
+
+
+class OnnxRuntimeQLinear(OnnxRuntime):
+    name = "onnxruntime-qlinear"
+    method = ("ONNX Runtime as `onnxruntime`, int8 through QLinearMatMul / QLinearConv (its "
+              "fast u8 x s8 paths), which do extra work and compute a different output: they "
+              "requantise the int32 accumulators to u8 (saturate(round(acc / scale) + "
+              "zero point), scale and zero point covering the reference's range), checked "
+              "within 1 unit against numpy requantising GTA's reference; int8 only")
+    FORM = "qlinear"
+    NOTE = ("does extra work and computes a different output: requantised to u8, checked "
+            "within 1 unit against the requantised reference")
+
+    def prepare(self, workload: Workload, inputs: list[np.ndarray],
+                ctx: BenchContext) -> Prepared:
+        prepared = super().prepare(workload, inputs, ctx)
+        prepared.note = self.NOTE
+        return prepared
 
 
 PEAK = "peak"  # not a contender: the measured intrinsic peak, the fraction-of-peak denominator
 CONTENDERS: dict[str, type[Contender]] = {
-    c.name: c for c in (GTA, MetaSchedule, MetaScheduleVNNI, Torch, Numpy)}
+    c.name: c for c in (GTA, MetaSchedule, MetaScheduleVNNI, Torch, Numpy, OnnxRuntime,
+                        OnnxRuntimeQLinear)}

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..database import metaschedule_files
+from ..database.lines import read_json_lines
+from ..database.metaschedule_files import RECORDS, WORKLOADS
 from ..measure import MeasureSettings, make_builder, make_runner
 from ..models import Target
 
-RECORDS = "database_tuning_record.json"
-WORKLOADS = "database_workload.json"
 BATCH_TIMES = "batch_times.json"
 FAILED_RUN_SECS = 1e10  # MetaSchedule's run time for a candidate that failed
 TRIALS_PER_BATCH = 16
@@ -70,10 +71,31 @@ def vnni_space(intrinsic: str) -> Any:
     )
 
 
+AUTO_TENSORIZE = "meta_schedule.auto_tensorize"  # MultiLevelTilingWithIntrin's block annotation
+
+
+def tensorizes(prim_func: Any, target: Target, space: Any) -> bool:
+    """Whether any design space ``space`` generates for ``prim_func`` tensorizes a block:
+    the auto-tensorization rule annotates each block it maps onto its intrinsic (the
+    RewriteTensorize postproc later swaps the annotated block for the intrinsic), and a
+    space without that annotation holds only scalar (LLVM-vectorised) programs.
+
+    The first call in a process takes about 40 s here: TVM parses every built-in tensor
+    intrinsic when the tuning context starts.
+    """
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    context = ms.TuneContext(mod=tvm.IRModule({"main": prim_func}),
+                             target=target.tvm_target(), space_generator=space,
+                             task_name="tensorizes", num_threads=1)
+    return any(inst.kind.name == "Annotate" and str(inst.attrs[0]) == AUTO_TENSORIZE
+               for sch in context.generate_design_space() for inst in sch.trace.insts)
+
+
 def measured(work_dir: Path) -> int:
     """How many candidates MetaSchedule has measured (failed ones included) in ``work_dir``."""
-    path = work_dir / RECORDS
-    return path.read_text().count("\n") if path.exists() else 0
+    return len(metaschedule_files.records(work_dir))
 
 
 def _batch_timer(path: Path) -> Any:
@@ -100,6 +122,7 @@ def tune(prim_func: Any, target: Target, work_dir: Path, trials: int, space: Any
     ``space`` None takes MetaSchedule's default for the target. Builder and runner are
     GTA's, so both tuners build with the same timeout and time the same way.
     """
+    metaschedule_files.repair(work_dir)
     remaining = trials - measured(work_dir)
     if remaining <= 0:
         return
@@ -137,6 +160,7 @@ def best_schedule(prim_func: Any, target: Target, work_dir: Path) -> Any:
     """MetaSchedule's best schedule from ``work_dir``'s records, or None if none ran."""
     from tvm.s_tir import meta_schedule as ms
 
+    metaschedule_files.repair(work_dir)
     if measured(work_dir) == 0:
         return None
     database = ms.database.JSONDatabase(str(work_dir / WORKLOADS), str(work_dir / RECORDS))
@@ -146,17 +170,12 @@ def best_schedule(prim_func: Any, target: Target, work_dir: Path) -> Any:
 
 def history(work_dir: Path) -> list[tuple[float | None, float | None]]:
     """``(finish time, latency_us or None if it failed)`` per measured candidate, in order."""
-    records = work_dir / RECORDS
-    if not records.exists():
-        return []
     times: list[float] = []
-    batches = work_dir / BATCH_TIMES
-    for line in (batches.read_text().splitlines() if batches.exists() else []):
-        batch = json.loads(line)
+    for _, batch in read_json_lines(work_dir / BATCH_TIMES):
         times += [batch["time"]] * batch["trials"]
     out: list[tuple[float | None, float | None]] = []
-    for i, line in enumerate(records.read_text().splitlines()):
-        run_secs = json.loads(line)[1][1] or [FAILED_RUN_SECS]
+    for i, (_, record) in enumerate(metaschedule_files.records(work_dir)):
+        run_secs = record[1][1] or [FAILED_RUN_SECS]
         failed = any(s >= FAILED_RUN_SECS for s in run_secs)
         out.append((times[i] if i < len(times) else None,
                     None if failed else statistics.median(run_secs) * 1e6))

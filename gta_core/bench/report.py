@@ -142,7 +142,8 @@ def markdown(report: BenchReport, plots: list[str]) -> str:
            f"for each tuning contender; throughput from the median latency of "
            f"{report.repeat} interleaved rounds, slowest-fastest round in brackets. Every "
            "program was checked against the numpy reference first (WRONG: it differed; not "
-           f"timed). Run took {report.seconds:.0f} s; load average "
+           "timed; a contender that requantises its output, `onnxruntime-qlinear`, against "
+           f"the requantised reference). Run took {report.seconds:.0f} s; load average "
            f"{' -> '.join(f'{x:.1f}' for x in report.load_average)} while timing "
            "(other processes share these cores).", "", _provenance(report), "",
            side_by_side(report), ""]

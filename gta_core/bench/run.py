@@ -41,7 +41,8 @@ from .suites import SUITES, Suite
 from .tuned import TunedLog, TuningPart, code_version
 from .tuning_worker import TuningFailed, TuningWorker, first_line
 
-DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", PEAK)
+DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", "onnxruntime",
+                     "onnxruntime-qlinear", PEAK)
 
 
 class BenchError(ValueError):
