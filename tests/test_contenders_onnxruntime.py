@@ -1,5 +1,6 @@
-"""The ``onnxruntime`` and ``onnxruntime-qlinear`` contenders: one-node ONNX models run through
-IOBinding, checked against the reference (the qlinear one against its requantisation)."""
+"""The ``onnxruntime``, ``onnxruntime-qlinear`` and ``onnxruntime-prepacked`` contenders:
+one-node ONNX models run through IOBinding, checked against the reference (the requantising
+ones against its requantisation)."""
 
 from __future__ import annotations
 
@@ -140,3 +141,22 @@ def test_an_isolated_qlinear_program_is_checked_in_its_own_process(tmp_path):
         assert workload.mismatch(prepared.program.output(), expected) is not None  # u8, not s32
     finally:
         prepared.program.close()
+
+
+@pytest.mark.parametrize("spec", ["gemm:M=16,N=32,K=24",
+                                  "conv2d:N=1,C=4,H=8,W=8,K=8,R=3,S=3,pad=1"])
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_onnxruntime_prepacked_is_its_strongest_form_with_constant_weights(ctx, spec, dtype):
+    mismatch, program = _checked("onnxruntime-prepacked", f"{spec},dtype={dtype}", ctx)
+    assert mismatch is None
+    assert set(program.run.values) == {"data", "out"}  # the weights are the model's constants
+    assert isinstance(program, RequantisedProgram) is (dtype == "int8")
+
+
+def test_onnxruntime_binds_the_weights_as_an_input_like_every_other_contender(ctx):
+    """Without prepacking, ORT transforms its weights inside each timed call, as every TVM
+    contender packs its weights inside its own: the same treatment for all."""
+    for name in ("onnxruntime", "onnxruntime-qlinear"):
+        _, program = _checked(name, "conv2d:N=1,C=4,H=8,W=8,K=8,R=3,S=3,pad=1,dtype=int8", ctx)
+        assert set(program.run.values) == {"data", "weight", "out"}, name
+        assert [i.name for i in program.run.session.get_inputs()] == ["data", "weight"]

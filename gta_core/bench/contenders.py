@@ -399,23 +399,29 @@ class Numpy(Contender):
 class OnnxRuntime(Contender):
     name = "onnxruntime"
     method = ("ONNX Runtime on its CPU execution provider, a one-node ONNX model per "
-              "workload with the weights as initializers, as deployed (constants: ORT may "
-              "prepack them when the session starts, outside the timed call, where GTA's "
-              "programs take them as an input in the operator's layout), intra-op threads = the "
-              "target's cores, inter-op 1, ORT_ENABLE_ALL, idle workers not spinning; float32 "
+              "workload with the weights bound as an input like the data (so ORT transforms "
+              "them inside every timed call, as every TVM contender packs its weights inside "
+              "its call; `onnxruntime-prepacked` has them as constants), intra-op threads = "
+              "the target's cores, inter-op 1, ORT_ENABLE_ALL, idle workers not spinning; float32 "
               "through MatMul / Conv / ConvTranspose, int8 through MatMulInteger / "
               "ConvInteger (u8 x s8 -> s32, exactly GTA's output; no integer transposed "
               "convolution in ONNX). Timed: session.run_with_iobinding with input and output "
               "bound once (the output garbage-filled before the check; bench/onnx_runtime.py)")
     FORM: ClassVar[onnx_runtime.Form] = "exact"
+    PREPACK: ClassVar[bool] = False
+
+    def form(self, workload: Workload) -> onnx_runtime.Form:
+        return self.FORM
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
-        return onnx_runtime.skip_reason(workload, self.FORM)
+        return onnx_runtime.skip_reason(workload, self.form(workload))
 
     def prepare(self, workload: Workload, inputs: list[np.ndarray],
                 ctx: BenchContext) -> Prepared:
-        return Prepared(onnx_runtime.ort_program(workload, inputs, self.FORM,
-                                                 bench_cores(ctx)))
+        form = self.form(workload)
+        return Prepared(onnx_runtime.ort_program(workload, inputs, form, bench_cores(ctx),
+                                                 prepack=self.PREPACK),
+                        note=QLINEAR_NOTE if form == "qlinear" else None)
 
 
 class OnnxRuntimeQLinear(OnnxRuntime):
@@ -426,17 +432,26 @@ class OnnxRuntimeQLinear(OnnxRuntime):
               "zero point), scale and zero point covering the reference's range), checked "
               "within 1 unit against numpy requantising GTA's reference; int8 only")
     FORM = "qlinear"
-    NOTE = ("does extra work and computes a different output: requantised to u8, checked "
-            "within 1 unit against the requantised reference")
 
-    def prepare(self, workload: Workload, inputs: list[np.ndarray],
-                ctx: BenchContext) -> Prepared:
-        prepared = super().prepare(workload, inputs, ctx)
-        prepared.note = self.NOTE
-        return prepared
+
+QLINEAR_NOTE = ("does extra work and computes a different output: requantised to u8, "
+                "checked within 1 unit against the requantised reference")
+
+
+class OnnxRuntimePrepacked(OnnxRuntime):
+    name = "onnxruntime-prepacked"
+    method = ("ONNX Runtime as deployed: the weights are constants of the model, which ORT "
+              "prepacks once when the session starts, outside the timed call (every other "
+              "contender transforms its weights inside its call); its strongest form per "
+              "dtype: float32 MatMul / Conv / ConvTranspose, int8 QLinearMatMul / QLinearConv "
+              "(requantised to u8, as `onnxruntime-qlinear`)")
+    PREPACK = True
+
+    def form(self, workload: Workload) -> onnx_runtime.Form:
+        return "qlinear" if workload.params.dtype == "int8" else "exact"
 
 
 PEAK = "peak"  # not a contender: the measured intrinsic peak, the fraction-of-peak denominator
 CONTENDERS: dict[str, type[Contender]] = {
     c.name: c for c in (GTA, MetaSchedule, MetaScheduleVNNI, Torch, Numpy, OnnxRuntime,
-                        OnnxRuntimeQLinear)}
+                        OnnxRuntimeQLinear, OnnxRuntimePrepacked)}

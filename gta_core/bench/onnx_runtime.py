@@ -1,10 +1,12 @@
 """ONNX Runtime as a baseline: a one-node ONNX model per workload, run through IOBinding.
 
-The model is built in memory with ``onnx.helper``: the workload's data is the graph's input
-and its weights are initializers (constants, as in a deployed model, so ORT may prepack
-them when the session starts). The session runs on the CPU execution provider with
-``intra_op_num_threads`` = the target's cores, ``inter_op_num_threads`` = 1 and every
-graph optimisation (ORT_ENABLE_ALL). Input and output are bound once to ORT values that
+The model is built in memory with ``onnx.helper``: the workload's data is a graph input,
+and its weights are either a graph input too (``prepack=False``: ORT then transforms them
+inside every timed call, as every TVM contender does with its weight packing) or
+initializers (``prepack=True``: constants, as in a deployed model, which ORT prepacks once
+when the session starts, outside the timed call). The session runs on the CPU execution
+provider with ``intra_op_num_threads`` = the target's cores, ``inter_op_num_threads`` = 1
+and every graph optimisation (ORT_ENABLE_ALL). Inputs and output are bound once to ORT values that
 share memory with numpy arrays (the output garbage-filled first), so the timed call is
 ``session.run_with_iobinding`` alone.
 
@@ -103,8 +105,9 @@ class RequantisedProgram(CallableProgram):
 
 
 def ort_program(workload: Workload, inputs: list[np.ndarray], form: Form,
-                cores: int) -> CallableProgram:
-    """The ``form`` program for ``workload`` on ``inputs``, its session on ``cores`` threads.
+                cores: int, prepack: bool = False) -> CallableProgram:
+    """The ``form`` program for ``workload`` on ``inputs``, its session on ``cores`` threads;
+    the weights constants of the model with ``prepack``, else bound as an input.
 
     ValueError when there is none (:func:`skip_reason` says why).
     """
@@ -115,7 +118,7 @@ def ort_program(workload: Workload, inputs: list[np.ndarray], form: Form,
 
     requantisation = (Requantisation.covering(workload.reference(inputs))
                       if form == "qlinear" else None)
-    model, data = _model(workload, inputs, requantisation)
+    model, bound = _model(workload, inputs, requantisation, prepack)
     options = ort.SessionOptions()
     options.intra_op_num_threads = cores
     options.inter_op_num_threads = 1
@@ -127,26 +130,28 @@ def ort_program(workload: Workload, inputs: list[np.ndarray], form: Form,
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     out = garbage(workload.output_shape,
                   np.uint8 if requantisation else np.dtype(_acc(workload)))
-    run = BoundSession(session, data, out)
+    run = BoundSession(session, bound, out)
     if requantisation is not None:
         return RequantisedProgram(run, out, requantisation)
     return CallableProgram(run, out=out)
 
 
 class BoundSession:
-    """A session with its input and output bound once to ORT values sharing memory with
-    ``data`` and ``out``; calling it runs the session into ``out``."""
+    """A session with its inputs (name -> array) and output bound once to ORT values sharing
+    memory with them and ``out``; calling it runs the session into ``out``."""
 
-    def __init__(self, session: Any, data: np.ndarray, out: np.ndarray) -> None:
+    def __init__(self, session: Any, inputs: dict[str, np.ndarray], out: np.ndarray) -> None:
         import onnxruntime as ort
 
         self.session = session
         # The ORT values hold the arrays: the binding's copies of them do not.
-        self.values = (ort.OrtValue.ortvalue_from_numpy(data),
-                       ort.OrtValue.ortvalue_from_numpy(out))
+        self.values = {name: ort.OrtValue.ortvalue_from_numpy(array)
+                       for name, array in inputs.items()}
+        self.values["out"] = ort.OrtValue.ortvalue_from_numpy(out)
         self.binding = session.io_binding()
-        self.binding.bind_ortvalue_input("data", self.values[0])
-        self.binding.bind_ortvalue_output("out", self.values[1])
+        for name in inputs:
+            self.binding.bind_ortvalue_input(name, self.values[name])
+        self.binding.bind_ortvalue_output("out", self.values["out"])
 
     def __call__(self) -> None:
         self.session.run_with_iobinding(self.binding)
@@ -156,9 +161,9 @@ def _acc(workload: Workload) -> str:
     return "int32" if workload.params.acc_dtype == "int32" else workload.params.acc_dtype
 
 
-def _model(workload: Workload, inputs: list[np.ndarray],
-           requantisation: Requantisation | None) -> tuple[bytes, np.ndarray]:
-    """The serialised one-node model and the array its input ``data`` is bound to."""
+def _model(workload: Workload, inputs: list[np.ndarray], requantisation: Requantisation | None,
+           prepack: bool) -> tuple[bytes, dict[str, np.ndarray]]:
+    """The serialised one-node model and the arrays its graph inputs are bound to."""
     from onnx import TensorProto, helper, numpy_helper
 
     p, op = workload.params, workload.operator.name
@@ -191,7 +196,12 @@ def _model(workload: Workload, inputs: list[np.ndarray],
         node_op = {"matmul": "MatMulInteger", "conv": "ConvInteger"}[kind]
     else:
         node_op = {"matmul": "MatMul", "conv": "Conv"}[kind]
-    initializers = [numpy_helper.from_array(np.ascontiguousarray(weight), "weight")]
+    weight = np.ascontiguousarray(weight)
+    bound = {"data": np.ascontiguousarray(data)}
+    if prepack:
+        initializers = [numpy_helper.from_array(weight, "weight")]
+    else:
+        initializers, bound["weight"] = [], weight
     if requantisation is not None:  # data and weight: scale 1, zero point 0
         names = [first, "one", "zero_u8", second, "one", "zero_s8", "out_scale", "out_zero"]
         initializers += [
@@ -207,10 +217,10 @@ def _model(workload: Workload, inputs: list[np.ndarray],
     node = helper.make_node(node_op, names, ["out"], **attrs)
     graph = helper.make_graph(
         [node], workload.operator.name,
-        [helper.make_tensor_value_info("data", helper.np_dtype_to_tensor_dtype(data.dtype),
-                                       data.shape)],
+        [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype),
+                                       array.shape) for name, array in bound.items()],
         [helper.make_tensor_value_info("out", out_type, workload.output_shape)],
         initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
-    return model.SerializeToString(), np.ascontiguousarray(data)
+    return model.SerializeToString(), bound

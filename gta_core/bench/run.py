@@ -42,7 +42,7 @@ from .tuned import TunedLog, TuningPart, code_version
 from .tuning_worker import TuningFailed, TuningWorker, first_line
 
 DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", "onnxruntime",
-                     "onnxruntime-qlinear", PEAK)
+                     "onnxruntime-qlinear", "onnxruntime-prepacked", PEAK)
 
 
 class BenchError(ValueError):
