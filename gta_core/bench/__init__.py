@@ -1,4 +1,5 @@
-"""``gta bench``: GTA side by side with MetaSchedule, PyTorch, numpy and the measured peak.
+"""``gta bench``: GTA side by side with MetaSchedule, ONNX Runtime, PyTorch, numpy and the
+measured peak.
 
 suites (what is benchmarked) -> contenders (each makes a program per workload, tuning
 first where it tunes) -> run (check against numpy, time interleaved) -> report
