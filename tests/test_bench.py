@@ -13,6 +13,7 @@ from gta_core.api import load_workload
 from gta_core.bench import (
     CONTENDERS,
     SUITES,
+    BenchReport,
     Contender,
     ContenderResult,
     Prepared,
@@ -22,6 +23,7 @@ from gta_core.bench import (
     run_bench,
 )
 from gta_core.bench.programs import Program
+from gta_core.bench.report import geomean_lines
 from gta_core.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -331,3 +333,15 @@ def test_an_isolated_contender_runs_in_its_own_process_and_matches_the_reference
     assert not prepared.program.process.is_alive()
     with pytest.raises(ChildFailed, match="KeyError"):  # no such contender: said in one line
         prepare_isolated("nope", workload.spec, ctx)
+
+
+def test_geomeans_are_also_given_per_dtype():
+    report = BenchReport(
+        suite="s", target="avx512", machine="m", trials=1, repeat=1, contenders=["gta"],
+        methods={}, workloads=[], geomean_ratio={"gta/torch": 1.5},
+        geomean_workloads={"gta/torch": 2}, load_average=[0.0], seconds=0.0, complete=True,
+        geomean_by_dtype={"int8": {"gta/torch": 3.0}, "float32": {"gta/torch": 0.75}},
+        geomean_workloads_by_dtype={"int8": {"gta/torch": 1}, "float32": {"gta/torch": 1}})
+    assert geomean_lines(report) == ["- gta/torch: 1.50x over 2 workload(s)",
+                                     "- int8: gta/torch 3.00x (1)",
+                                     "- float32: gta/torch 0.75x (1)"]

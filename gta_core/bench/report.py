@@ -67,6 +67,9 @@ class BenchReport(BaseModel):
     workloads: list[WorkloadResult]
     geomean_ratio: dict[str, float]  # "gta/<contender>" -> geomean of speedups
     geomean_workloads: dict[str, int]  # how many workloads each ratio is over
+    # per dtype: the same two, over that dtype's workloads only
+    geomean_by_dtype: dict[str, dict[str, float]] = {}
+    geomean_workloads_by_dtype: dict[str, dict[str, int]] = {}
     load_average: list[float]  # this machine's 1-minute load average before and after timing
     seconds: float
     complete: bool  # False while a run is under way (results.json is rewritten per workload)
@@ -122,8 +125,15 @@ def side_by_side(report: BenchReport) -> str:
 
 
 def geomean_lines(report: BenchReport) -> list[str]:
-    return [f"- {key}: {value:.2f}x over {report.geomean_workloads[key]} workload(s)"
-            for key, value in report.geomean_ratio.items()]
+    """One line per ratio over all workloads, then per dtype where the suite has several."""
+    lines = [f"- {key}: {value:.2f}x over {report.geomean_workloads[key]} workload(s)"
+             for key, value in report.geomean_ratio.items()]
+    if len(report.geomean_by_dtype) > 1:
+        for dtype, ratios in report.geomean_by_dtype.items():
+            counts = report.geomean_workloads_by_dtype[dtype]
+            lines += [f"- {dtype}: " + ", ".join(f"{key} {value:.2f}x ({counts[key]})"
+                                                 for key, value in ratios.items())]
+    return lines
 
 
 def _provenance(report: BenchReport) -> str:

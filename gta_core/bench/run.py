@@ -332,12 +332,16 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
 
     def report(complete: bool) -> BenchReport:
         ratios, counts = geomean_ratios(results)
+        by_dtype = {dtype: geomean_ratios([r for r in results if r.dtype == dtype])
+                    for dtype in dict.fromkeys(r.dtype for r in results)}
         return BenchReport(
             suite=suite.name, target=target, machine=machine(), code=code_version(),
             tuned_by=tuned_by(workloads, contenders, ctx), trials=trials, repeat=repeat,
             contenders=[c.name for c in contenders],
             methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
             geomean_ratio=ratios, geomean_workloads=counts,
+            geomean_by_dtype={d: r for d, (r, _) in by_dtype.items()},
+            geomean_workloads_by_dtype={d: c for d, (_, c) in by_dtype.items()},
             load_average=[*load, os.getloadavg()[0]], seconds=time.perf_counter() - start,
             complete=complete)
 
