@@ -120,7 +120,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(suite, out, contenders=contenders, trials=args.trials, peak=peak,
                        target=args.target, repeat=args.repeat,
                        quiet_wait_s=args.quiet_wait, isolate=not args.one_process,
-                       progress=_stderr_log())
+                       first=args.first, progress=_stderr_log())
     if args.json:
         _print_json(report)
         return 0
@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
                        help="before timing a workload, wait up to this long for other "
                             "processes to leave the cores idle (default 60; 0: do not wait)")
+    bench.add_argument("--first", type=int, metavar="N",
+                       help="only the suite's first N workloads (a big suite in parts: a "
+                            "later run without it tunes only the rest)")
     bench.add_argument("--one-process", action="store_true",
                        help="time every contender in this process (default: each in a "
                             "process of its own, so no library's idle threads stall another)")

@@ -61,6 +61,7 @@ def test_the_suites_have_the_papers_shapes():
     (["bench", "--suite", "ci", "--trials", "0"], "--trials: must be a positive integer"),
     (["bench", "--suite", "ci", "--trials", "x"], "--trials: must be a positive integer"),
     (["bench", "--suite", "ci", "--repeat", "0"], "--repeat: must be a positive integer"),
+    (["bench", "--suite", "ci", "--first", "0"], "--first must be a positive integer"),
     (["bench", "--suite", "ci", "--target", "cuda-tc"], "target cuda-tc is a gpu target"),
     (["bench", "--suite", "ci", "--target", "tpu"], "unknown target 'tpu'"),
     (["bench", "--suite", "ci", "--quiet-wait", "-1"], "--quiet-wait must be a finite number"),
@@ -196,9 +197,10 @@ def tiny_run(tmp_path_factory):
     """One real `gta bench` on a tiny int8 GEMM, then a rerun (metaschedule-vnni is left to
     a slow test: each tuner costs half a minute here)."""
     out = tmp_path_factory.mktemp("bench")
-    suite = Suite(name="tiny", description="one tiny int8 GEMM",
-                  workloads=("gemm:M=32,N=32,K=32,dtype=int8",), trials=2)
-    argv = ["bench", "--suite", "tiny", "--trials", "2", "--repeat", "2", "--out", str(out),
+    suite = Suite(name="tiny", description="a tiny int8 GEMM, and one --first leaves out",
+                  workloads=("gemm:M=32,N=32,K=32,dtype=int8", "gemv:M=4096,K=4096"), trials=2)
+    argv = ["bench", "--suite", "tiny", "--first", "1", "--trials", "2", "--repeat", "2",
+            "--out", str(out),
             "--baselines", "metaschedule,torch,numpy,peak", "--quiet-wait", "5", "--json"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(SUITES, "tiny", suite)
@@ -255,6 +257,9 @@ def test_bench_writes_results_md_and_png_plots(tiny_run):
     out = tiny_run["out"]
     md = (out / "results.md").read_text()
     assert "| `gemm:M=32,N=32,K=32,dtype=int8` | GOPS |" in md
+    assert "suite `tiny` (its first 1 of 2 workloads)" in md and "gemv" not in md
+    commit = tiny_run["results"]["code"]
+    assert f"Timed at commit {commit}; tuned: gta at {commit}; metaschedule at {commit}." in md
     assert "Geometric-mean speedup of GTA" in md and "generic rules without an intrinsic" in md
     for name in ("throughput.png", "fraction_of_peak.png", "tuning_curves.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name

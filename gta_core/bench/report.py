@@ -55,6 +55,7 @@ class BenchReport(BaseModel):
     """results.json: every contender on every workload of a suite, from one run."""
 
     suite: str
+    suite_workloads: int | None = None  # how many the suite has (more than ran: --first)
     target: str
     machine: str
     code: str | None = None  # the GTA commit that timed it (bench.tuned.code_version)
@@ -147,7 +148,10 @@ def _provenance(report: BenchReport) -> str:
 
 def markdown(report: BenchReport, plots: list[str]) -> str:
     """results.md: the side-by-side table, fractions of peak, tuning cost, geomeans, notes."""
-    out = [f"# gta bench: suite `{report.suite}`", "",
+    part = (f" (its first {len(report.workloads)} of {report.suite_workloads} workloads)"
+            if report.suite_workloads and report.suite_workloads > len(report.workloads)
+            and report.complete else "")
+    out = [f"# gta bench: suite `{report.suite}`{part}", "",
            f"Target {report.target} on {report.machine}. {report.trials} trials per workload "
            f"for each tuning contender; throughput from the median latency of "
            f"{report.repeat} interleaved rounds, slowest-fastest round in brackets. Every "

@@ -292,7 +292,7 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
               trials: int | None = None, peak: bool = True, target: str = "avx512",
               repeat: int = 5, registry: Registry | None = None,
               measure: MeasureSettings | None = None, quiet_wait_s: float = 0.0,
-              isolate: bool = False,
+              isolate: bool = False, first: int | None = None,
               progress: Callable[[str], None] | None = None) -> BenchReport:
     """Benchmark ``contenders`` on ``suite`` into ``out``; returns what results.json holds.
 
@@ -300,13 +300,16 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
     records stay in ``out``: a rerun tunes only what is unfinished and re-times the rest.
     Each workload is timed once other processes leave the cores quiet, waiting at most
     ``quiet_wait_s`` (quiet.py); results.json says how busy they were meanwhile.
-    ``isolate`` times each contender in a process of its own (isolated.py).
+    ``isolate`` times each contender in a process of its own (isolated.py). ``first``
+    takes only the suite's first workloads, so a big suite can be finished in parts.
     """
     trials = suite.trials if trials is None else trials
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise BenchError(f"--trials must be a positive integer, got {trials!r}")
     if repeat < 1:
         raise BenchError(f"--repeat must be a positive integer, got {repeat!r}")
+    if first is not None and not (isinstance(first, int) and first >= 1):
+        raise BenchError(f"--first must be a positive integer, got {first!r}")
     if not 0 <= quiet_wait_s < math.inf:  # NaN fails too
         raise BenchError(f"--quiet-wait must be a finite number of seconds >= 0, "
                          f"got {quiet_wait_s!r}")
@@ -316,7 +319,7 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
         raise BenchError(f"gta bench times programs on this machine's CPU; target {target} "
                          f"is a {chosen.kind} target")
     path = check_out(out)
-    workloads = [parse_workload(spec, registry.operators) for spec in suite.workloads]
+    workloads = [parse_workload(spec, registry.operators) for spec in suite.workloads[:first]]
     say = progress or (lambda text: None)
     ctx = BenchContext(target=chosen, trials=trials, out=path, registry=registry,
                        measure=measure or MeasureSettings(), progress=say)
@@ -335,7 +338,8 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
         by_dtype = {dtype: geomean_ratios([r for r in results if r.dtype == dtype])
                     for dtype in dict.fromkeys(r.dtype for r in results)}
         return BenchReport(
-            suite=suite.name, target=target, machine=machine(), code=code_version(),
+            suite=suite.name, suite_workloads=len(suite.workloads), target=target,
+            machine=machine(), code=code_version(),
             tuned_by=tuned_by(workloads, contenders, ctx), trials=trials, repeat=repeat,
             contenders=[c.name for c in contenders],
             methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
