@@ -19,7 +19,10 @@ from gta_core.tuning import tune
 ELEMENTWISE = {"int8": "mac16-u8s8", "float32": "fma16-elementwise"}
 DEPTHWISE = "depthwise_conv2d:N=1,C=32,H=8,W=8,R=3,S=3,pad=1"
 # int8: LLVM fuses the widened multiply-add into vpdpwssd (the extended values fit in 16 bits).
-INSTRUCTION = {"int8": ("vpmovzxbd", "vpmovsxbd", "vpdpwssd"), "float32": ("vfmadd",)}
+# The widened int8 MAC is an int16 multiply-add: VNNI's vpdpwssd where LLVM's model of the
+# host prefers it, else vpmaddwd + vpaddd (LLVM's choice for mcpu=cooperlake).
+INSTRUCTION = {"int8": ("vpmovzxbd", "vpmovsxbd", ("vpdpwssd", "vpmaddwd")),
+               "float32": ("vfmadd",)}
 
 
 def candidates(spec: str, registry=None) -> list[MappingCandidate]:
@@ -71,7 +74,8 @@ def test_a_realised_depthwise_matches_numpy_and_packs_the_input_once(dtype):
         result = measure_program(realised.sch.mod, workload, target, number=1, repeat=1)
         assert result.correct, result.mismatch  # int8: exact; float32: the workload's tolerance
         asm = build(realised.sch.mod, target).mod.inspect_source("asm")
-        assert all(mnemonic in asm for mnemonic in INSTRUCTION[dtype])
+        for wanted in INSTRUCTION[dtype]:
+            assert any(m in asm for m in ((wanted,) if isinstance(wanted, str) else wanted)), wanted
 
 
 class OnlyElementwise:
