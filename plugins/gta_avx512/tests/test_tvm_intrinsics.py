@@ -247,7 +247,9 @@ def test_fma16_elementwise_and_its_mirror(swap: bool) -> None:
 
 @pytest.mark.parametrize(("name", "taps", "taps_inside", "mnemonics"), [
     ("mac16_u8s8_bcast", 3, False, ("vpmovzxbd",)),  # one tap a call, the taps a loop outside
-    ("vnni_window", 4, True, ("vpdpbusd", "vpermt2b")),  # four taps a call, from 19 bytes
+    # four taps a call, from 19 bytes: a byte permute (vpermt2b with VBMI; without it in the
+    # LLVM cpu, e.g. cooperlake on an Emerald Rapids VM, vpshufb)
+    ("vnni_window", 4, True, ("vpdpbusd", ("vpermt2b", "vpshufb"))),
 ])
 def test_a_sliding_window_is_read_in_place(name, taps, taps_inside, mnemonics) -> None:
     """out[c, w] = sum_s x[c, w + s] * k[c, s]: lanes over w, each window at offset w0 (+ s)."""
@@ -268,4 +270,5 @@ def test_a_sliding_window_is_read_in_place(name, taps, taps_inside, mnemonics) -
     got, asm = _run(sch, [x_np, k_np], (chans, width), "int32")
     windows = np.lib.stride_tricks.sliding_window_view(x_np.astype(np.int32), taps, axis=1)
     np.testing.assert_array_equal(got, (windows * k_np.astype(np.int32)[:, None]).sum(axis=2))
-    assert all(m in asm for m in mnemonics)
+    for wanted in mnemonics:
+        assert any(m in asm for m in ((wanted,) if isinstance(wanted, str) else wanted)), wanted
