@@ -25,7 +25,7 @@ def garbage(shape: tuple[int, ...], dtype: str | np.dtype) -> np.ndarray:
     if dt.kind in "iu":
         raw = np.random.default_rng(SEED).integers(0, 256, size=(*shape, dt.itemsize),
                                                    dtype=np.uint8)
-        return raw.view(dt).reshape(shape) if shape else raw.view(dt)[0]
+        return raw.view(dt).reshape(shape)
     raise ValueError(f"no garbage pattern for dtype {dt}")
 
 
