@@ -21,7 +21,9 @@ def llvm_cpu(vendor: str, flags: set[str]) -> str:
     """
     if vendor != "GenuineIntel" or "avx512f" not in flags:
         return "znver4"
-    if {"amx_tile", "avx512_fp16", "avx512_bf16"} <= flags:
+    # Sapphire/Emerald Rapids: AVX512-FP16 with BF16. AMX is not required (a VM may hide
+    # it), and LLVM never emits AMX, TSX or UINTR instructions without their intrinsics.
+    if {"avx512_fp16", "avx512_bf16"} <= flags:
         return "sapphirerapids"
     if "avx512_bf16" in flags:
         return "cooperlake"

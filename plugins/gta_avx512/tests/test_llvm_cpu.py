@@ -16,6 +16,8 @@ AVX512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"}
     ("AuthenticAMD", AVX512 | {"avx512_bf16"}, "znver4"),
     # Emerald Rapids (this workplace's Intel hosts): znver4's SSE4A stops it with SIGILL.
     ("GenuineIntel", AVX512 | {"avx512_bf16", "avx512_fp16", "amx_tile"}, "sapphirerapids"),
+    # The same under a VM that hides AMX: cooperlake would leave VBMI and FP16 unused.
+    ("GenuineIntel", AVX512 | {"avx512_bf16", "avx512_fp16", "avx512vbmi"}, "sapphirerapids"),
     ("GenuineIntel", AVX512 | {"avx512_bf16"}, "cooperlake"),
     ("GenuineIntel", AVX512 | {"avx512_vbmi2"}, "icelake-server"),
     ("GenuineIntel", AVX512, "cascadelake"),
