@@ -175,11 +175,17 @@ class LineReader:
             os.close(fd)
 
     def _parse(self, raw: bytes, line: int) -> Any:
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            warn_line(self.path, line, f"not JSON ({exc})")
-            return None
+        return parse_json_line(self.path, line, raw)
+
+
+def parse_json_line(path: Path, line: int, raw: bytes, unreadable: Any = None) -> Any:
+    """Line ``line`` of ``path`` as JSON; ``unreadable``, with a warning naming the line,
+    if it is not."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        warn_line(path, line, f"not JSON ({exc})")
+        return unreadable
 
 
 def read_json_lines(path: Path) -> list[tuple[int, Any]]:
@@ -190,12 +196,7 @@ def read_json_lines(path: Path) -> list[tuple[int, Any]]:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    out = []
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            out.append((number, json.loads(raw.decode("utf-8"))))
-        except (UnicodeDecodeError, ValueError) as exc:
-            warn_line(path, number, f"not JSON ({first_line(exc)[:80]})")
-    return out
+    unreadable = object()
+    parsed = [(number, parse_json_line(path, number, raw, unreadable))
+              for number, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
+    return [(number, entry) for number, entry in parsed if entry is not unreadable]

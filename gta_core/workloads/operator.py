@@ -163,10 +163,10 @@ def error_bound(p: OperatorParams, magnitude: np.ndarray) -> np.ndarray | None:
     """The largest error an output may have: None for integers (they must match exactly).
 
     A float output is accepted within ``ERROR_UNITS`` units of the accumulator's unit
-    roundoff times ``magnitude``, the sum of |a*b| over its reduction: any summation
-    order and blocking stays within that, while dropping one term changes an output by
-    one |a*b| (a bound on the output's own size, or on the reduction length, hides that
-    at large K, and rejects correct outputs that cancel to near zero).
+    roundoff times ``magnitude``, the sum of |a*b| over its reduction: the summation
+    orders measured stay well inside that (see ERROR_UNITS), while dropping one term
+    changes an output by one |a*b| (a bound on the output's own size, or on the reduction
+    length, hides that at large K, and rejects correct outputs that cancel to near zero).
     """
     if p.acc_dtype == "int32":
         return None
