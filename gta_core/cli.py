@@ -16,15 +16,18 @@ from pydantic import BaseModel
 
 from . import __version__, api
 from .bench import DEFAULT_BASELINES, SUITES, BenchError
+from .cli_model import add_compile_command, add_model_options, cmd_tune_model
 from .codegen import CodegenError
+from .frontends import ModelError
 from .measure.settings import RPCSpecError, RPCUnavailable
+from .model_compile import CompileError
 from .models import UnknownArch
 from .plugins import UnknownTarget
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
-               RPCUnavailable, CodegenError, UnknownArch, BenchError)
+               RPCUnavailable, CodegenError, UnknownArch, BenchError, ModelError, CompileError)
 
 
 class UsageError(Exception):
@@ -204,6 +207,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
         report_path = Path(args.report)
         if not report_path.parent.is_dir():
             raise TuneError(f"--report {args.report}: folder {report_path.parent} does not exist")
+    if bool(args.model) == bool(args.specs):
+        raise UsageError("tune takes workload specs or --model FILE.onnx, one of the two")
+    if args.model and (args.weights or args.report or args.arch):
+        raise UsageError("--weights, --report and --arch are for specs; a model's functions "
+                         "are weighted by how often it calls them")
+    if args.model:
+        with _TuneProgress(enabled=not args.quiet) as progress:
+            report = cmd_tune_model(args, progress.update)
+        if report is not None:
+            _print_json(report)
+        return 0
     with _TuneProgress(enabled=not args.quiet) as progress:
         report = tune(args.specs, args.target, args.trials, args.db, weights=args.weights,
                       arch=args.arch,
@@ -323,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     maps.set_defaults(run=cmd_mappings)
 
     tune = commands.add_parser("tune", help="tune workloads on a target, resumably")
-    tune.add_argument("specs", nargs="+", metavar="SPEC", help="workload specs")
+    tune.add_argument("specs", nargs="*", metavar="SPEC", help="workload specs")
+    add_model_options(tune, required=False)
     tune.add_argument("--target", required=True, help="target to tune for")
     tune.add_argument("--trials", required=True, type=_positive_int,
                       help="measurements in all, over every workload and mapping")
@@ -353,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="first seed to sample a schedule with (default 1)")
     code.add_argument("--json", action="store_true", help="print JSON")
     code.set_defaults(run=cmd_codegen)
+
+    add_compile_command(commands)
 
     peak = commands.add_parser("peak", help="measured throughput of each intrinsic")
     peak.add_argument("--target", required=True, help="target whose intrinsics to measure")

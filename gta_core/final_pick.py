@@ -103,9 +103,10 @@ def recorded(directory: str | Path, tasks: list[str] | None = None) -> list[Fina
     return picks
 
 
-def picked_record(store: RecordStore) -> Record | None:
-    """The record the last final pick in ``store``'s directory picked, if any."""
-    picks = recorded(store.directory)
+def picked_record(store: RecordStore, tasks: list[str] | None = None) -> Record | None:
+    """The record the last final pick in ``store``'s directory picked (of ``tasks``, all of a
+    workload's task keys, if given), if any."""
+    picks = recorded(store.directory, tasks)
     picked = picks[-1].picked if picks else None
     if picked is None:
         return None

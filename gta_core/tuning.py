@@ -90,6 +90,18 @@ def parse_weights(weights: Sequence[float] | str | None, count: int) -> list[flo
     return values
 
 
+def check_budget(trials: int, time_budget: float | None, scheduler: str) -> None:
+    """TuneError (one line) for a trial count, time budget or scheduler that cannot be used."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise TuneError(f"--trials must be a positive integer, got {trials!r}")
+    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
+        raise TuneError(f"--time-budget must be a positive number of seconds, got {time_budget!r}")
+    from .scheduler.dual import POLICIES
+
+    if scheduler not in POLICIES:
+        raise TuneError(f"unknown scheduler {scheduler!r}; choose from {', '.join(POLICIES)}")
+
+
 def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, *,
          weights: Sequence[float] | str | None = None, time_budget: float | None = None,
          arch: str | None = None,
@@ -109,22 +121,31 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     architectures (a GPU's ``sm_90``). ``progress`` is called after every
     measured batch.
     """
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise TuneError(f"--trials must be a positive integer, got {trials!r}")
-    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
-        raise TuneError(f"--time-budget must be a positive number of seconds, got {time_budget!r}")
-    from .scheduler.dual import POLICIES
-
-    if scheduler not in POLICIES:
-        raise TuneError(f"unknown scheduler {scheduler!r}; choose from {', '.join(POLICIES)}")
+    check_budget(trials, time_budget, scheduler)
     registry = registry or default_registry()
-    chosen = registry.target(target).for_arch(arch)
     workloads = [parse_workload(spec, registry.operators) for spec in specs]
     if not workloads:
         raise TuneError("no workload to tune; give at least one spec")
+    return tune_workloads(workloads, parse_weights(weights, len(workloads)), target, trials,
+                          db, time_budget=time_budget, arch=arch, scheduler=scheduler,
+                          measure=measure, search=search, registry=registry,
+                          progress=progress)
+
+
+def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], target: str,
+                   trials: int, db: str | os.PathLike, *, time_budget: float | None = None,
+                   arch: str | None = None, scheduler: str = "dual",
+                   measure: MeasureSettings | None = None, search: SearchSettings | None = None,
+                   registry: Registry | None = None,
+                   progress: Callable[[Progress], None] | None = None) -> TuneReport:
+    """:func:`tune` on workloads already made (a spec's, or a model's fused functions),
+    each with its weight."""
+    check_budget(trials, time_budget, scheduler)
+    registry = registry or default_registry()
+    chosen = registry.target(target).for_arch(arch)
     # A workload given twice is one subgraph that occurs more often: weights add up.
     merged: dict[str, tuple[Workload, float]] = {}
-    for workload, weight in zip(workloads, parse_weights(weights, len(workloads))):
+    for workload, weight in zip(workloads, weights):
         seen = merged.get(workload.spec)
         merged[workload.spec] = (workload, weight + (seen[1] if seen else 0.0))
     workloads = [w for w, _ in merged.values()]

@@ -18,6 +18,8 @@ FAMILIES = {
     "gemv": "gemv:M=32,K=24",
     "conv1d": "conv1d:N=1,C=8,L=18,K=16,R=3,pad=1",
     "conv2d": "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=1",
+    # unit R, S: reindex drops them from the data's h + r (every mapping failed before)
+    "pointwise": "conv2d:N=1,C=16,H=4,W=16,K=16,R=1,S=1,stride=2",
     "grouped": "conv2d:N=1,C=16,H=6,W=16,K=32,R=3,S=3,pad=1,groups=2",
     "dilated": "conv2d:N=1,C=8,H=8,W=16,K=16,R=3,S=3,pad=2,dilation=2",
     "depthwise": "depthwise_conv2d:N=1,C=16,H=8,W=16,R=3,S=3,pad=1",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..hookspecs import hookimpl
 from .cpu import CPU_RULES
+from .epilogue import FuseEpilogue
 
 
 @hookimpl
 def gta_register_rules(register):
-    for rule in CPU_RULES:
+    for rule in (*CPU_RULES, FuseEpilogue()):
         register(rule)

@@ -188,13 +188,23 @@ def block_computation(sch, block_name: str) -> Computation:
         for iv in block.iter_vars
     )
 
+    # A unit-extent variable beside others in one index (a 1x1 convolution's ``h + r``) is
+    # always 0 there: TVM's reindex drops it from that buffer's dimensions, so it does too.
+    unit = {names[iv.var] for iv in block.iter_vars if int(iv.dom.extent) == 1}
+
+    def index_form(expr) -> Affine:
+        form = _affine_from_expr(expr, names)
+        if sum(1 for v, c in form.items() if v and c and v not in unit) >= 1:
+            form = {v: c for v, c in form.items() if v not in unit}
+        return form
+
     def access(region, output: bool = False) -> Access:
         buffer = region.source
         indices = []
         for r in region.region:
             if int(r.extent) != 1:
                 raise NotAffine(f"{buffer.name} is read as a window, not element by element")
-            indices.append(_freeze(_affine_from_expr(r.min, names)))
+            indices.append(_freeze(index_form(r.min)))
         return Access(buffer.name, str(buffer.dtype), tuple(indices), output=output)
 
     if len(block.writes) != 1:

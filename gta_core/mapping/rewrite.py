@@ -113,9 +113,9 @@ def widening(workload: Workload, candidate: MappingCandidate,
     """
     from .realise import reads_in_place
 
-    if not candidate.padding or candidate.rfactor or \
+    if not candidate.padding or candidate.rfactor or not isinstance(workload, Workload) or \
             workload.te()[-1].op.name != workload.main_block:  # stages after it: not widened
-        return {}
+        return {}  # (a model's fused function has no TE to widen: it pads through pad_einsum)
     op = workload_computation(workload)
     intr = intrinsic_computation(intrinsic)
     widen = {}

@@ -31,4 +31,4 @@ def garbage(shape: tuple[int, ...], dtype: str | np.dtype) -> np.ndarray:
 
 def garbage_output(workload) -> np.ndarray:
     """A garbage-filled output buffer for ``workload`` (its shape and accumulator dtype)."""
-    return garbage(workload.output_shape, workload.params.acc_dtype)
+    return garbage(workload.output_shape, workload.output_dtype)

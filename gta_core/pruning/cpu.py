@@ -216,7 +216,8 @@ class CacheWorkingSet(Constraint):
 
 
 class ParallelExtent(Constraint):
-    """A CPU program needs at least as many parallel iterations as the target has cores."""
+    """A CPU program needs at least as many parallel iterations as the target has cores, or
+    as its spatial tiles make, where those are fewer (a model's 1 x 1000 classifier)."""
 
     name = "parallel-extent"
 
@@ -225,8 +226,10 @@ class ParallelExtent(Constraint):
 
     def check(self, context: ScheduleContext) -> str | None:
         cores = context.target.resources.cores
+        available = prod(loop.extent for loop in tiled_loops(context.sch)
+                         if loop.level.startswith("S"))
         extent = parallel_extent(context.sch)
-        if extent < cores:
+        if extent < min(cores, available):
             return f"{extent} parallel iterations for {cores} cores"
         return None
 

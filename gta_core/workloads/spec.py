@@ -87,27 +87,36 @@ class Workload:
         return Expected(value, error_bound(self.params,
                                            self.operator.magnitude(self.params, inputs)))
 
-    def mismatch(self, actual: np.ndarray, expected: Expected) -> str | None:
-        """Why ``actual`` is not the operator's output, or None when it matches.
+    @property
+    def output_dtype(self) -> str:
+        return self.params.acc_dtype
 
-        NaN anywhere is a mismatch: checks start from a NaN-filled output, so a NaN
-        left is an output the program never wrote.
-        """
-        want = expected.value
-        if actual.shape != want.shape:
-            return f"shape {actual.shape} != expected {want.shape}"
-        got, want = actual.astype(np.float64), want.astype(np.float64)
-        error = np.abs(got - want)
-        bound = 0.0 if expected.bound is None else expected.bound
-        bad = ~(error <= bound)  # NaN compares False: unwritten outputs are bad
-        if not bad.any():
-            return None
-        if np.isnan(got).all():
-            return f"none of the {bad.size} outputs was written (all still NaN)"
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        allowed = "exact" if expected.bound is None else f"allowed {expected.bound[where]:.3g}"
-        return (f"{int(bad.sum())} of {bad.size} outputs differ (first at {where}: "
-                f"{got[where]} != {want[where]}, {allowed}; max error {np.nanmax(error):.3g})")
+    def mismatch(self, actual: np.ndarray, expected: Expected) -> str | None:
+        """Why ``actual`` is not the operator's output, or None when it matches."""
+        return output_mismatch(actual, expected)
+
+
+def output_mismatch(actual: np.ndarray, expected: Expected) -> str | None:
+    """Why ``actual`` is not the ``expected`` output, or None when it matches.
+
+    NaN anywhere is a mismatch: checks start from a NaN-filled output, so a NaN
+    left is an output the program never wrote.
+    """
+    want = expected.value
+    if actual.shape != want.shape:
+        return f"shape {actual.shape} != expected {want.shape}"
+    got, want = actual.astype(np.float64), want.astype(np.float64)
+    error = np.abs(got - want)
+    bound = 0.0 if expected.bound is None else expected.bound
+    bad = ~(error <= bound)  # NaN compares False: unwritten outputs are bad
+    if not bad.any():
+        return None
+    if np.isnan(got).all():
+        return f"none of the {bad.size} outputs was written (all still NaN)"
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    allowed = "exact" if expected.bound is None else f"allowed {expected.bound[where]:.3g}"
+    return (f"{int(bad.sum())} of {bad.size} outputs differ (first at {where}: "
+            f"{got[where]} != {want[where]}, {allowed}; max error {np.nanmax(error):.3g})")
 
 
 def spec_keys(operator: Operator) -> list[str]:

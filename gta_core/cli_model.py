@@ -1,0 +1,91 @@
+"""The ``gta`` commands for whole models: ``gta tune --model`` and ``gta compile --model``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import BaseModel
+
+
+def _load(args: argparse.Namespace):
+    from .frontends import load_onnx, parse_input_shapes
+
+    return load_onnx(args.model, parse_input_shapes(args.input_shape))
+
+
+def _us(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
+def _checked(tuned) -> str:
+    if tuned is None or not tuned.trials:
+        return "no trial yet"
+    return "yes" if tuned.correct else "NO: no program found correct"
+
+
+def cmd_tune_model(args: argparse.Namespace, progress) -> BaseModel:
+    """Tune the model of ``args.model``; prints the per-function table unless ``--json``."""
+    from .measure import MeasureSettings, parse_rpc
+    from .model_tuning import tune_model
+
+    measure = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None)
+    report = tune_model(_load(args), args.target, args.trials, args.db,
+                        time_budget=args.time_budget, scheduler=args.scheduler,
+                        measure=measure, progress=progress)
+    if args.json:
+        return report
+    total = sum((t.latency_us or 0.0) * t.weight for t in report.tasks)
+    rows = []
+    for task in report.tasks:
+        tuned = task.tuned
+        latency = task.latency_us
+        speedup = (task.untuned_us / latency if task.untuned_us and latency and tuned
+                   and tuned.correct else None)
+        share = latency * task.weight / total if latency and total else None
+        rows.append([task.name, str(task.weight), (tuned.mapping if tuned else None) or "-",
+                     f"{tuned.trials}" if tuned else "-", _us(task.untuned_us), _us(latency),
+                     f"{speedup:.1f}x" if speedup else "-",
+                     f"{share:.0%}" if share is not None else "-",
+                     task.why or _checked(tuned)])
+    from .cli import _table
+
+    print(_table(rows, ["function", "weight", "mapping", "trials", "untuned_us", "latency_us",
+                        "speedup", "share", "checked / why not tuned"]))
+    print(f"{report.model}: {len(report.tasks)} functions, sum of latencies x weights "
+          f"{total / 1e3:.2f} ms; {report.seconds:.0f} s; ended by {report.ended_by}")
+    return None
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .cli import _print_json, _table
+    from .model_compile import compile_model
+
+    _, report = compile_model(_load(args), args.target, args.db, args.out)
+    if args.json:
+        _print_json(report)
+        return 0
+    rows = [[f.name, f.schedule, f.mapping or "-", _us(f.tuned_us), f.why or ""]
+            for f in report.functions]
+    print(_table(rows, ["function", "schedule", "mapping", "tuned_us", "why default"]))
+    print(f"{report.model}: outputs match {report.checked_against} within "
+          f"{report.max_error:.3g} (tolerance {report.tolerance:.3g}); wrote {report.out}")
+    return 0
+
+
+def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--model", required=required, metavar="FILE.onnx",
+                        help="an ONNX model: tune or compile its fused functions")
+    parser.add_argument("--input-shape", action="append", metavar="NAME=DxDx...",
+                        help="shape of an input the model leaves open (repeatable)")
+
+
+def add_compile_command(commands) -> None:
+    compile_ = commands.add_parser("compile", help="a model with its tuned programs, as a "
+                                   "library relax.VirtualMachine runs")
+    add_model_options(compile_, required=True)
+    compile_.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
+    compile_.add_argument("--db", required=True, help="directory of tuning records")
+    compile_.add_argument("--out", required=True, metavar="FILE.so",
+                          help="the library to write")
+    compile_.add_argument("--json", action="store_true", help="print JSON")
+    compile_.set_defaults(run=cmd_compile)

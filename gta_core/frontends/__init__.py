@@ -1,0 +1,11 @@
+"""Whole networks in: ONNX files and PyTorch modules -> Relax -> fused tasks."""
+
+from __future__ import annotations
+
+from .model import Model, ModelError, ModelInput, parse_input_shapes
+from .onnx_import import load_onnx
+from .tasks import ModelTask, fuse, model_tasks
+from .torch_import import from_torch
+
+__all__ = ["Model", "ModelError", "ModelInput", "ModelTask", "from_torch", "fuse",
+           "load_onnx", "model_tasks", "parse_input_shapes"]

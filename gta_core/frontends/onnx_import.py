@@ -1,0 +1,98 @@
+"""ONNX files in: checked, shapes fixed, imported by TVM's Relax ONNX frontend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .model import Model, ModelError, ModelInput
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def _read(path: Path):
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError("ONNX models need the onnx package: pip install onnx") from None
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds on garbage
+        raise ModelError(f"{path} is not an ONNX model ({_first_line(exc)})") from None
+    # Protobuf parses many byte strings as an empty message: a model has a graph with nodes.
+    if not model.ir_version or not model.graph.node:
+        raise ModelError(f"{path} is not an ONNX model (no graph nodes in it)")
+    return model
+
+
+def _unsupported(model) -> list[str]:
+    """Operators of ``model`` that TVM's importer has no converter for, as 'Op (node name)'."""
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    known = set(_get_convert_map()) | {"If", "Constant"}
+    seen: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type not in known:
+            seen.setdefault(node.op_type, node.name or "unnamed")
+    return [f"{op} (node {name!r})" for op, name in seen.items()]
+
+
+def _inputs(model, path: Path, shapes: dict[str, tuple[int, ...]]) -> list[ModelInput]:
+    from onnx import helper
+
+    weights = {init.name for init in model.graph.initializer}
+    graph_inputs = [vi for vi in model.graph.input if vi.name not in weights]
+    names = [vi.name for vi in graph_inputs]
+    for name in shapes:
+        if name not in names:
+            raise ModelError(f"--input-shape names {name!r}, which is not an input of {path}; "
+                             f"its inputs: {', '.join(names)}")
+    inputs = []
+    for vi in graph_inputs:
+        tensor = vi.type.tensor_type
+        dtype = str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in tensor.shape.dim]
+        shape = shapes.get(vi.name)
+        if shape is None:
+            if None in dims or not tensor.HasField("shape"):
+                shown = "x".join("?" if d is None else str(d) for d in dims) or "unknown"
+                raise ModelError(f"input {vi.name!r} of {path} has no fixed shape ({shown}); "
+                                 f"give one with --input-shape {vi.name}=DIMxDIM...")
+            shape = tuple(dims)
+        elif len(shape) != len(dims) or any(d not in (None, s) for d, s in zip(dims, shape)):
+            model_shape = "x".join("?" if d is None else str(d) for d in dims)
+            raise ModelError(f"--input-shape {vi.name}={'x'.join(map(str, shape))} does not fit "
+                             f"the model's {model_shape}")
+        inputs.append(ModelInput(vi.name, tuple(int(s) for s in shape), dtype))
+    return inputs
+
+
+def load_onnx(path: str | os.PathLike,
+              input_shapes: dict[str, tuple[int, ...]] | None = None) -> Model:
+    """The ONNX model at ``path`` in Relax, weights bound as constants.
+
+    ``input_shapes`` fixes inputs the model leaves open (``{"x": (1, 3, 224, 224)}``);
+    every input needs a concrete shape. Raises :class:`ModelError` (one line) for a file
+    that is not ONNX, an operator TVM cannot import (named), or an open shape.
+    """
+    path = Path(path)
+    model = _read(path)
+    inputs = _inputs(model, path, dict(input_shapes or {}))
+    unsupported = _unsupported(model)
+    if unsupported:
+        raise ModelError(f"{path} uses operators TVM's ONNX importer does not support: "
+                         f"{', '.join(unsupported)}")
+    from tvm.relax.frontend.onnx import from_onnx
+
+    try:
+        mod = from_onnx(model, {i.name: list(i.shape) for i in inputs},
+                        {i.name: i.dtype for i in inputs})
+    except Exception as exc:  # noqa: BLE001 - the importer raises anything; name it
+        raise ModelError(f"{path}: TVM's ONNX importer failed ({_first_line(exc)})") from None
+    return Model(name=path.stem, mod=mod, inputs=inputs, source="onnx", origin=path)

@@ -1,0 +1,92 @@
+"""A model's tasks: its Relax module lowered and fused, each distinct fused function once.
+
+Lowering is TVM's own (``DecomposeOpsForInference``, ``LegalizeOps``,
+``AnnotateTIROpPattern``, ``FoldConstant``, ``FuseOps``, ``FuseTIR``: what MetaSchedule's
+``compile_relax`` runs), so a convolution arrives with its bias add, ReLU or residual add
+fused behind it. Structurally equal functions are one task whose weight is how many times
+the model calls them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..workloads.subgraph import NoAnchor, SubgraphWorkload, digest, narrowed
+
+
+def fuse(mod):
+    """``mod`` (Relax, weights bound) lowered to TensorIR and fused, as TVM compiles it."""
+    import tvm
+    from tvm import relax
+
+    passes = tvm.ir.transform.Sequential([
+        relax.transform.DecomposeOpsForInference(),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ])
+    return passes(mod)
+
+
+@dataclass
+class ModelTask:
+    """One distinct fused function of a model.
+
+    ``functions`` are the names of the fused module's functions it stands for (equal up to
+    their names); ``weight`` counts the calls to them. ``workload`` is None where the
+    function has no multiply-accumulate anchor (``why`` says so): such a task compiles with
+    TVM's default schedule.
+    """
+
+    name: str
+    digest: str
+    functions: list[str]
+    weight: int
+    workload: SubgraphWorkload | None
+    why: str | None = None
+    func: Any = field(default=None, repr=False)  # the narrowed PrimFunc
+
+
+def _call_counts(mod) -> Counter:
+    """How many times the Relax functions of ``mod`` call each TensorIR function."""
+    import tvm
+    from tvm import relax
+
+    counts: Counter = Counter()
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
+            counts[expr.args[0].name_hint] += 1
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return counts
+
+
+def model_tasks(fused) -> list[ModelTask]:
+    """The tasks of a fused module (:func:`fuse`), in the order the module lists them."""
+    from tvm import tirx
+
+    calls = _call_counts(fused)
+    tasks: dict[str, ModelTask] = {}
+    for gv, func in fused.functions_items():
+        if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
+            continue
+        func = narrowed(func).with_attr("global_symbol", "main")
+        key = digest(func)
+        task = tasks.get(key)
+        if task is None:
+            try:
+                workload, why = SubgraphWorkload.from_function(gv.name_hint, func), None
+            except NoAnchor as exc:
+                workload, why = None, str(exc)
+            task = tasks[key] = ModelTask(gv.name_hint, key, [], 0, workload, why, func)
+        task.functions.append(gv.name_hint)
+        task.weight += calls[gv.name_hint]
+    return sorted(tasks.values(), key=lambda t: t.name)

@@ -1,0 +1,182 @@
+"""``gta compile --model``: a model with GTA's best checked program for every tuned function.
+
+Each fused function whose workload has a record in the DB is replaced by the program the
+final pick chose (else the fastest record that was checked correct while tuning); the rest
+keep TVM's default schedule and are named in the report. The module is built through
+:func:`gta_core.measure.build`, exported as a shared library that
+``tvm.runtime.load_module`` + ``relax.VirtualMachine`` runs, and its outputs are checked
+against the model's own framework (onnxruntime for ONNX, PyTorch for a torch module) on
+random inputs before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from .frontends import Model, ModelError, fuse, model_tasks
+from .measure import build
+from .plugins import Registry, default_registry
+from .workloads.operator import random_array
+
+# Outputs may differ from the framework's by this fraction of the largest output: 2^13
+# float32 roundoffs, room for every layer's sums to run in another order (each within 16
+# units of its own magnitude, see workloads.operator.ERROR_UNITS), while a wrong layer moves
+# outputs by a fraction of their size, far beyond it.
+RELATIVE_TOLERANCE = 2.0**-10
+
+
+class CompiledFunction(BaseModel):
+    name: str  # the fused function
+    workload: str | None
+    schedule: str  # "gta" or "default"
+    mapping: str | None = None
+    tuned_us: float | None = None
+    why: str | None = None  # why it kept the default schedule
+
+
+class CompileReport(BaseModel):
+    model: str
+    target: str
+    out: str | None
+    functions: list[CompiledFunction]
+    checked_against: str  # onnxruntime or torch
+    max_error: float  # largest |output - reference| over the outputs
+    tolerance: float
+
+
+class CompileError(ValueError):
+    """A compile request that cannot run as given, or a compiled model that computes the
+    wrong outputs; the message is one line."""
+
+
+def _chosen_record(store, prefix: str):
+    """The record the final pick chose among the tasks under ``prefix``, else the fastest
+    one checked correct while tuning; None when neither exists."""
+    from .final_pick import picked_record, ranked_records
+
+    keys = [k for k in store.tasks() if k.startswith(prefix)]
+    if not keys:
+        return None
+    picked = picked_record(store, keys)
+    if picked is not None:
+        return picked
+    return next((r for r in ranked_records(store, keys) if r.correct), None)
+
+
+def schedule_model(model: Model, target: str, db: str | os.PathLike,
+                   registry: Registry | None = None) -> tuple[Any, list[CompiledFunction]]:
+    """``model`` fused, each function with a record in ``db`` replaced by its program."""
+    from .database import RecordStore
+    from .mapping.realise import ensure_registered
+    from .scheduler.space import task_prefix
+
+    registry = registry or default_registry()
+    chosen = registry.target(target)
+    if not Path(db).is_dir():
+        raise CompileError(f"--db {db}: no such directory (tune the model into it first)")
+    for intrinsic in registry.intrinsics_for(target):  # the records' traces tensorize with them
+        ensure_registered(intrinsic)
+    store = RecordStore(db)
+    fused = fuse(model.mod)
+    rows = []
+    for task in model_tasks(fused):
+        workload = task.workload
+        record = _chosen_record(store, task_prefix(workload.spec, chosen)) if workload else None
+        if record is None:
+            why = task.why or f"no checked record of {workload.spec} in {db}"
+            rows += [CompiledFunction(name=n, workload=workload and workload.spec,
+                                      schedule="default", why=why) for n in task.functions]
+            continue
+        func = store.schedule(record).mod["main"].with_attr("tirx.is_scheduled", True)
+        for name in task.functions:
+            fused.update_func(fused.get_global_var(name), func.with_attr("global_symbol", name))
+            rows.append(CompiledFunction(name=name, workload=workload.spec, schedule="gta",
+                                         mapping=record.mapping, tuned_us=record.latency_us))
+    return fused, rows
+
+
+def run_model(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """``executable`` (a compiled model) run once on ``inputs`` in a Relax VM, on the CPU."""
+    import tvm
+    from tvm import relax
+
+    device = tvm.cpu()
+    vm = relax.VirtualMachine(executable, device)
+    result = vm["main"](*(tvm.runtime.tensor(x, device) for x in inputs))
+    if isinstance(result, tvm.runtime.Tensor):
+        return [result.numpy()]
+    return [o.numpy() for o in result]  # a tuple of outputs
+
+
+def reference_outputs(model: Model, inputs: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
+    """The model's outputs from its own framework: (its name, the outputs)."""
+    if model.source == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(model.origin),
+                                               providers=["CPUExecutionProvider"])
+        feeds = {i.name: x for i, x in zip(model.inputs, inputs)}
+        return "onnxruntime", list(session.run(None, feeds))
+    import torch
+
+    with torch.no_grad():
+        out = model.origin(*(torch.from_numpy(x) for x in inputs))
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return "torch", [o.detach().numpy() for o in outs]
+
+
+def model_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [random_array(i.shape, i.dtype, rng) for i in model.inputs]
+
+
+def check_outputs(got: list[np.ndarray], want: list[np.ndarray]) -> tuple[float, float]:
+    """(largest error, tolerance) of ``got`` against ``want``; CompileError if beyond it."""
+    if len(got) != len(want):
+        raise CompileError(f"the compiled model returns {len(got)} outputs, the reference "
+                           f"{len(want)}")
+    worst, tolerance = 0.0, 0.0
+    for n, (g, w) in enumerate(zip(got, want)):
+        if g.shape != w.shape:
+            raise CompileError(f"output {n} has shape {g.shape}, the reference {w.shape}")
+        w64 = w.astype(np.float64)
+        bound = RELATIVE_TOLERANCE * float(np.abs(w64).max(initial=0.0))
+        error = float(np.abs(g.astype(np.float64) - w64).max(initial=0.0))
+        if not error <= bound:  # NaN fails
+            raise CompileError(f"output {n} differs from the reference by {error:.3g} "
+                               f"(tolerance {bound:.3g})")
+        worst, tolerance = max(worst, error), max(tolerance, bound)
+    return worst, tolerance
+
+
+def compile_model(model: Model, target: str, db: str | os.PathLike,
+                  out: str | os.PathLike | None = None,
+                  registry: Registry | None = None) -> tuple[Any, CompileReport]:
+    """``model`` compiled for ``target`` with the best programs in ``db``, checked against
+    its framework, exported to ``out`` if given: (the executable, the report)."""
+    registry = registry or default_registry()
+    chosen = registry.target(target)
+    if chosen.kind != "cpu":
+        raise CompileError(f"models compile for CPU targets so far; {target} is a "
+                           f"{chosen.kind} target")
+    if out is not None and not Path(out).parent.is_dir():
+        raise CompileError(f"--out {out}: folder {Path(out).parent} does not exist")
+    fused, rows = schedule_model(model, target, db, registry)
+    executable = build(fused, chosen)
+    inputs = model_inputs(model)
+    try:
+        framework, want = reference_outputs(model, inputs)
+    except Exception as exc:  # noqa: BLE001 - the framework refusing the model is the user's
+        raise ModelError(f"{model.name}: its framework could not run it ({exc})") from None
+    error, tolerance = check_outputs(run_model(executable, inputs), want)
+    if out is not None:
+        executable.export_library(str(out))
+    return executable, CompileReport(model=model.name, target=target,
+                                     out=str(out) if out else None, functions=rows,
+                                     checked_against=framework, max_error=error,
+                                     tolerance=tolerance)

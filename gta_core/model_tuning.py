@@ -1,0 +1,116 @@
+"""``gta tune --model``: one dual-task budget over a model's fused functions and their mappings.
+
+Each distinct fused function whose anchor some intrinsic of the target can take becomes a
+subgraph of the dual-task scheduler, weighted by how often the model calls it; its
+mappings share that subgraph's trials. Records key on the function's content
+(:class:`~gta_core.workloads.subgraph.SubgraphWorkload`), so a function two models share
+shares its records. A function no intrinsic takes (pooling, a layout change, a
+normalisation) is listed with the reason and compiles with TVM's default schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+from pydantic import BaseModel
+
+from .frontends import Model, ModelTask, fuse, model_tasks
+from .measure.settings import MeasureSettings
+from .plugins import Registry, default_registry
+from .tuning import TaskReport, TuneError, check_budget, tune_workloads
+
+
+class ModelTaskReport(BaseModel):
+    """One fused function of the model: what it is, how it was tuned, what it costs."""
+
+    name: str  # the fused function, as the model's module names it
+    workload: str | None  # the records' key (None: no anchor)
+    weight: int  # calls in the model
+    anchor: str | None  # the anchor block: what the intrinsic computes
+    gflops_work: float | None  # the anchor's work per call, GFLOP (GOP for integers)
+    mappings: int  # kept mappings on the target
+    untuned_us: float | None  # TVM with no schedule, timed here
+    tuned: TaskReport | None  # None: not tuned by GTA (``why``)
+    why: str | None = None
+
+    @property
+    def latency_us(self) -> float | None:
+        """Per call: the tuned program's where there is one, else the untuned one's."""
+        tuned = self.tuned.latency_us if self.tuned and self.tuned.correct else None
+        return tuned if tuned is not None else self.untuned_us
+
+
+class ModelTuneReport(BaseModel):
+    model: str
+    target: str
+    tasks: list[ModelTaskReport]
+    trials: int
+    seconds: float
+    ended_by: str
+
+
+def _untuned_us(task: ModelTask, tvm_target) -> float | None:
+    """The task's function built for the target with no schedule, timed (median of 3) on
+    random inputs."""
+    import tvm
+
+    from .workloads.operator import random_array
+
+    rng = np.random.default_rng(0)
+    try:
+        lib = tvm.compile(tvm.IRModule({"main": task.func}), target=tvm_target).jit()
+        device = tvm.cpu()
+        args = [tvm.runtime.tensor(random_array(tuple(int(d) for d in b.shape), str(b.dtype),
+                                                rng), device) for b in task.func.params]
+        timer = lib.time_evaluator("main", device, number=1, repeat=3)
+        return float(np.median(timer(*args).results)) * 1e6
+    except Exception:  # noqa: BLE001 - an untimed function is reported as such, not fatal
+        return None
+
+
+def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
+               time_budget: float | None = None, scheduler: str = "dual",
+               measure: MeasureSettings | None = None, registry: Registry | None = None,
+               progress: Callable | None = None) -> ModelTuneReport:
+    """Tune ``model``'s fused functions on ``target`` under one budget of ``trials``,
+    recorded in ``db`` (resumable as :func:`gta_core.tune` is)."""
+    check_budget(trials, time_budget, scheduler)
+    registry = registry or default_registry()
+    chosen = registry.target(target)
+    if chosen.kind != "cpu":
+        raise TuneError(f"models are tuned for CPU targets so far; {target} is a "
+                        f"{chosen.kind} target")
+    from .mapping import mapping_candidates
+
+    start = time.perf_counter()
+    tasks = model_tasks(fuse(model.mod))
+    kept: dict[str, int] = {}
+    for task in tasks:
+        if task.workload is not None:
+            kept[task.digest] = sum(c.status == "kept" for c in mapping_candidates(
+                task.workload, target, registry))
+    tunable = [t for t in tasks if kept.get(t.digest)]
+    if not tunable:
+        raise TuneError(f"{model.name}: none of its {len(tasks)} fused functions has a "
+                        f"mapping onto {target}'s intrinsics; nothing to tune")
+    report = tune_workloads([t.workload for t in tunable], [float(t.weight) for t in tunable],
+                            target, trials, db, time_budget=time_budget, scheduler=scheduler,
+                            measure=measure, registry=registry, progress=progress)
+    tuned = {r.workload: r for r in report.tasks}
+    rows = []
+    for task in tasks:
+        workload = task.workload
+        why = task.why or (None if kept.get(task.digest) else
+                           f"no mapping of its anchor onto {target}'s intrinsics")
+        rows.append(ModelTaskReport(
+            name=task.name, workload=workload.spec if workload else None, weight=task.weight,
+            anchor=workload.main_block if workload else None,
+            gflops_work=workload.flops / 1e9 if workload else None,
+            mappings=kept.get(task.digest, 0), untuned_us=_untuned_us(task, chosen.tvm_target()),
+            tuned=tuned.get(workload.spec) if workload else None,
+            why=why and f"default schedule: {why}"))
+    return ModelTuneReport(model=model.name, target=target, tasks=rows, trials=trials,
+                           seconds=time.perf_counter() - start, ended_by=report.ended_by)

@@ -1,0 +1,195 @@
+"""A workload cut from a model: one fused TensorIR function, tuned as a spec's operator is.
+
+A model's fused function (``fused_conv2d_add_relu``) holds producer blocks (padding), an
+*anchor* block that does the arithmetic (the multiply-accumulate with the most work) and
+epilogue blocks (bias add, ReLU, a residual add). Mappings, rules and constraints see the
+anchor exactly as they see a spec's main block; the program they generate is the whole
+function, epilogues included. Its reference is the same function built by TVM with no
+schedule at all, run here.
+
+Its ``spec`` is the function's family name and a digest of its text, so the same subgraph
+keys the same records in every model that holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .operator import ERROR_UNITS, UNIT_ROUNDOFF, numpy_dtype, random_array
+from .spec import Expected, output_mismatch, throughput_unit
+
+
+class NoAnchor(ValueError):
+    """A function with no multiply-accumulate block an intrinsic could take; says why."""
+
+
+def _is_load(expr) -> bool:
+    """Whether ``expr``, casts peeled off, reads a buffer element."""
+    from tvm import tirx
+    from tvm.ir.expr import TensorLoad  # what tirx.BufferLoad makes in TVM 0.27
+
+    while isinstance(expr, tirx.Cast):
+        expr = expr.value
+    return isinstance(expr, TensorLoad)
+
+
+def _is_multiply_accumulate(block) -> bool:
+    """Whether ``block`` updates ``out = out + a * b`` (casts allowed around a and b)."""
+    from tvm import tirx
+    from tvm.ir.expr import TensorLoad
+
+    store = block.body
+    if not isinstance(store, tirx.BufferStore) or not isinstance(store.value, tirx.Add):
+        return False
+    acc, product = store.value.a, store.value.b
+    if not (isinstance(acc, TensorLoad) and acc.source.same_as(store.buffer)):
+        return False
+    while isinstance(product, tirx.Cast):
+        product = product.value
+    return isinstance(product, tirx.Mul) and _is_load(product.a) and _is_load(product.b)
+
+
+def anchor_block(func) -> tuple[str, int]:
+    """(name, multiply-accumulates) of ``func``'s anchor: of its multiply-accumulate
+    blocks, the one with the most iterations. Raises :class:`NoAnchor` when it has none."""
+    from tvm import s_tir
+    from tvm.tirx import IterVar
+
+    sch = s_tir.Schedule(func)
+    best: tuple[str, int] | None = None
+    for block_rv in sch.get_child_blocks(sch.get_sblock("root")):
+        block = sch.get(block_rv)
+        if not any(iv.iter_type == IterVar.CommReduce for iv in block.iter_vars):
+            continue
+        if not _is_multiply_accumulate(block):
+            continue
+        work = math.prod(int(iv.dom.extent) for iv in block.iter_vars)
+        if best is None or work > best[1]:
+            best = (block.name_hint, work)
+    if best is None:
+        raise NoAnchor("no multiply-accumulate block (a pooling, a normalisation, an "
+                       "elementwise or layout function)")
+    return best
+
+
+def narrowed(func):
+    """``func`` with int32 loop and index arithmetic (Relax legalises shapes as int64; GTA's
+    rules, and LLVM's vector code, are at home with int32)."""
+    import tvm
+    from tvm import tirx
+
+    return tirx.transform.ForceNarrowIndexToInt32()(tvm.IRModule({"main": func}))["main"]
+
+
+def digest(func) -> str:
+    """A stable name for ``func``'s content: its TVMScript text, hashed."""
+    text = func.with_attr("global_symbol", "main").script()
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def family(name: str) -> str:
+    """``fused_conv2d3_add3_relu2`` -> ``fused_conv2d_add_relu``: the numbers Relax adds to
+    tell functions apart differ between models; the digest tells them apart instead."""
+    return re.sub(r"(?<=[a-z])\d+(?=_|$)", "", name)
+
+
+@dataclass(frozen=True, eq=False)
+class SubgraphWorkload:
+    """One fused function of a model, with its anchor block as the main block."""
+
+    name: str
+    func: Any = field(repr=False)  # tvm.tirx.PrimFunc: inputs, then one output
+    main_block: str
+    macs: int
+
+    @classmethod
+    def from_function(cls, name: str, func) -> SubgraphWorkload:
+        """The workload of ``func`` (narrowed to int32 indices); NoAnchor if it has none."""
+        func = narrowed(func).with_attr("global_symbol", "main")
+        block, macs = anchor_block(func)
+        return cls(name, func, block, macs)
+
+    @cached_property
+    def spec(self) -> str:
+        return f"{family(self.name)}/{digest(self.func)}"
+
+    def __str__(self) -> str:
+        return self.spec
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def prim_func(self):
+        return self.func
+
+    @property
+    def _params(self) -> list:
+        return list(self.func.params)
+
+    @property
+    def input_buffers(self) -> list:
+        return self._params[:-1]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._params[-1].shape)
+
+    @property
+    def output_dtype(self) -> str:
+        return str(self._params[-1].dtype)
+
+    @property
+    def unit(self) -> str:
+        from tvm import s_tir
+
+        sch = s_tir.Schedule(self.func)
+        block = sch.get(sch.get_sblock(self.main_block))
+        return throughput_unit(str(block.reads[0].source.dtype))
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [random_array(tuple(int(d) for d in b.shape), str(b.dtype), rng)
+                for b in self.input_buffers]
+
+    @cached_property
+    def _unscheduled(self):
+        """The function built by TVM with no schedule: what every program is checked against."""
+        import tvm
+
+        return tvm.compile(tvm.IRModule({"main": self.func}), target={"kind": "llvm"}).jit()
+
+    def reference(self, inputs: list[np.ndarray]) -> np.ndarray:
+        import tvm
+
+        device = tvm.cpu()
+        out = tvm.runtime.tensor(np.zeros(self.output_shape, numpy_dtype(self.output_dtype)),
+                                 device)
+        self._unscheduled["main"](*(tvm.runtime.tensor(x, device) for x in inputs), out)
+        return out.numpy()
+
+    def expected(self, inputs: list[np.ndarray]) -> Expected:
+        """The unscheduled function's output, and the error each output may have.
+
+        Floats: ``ERROR_UNITS`` units of roundoff times the sum of |a*b| (the function on
+        the inputs' absolute values, which bounds it for the monotone epilogues a fusion
+        holds: bias add, ReLU, residual add) plus the output's own size (the reference
+        rounds too). Integers must match exactly.
+        """
+        value = self.reference(inputs)
+        unit = UNIT_ROUNDOFF.get(self.output_dtype)
+        if unit is None:
+            return Expected(value, None)
+        magnitude = self.reference([np.abs(x) for x in inputs]).astype(np.float64)
+        bound = ERROR_UNITS * unit * (np.abs(magnitude) + np.abs(value.astype(np.float64)))
+        return Expected(value, bound)
+
+    def mismatch(self, actual: np.ndarray, expected: Expected) -> str | None:
+        return output_mismatch(actual, expected)

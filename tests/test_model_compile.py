@@ -1,0 +1,145 @@
+"""Models tuned under one budget and compiled into a library whose outputs match the model's
+own framework (onnxruntime, PyTorch)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tvm
+
+from gta_core.cli import main
+from gta_core.frontends import from_torch, fuse, load_onnx, model_tasks
+from gta_core.mapping import mapping_candidates
+from gta_core.measure import measure_program
+from gta_core.measure.settings import MeasureSettings
+from gta_core.model_compile import (
+    CompileError,
+    compile_model,
+    model_inputs,
+    reference_outputs,
+    run_model,
+)
+from gta_core.model_tuning import tune_model
+from gta_core.plugins import default_registry
+from gta_core.scheduler.space import MappingSpace, Task
+
+FAST = MeasureSettings(number=1, repeat=2, min_repeat_ms=0)
+
+
+@pytest.fixture(scope="module")
+def tuned(residual_onnx, tmp_path_factory):
+    """The residual model tuned for 8 trials: (model, db)."""
+    where = tmp_path_factory.mktemp("tuned")
+    model = load_onnx(residual_onnx(where / "m.onnx"))
+    report = tune_model(model, "avx512", 8, where / "db", measure=FAST)
+    return model, where / "db", report
+
+
+def test_a_model_tune_reports_every_function_and_spends_the_budget_on_the_tunable(tuned):
+    _, _, report = tuned
+    tuned_tasks = [t for t in report.tasks if t.tuned is not None]
+    assert sum(t.tuned.trials for t in tuned_tasks) == 8
+    assert any(t.tuned.correct for t in tuned_tasks if t.tuned.trials)
+    for task in report.tasks:
+        assert task.untuned_us and task.untuned_us > 0
+        if task.tuned is None:
+            assert task.why.startswith("default schedule")
+    conv3x3 = next(t for t in report.tasks if t.weight == 2)
+    assert conv3x3.mappings >= 1 and conv3x3.anchor == "conv2d_nchw"
+
+
+def test_the_compiled_library_runs_in_a_vm_and_matches_onnxruntime(tuned, tmp_path):
+    model, db, _ = tuned
+    out = tmp_path / "model.so"
+    _, report = compile_model(model, "avx512", db, out)
+    assert report.checked_against == "onnxruntime" and report.max_error <= report.tolerance
+    gta = [f for f in report.functions if f.schedule == "gta"]
+    assert gta and all(f.mapping for f in gta)
+    assert all(f.why for f in report.functions if f.schedule == "default")
+    inputs = model_inputs(model, seed=7)
+    got = run_model(tvm.runtime.load_module(str(out)), inputs)
+    _, want = reference_outputs(model, inputs)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_compiled_model_that_disagrees_with_its_framework_is_not_written(tuned, tmp_path,
+                                                                           monkeypatch):
+    model, db, _ = tuned
+    import gta_core.model_compile as compiling
+
+    def off_by_one(model, inputs):
+        name, outputs = reference_outputs(model, inputs)
+        return name, [o + 1.0 for o in outputs]
+
+    monkeypatch.setattr(compiling, "reference_outputs", off_by_one)
+    out = tmp_path / "wrong.so"
+    with pytest.raises(CompileError, match="output 0 differs from the reference"):
+        compile_model(model, "avx512", db, out)
+    assert not out.exists()
+
+
+def test_compiling_without_records_keeps_tvm_defaults_and_names_them(residual_onnx, tmp_path):
+    model = load_onnx(residual_onnx(tmp_path / "m.onnx"))
+    (tmp_path / "empty").mkdir()
+    _, report = compile_model(model, "avx512", tmp_path / "empty")
+    assert {f.schedule for f in report.functions} == {"default"}
+    assert any("no checked record" in f.why for f in report.functions)
+    with pytest.raises(CompileError, match="no such directory"):
+        compile_model(model, "avx512", tmp_path / "nowhere")
+
+
+def test_epilogues_are_computed_where_the_output_is_written_back(residual_onnx, tmp_path):
+    """Every design space of a fused conv + bias + relu has its epilogue inlined somewhere
+    (no T_add / ReLU block left at the root) where the mapping writes through a write-back
+    or an accumulator; each sampled program is correct."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(residual_onnx(tmp_path / "m.onnx"))
+    task = next(t for t in model_tasks(fuse(model.mod)) if t.weight == 2)
+    candidate = next(c for c in mapping_candidates(task.workload, "avx512", registry)
+                     if c.status == "kept" and not c.padding)
+    program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic], target)
+    space = MappingSpace(program, list(registry.rules.values()), [])
+    sketches = space.generate_design_space(tvm.IRModule({"main": task.workload.prim_func()}))
+    assert sketches
+    fused = 0
+    for sch in sketches:
+        names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+        fused += not names & {"T_add", "compute"}
+        result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
+        assert result.correct, result.mismatch
+    assert fused == len(sketches)
+
+
+def test_the_command_line_tunes_and_compiles_a_model(residual_onnx, tmp_path, capsys):
+    path = residual_onnx(tmp_path / "m.onnx", channels=8)
+    db, out = tmp_path / "db", tmp_path / "m.so"
+    assert main(["tune", "--model", path, "--target", "avx512", "--trials", "3",
+                 "--db", str(db), "--quiet", "--json"]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert sum(t["tuned"]["trials"] for t in tuned["tasks"] if t["tuned"]) == 3
+    assert main(["compile", "--model", path, "--db", str(db), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "outputs match onnxruntime" in text and out.exists()
+
+
+def test_a_torch_module_compiles_and_matches_torch(tmp_path):
+    import torch
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 16, 3, padding=1)
+            self.fc = torch.nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    model = from_torch(Small(), (torch.randn(1, 8, 6, 6),))
+    report = tune_model(model, "avx512", 3, tmp_path, measure=FAST)
+    assert sum(t.tuned.trials for t in report.tasks if t.tuned) == 3
+    _, compiled = compile_model(model, "avx512", tmp_path, tmp_path / "small.so")
+    assert compiled.checked_against == "torch"
+    assert any(f.schedule == "gta" for f in compiled.functions)
