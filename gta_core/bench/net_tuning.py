@@ -1,0 +1,84 @@
+"""Tuning the two tuners of the network suites at the same total budget, resumably.
+
+- GTA: ``gta tune --model`` into ``OUT/gta`` (its records count toward the budget, so a run
+  killed half-way resumes where it stopped);
+- MetaSchedule: ``tune_relax`` on the same fused module into ``OUT/metaschedule``, with the
+  builder and runner GTA measures with. Its task scheduler does not count earlier records,
+  so a run that did not finish is started again from an empty directory.
+
+``OUT/tuned.json`` keeps, per tuner, the trials, the seconds spent (summed over GTA's runs)
+and the commit it ran at.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..frontends import Model, fuse
+from ..measure import MeasureSettings, make_builder, make_runner
+from ..models import Target
+
+TUNED = "tuned.json"
+
+
+def metaschedule_dir(out: str | Path) -> Path:
+    return Path(out) / "metaschedule"
+
+
+def tuned_state(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / TUNED
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(out: str | Path, state: dict[str, Any]) -> None:
+    path = Path(out) / TUNED
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(state, indent=1))
+    partial.replace(path)  # never a half-written file
+
+
+def tune_gta(model: Model, target: str, trials: int, out: str | Path,
+             measure: MeasureSettings | None = None, progress=None) -> dict[str, Any]:
+    from .tuned import code_version
+    from ..model_tuning import tune_model
+
+    state = tuned_state(out)
+    report = tune_model(model, target, trials, Path(out) / "gta", measure=measure,
+                        progress=progress)
+    done = sum(t.tuned.trials for t in report.tasks if t.tuned)
+    previous = state.get("gta", {})
+    state["gta"] = {"trials": done, "budget": trials, "code": code_version(),
+                    "seconds": previous.get("seconds", 0.0) + report.seconds}
+    _save(out, state)
+    return state["gta"]
+
+
+def tune_metaschedule(model: Model, target: Target, trials: int, out: str | Path,
+                      measure: MeasureSettings | None = None) -> dict[str, Any]:
+    from tvm.s_tir import meta_schedule as ms
+
+    from .tuned import code_version
+
+    state = tuned_state(out)
+    entry = state.get("metaschedule")
+    if entry and entry.get("trials") == trials:
+        return entry
+    where = metaschedule_dir(out)
+    shutil.rmtree(where, ignore_errors=True)  # an unfinished run starts again (see above)
+    where.mkdir(parents=True)
+    measure = measure or MeasureSettings()
+    start = time.perf_counter()
+    ms.relax_integration.tune_relax(
+        fuse(model.mod), {}, target.tvm_target(), str(where), max_trials_global=trials,
+        builder=make_builder(measure), runner=make_runner(measure, target))
+    state["metaschedule"] = {"trials": trials, "budget": trials, "code": code_version(),
+                             "seconds": time.perf_counter() - start}
+    _save(out, state)
+    return state["metaschedule"]

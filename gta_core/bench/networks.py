@@ -1,0 +1,174 @@
+"""``gta bench --suite net-MODEL``: a whole network, end to end, every contender side by side.
+
+The model comes from the offline zoo (:mod:`.zoo`), exported once to ``OUT/model.onnx``.
+GTA and MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,
+resumable); then each contender is prepared in a process of its own (:mod:`.net_runners`),
+its outputs are checked against onnxruntime's on the same random inputs, and the checked
+ones are timed in interleaved rounds once the cores are quiet. ``OUT/results.json`` and
+``OUT/results.md`` hold medians, spreads, GTA's speedup over each, and each tuner's time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ..frontends import load_onnx
+from ..model_compile import CompileError, check_outputs, model_inputs
+from ..plugins import default_registry
+from .net_runners import NET_CONTENDERS, NetRunner, RunnerFailed
+from .net_tuning import tune_gta, tune_metaschedule, tuned_state
+from .quiet import OtherLoad, wait_for_quiet
+from .zoo import ZOO, export_onnx
+
+NET_SUITES = {f"net-{name}": name for name in ZOO}
+TUNERS = ("gta", "metaschedule")
+
+
+class NetResult(BaseModel):
+    contender: str
+    latency_ms: float | None = None  # median over rounds
+    spread: float | None = None  # (max - min) / median
+    samples_ms: list[float] = []
+    correct: bool | None = None
+    max_error: float | None = None
+    note: str | None = None  # why it has no time
+    trials: int | None = None
+    tuning_seconds: float | None = None
+
+
+class NetBenchReport(BaseModel):
+    suite: str
+    model: str
+    description: str
+    host: str
+    target: str
+    mcpu: str | None
+    trials: int
+    repeat: int
+    code: str
+    tuned_code: dict[str, str]
+    results: list[NetResult]
+    speedup: dict[str, float]  # "gta/X": X's latency over GTA's
+    other_cores: float | None  # cores other processes used while timing
+    seconds: float
+
+
+def _speedups(results: list[NetResult]) -> dict[str, float]:
+    by_name = {r.contender: r for r in results}
+    gta = by_name.get("gta")
+    if gta is None or gta.latency_ms is None:
+        return {}
+    return {f"gta/{r.contender}": r.latency_ms / gta.latency_ms for r in results
+            if r.contender != "gta" and r.latency_ms is not None}
+
+
+def markdown(report: NetBenchReport) -> str:
+    lines = [f"# {report.suite}: {report.description}", "",
+             f"Host: {report.host}; target {report.target} (mcpu {report.mcpu}); "
+             f"{report.trials} trials per tuner; {report.repeat} interleaved rounds; timed at "
+             f"{report.code}" + (f"; other processes used {report.other_cores:.2f} cores"
+                                 if report.other_cores is not None else ""), "",
+             "| contender | latency ms (median) | spread | checked | GTA speedup | trials | "
+             "tuning s |", "|---|---|---|---|---|---|---|"]
+    for r in report.results:
+        speed = report.speedup.get(f"gta/{r.contender}")
+        lines.append(
+            f"| {r.contender} | {f'{r.latency_ms:.2f}' if r.latency_ms else '-'} | "
+            f"{f'{r.spread:.0%}' if r.spread is not None else '-'} | "
+            f"{({True: 'yes', False: 'WRONG', None: '-'})[r.correct]} | "
+            f"{f'{speed:.2f}x' if speed else '-'} | {r.trials or '-'} | "
+            f"{f'{r.tuning_seconds:.0f}' if r.tuning_seconds else '-'} |"
+            + (f" {r.note}" if r.note else ""))
+    return "\n".join(lines) + "\n"
+
+
+def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: list[str],
+                      target: str = "avx512", repeat: int = 5, quiet_wait_s: float = 60.0,
+                      progress: Callable[[str], None] | None = None) -> NetBenchReport:
+    """Tune, check and time ``suite``'s model (see the module docstring)."""
+    from .run import BenchError, check_out, machine
+    from .tuned import code_version
+
+    if suite not in NET_SUITES:
+        raise BenchError(f"unknown network suite {suite!r}; known: {', '.join(NET_SUITES)}")
+    unknown = [c for c in contenders if c not in NET_CONTENDERS]
+    if unknown:
+        raise BenchError(f"unknown contender(s) {', '.join(unknown)} for a network suite; "
+                         f"known: {', '.join(NET_CONTENDERS)}")
+    say = progress or (lambda text: None)
+    start = time.perf_counter()
+    out = check_out(out)
+    name = NET_SUITES[suite]
+    onnx_path = out / "model.onnx"
+    if not onnx_path.exists():
+        say(f"exporting {name} to {onnx_path}")
+        export_onnx(name, onnx_path)
+    model = load_onnx(onnx_path)
+    chosen = default_registry().target(target)
+    if "gta" in contenders:
+        say(f"gta: tuning {name} ({trials} trials)")
+        tune_gta(model, target, trials, out)
+    if "metaschedule" in contenders:
+        say(f"metaschedule: tuning {name} ({trials} trials, tune_relax)")
+        tune_metaschedule(model, chosen, trials, out)
+    tuned = tuned_state(out)
+    inputs = model_inputs(model)
+    job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
+    say("reference outputs: onnxruntime")
+    reference = NetRunner("onnxruntime", job, inputs)
+    try:
+        want = reference.ask("output")
+    finally:
+        reference.close()
+    results, runners = [], {}
+    for contender in contenders:
+        result = NetResult(contender=contender, trials=tuned.get(contender, {}).get("trials"),
+                           tuning_seconds=tuned.get(contender, {}).get("seconds"))
+        results.append(result)
+        say(f"{contender}: preparing and checking")
+        try:
+            runner = NetRunner(contender, job, inputs)
+        except RunnerFailed as exc:
+            result.note = f"failed: {exc}"
+            continue
+        try:
+            result.max_error, _ = check_outputs(runner.ask("output"), want)
+            result.correct = True
+            runners[contender] = runner
+        except (CompileError, RunnerFailed) as exc:
+            result.correct, result.note = False, f"not timed: {exc}"
+            runner.close()
+    if quiet_wait_s > 0:
+        wait_for_quiet(quiet_wait_s)
+    load = OtherLoad(pids=tuple(r.process.pid for r in runners.values()))
+    order = list(runners)
+    for round_ in range(repeat):  # each round starts with the next contender
+        say(f"timing round {round_ + 1} of {repeat}")
+        shift = round_ % len(order) if order else 0
+        for contender in order[shift:] + order[:shift]:
+            result = next(r for r in results if r.contender == contender)
+            try:
+                result.samples_ms.append(runners[contender].ask("sample") / 1e3)
+            except RunnerFailed as exc:
+                result.note = f"failed while timed: {exc}"
+    other = load.cores()
+    for contender, runner in runners.items():
+        runner.close()
+        result = next(r for r in results if r.contender == contender)
+        if result.samples_ms:
+            result.latency_ms = statistics.median(result.samples_ms)
+            result.spread = (max(result.samples_ms) - min(result.samples_ms)) / result.latency_ms
+    report = NetBenchReport(
+        suite=suite, model=name, description=ZOO[name].description, host=machine(),
+        target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
+        code=code_version(), tuned_code={k: v.get("code", "?") for k, v in tuned.items()},
+        results=results, speedup=_speedups(results), other_cores=other,
+        seconds=time.perf_counter() - start)
+    (out / "results.json").write_text(report.model_dump_json(indent=1))
+    (out / "results.md").write_text(markdown(report))
+    return report

@@ -1,0 +1,47 @@
+"""`gta bench --suite net-*`: a zoo model tuned by GTA and MetaSchedule at one budget, every
+contender checked against onnxruntime and timed in its own process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gta_core.bench.networks import NET_SUITES, run_network_bench
+from gta_core.bench.run import BenchError
+from gta_core.bench.zoo import ZOO, build_model
+from gta_core.cli import main
+
+
+def test_every_zoo_model_builds_offline_with_random_weights():
+    import torch
+
+    for name in ("tiny", "mobilenetv2"):
+        module = build_model(name)
+        with torch.no_grad():
+            out = module(torch.randn(*ZOO[name].input_shape))
+        assert out.shape[0] == 1 and torch.isfinite(out).all()
+    assert {"net-resnet18", "net-resnet50", "net-mobilenetv2", "net-bert"} <= set(NET_SUITES)
+
+
+def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
+    report = run_network_bench("net-tiny", tmp_path, trials=2,
+                               contenders=["gta", "metaschedule", "tvm-untuned", "onnxruntime",
+                                           "torch"], repeat=1, quiet_wait_s=0)
+    by_name = {r.contender: r for r in report.results}
+    for result in by_name.values():
+        assert result.correct is True, result.note
+        assert result.latency_ms and result.latency_ms > 0 and len(result.samples_ms) == 1
+    assert by_name["gta"].trials == 2 and by_name["metaschedule"].trials == 2
+    assert by_name["gta"].tuning_seconds > 0 and by_name["metaschedule"].tuning_seconds > 0
+    assert set(report.speedup) == {f"gta/{c}" for c in by_name if c != "gta"}
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["model"] == "tiny" and saved["host"]
+    assert "| gta |" in (tmp_path / "results.md").read_text()
+
+
+def test_bad_network_suite_requests_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(BenchError, match="unknown contender.*numpy"):
+        run_network_bench("net-tiny", tmp_path, trials=1, contenders=["gta", "numpy"])
+    assert main(["bench", "--suite", "net-tiny", "--first", "2", "--out", str(tmp_path)]) == 2
+    assert "--first and --one-process are for operator suites" in capsys.readouterr().err
