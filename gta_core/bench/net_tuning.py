@@ -46,8 +46,8 @@ def _save(out: str | Path, state: dict[str, Any]) -> None:
 
 def tune_gta(model: Model, target: str, trials: int, out: str | Path,
              measure: MeasureSettings | None = None, progress=None) -> dict[str, Any]:
-    from .tuned import code_version
     from ..model_tuning import tune_model
+    from .tuned import code_version
 
     state = tuned_state(out)
     report = tune_model(model, target, trials, Path(out) / "gta", measure=measure,
