@@ -19,7 +19,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelError, fuse, model_tasks
-from .measure import build
+from .measure.check import build_config
+from .models import Target
 from .plugins import Registry, default_registry
 from .workloads.operator import random_array
 
@@ -32,8 +33,8 @@ RELATIVE_TOLERANCE = 2.0**-10
 
 class CompiledFunction(BaseModel):
     name: str  # the fused function
-    workload: str | None
-    schedule: str  # "gta" or "default"
+    workload: str
+    schedule: str  # "gta" (GTA's tuning, an intrinsic's or the generic space's) or "default"
     mapping: str | None = None
     tuned_us: float | None = None
     why: str | None = None  # why it kept the default schedule
@@ -86,11 +87,11 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
     rows = []
     for task in model_tasks(fused):
         workload = task.workload
-        record = _chosen_record(store, task_prefix(workload.spec, chosen)) if workload else None
+        record = _chosen_record(store, task_prefix(workload.spec, chosen))
         if record is None:
-            why = task.why or f"no checked record of {workload.spec} in {db}"
-            rows += [CompiledFunction(name=n, workload=workload and workload.spec,
-                                      schedule="default", why=why) for n in task.functions]
+            rows += [CompiledFunction(name=n, workload=workload.spec, schedule="default",
+                                      why=f"no checked record of {workload.spec} in {db}")
+                     for n in task.functions]
             continue
         func = store.schedule(record).mod["main"].with_attr("tirx.is_scheduled", True)
         for name in task.functions:
@@ -98,6 +99,25 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
             rows.append(CompiledFunction(name=name, workload=workload.spec, schedule="gta",
                                          mapping=record.mapping, tuned_us=record.latency_us))
     return fused, rows
+
+
+def build_fused(fused, target: Target):
+    """A fused, scheduled module built for ``target``: TVM's CPU lowering and finalizing
+    passes only (its default pipeline would legalize and fuse again), with the
+    configuration :func:`gta_core.measure.build` uses."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    tvm_target = target.tvm_target()
+
+    @tvm.transform.module_pass(opt_level=3)
+    def lower(mod, _ctx):
+        passes = cpu.dataflow_lower_passes(tvm_target) + cpu.finalize_passes(tvm_target)
+        return tvm.transform.Sequential(passes)(mod)
+
+    with tvm_target, tvm.transform.PassContext(opt_level=3,
+                                               config=build_config(tvm_target.kind.name)):
+        return tvm.compile(fused, target=tvm_target, relax_pipeline=lower)
 
 
 def run_model(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -167,7 +187,7 @@ def compile_model(model: Model, target: str, db: str | os.PathLike,
     if out is not None and not Path(out).parent.is_dir():
         raise CompileError(f"--out {out}: folder {Path(out).parent} does not exist")
     fused, rows = schedule_model(model, target, db, registry)
-    executable = build(fused, chosen)
+    executable = build_fused(fused, chosen)
     inputs = model_inputs(model)
     try:
         framework, want = reference_outputs(model, inputs)

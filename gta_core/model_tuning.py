@@ -27,14 +27,14 @@ class ModelTaskReport(BaseModel):
     """One fused function of the model: what it is, how it was tuned, what it costs."""
 
     name: str  # the fused function, as the model's module names it
-    workload: str | None  # the records' key (None: no anchor)
+    workload: str  # the records' key
     weight: int  # calls in the model
-    anchor: str | None  # the anchor block: what the intrinsic computes
-    gflops_work: float | None  # the anchor's work per call, GFLOP (GOP for integers)
+    anchor: str | None  # the anchor block: what the intrinsic computes (None: no anchor)
+    gflops_work: float  # the anchor's work per call, GFLOP (GOP for integers)
     mappings: int  # kept mappings on the target
     untuned_us: float | None  # TVM with no schedule, timed here
-    tuned: TaskReport | None  # None: not tuned by GTA (``why``)
-    why: str | None = None
+    tuned: TaskReport | None
+    why: str | None = None  # why it is tuned without an intrinsic
 
     @property
     def latency_us(self) -> float | None:
@@ -87,30 +87,23 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
 
     start = time.perf_counter()
     tasks = model_tasks(fuse(model.mod))
-    kept: dict[str, int] = {}
-    for task in tasks:
-        if task.workload is not None:
-            kept[task.digest] = sum(c.status == "kept" for c in mapping_candidates(
-                task.workload, target, registry))
-    tunable = [t for t in tasks if kept.get(t.digest)]
-    if not tunable:
-        raise TuneError(f"{model.name}: none of its {len(tasks)} fused functions has a "
-                        f"mapping onto {target}'s intrinsics; nothing to tune")
-    report = tune_workloads([t.workload for t in tunable], [float(t.weight) for t in tunable],
+    kept = {t.digest: sum(c.status == "kept" for c in mapping_candidates(
+        t.workload, target, registry)) if t.workload.main_block else 0 for t in tasks}
+    report = tune_workloads([t.workload for t in tasks], [float(t.weight) for t in tasks],
                             target, trials, db, time_budget=time_budget, scheduler=scheduler,
-                            measure=measure, registry=registry, progress=progress)
+                            measure=measure, registry=registry, progress=progress,
+                            generic_fallback=True)
     tuned = {r.workload: r for r in report.tasks}
     rows = []
     for task in tasks:
         workload = task.workload
-        why = task.why or (None if kept.get(task.digest) else
-                           f"no mapping of its anchor onto {target}'s intrinsics")
+        why = workload.why or (None if kept[task.digest] else
+                               f"no mapping of its anchor onto {target}'s intrinsics")
         rows.append(ModelTaskReport(
-            name=task.name, workload=workload.spec if workload else None, weight=task.weight,
-            anchor=workload.main_block if workload else None,
-            gflops_work=workload.flops / 1e9 if workload else None,
-            mappings=kept.get(task.digest, 0), untuned_us=_untuned_us(task, chosen.tvm_target()),
-            tuned=tuned.get(workload.spec) if workload else None,
-            why=why and f"default schedule: {why}"))
+            name=task.name, workload=workload.spec, weight=task.weight,
+            anchor=workload.main_block, gflops_work=workload.flops / 1e9,
+            mappings=kept[task.digest], untuned_us=_untuned_us(task, chosen.tvm_target()),
+            tuned=tuned.get(workload.spec),
+            why=why and f"MetaSchedule's generic rules: {why}"))
     return ModelTuneReport(model=model.name, target=target, tasks=rows, trials=trials,
                            seconds=time.perf_counter() - start, ended_by=report.ended_by)

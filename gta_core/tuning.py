@@ -137,9 +137,11 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
                    arch: str | None = None, scheduler: str = "dual",
                    measure: MeasureSettings | None = None, search: SearchSettings | None = None,
                    registry: Registry | None = None,
-                   progress: Callable[[Progress], None] | None = None) -> TuneReport:
+                   progress: Callable[[Progress], None] | None = None,
+                   generic_fallback: bool = False) -> TuneReport:
     """:func:`tune` on workloads already made (a spec's, or a model's fused functions),
-    each with its weight."""
+    each with its weight. ``generic_fallback``: a workload with no kept mapping is searched
+    in MetaSchedule's generic space (a model's pooling or softmax) instead of refused."""
     check_budget(trials, time_budget, scheduler)
     registry = registry or default_registry()
     chosen = registry.target(target).for_arch(arch)
@@ -166,12 +168,15 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
 
     subgraphs = []
     for workload, weight in zip(workloads, weight_of):
-        kept = [c for c in mapping_candidates(workload, target, registry) if c.status == "kept"]
+        kept = [c for c in mapping_candidates(workload, target, registry) if c.status == "kept"
+                ] if workload.main_block is not None else []
         # Starts go by prior (tasks' roofline cost); mappings of equal prior in this order:
         # padding is wasted work, and fused axes cost index arithmetic and keep rules from
         # tiling them.
         kept.sort(key=lambda c: (c.waste, sum(len(loops) for loops in c.axes.values())))
         tasks = [Task(workload, c, registry.intrinsics[c.intrinsic], chosen) for c in kept]
+        if not tasks and generic_fallback:
+            tasks = [Task(workload, None, None, chosen)]
         if not tasks:
             raise TuneError(f"{workload.spec} has no kept mapping on {target} "
                             f"(see gta mappings '{workload.spec}' --target {target})")
@@ -227,7 +232,7 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
         measured = [o for o in outcomes if o.best_latency_us is not None]
         if measured:
             best = min(measured, key=lambda o: o.best_latency_us)
-            report.mapping, report.latency_us = best.task.mapping.id, best.best_latency_us
+            report.mapping, report.latency_us = best.task.mapping_id, best.best_latency_us
     if report.latency_us is not None:
         report.gflops = workload.flops / report.latency_us / 1e3
     return report
@@ -241,6 +246,6 @@ def _mapping_report(outcome: TaskOutcome, m: MappingState, best_prior: float | N
         why = "not started: " + (f"its prior is {prior:.1f}x the best mapping's, and what the "
                                  "started ones measured never made it worth a start"
                                  if prior is not None else "the run ended first")
-    return MappingReport(id=outcome.task.mapping.id, trials=outcome.measured,
+    return MappingReport(id=outcome.task.mapping_id, trials=outcome.measured,
                          best_latency_us=outcome.best_latency_us, prior=prior,
                          dropped=m.dropped is not None or not outcome.measured, why=why)

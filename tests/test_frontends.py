@@ -25,21 +25,21 @@ def test_an_onnx_model_becomes_fused_tasks_with_call_counts_as_weights(residual_
                                                                    "float32")]
     tasks = {t.name: t for t in model_tasks(fuse(model.mod))}
     # the two 3x3 layers are one function called twice
-    [conv3x3] = [t for t in tasks.values() if t.workload and t.workload.macs == 16 * 16 * 9 * 64]
+    [conv3x3] = [t for t in tasks.values() if t.workload.macs == 16 * 16 * 9 * 64]
     assert conv3x3.weight == 2 and len(conv3x3.functions) in (1, 2)
     assert conv3x3.workload.main_block == "conv2d_nchw"
     assert conv3x3.workload.spec.startswith("fused_conv2d_add_relu/")
-    [pointwise] = [t for t in tasks.values() if t.workload and t.workload.macs == 16 * 16 * 64]
+    [pointwise] = [t for t in tasks.values() if t.workload.macs == 16 * 16 * 64]
     assert pointwise.weight == 1 and "add_add" in pointwise.name  # bias and residual fused
-    [gemm] = [t for t in tasks.values() if t.workload and t.workload.main_block == "matmul"]
+    [gemm] = [t for t in tasks.values() if t.workload.main_block == "matmul"]
     assert gemm.workload.macs == 16 * 10
-    untunable = [t for t in tasks.values() if t.workload is None]
-    assert untunable and all("multiply-accumulate" in t.why for t in untunable)
+    anchorless = [t for t in tasks.values() if t.workload.main_block is None]
+    assert anchorless and all("multiply-accumulate" in t.workload.why for t in anchorless)
 
 
 def test_a_subgraph_checks_against_its_unscheduled_self(residual_onnx, tmp_path):
     model = load_onnx(residual_onnx(tmp_path / "m.onnx"))
-    task = next(t for t in model_tasks(fuse(model.mod)) if t.workload)
+    task = next(t for t in model_tasks(fuse(model.mod)) if t.workload.main_block)
     workload = task.workload
     inputs = workload.random_inputs()
     expected = workload.expected(inputs)
@@ -53,7 +53,7 @@ def test_a_subgraph_checks_against_its_unscheduled_self(residual_onnx, tmp_path)
 def test_the_same_subgraph_in_two_models_has_one_spec(residual_onnx, tmp_path):
     first = load_onnx(residual_onnx(tmp_path / "a.onnx"))
     second = load_onnx(residual_onnx(tmp_path / "b.onnx"))
-    specs = [{t.workload.spec for t in model_tasks(fuse(m.mod)) if t.workload}
+    specs = [{t.workload.spec for t in model_tasks(fuse(m.mod))}
              for m in (first, second)]
     assert specs[0] == specs[1]
 
@@ -118,7 +118,7 @@ def test_a_torch_module_imports_through_torch_export():
 
     model = from_torch(Small(), (torch.randn(1, 8, 6, 6),))
     assert model.source == "torch" and model.inputs[0].shape == (1, 8, 6, 6)
-    anchors = {t.workload.main_block for t in model_tasks(fuse(model.mod)) if t.workload}
+    anchors = {t.workload.main_block for t in model_tasks(fuse(model.mod))}
     assert "conv2d_nchw" in anchors
 
 

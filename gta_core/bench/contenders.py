@@ -195,7 +195,9 @@ class MetaSchedule(TuningContender):
               "full-range u8 x s8 data")
 
     def space(self, workload: Workload, ctx: BenchContext) -> Any:
-        return metaschedule.generic_space() if workload.params.dtype == "int8" else None
+        from ..scheduler.space import generic_space
+
+        return generic_space() if workload.params.dtype == "int8" else None
 
     def tune(self, workload: Workload, where: Path, ctx: BenchContext) -> str | None:
         metaschedule.tune(workload.prim_func(), ctx.target, where, ctx.trials,

@@ -27,14 +27,6 @@ FAILED_RUN_SECS = 1e10  # MetaSchedule's run time for a candidate that failed
 TRIALS_PER_BATCH = 16
 
 
-def generic_space() -> Any:
-    """MetaSchedule's generic CPU rules (``ScheduleRule.create("llvm")``), no intrinsic."""
-    from tvm.s_tir import meta_schedule as ms
-
-    return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm",
-                                             mutator_probs="llvm")
-
-
 def vnni_space(intrinsic: str) -> Any:
     """MetaSchedule's auto-tensorization rule (MultiLevelTilingWithIntrin) on ``intrinsic``.
 

@@ -52,7 +52,7 @@ def tune_gta(model: Model, target: str, trials: int, out: str | Path,
     state = tuned_state(out)
     report = tune_model(model, target, trials, Path(out) / "gta", measure=measure,
                         progress=progress)
-    done = sum(t.tuned.trials for t in report.tasks if t.tuned)
+    done = sum(t.tuned.trials for t in report.tasks)
     previous = state.get("gta", {})
     state["gta"] = {"trials": done, "budget": trials, "code": code_version(),
                     "seconds": previous.get("seconds", 0.0) + report.seconds}

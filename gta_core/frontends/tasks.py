@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..workloads.subgraph import NoAnchor, SubgraphWorkload, digest, narrowed
+from ..workloads.subgraph import SubgraphWorkload, digest, narrowed
 
 
 def fuse(mod):
@@ -37,17 +37,15 @@ class ModelTask:
     """One distinct fused function of a model.
 
     ``functions`` are the names of the fused module's functions it stands for (equal up to
-    their names); ``weight`` counts the calls to them. ``workload`` is None where the
-    function has no multiply-accumulate anchor (``why`` says so): such a task compiles with
-    TVM's default schedule.
+    their names); ``weight`` counts the calls to them. Its ``workload`` has no main block
+    where the function has no multiply-accumulate anchor (``workload.why`` says so).
     """
 
     name: str
     digest: str
     functions: list[str]
     weight: int
-    workload: SubgraphWorkload | None
-    why: str | None = None
+    workload: SubgraphWorkload
     func: Any = field(default=None, repr=False)  # the narrowed PrimFunc
 
 
@@ -82,11 +80,8 @@ def model_tasks(fused) -> list[ModelTask]:
         key = digest(func)
         task = tasks.get(key)
         if task is None:
-            try:
-                workload, why = SubgraphWorkload.from_function(gv.name_hint, func), None
-            except NoAnchor as exc:
-                workload, why = None, str(exc)
-            task = tasks[key] = ModelTask(gv.name_hint, key, [], 0, workload, why, func)
+            workload = SubgraphWorkload.from_function(gv.name_hint, func)
+            task = tasks[key] = ModelTask(gv.name_hint, key, [], 0, workload, func)
         task.functions.append(gv.name_hint)
         task.weight += calls[gv.name_hint]
     return sorted(tasks.values(), key=lambda t: t.name)

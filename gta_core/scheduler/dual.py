@@ -136,7 +136,7 @@ def _plan_round(states: list[SubgraphState], budget: int, choose,
 def _state_from_store(subgraph: Subgraph, store) -> SubgraphState:
     """A subgraph's state from its records, in the order they were measured."""
     state = SubgraphState(subgraph.name, subgraph.weight,
-                          [MappingState(t.mapping.id, prior=t.prior) for t in subgraph.tasks])
+                          [MappingState(t.mapping_id, prior=t.prior) for t in subgraph.tasks])
     index = {t.key: j for j, t in enumerate(subgraph.tasks)}
     for record in store.records():
         if record.task in index:

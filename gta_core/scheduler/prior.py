@@ -29,6 +29,8 @@ def prior_cycles(task) -> float | None:
     from ..mapping.access import intrinsic_computation
     from ..mapping.realise import RealisationError, reshape
 
+    if task.mapping is None:  # MetaSchedule's generic space: nothing to compare it with
+        return None
     try:
         shaped = reshape(task.workload, task.mapping, task.intrinsic,
                          pack_in_place=task.target.kind == "cpu")

@@ -26,7 +26,7 @@ from ..generation.rule import GenerationRule
 from ..measure.artifact_check import ArtifactCheck
 from ..measure.runners import remove_artifact
 from ..pruning.constraint import Constraint
-from .space import MappingSpace, Task
+from .space import MappingSpace, Task, generic_space
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ class TaskSearch:
         task, settings = self.task, self.settings
         mod = tvm.IRModule({"main": task.workload.prim_func()})
         self._workload = self.store.commit_workload(mod)
-        space = MappingSpace(task, self.rules, self.constraints, self.outcome.pruned)
+        space = (MappingSpace(task, self.rules, self.constraints, self.outcome.pruned)
+                 if task.mapping is not None else generic_space())
         with _stock_intrinsics_skipped(task.target.kind == "cpu"):
             context = ms.TuneContext(
                 mod=mod, target=task.target.tvm_target(), space_generator=space,
@@ -137,7 +138,7 @@ class TaskSearch:
         if not spaces:
             self.exhausted = True
             return None
-        database = self.store.metaschedule_view(task.key, task.mapping.id)
+        database = self.store.metaschedule_view(task.key, task.mapping_id)
         context.search_strategy.pre_tuning(self.max_trials, settings.batch, spaces, database,
                                            self.cost_model)
         self._context = context
@@ -235,7 +236,7 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
     for index, ((search, candidate), result) in enumerate(zip(flat, results)):
         task = search.task
         records.append(search.store.append(
-            task.key, task.mapping.id, search._workload, candidate.sch.trace, timed[index],
+            task.key, task.mapping_id, search._workload, candidate.sch.trace, timed[index],
             task.target.tvm_target(), candidate.args_info, error=_first_line(result.error_msg),
             correct=correct[index],
             latency_us=statistics.median(timed[index]) * 1e6 if timed[index] else None))

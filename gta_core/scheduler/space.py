@@ -34,11 +34,28 @@ def task_prefix(spec: str, target: Target) -> str:
     return f"{spec}@{target.name}{arch}#"
 
 
-class Task:
-    """One (workload, mapping) pair on a target: what the scheduler allocates trials to."""
+GENERIC = "generic"  # the mapping id of a task tuned with MetaSchedule's generic rules
 
-    def __init__(self, workload: Workload, mapping: MappingCandidate, intrinsic: Intrinsic,
-                 target: Target) -> None:
+
+def generic_space():
+    """MetaSchedule's generic CPU rules (``ScheduleRule.create("llvm")``), no intrinsic: the
+    space of a model's function that no intrinsic takes (pooling, softmax, layer norm...)."""
+    return ms.space_generator.PostOrderApply(sch_rules="llvm", postprocs="llvm",
+                                             mutator_probs="llvm")
+
+
+class Task:
+    """One (workload, mapping) pair on a target: what the scheduler allocates trials to.
+
+    ``mapping`` and ``intrinsic`` None: a workload no intrinsic takes, searched in
+    MetaSchedule's generic space (:func:`generic_space`) under the same budget.
+    """
+
+    def __init__(self, workload: Workload, mapping: MappingCandidate | None,
+                 intrinsic: Intrinsic | None, target: Target) -> None:
+        if mapping is None or intrinsic is None:
+            self.workload, self.mapping, self.intrinsic, self.target = workload, None, None, target
+            return
         ensure_registered(intrinsic)  # its records' traces tensorize with it
         # The program the mapping is realised from: widened where needed on a CPU (the mapping
         # then pads nothing), commuted / signed where needed on a GPU.
@@ -50,8 +67,12 @@ class Task:
         self.target = target
 
     @property
+    def mapping_id(self) -> str:
+        return self.mapping.id if self.mapping is not None else GENERIC
+
+    @property
     def key(self) -> str:
-        return f"{task_prefix(self.workload.spec, self.target)}{self.mapping.id}"
+        return f"{task_prefix(self.workload.spec, self.target)}{self.mapping_id}"
 
     @cached_property
     def prior(self) -> float | None:
