@@ -25,7 +25,6 @@ import numpy as np
 from .operator import ERROR_UNITS, UNIT_ROUNDOFF, numpy_dtype, random_array
 from .spec import Expected, output_mismatch, throughput_unit
 
-
 # A function with no anchor (softmax, layer norm, pooling) is checked within this fraction of
 # its largest output: its error does not scale with a sum of products, and a wrong program
 # (a skipped element, a misplaced index) is off by far more.
