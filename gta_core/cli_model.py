@@ -57,9 +57,21 @@ def cmd_tune_model(args: argparse.Namespace, progress) -> BaseModel:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .cli import _print_json, _table
-    from .model_compile import compile_model
+    from .cli import UsageError, _print_json, _table
+    from .model_compile import compile_model, compile_specs
 
+    if bool(args.model) == bool(args.specs):
+        raise UsageError("compile takes workload specs or --model FILE.onnx, one of the two")
+    if args.specs:
+        _, compiled = compile_specs(args.specs, args.target, args.db, args.out)
+        if args.json:
+            _print_json(compiled)
+            return 0
+        print(_table([[f.workload, f.function, f.mapping or "-", _us(f.tuned_us)]
+                      for f in compiled.functions],
+                     ["workload", "function", "mapping", "tuned_us"]))
+        print(f"each checked against numpy; wrote {compiled.out}")
+        return 0
     _, report = compile_model(_load(args), args.target, args.db, args.out)
     if args.json:
         _print_json(report)
@@ -80,9 +92,11 @@ def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def add_compile_command(commands) -> None:
-    compile_ = commands.add_parser("compile", help="a model with its tuned programs, as a "
-                                   "library relax.VirtualMachine runs")
-    add_model_options(compile_, required=True)
+    compile_ = commands.add_parser("compile", help="tuned programs as a library: a model's "
+                                   "(relax.VirtualMachine runs it) or workloads' (one function "
+                                   "each)")
+    compile_.add_argument("specs", nargs="*", metavar="SPEC", help="workload specs")
+    add_model_options(compile_, required=False)
     compile_.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
     compile_.add_argument("--db", required=True, help="directory of tuning records")
     compile_.add_argument("--out", required=True, metavar="FILE.so",

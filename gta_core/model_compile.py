@@ -12,6 +12,7 @@ random inputs before anything is written.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,76 @@ def compile_model(model: Model, target: str, db: str | os.PathLike,
                                      out=str(out) if out else None, functions=rows,
                                      checked_against=framework, max_error=error,
                                      tolerance=tolerance)
+
+
+class CompiledWorkload(BaseModel):
+    workload: str
+    function: str  # its name in the library
+    mapping: str | None
+    tuned_us: float | None
+
+
+class SpecsCompileReport(BaseModel):
+    target: str
+    out: str | None
+    functions: list[CompiledWorkload]
+
+
+def function_name(spec: str) -> str:
+    """The library's name for ``spec``'s function: ``gemm_M_64_N_64_K_64_dtype_int8``."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", spec).strip("_")
+
+
+def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
+                  out: str | os.PathLike | None = None,
+                  registry: Registry | None = None) -> tuple[Any, SpecsCompileReport]:
+    """One library with the best checked program of each spec in ``db``, one function per
+    spec (:func:`function_name`; arguments: inputs, then the output), each checked against
+    its numpy reference before ``out`` is written."""
+    import tvm
+
+    from .database import RecordStore
+    from .mapping.realise import ensure_registered
+    from .measure import build
+    from .measure.garbage import garbage_output
+    from .scheduler.space import task_prefix
+    from .workloads import parse_workload
+
+    registry = registry or default_registry()
+    chosen = registry.target(target)
+    if chosen.kind != "cpu":
+        raise CompileError(f"libraries are compiled for CPU targets so far; {target} is a "
+                           f"{chosen.kind} target")
+    workloads = [parse_workload(spec, registry.operators) for spec in specs]
+    if not workloads:
+        raise CompileError("nothing to compile: give workload specs or --model FILE.onnx")
+    if not Path(db).is_dir():
+        raise CompileError(f"--db {db}: no such directory (tune the workloads into it first)")
+    if out is not None and not Path(out).parent.is_dir():
+        raise CompileError(f"--out {out}: folder {Path(out).parent} does not exist")
+    for intrinsic in registry.intrinsics_for(target):
+        ensure_registered(intrinsic)
+    store = RecordStore(db)
+    functions, rows = {}, []
+    for workload in workloads:
+        record = _chosen_record(store, task_prefix(workload.spec, chosen))
+        if record is None:
+            raise CompileError(f"no checked record of {workload.spec} on {target} in {db}; "
+                               "tune it there first")
+        name = function_name(workload.spec)
+        functions[name] = store.schedule(record).mod["main"].with_attr("global_symbol", name)
+        rows.append(CompiledWorkload(workload=workload.spec, function=name,
+                                     mapping=record.mapping, tuned_us=record.latency_us))
+    library = build(tvm.IRModule(functions), chosen)
+    module = library.jit()
+    for workload, row in zip(workloads, rows):
+        inputs = workload.random_inputs()
+        result = tvm.runtime.tensor(garbage_output(workload))
+        module[row.function](*(tvm.runtime.tensor(x) for x in inputs), result)
+        mismatch = workload.mismatch(result.numpy(), workload.expected(inputs))
+        if mismatch:
+            raise CompileError(f"{workload.spec}: the compiled program is wrong ({mismatch})")
+    if out is not None:
+        library.export_library(str(out))
+    return library, SpecsCompileReport(target=target, out=str(out) if out else None,
+                                       functions=rows)

@@ -113,13 +113,14 @@ def test_epilogues_are_computed_where_the_output_is_written_back(residual_onnx, 
     assert fused == len(sketches)
 
 
-def test_the_command_line_tunes_and_compiles_a_model(residual_onnx, tmp_path, capsys):
-    path = residual_onnx(tmp_path / "m.onnx", channels=8)
-    db, out = tmp_path / "db", tmp_path / "m.so"
-    assert main(["tune", "--model", path, "--target", "avx512", "--trials", "3",
+def test_the_command_line_resumes_a_model_tune_and_compiles_it(tuned, tmp_path, capsys):
+    model, db, _ = tuned
+    path, out = str(model.origin), tmp_path / "m.so"
+    assert main(["tune", "--model", path, "--target", "avx512", "--trials", "8",
                  "--db", str(db), "--quiet", "--json"]) == 0
-    tuned = json.loads(capsys.readouterr().out)
-    assert sum(t["tuned"]["trials"] for t in tuned["tasks"]) == 3
+    again = json.loads(capsys.readouterr().out)  # the budget is on record: nothing new
+    assert sum(t["tuned"]["trials"] for t in again["tasks"]) == 8
+    assert sum(t["tuned"]["new_trials"] for t in again["tasks"]) == 0
     assert main(["compile", "--model", path, "--db", str(db), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "outputs match onnxruntime" in text and out.exists()
@@ -143,3 +144,27 @@ def test_a_torch_module_compiles_and_matches_torch(tmp_path):
     _, compiled = compile_model(model, "avx512", tmp_path, tmp_path / "small.so")
     assert compiled.checked_against == "torch"
     assert any(f.schedule == "gta" for f in compiled.functions)
+
+
+def test_tuned_workloads_compile_into_one_library_of_checked_functions(tmp_path, capsys):
+    from gta_core.model_compile import function_name
+    from gta_core.tuning import tune
+    from gta_core.workloads import parse_workload
+
+    specs = ["gemm:M=32,N=32,K=32,dtype=int8", "gemm:M=16,N=48,K=32"]
+    tune(specs, "avx512", 4, tmp_path, measure=FAST)
+    out = tmp_path / "ops.so"
+    assert main(["compile", *specs, "--db", str(tmp_path), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [f["workload"] for f in report["functions"]] == [
+        "gemm:M=32,N=32,K=32,dtype=int8", "gemm:M=16,N=48,K=32,dtype=float32"]
+    library = tvm.runtime.load_module(str(out))
+    workload = parse_workload(specs[0], default_registry().operators)
+    a, b = workload.random_inputs(seed=3)
+    c = tvm.runtime.tensor(np.zeros((32, 32), "int32"))
+    library[function_name(workload.spec)](tvm.runtime.tensor(a), tvm.runtime.tensor(b), c)
+    np.testing.assert_array_equal(c.numpy(), a.astype(np.int64) @ b.astype(np.int64))
+    assert main(["compile", "gemm:M=8,N=8,K=8", "--db", str(tmp_path), "--out",
+                 str(tmp_path / "x.so")]) == 2
+    assert "no checked record of gemm:M=8,N=8,K=8" in capsys.readouterr().err
+    assert not (tmp_path / "x.so").exists()
