@@ -10,6 +10,7 @@ ones are timed in interleaved rounds once the cores are quiet. ``OUT/results.jso
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from ..plugins import default_registry
 from .net_runners import NET_CONTENDERS, NetRunner, RunnerFailed
 from .net_tuning import tune_gta, tune_metaschedule, tuned_state
 from .quiet import OtherLoad, wait_for_quiet
+from .tuning_worker import first_line
 from .zoo import ZOO, export_onnx
 
 NET_SUITES = {f"net-{name}": name for name in ZOO}
@@ -56,6 +58,40 @@ class NetBenchReport(BaseModel):
     speedup: dict[str, float]  # "gta/X": X's latency over GTA's
     other_cores: float | None  # cores other processes used while timing
     seconds: float
+
+
+def _tune(tuner: str, onnx_path: str, target: str, trials: int, out: str) -> None:
+    model = load_onnx(onnx_path)
+    if tuner == "gta":
+        tune_gta(model, target, trials, out)
+    else:
+        tune_metaschedule(model, default_registry().target(target), trials, out)
+
+
+def _child(connection, function: Callable, args: tuple) -> None:
+    try:
+        connection.send(("ok", function(*args)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent in one line
+        connection.send(("error", first_line(exc)))
+
+
+def _in_child(function: Callable, *args):
+    """``function(*args)`` in a fresh process; its result, or BenchError with its reason."""
+    from .run import BenchError
+
+    spawn = multiprocessing.get_context("spawn")
+    parent, child = spawn.Pipe()
+    process = spawn.Process(target=_child, args=(child, function, args))
+    process.start()
+    child.close()
+    try:
+        kind, value = parent.recv()
+    except EOFError:
+        kind, value = "error", f"its process died (exit status {process.exitcode})"
+    process.join()
+    if kind == "error":
+        raise BenchError(f"{function.__name__.strip('_')}: {value}")
+    return value
 
 
 def _speedups(results: list[NetResult]) -> dict[str, float]:
@@ -105,17 +141,17 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
     out = check_out(out)
     name = NET_SUITES[suite]
     onnx_path = out / "model.onnx"
+    # Export and tuning run in child processes: torch's ONNX exporter and MetaSchedule
+    # leave logging and thread-pool state behind that later MetaSchedule runs and timings
+    # in this process would inherit.
     if not onnx_path.exists():
         say(f"exporting {name} to {onnx_path}")
-        export_onnx(name, onnx_path)
+        _in_child(export_onnx, name, onnx_path)
     model = load_onnx(onnx_path)
     chosen = default_registry().target(target)
-    if "gta" in contenders:
-        say(f"gta: tuning {name} ({trials} trials)")
-        tune_gta(model, target, trials, out)
-    if "metaschedule" in contenders:
-        say(f"metaschedule: tuning {name} ({trials} trials, tune_relax)")
-        tune_metaschedule(model, chosen, trials, out)
+    for tuner in (t for t in TUNERS if t in contenders):
+        say(f"{tuner}: tuning {name} ({trials} trials)")
+        _in_child(_tune, tuner, str(onnx_path), target, trials, str(out))
     tuned = tuned_state(out)
     inputs = model_inputs(model)
     job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
