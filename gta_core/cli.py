@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from . import __version__, api
 from .bench import DEFAULT_BASELINES, SUITES, BenchError
 from .bench.networks import NET_SUITES
-from .cli_model import add_compile_command, add_model_options, cmd_tune_model
+from .cli_model import add_compile_command, add_model_options, cmd_bench_network, cmd_tune_model
 from .codegen import CodegenError
 from .frontends import ModelError
 from .measure.settings import RPCSpecError, RPCUnavailable
@@ -120,7 +120,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.networks import NET_SUITES
 
     if args.suite in NET_SUITES:
-        return _bench_network(args)
+        return cmd_bench_network(args)
     suite = resolve_suite(args.suite)
     contenders, peak = resolve_contenders(parse_baselines(
         args.baselines or ",".join(DEFAULT_BASELINES)))
@@ -134,27 +134,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     _print_bench(report)
     print(f"{report.seconds:.0f} s; results.json, results.md and plots in {out}")
-    return 0
-
-
-def _bench_network(args: argparse.Namespace) -> int:
-    from .bench import parse_baselines
-    from .bench.net_runners import NET_CONTENDERS
-    from .bench.networks import markdown, run_network_bench
-
-    if args.first is not None or args.one_process:
-        raise UsageError("--first and --one-process are for operator suites")
-    contenders = ["gta", *parse_baselines(args.baselines)] if args.baselines \
-        else list(NET_CONTENDERS)
-    out = args.out or f"bench-{args.suite}"
-    report = run_network_bench(args.suite, out, trials=args.trials or 1000,
-                               contenders=contenders, target=args.target, repeat=args.repeat,
-                               quiet_wait_s=args.quiet_wait, progress=_stderr_log())
-    if args.json:
-        _print_json(report)
-        return 0
-    print(markdown(report))
-    print(f"{report.seconds:.0f} s; results.json and results.md in {out}")
     return 0
 
 

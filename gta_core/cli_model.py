@@ -84,6 +84,29 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_network(args: argparse.Namespace) -> int:
+    """``gta bench --suite net-*``: a whole model, every contender side by side."""
+    from .bench import parse_baselines
+    from .bench.net_runners import NET_CONTENDERS
+    from .bench.networks import markdown, run_network_bench
+    from .cli import UsageError, _print_json, _stderr_log
+
+    if args.first is not None or args.one_process:
+        raise UsageError("--first and --one-process are for operator suites")
+    contenders = ["gta", *parse_baselines(args.baselines)] if args.baselines \
+        else list(NET_CONTENDERS)
+    out = args.out or f"bench-{args.suite}"
+    report = run_network_bench(args.suite, out, trials=args.trials or 1000,
+                               contenders=contenders, target=args.target, repeat=args.repeat,
+                               quiet_wait_s=args.quiet_wait, progress=_stderr_log())
+    if args.json:
+        _print_json(report)
+        return 0
+    print(markdown(report))
+    print(f"{report.seconds:.0f} s; results.json and results.md in {out}")
+    return 0
+
+
 def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--model", required=required, metavar="FILE.onnx",
                         help="an ONNX model: tune or compile its fused functions")
