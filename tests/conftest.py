@@ -46,3 +46,20 @@ def residual_model(path, batch: int | str = 1, channels: int = 16) -> str:
 def residual_onnx():
     """Writes the residual test model: ``residual_onnx(path, batch=1, channels=16)``."""
     return residual_model
+
+
+@pytest.fixture
+def small_torch_module():
+    """A two-layer torch module: conv + ReLU, mean over space, linear; input (1, 8, 6, 6)."""
+    import torch
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 16, 3, padding=1)
+            self.fc = torch.nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    return Small()

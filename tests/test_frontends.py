@@ -104,19 +104,10 @@ def test_bad_models_are_one_line_errors_with_exit_2(tmp_path, capsys):
     assert "one of the two" in capsys.readouterr().err
 
 
-def test_a_torch_module_imports_through_torch_export():
+def test_a_torch_module_imports_through_torch_export(small_torch_module):
     import torch
 
-    class Small(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(8, 16, 3, padding=1)
-            self.fc = torch.nn.Linear(16, 4)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-    model = from_torch(Small(), (torch.randn(1, 8, 6, 6),))
+    model = from_torch(small_torch_module, (torch.randn(1, 8, 6, 6),))
     assert model.source == "torch" and model.inputs[0].shape == (1, 8, 6, 6)
     anchors = {t.workload.main_block for t in model_tasks(fuse(model.mod))}
     assert "conv2d_nchw" in anchors

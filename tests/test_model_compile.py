@@ -126,19 +126,10 @@ def test_the_command_line_resumes_a_model_tune_and_compiles_it(tuned, tmp_path, 
     assert "outputs match onnxruntime" in text and out.exists()
 
 
-def test_a_torch_module_compiles_and_matches_torch(tmp_path):
+def test_a_torch_module_compiles_and_matches_torch(small_torch_module, tmp_path):
     import torch
 
-    class Small(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(8, 16, 3, padding=1)
-            self.fc = torch.nn.Linear(16, 4)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-    model = from_torch(Small(), (torch.randn(1, 8, 6, 6),))
+    model = from_torch(small_torch_module, (torch.randn(1, 8, 6, 6),))
     report = tune_model(model, "avx512", 3, tmp_path, measure=FAST)
     assert sum(t.tuned.trials for t in report.tasks) == 3
     _, compiled = compile_model(model, "avx512", tmp_path, tmp_path / "small.so")

@@ -29,6 +29,17 @@ class ChildFailed(RuntimeError):
     """The child raised or died; the message is its one-line reason."""
 
 
+def close_child(connection: Any, process: Any) -> None:
+    """Ask a serving child to stop, wait for it a while, then kill it if it is still there."""
+    try:
+        connection.send("close")
+    except OSError:
+        pass
+    process.join(timeout=30)
+    if process.is_alive():
+        process.kill()
+
+
 class IsolatedProgram(Program):
     """A program living in a child process: each call is one request over the pipe."""
 
@@ -59,13 +70,7 @@ class IsolatedProgram(Program):
         return self._ask("check")
 
     def close(self) -> None:
-        try:
-            self.connection.send("close")
-        except OSError:
-            pass
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.kill()
+        close_child(self.connection, self.process)
 
 
 def prepare_isolated(name: str, workload: str, ctx: BenchContext) -> Prepared:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .isolated import close_child
 from .tuning_worker import first_line
 
 SAMPLE_S = 0.3  # a sample runs the model this long at least (one call if it takes longer)
@@ -188,10 +189,4 @@ class NetRunner:
         return self._answer()
 
     def close(self) -> None:
-        try:
-            self.connection.send("close")
-        except OSError:
-            pass
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.kill()
+        close_child(self.connection, self.process)

@@ -121,8 +121,7 @@ class SubgraphWorkload:
 
     @classmethod
     def from_function(cls, name: str, func) -> SubgraphWorkload:
-        """The workload of ``func`` (narrowed to int32 indices)."""
-        func = narrowed(func).with_attr("global_symbol", "main")
+        """The workload of ``func``, already :func:`narrowed` and named ``main``."""
         try:
             block, macs = anchor_block(func)
         except NoAnchor as exc:
