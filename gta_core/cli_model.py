@@ -84,17 +84,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_network(args: argparse.Namespace) -> int:
-    """``gta bench --suite net-*``: a whole model, every contender side by side."""
+def net_contenders(baselines: str | None) -> list[str]:
+    """GTA and the ``--baselines`` named (every network contender when none), each once."""
     from .bench import parse_baselines
     from .bench.net_runners import NET_CONTENDERS
+
+    if not baselines:
+        return list(NET_CONTENDERS)
+    return list(dict.fromkeys(["gta", *parse_baselines(baselines)]))
+
+
+def cmd_bench_network(args: argparse.Namespace) -> int:
+    """``gta bench --suite net-*``: a whole model, every contender side by side."""
     from .bench.networks import markdown, run_network_bench
     from .cli import UsageError, _print_json, _stderr_log
 
     if args.first is not None or args.one_process:
         raise UsageError("--first and --one-process are for operator suites")
-    contenders = ["gta", *parse_baselines(args.baselines)] if args.baselines \
-        else list(NET_CONTENDERS)
+    contenders = net_contenders(args.baselines)
     out = args.out or f"bench-{args.suite}"
     report = run_network_bench(args.suite, out, trials=args.trials or 1000,
                                contenders=contenders, target=args.target, repeat=args.repeat,

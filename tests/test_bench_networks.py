@@ -45,3 +45,11 @@ def test_bad_network_suite_requests_are_one_line_errors(tmp_path, capsys):
         run_network_bench("net-tiny", tmp_path, trials=1, contenders=["gta", "numpy"])
     assert main(["bench", "--suite", "net-tiny", "--first", "2", "--out", str(tmp_path)]) == 2
     assert "--first and --one-process are for operator suites" in capsys.readouterr().err
+
+
+def test_baselines_name_each_network_contender_once():
+    from gta_core.bench.net_runners import NET_CONTENDERS
+    from gta_core.cli_model import net_contenders
+
+    assert net_contenders(None) == list(NET_CONTENDERS)
+    assert net_contenders("gta,onnxruntime,torch,onnxruntime") == ["gta", "onnxruntime", "torch"]

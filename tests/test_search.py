@@ -1,0 +1,89 @@
+"""A task's search: its first proposal samples the design space (no evolutionary search),
+ranked by the cost model once it is warm; later proposals evolve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from gta_core.database import RecordStore
+from gta_core.mapping import mapping_candidates
+from gta_core.plugins import default_registry
+from gta_core.scheduler.search import SearchSettings, TaskSearch
+from gta_core.scheduler.space import Task
+from gta_core.workloads import parse_workload
+
+
+@derived_object
+class RankingModel(ms.cost_model.PyCostModel):
+    """A warm cost model that scores each candidate by its trace text and remembers what it
+    was asked, so a test can see which sample won."""
+
+    num_warmup_samples = 0
+    data_size = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[list, np.ndarray]] = []
+
+    def load(self, path: str) -> None:
+        pass
+
+    def save(self, path: str) -> None:
+        pass
+
+    def update(self, context, candidates, results) -> None:
+        pass
+
+    def predict(self, context, candidates):
+        scores = np.array([hash(str(c.sch.trace)) % 1000 for c in candidates], dtype=float)
+        self.asked.append((candidates, scores))
+        return scores
+
+
+@pytest.fixture()
+def search(tmp_path):
+    registry = default_registry()
+    workload = parse_workload("gemm:M=64,N=64,K=64,dtype=int8", registry.operators)
+    kept = next(c for c in mapping_candidates(workload, "avx512", registry)
+                if c.status == "kept")
+    task = Task(workload, kept, registry.intrinsics[kept.intrinsic], registry.target("avx512"))
+    return TaskSearch(task, store=RecordStore(tmp_path), builder=None, runner=None,
+                      cost_model=RankingModel(), rules=list(registry.rules.values()),
+                      constraints=list(registry.constraints.values()),
+                      settings=SearchSettings(start_samples=6))
+
+
+@pytest.fixture()
+def evolutions(monkeypatch):
+    """Counts the evolutionary search's proposals (ReplayTrace's are not counted)."""
+    calls = []
+    real = ms.search_strategy.SearchStrategy.generate_measure_candidates
+
+    def counted(self):
+        calls.append(self)
+        return real(self)
+
+    monkeypatch.setattr(ms.search_strategy.EvolutionarySearch, "generate_measure_candidates",
+                        counted, raising=False)
+    return calls
+
+
+def test_a_first_proposal_samples_and_keeps_the_models_best(search, evolutions):
+    picked = search.propose(2)
+    assert len(picked) == 2 and not evolutions
+    [(samples, scores)] = search.cost_model.asked
+    assert len(samples) == 6  # start_samples, as it is more than twice the trials asked for
+    best = sorted(scores, reverse=True)[:2]
+    assert [hash(str(c.sch.trace)) % 1000 for c in picked] == best
+    assert search._pending == []  # the other samples are not measured later
+
+
+def test_a_task_with_records_evolves(search, evolutions):
+    search.propose(1)
+    search.outcome.measured = 1  # as absorb() counts a measured start
+    assert len(search.propose(2)) == 2
+    assert len(evolutions) == 1
+    assert len(search._pending) == SearchSettings().batch - 2  # the batch's rest, for later
