@@ -23,6 +23,7 @@ from .frontends import Model, ModelError, fuse, model_tasks
 from .measure.check import build_config
 from .models import Target
 from .plugins import Registry, default_registry
+from .weight_prepack import constant_arguments, mark_weight_packing, prepack_passes
 from .workloads.operator import random_array
 
 # Outputs may differ from the framework's by this fraction of the largest output: 2^13
@@ -38,6 +39,7 @@ class CompiledFunction(BaseModel):
     schedule: str  # "gta" (GTA's tuning, an intrinsic's or the generic space's) or "default"
     mapping: str | None = None
     tuned_us: float | None = None
+    prepacked: list[str] = []  # its weight packing stages, run once while compiling
     why: str | None = None  # why it kept the default schedule
 
 
@@ -85,6 +87,7 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
         ensure_registered(intrinsic)
     store = RecordStore(db)
     fused = fuse(model.mod)
+    constants = constant_arguments(fused)
     rows = []
     for task in model_tasks(fused):
         workload = task.workload
@@ -96,16 +99,20 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
             continue
         func = store.schedule(record).mod["main"].with_attr("tirx.is_scheduled", True)
         for name in task.functions:
-            fused.update_func(fused.get_global_var(name), func.with_attr("global_symbol", name))
+            marked, prepacked = mark_weight_packing(func, constants.get(name, set()))
+            fused.update_func(fused.get_global_var(name),
+                              marked.with_attr("global_symbol", name))
             rows.append(CompiledFunction(name=name, workload=workload.spec, schedule="gta",
-                                         mapping=record.mapping, tuned_us=record.latency_us))
+                                         mapping=record.mapping, tuned_us=record.latency_us,
+                                         prepacked=prepacked))
     return fused, rows
 
 
 def build_fused(fused, target: Target):
-    """A fused, scheduled module built for ``target``: TVM's CPU lowering and finalizing
-    passes only (its default pipeline would legalize and fuse again), with the
-    configuration :func:`gta_core.measure.build` uses."""
+    """A fused, scheduled module built for ``target``: marked weight packing run on the
+    constants (:mod:`.weight_prepack`), then TVM's CPU lowering and finalizing passes only
+    (its default pipeline would legalize and fuse again), with the configuration
+    :func:`gta_core.measure.build` uses."""
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
@@ -113,7 +120,8 @@ def build_fused(fused, target: Target):
 
     @tvm.transform.module_pass(opt_level=3)
     def lower(mod, _ctx):
-        passes = cpu.dataflow_lower_passes(tvm_target) + cpu.finalize_passes(tvm_target)
+        passes = (prepack_passes() + cpu.dataflow_lower_passes(tvm_target)
+                  + cpu.finalize_passes(tvm_target))
         return tvm.transform.Sequential(passes)(mod)
 
     with tvm_target, tvm.transform.PassContext(opt_level=3,

@@ -73,13 +73,9 @@ def make_runner(contender: str, job: dict[str, Any],
 
             executable, _ = compile_model(model, job["target"], Path(job["out"]) / "gta")
         elif contender == "metaschedule":
-            from tvm.s_tir import meta_schedule as ms
+            from .net_tuning import compile_metaschedule
 
-            from .net_tuning import metaschedule_dir
-
-            database = ms.database.JSONDatabase(work_dir=str(metaschedule_dir(job["out"])))
-            executable = ms.relax_integration.compile_relax(database, model.mod,
-                                                            target.tvm_target(), None)
+            executable = compile_metaschedule(model, target, job["out"])
         else:
             import tvm
 

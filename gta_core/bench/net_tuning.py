@@ -3,8 +3,11 @@
 - GTA: ``gta tune --model`` into ``OUT/gta`` (its records count toward the budget, so a run
   killed half-way resumes where it stopped);
 - MetaSchedule: ``tune_relax`` on the same fused module into ``OUT/metaschedule``, with the
-  builder and runner GTA measures with. Its task scheduler does not count earlier records,
-  so a run that did not finish is started again from an empty directory.
+  builder and runner GTA measures with, its constant weights marked layout-free (TVM's
+  ``cpu_weight_prepack`` configuration: MetaSchedule may re-lay them, and
+  :func:`compile_metaschedule` does that once at compile time, as GTA's compile does). Its
+  task scheduler does not count earlier records, so a run that did not finish is started
+  again from an empty directory.
 
 ``OUT/tuned.json`` keeps, per tuner, the trials, the seconds spent (summed over GTA's runs)
 and the commit it ran at.
@@ -76,9 +79,30 @@ def tune_metaschedule(model: Model, target: Target, trials: int, out: str | Path
     measure = measure or MeasureSettings()
     start = time.perf_counter()
     ms.relax_integration.tune_relax(
-        fuse(model.mod), {}, target.tvm_target(), str(where), max_trials_global=trials,
+        _layout_free(model), {}, target.tvm_target(), str(where), max_trials_global=trials,
         builder=make_builder(measure), runner=make_runner(measure, target))
     state["metaschedule"] = {"trials": trials, "budget": trials, "code": code_version(),
                              "seconds": time.perf_counter() - start}
     _save(out, state)
     return state["metaschedule"]
+
+
+def _layout_free(model: Model):
+    """The model fused as GTA fuses it, its constant weights marked layout-free."""
+    from tvm import relax
+
+    return relax.transform.AttachAttrLayoutFreeBuffers()(fuse(model.mod))
+
+
+def compile_metaschedule(model: Model, target: Target, out: str | Path):
+    """The model with MetaSchedule's records in ``OUT/metaschedule`` applied, its weight
+    layout rewrites run once on the constants, built as GTA's models are."""
+    from tvm import relax
+    from tvm.s_tir import meta_schedule as ms
+
+    from ..model_compile import build_fused
+
+    database = ms.database.JSONDatabase(work_dir=str(metaschedule_dir(out)))
+    with target.tvm_target(), database:
+        scheduled = relax.transform.MetaScheduleApplyDatabase()(_layout_free(model))
+    return build_fused(scheduled, target)

@@ -1,0 +1,92 @@
+"""Constant weights laid out once, while compiling a model, instead of on every call.
+
+A GTA program re-lays its weight operand for the intrinsic in a packing stage: a loop nest
+at the function's top level that reads the weight and writes a buffer of its own. In a
+model the weight is a constant, so that stage computes the same thing on every call. It is
+marked the way MetaSchedule marks its own weight-layout rewrites
+(``meta_schedule.layout_rewrite_preproc``); TVM's ``SplitLayoutRewritePreproc`` then moves
+it into a function of its own, called on the constant, and ``FoldConstant`` runs that call
+once at compile time (:func:`prepack_passes`). onnxruntime and oneDNN prepack the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PREPROC = "meta_schedule.layout_rewrite_preproc"
+
+
+def constant_arguments(mod) -> dict[str, set[int]]:
+    """Per PrimFunc name, the positions of its inputs that are Relax constants at every
+    ``call_tir`` of it in ``mod``'s Relax functions."""
+    import tvm
+    from tvm import relax
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    found: dict[str, set[int]] = {}
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        for call in bound_calls(func.body):
+            if not call.op.same_as(call_tir) or len(call.args) < 2:
+                continue
+            callee, args = call.args[0], call.args[1]
+            if not isinstance(callee, relax.GlobalVar) or not isinstance(args, relax.Tuple):
+                continue
+            constant = {i for i, arg in enumerate(args.fields) if isinstance(arg, tvm.ir.expr.Constant)}
+            name = callee.name_hint
+            found[name] = found[name] & constant if name in found else constant
+    return found
+
+
+def bound_calls(body) -> list[Any]:
+    """The calls bound in ``body`` (a normalized Relax function body)."""
+    from tvm import relax
+
+    calls = []
+    if isinstance(body, relax.SeqExpr):
+        for block in body.blocks:
+            for binding in block.bindings:
+                if isinstance(binding.value, relax.Call):
+                    calls.append(binding.value)
+    return calls
+
+
+def mark_weight_packing(func, constant: set[int]) -> tuple[Any, list[str]]:
+    """``func`` with each packing stage of a constant input marked for prepacking, and the
+    marked stages' names.
+
+    A stage qualifies when it is a block alone in its top-level loop nest, reads only that
+    input and writes only a buffer the function allocates (what ``SplitLayoutRewritePreproc``
+    can move out); a stage computed inside the compute loops is left where it is.
+    """
+    from tvm.s_tir import Schedule
+
+    weights = [func.params[i] for i in sorted(constant) if i < len(func.params)]
+    if not weights:
+        return func, []
+    sch = Schedule(func)
+    root = sch.get_sblock("root")
+    allocated = list(sch.get(root).alloc_buffers)
+    marked = []
+    for block in sch.get_child_blocks(root):
+        node = sch.get(block)
+        if len(node.reads) != 1 or len(node.writes) != 1:
+            continue
+        if not any(node.reads[0].source.same_as(w) for w in weights):
+            continue
+        if not any(node.writes[0].source.same_as(a) for a in allocated):
+            continue
+        loops = sch.get_loops(block)
+        if loops and len(sch.get_child_blocks(loops[0])) != 1:
+            continue
+        sch.annotate(block, PREPROC, 1)
+        marked.append(node.name_hint)
+    return sch.mod["main"], marked
+
+
+def prepack_passes() -> list:
+    """The passes that move marked stages out and run them on the constants."""
+    from tvm import relax
+
+    return [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]

@@ -1,0 +1,77 @@
+"""Constant weights are re-laid once at compile time: which packing stages qualify, and a
+Relax module whose packing runs on the constant before it is built."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+from tvm.s_tir import Schedule
+from tvm.script import tirx as T
+
+from gta_core.weight_prepack import (
+    bound_calls,
+    constant_arguments,
+    mark_weight_packing,
+    prepack_passes,
+)
+
+
+@T.prim_func(s_tir=True)
+def packed_gemm(A: T.Buffer((16, 32), "float32"), W: T.Buffer((32, 16), "float32"),
+                C: T.Buffer((16, 16), "float32")):
+    Wt = T.sblock_alloc_buffer((16, 32), "float32")
+    for n, k in T.grid(16, 32):
+        with T.sblock("pack"):
+            vn, vk = T.axis.remap("SS", [n, k])
+            Wt[vn, vk] = W[vk, vn]
+    for m, n, k in T.grid(16, 16, 32):
+        with T.sblock("gemm"):
+            vm, vn, vk = T.axis.remap("SSR", [m, n, k])
+            with T.init():
+                C[vm, vn] = T.float32(0)
+            C[vm, vn] = C[vm, vn] + A[vm, vk] * Wt[vn, vk]
+
+
+def test_a_top_level_packing_stage_of_a_constant_is_marked():
+    _, marked = mark_weight_packing(packed_gemm, {1})
+    assert marked == ["pack"]
+
+
+def test_stages_of_inputs_that_vary_or_inside_the_compute_loops_stay():
+    assert mark_weight_packing(packed_gemm, {0})[1] == []  # A is not a constant
+    sch = Schedule(packed_gemm)
+    sch.compute_at(sch.get_sblock("pack"), sch.get_loops(sch.get_sblock("gemm"))[1])
+    assert mark_weight_packing(sch.mod["main"], {1})[1] == []
+
+
+@pytest.fixture()
+def module():
+    """main(a) = packed_gemm(a, W) with W a constant."""
+    weight = np.random.default_rng(0).standard_normal((32, 16)).astype("float32")
+    builder = relax.BlockBuilder()
+    a = relax.Var("a", relax.TensorType((16, 32), "float32"))
+    with builder.function("main", [a]):
+        with builder.dataflow():
+            gv = builder.add_func(packed_gemm.with_attr("global_symbol", "packed_gemm"),
+                                  "packed_gemm")
+            out = builder.emit_output(relax.call_tir(
+                gv, (a, relax.const(weight)), relax.TensorType((16, 16), "float32")))
+        builder.emit_func_output(out)
+    return builder.get(), weight
+
+
+def test_marked_packing_runs_on_the_constant_while_compiling(module):
+    mod, weight = module
+    assert constant_arguments(mod) == {"packed_gemm": {1}}
+    marked, _ = mark_weight_packing(mod["packed_gemm"], {1})
+    mod.update_func(mod.get_global_var("packed_gemm"), marked)
+    folded = tvm.transform.Sequential(prepack_passes())(mod)
+    called = [call.args[0].name_hint for call in bound_calls(folded["main"].body)]
+    assert called == ["packed_gemm_prepacked"]  # the packing call was folded away
+    executable = tvm.compile(folded, target="llvm")
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    a = np.random.default_rng(1).standard_normal((16, 32)).astype("float32")
+    got = vm["main"](tvm.runtime.tensor(a)).numpy()
+    np.testing.assert_allclose(got, a @ weight, rtol=1e-5, atol=1e-5)
