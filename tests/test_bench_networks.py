@@ -53,3 +53,11 @@ def test_baselines_name_each_network_contender_once():
 
     assert net_contenders(None) == list(NET_CONTENDERS)
     assert net_contenders("gta,onnxruntime,torch,onnxruntime") == ["gta", "onnxruntime", "torch"]
+
+
+def test_metaschedule_rounds_shrink_so_every_task_gets_one():
+    from gta_core.bench.net_tuning import trials_per_round
+
+    assert trials_per_round(5000, 19) == 64  # its default where the budget allows
+    assert trials_per_round(1000, 19) == 26 and 19 * 26 <= 1000 // 2 + 19
+    assert trials_per_round(300, 19) == 8 and trials_per_round(10, 50) == 8
