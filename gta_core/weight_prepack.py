@@ -33,7 +33,8 @@ def constant_arguments(mod) -> dict[str, set[int]]:
             callee, args = call.args[0], call.args[1]
             if not isinstance(callee, relax.GlobalVar) or not isinstance(args, relax.Tuple):
                 continue
-            constant = {i for i, arg in enumerate(args.fields) if isinstance(arg, tvm.ir.expr.Constant)}
+            constant = {i for i, arg in enumerate(args.fields)
+                        if isinstance(arg, tvm.ir.expr.Constant)}
             name = callee.name_hint
             found[name] = found[name] & constant if name in found else constant
     return found

@@ -32,6 +32,11 @@ def metaschedule_dir(out: str | Path) -> Path:
     return Path(out) / "metaschedule"
 
 
+def gta_report_path(out: str | Path) -> Path:
+    """GTA's last tuning report of the model (per function: weight, mapping, latency)."""
+    return Path(out) / "gta-report.json"
+
+
 def tuned_state(out: str | Path) -> dict[str, Any]:
     path = Path(out) / TUNED
     try:
@@ -55,6 +60,7 @@ def tune_gta(model: Model, target: str, trials: int, out: str | Path,
     state = tuned_state(out)
     report = tune_model(model, target, trials, Path(out) / "gta", measure=measure,
                         progress=progress)
+    gta_report_path(out).write_text(report.model_dump_json(indent=1))
     done = sum(t.tuned.trials for t in report.tasks)
     previous = state.get("gta", {})
     state["gta"] = {"trials": done, "budget": trials, "code": code_version(),

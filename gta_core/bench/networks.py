@@ -21,8 +21,10 @@ from pydantic import BaseModel
 from ..frontends import load_onnx
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
+from .hotspots import Hotspot, hotspots
+from .hotspots import markdown as hotspot_lines
 from .net_runners import NET_CONTENDERS, NetRunner, RunnerFailed
-from .net_tuning import tune_gta, tune_metaschedule, tuned_state
+from .net_tuning import gta_report_path, tune_gta, tune_metaschedule, tuned_state
 from .quiet import OtherLoad, wait_for_quiet
 from .tuning_worker import first_line
 from .zoo import ZOO, export_onnx
@@ -58,6 +60,7 @@ class NetBenchReport(BaseModel):
     speedup: dict[str, float]  # "gta/X": X's latency over GTA's
     other_cores: float | None  # cores other processes used while timing
     seconds: float
+    hotspots: list[Hotspot] = []  # GTA's functions taking most of its time
 
 
 def _tune(tuner: str, onnx_path: str, target: str, trials: int, out: str) -> None:
@@ -94,6 +97,22 @@ def _in_child(function: Callable, *args):
     return value
 
 
+def _hotspots(out: Path, target: str) -> list[Hotspot]:
+    """GTA's top functions from its tuning report, against the peak measured now."""
+    from ..model_tuning import ModelTuneReport
+    from .run import BenchError, measured_peaks
+
+    path = gta_report_path(out)
+    if not path.exists():
+        return []
+    report = ModelTuneReport.model_validate_json(path.read_text())
+    try:
+        peaks = measured_peaks(target)
+    except BenchError:  # the table still ranks the functions; their fraction of peak is "-"
+        peaks = {}
+    return hotspots(report, peaks, default_registry())
+
+
 def _speedups(results: list[NetResult]) -> dict[str, float]:
     by_name = {r.contender: r for r in results}
     gta = by_name.get("gta")
@@ -120,6 +139,9 @@ def markdown(report: NetBenchReport) -> str:
             f"{f'{speed:.2f}x' if speed else '-'} | {r.trials or '-'} | "
             f"{f'{r.tuning_seconds:.0f}' if r.tuning_seconds else '-'} |"
             + (f" {r.note}" if r.note else ""))
+    if report.hotspots:
+        lines += ["", "Where GTA's time goes (its tuning's per-call latencies x calls):", "",
+                  *hotspot_lines(report.hotspots)]
     return "\n".join(lines) + "\n"
 
 
@@ -153,6 +175,7 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
         say(f"{tuner}: tuning {name} ({trials} trials)")
         _in_child(_tune, tuner, str(onnx_path), target, trials, str(out))
     tuned = tuned_state(out)
+    spots = _hotspots(out, target) if "gta" in contenders else []
     inputs = model_inputs(model)
     job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
     say("reference outputs: onnxruntime")
@@ -204,7 +227,7 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
         target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
         code=code_version(), tuned_code={k: v.get("code", "?") for k, v in tuned.items()},
         results=results, speedup=_speedups(results), other_cores=other,
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start, hotspots=spots)
     (out / "results.json").write_text(report.model_dump_json(indent=1))
     (out / "results.md").write_text(markdown(report))
     return report

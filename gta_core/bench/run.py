@@ -96,12 +96,11 @@ def machine() -> str:
     return f"{model}, {cpu_cores()} cores"
 
 
-def measure_peaks(target: str, registry: Registry,
-                  workloads: list[Workload]) -> dict[str, PeakEntry]:
-    """Per workload dtype, the fastest measured intrinsic computing exactly those dtypes.
+def measured_peaks(target: str) -> dict[str, float]:
+    """GOPS of each intrinsic of ``target`` that ``gta peak`` could measure here.
 
-    Measured by ``gta peak`` in a child process: in the measuring process a thread of TVM's
-    pool stays busy afterwards (a third of a core, seen with getrusage), which stalled every
+    Measured in a child process: in the measuring process a thread of TVM's pool stays
+    busy afterwards (a third of a core, seen with getrusage), which stalled every
     multi-threaded contender timed after it (a 3 us torch matmul took 16 ms).
     """
     import subprocess
@@ -114,9 +113,16 @@ def measure_peaks(target: str, registry: Registry,
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("gta: error: ")
         raise BenchError(f"measuring the peak failed: {why}")
-    measured = {row.intrinsic: row.measurement.gops
-                for row in PeakReport.model_validate_json(done.stdout).peaks
-                if row.measurement is not None}
+    return {row.intrinsic: row.measurement.gops
+            for row in PeakReport.model_validate_json(done.stdout).peaks
+            if row.measurement is not None}
+
+
+def measure_peaks(target: str, registry: Registry,
+                  workloads: list[Workload]) -> dict[str, PeakEntry]:
+    """Per workload dtype, the fastest measured intrinsic computing exactly those dtypes
+    (:func:`measured_peaks`)."""
+    measured = measured_peaks(target)
     peaks: dict[str, PeakEntry] = {}
     for workload in workloads:
         p = workload.params
