@@ -40,7 +40,7 @@ def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
     assert "| gta |" in (tmp_path / "results.md").read_text()
     spots = report.hotspots
     assert spots and 0 < sum(h.share for h in spots) <= 1 + 1e-9
-    costs = [h.weight * h.us_per_call for h in spots]
+    costs = [h.calls * h.us_per_call for h in spots]
     assert costs == sorted(costs, reverse=True)
     assert any(h.peak_gops and 0 < h.gops < h.peak_gops * 1.5 for h in spots)
     assert "Where GTA's time goes" in (tmp_path / "results.md").read_text()

@@ -1,24 +1,68 @@
-"""Where a tuned model's time goes: its fused functions ranked by calls x latency, each
-with its throughput against the measured peak of the intrinsics for its dtypes."""
+"""Where a compiled model's time goes: each function its ``main`` calls, timed alone as it
+is compiled into the model (GTA's program, weights prepacked where they are), ranked by
+calls x time, with its throughput against the measured peak of its intrinsic's dtypes.
+
+Run it in a fresh process on quiet cores: on two cores a TVM program whose threads share
+a core with anything else stalls a scheduler tick (4 ms) per parallel region.
+"""
 
 from __future__ import annotations
 
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
 from pydantic import BaseModel
 
 from ..model_tuning import ModelTuneReport
-from ..plugins import Registry
+from ..plugins import Registry, default_registry
 
 
 class Hotspot(BaseModel):
-    function: str
-    weight: int  # calls per inference
+    function: str  # as the model's fused module names it
+    calls: int  # per inference
     anchor: str | None
-    mapping: str | None  # the program's mapping ("generic": no intrinsic; None: untuned)
-    us_per_call: float
-    share: float  # of the model's summed function time
-    gops: float | None  # the anchor's work over the latency
+    mapping: str | None  # GTA's program's mapping ("generic": no intrinsic; None: default)
+    us_per_call: float  # median, timed alone
+    share: float  # of the sum over the model's functions of calls x time
+    gops: float | None  # the anchor's work over the time
     peak_gops: float | None  # the fastest measured intrinsic computing the same dtypes
     peak_intrinsic: str | None
+
+
+def function_times(onnx_path: str, target: str, db: str, min_ms: int = 100
+                   ) -> list[tuple[str, int, float]]:
+    """(function, calls, median us per call) of every function the compiled model's ``main``
+    calls, each built alone through :func:`gta_core.measure.build` and timed on random
+    inputs for at least ``min_ms``."""
+    import tvm
+
+    from ..frontends import load_onnx
+    from ..measure import build
+    from ..model_compile import schedule_model
+    from ..weight_prepack import bound_calls, prepack_passes
+    from ..workloads.operator import random_array
+
+    fused, _ = schedule_model(load_onnx(onnx_path), target, db)
+    mod = tvm.transform.Sequential(prepack_passes())(fused)
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    calls = Counter(c.args[0].name_hint for c in bound_calls(mod["main"].body)
+                    if c.op.same_as(call_tir))
+    chosen = default_registry().target(target)
+    rng = np.random.default_rng(0)
+    device = tvm.cpu()
+    times = []
+    for name, count in calls.items():
+        func = mod[name].with_attr("global_symbol", "main")
+        lib = build(tvm.IRModule({"main": func}), chosen).jit()
+        args = [tvm.runtime.tensor(random_array(tuple(int(d) for d in p.ty.shape),
+                                                str(p.ty.dtype), rng), device)
+                for p in func.params]
+        timer = lib.time_evaluator("main", device, number=1, repeat=10,
+                                   min_repeat_ms=int(min_ms / 10))
+        times.append((name, count, statistics.median(timer(*args).results) * 1e6))
+    return times
 
 
 def _peak_for(mapping: str | None, registry: Registry, target: str,
@@ -37,23 +81,28 @@ def _peak_for(mapping: str | None, registry: Registry, target: str,
     return best, measured[best]
 
 
-def hotspots(report: ModelTuneReport, measured: dict[str, float], registry: Registry,
-             top: int = 5) -> list[Hotspot]:
-    """The ``top`` functions of ``report`` by weight x latency (``measured``: GOPS per
-    intrinsic, from :func:`~.run.measured_peaks`)."""
-    timed = [t for t in report.tasks if t.latency_us is not None]
-    total = sum(t.weight * t.latency_us for t in timed) or 1.0
+def hotspots(times: list[tuple[str, int, float]], report: ModelTuneReport,
+             measured: dict[str, float], registry: Registry, top: int = 5) -> list[Hotspot]:
+    """The ``top`` functions by calls x time (:func:`function_times`); ``report`` (GTA's
+    tuning of the model) names their anchors and mappings, ``measured`` is GOPS per
+    intrinsic (:func:`~.run.measured_peaks`)."""
+    tasks = {t.name: t for t in report.tasks}
+    total = sum(calls * us for _, calls, us in times) or 1.0
     rows = []
-    for task in sorted(timed, key=lambda t: -t.weight * t.latency_us)[:top]:
-        tuned = task.tuned if task.tuned and task.tuned.correct else None
+    for name, calls, us in sorted(times, key=lambda t: -t[1] * t[2])[:top]:
+        task = tasks.get(name.removesuffix("_prepacked"))
+        tuned = task.tuned if task and task.tuned and task.tuned.correct else None
         mapping = tuned.mapping if tuned else None
         intrinsic, peak = _peak_for(mapping, registry, report.target, measured)
-        rows.append(Hotspot(
-            function=task.name, weight=task.weight, anchor=task.anchor, mapping=mapping,
-            us_per_call=task.latency_us, share=task.weight * task.latency_us / total,
-            gops=task.gflops_work * 1e3 / task.latency_us if task.anchor else None,
-            peak_gops=peak, peak_intrinsic=intrinsic))
+        gops = task.gflops_work * 1e6 / us if task and task.anchor else None
+        rows.append(Hotspot(function=name, calls=calls, anchor=task.anchor if task else None,
+                            mapping=mapping, us_per_call=us, share=calls * us / total,
+                            gops=gops, peak_gops=peak, peak_intrinsic=intrinsic))
     return rows
+
+
+def load_report(path: Path) -> ModelTuneReport | None:
+    return ModelTuneReport.model_validate_json(path.read_text()) if path.exists() else None
 
 
 def markdown(rows: list[Hotspot]) -> list[str]:
@@ -62,7 +111,7 @@ def markdown(rows: list[Hotspot]) -> list[str]:
     for r in rows:
         of_peak = (f"{r.gops / r.peak_gops:.0%} of {r.peak_intrinsic} ({r.peak_gops:.0f})"
                    if r.gops and r.peak_gops else "-")
-        lines.append(f"| {r.function} | {r.weight} | {r.anchor or '-'} | {r.mapping or '-'} | "
+        lines.append(f"| {r.function} | {r.calls} | {r.anchor or '-'} | {r.mapping or '-'} | "
                      f"{r.us_per_call:.0f} | {r.share:.0%} | "
                      f"{f'{r.gops:.1f}' if r.gops else '-'} | {of_peak} |")
     return lines

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ..frontends import load_onnx
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
-from .hotspots import Hotspot, hotspots
+from .hotspots import Hotspot, function_times, hotspots, load_report
 from .hotspots import markdown as hotspot_lines
 from .net_runners import NET_CONTENDERS, NetRunner, RunnerFailed
 from .net_tuning import gta_report_path, tune_gta, tune_metaschedule, tuned_state
@@ -97,20 +97,20 @@ def _in_child(function: Callable, *args):
     return value
 
 
-def _hotspots(out: Path, target: str) -> list[Hotspot]:
-    """GTA's top functions from its tuning report, against the peak measured now."""
-    from ..model_tuning import ModelTuneReport
+def _hotspots(out: Path, onnx_path: Path, target: str) -> list[Hotspot]:
+    """GTA's compiled functions that take most of its time, each timed alone in a fresh
+    process, against the peak measured now."""
     from .run import BenchError, measured_peaks
 
-    path = gta_report_path(out)
-    if not path.exists():
+    report = load_report(gta_report_path(out))
+    if report is None:
         return []
-    report = ModelTuneReport.model_validate_json(path.read_text())
+    times = _in_child(function_times, str(onnx_path), target, str(out / "gta"))
     try:
         peaks = measured_peaks(target)
     except BenchError:  # the table still ranks the functions; their fraction of peak is "-"
         peaks = {}
-    return hotspots(report, peaks, default_registry())
+    return hotspots(times, report, peaks, default_registry())
 
 
 def _speedups(results: list[NetResult]) -> dict[str, float]:
@@ -140,7 +140,8 @@ def markdown(report: NetBenchReport) -> str:
             f"{f'{r.tuning_seconds:.0f}' if r.tuning_seconds else '-'} |"
             + (f" {r.note}" if r.note else ""))
     if report.hotspots:
-        lines += ["", "Where GTA's time goes (its tuning's per-call latencies x calls):", "",
+        lines += ["", "Where GTA's time goes (each function of its compiled model timed alone, "
+                  "x its calls):", "",
                   *hotspot_lines(report.hotspots)]
     return "\n".join(lines) + "\n"
 
@@ -175,7 +176,6 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
         say(f"{tuner}: tuning {name} ({trials} trials)")
         _in_child(_tune, tuner, str(onnx_path), target, trials, str(out))
     tuned = tuned_state(out)
-    spots = _hotspots(out, target) if "gta" in contenders else []
     inputs = model_inputs(model)
     job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
     say("reference outputs: onnxruntime")
@@ -216,12 +216,17 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
             except RunnerFailed as exc:
                 result.note = f"failed while timed: {exc}"
     other = load.cores()
+    gta_ok = "gta" in runners
     for contender, runner in runners.items():
         runner.close()
         result = next(r for r in results if r.contender == contender)
         if result.samples_ms:
             result.latency_ms = statistics.median(result.samples_ms)
             result.spread = (max(result.samples_ms) - min(result.samples_ms)) / result.latency_ms
+    # After the rounds, on the cores they found quiet, with every contender closed.
+    if gta_ok:
+        say("gta: timing its compiled functions one by one")
+    spots = _hotspots(out, onnx_path, target) if gta_ok else []
     report = NetBenchReport(
         suite=suite, model=name, description=ZOO[name].description, host=machine(),
         target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
