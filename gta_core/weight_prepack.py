@@ -16,20 +16,33 @@ from typing import Any
 PREPROC = "meta_schedule.layout_rewrite_preproc"
 
 
+def call_tirs(func) -> list[Any]:
+    """The ``call_tir`` calls in ``func`` (none when it is not a Relax function), in order."""
+    import tvm
+    from tvm import relax
+
+    if not isinstance(func, relax.Function):
+        return []
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    calls = []
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
+            calls.append(expr)
+
+    relax.analysis.post_order_visit(func, visit)
+    return calls
+
+
 def constant_arguments(mod) -> dict[str, set[int]]:
     """Per PrimFunc name, the positions of its inputs that are Relax constants at every
     ``call_tir`` of it in ``mod``'s Relax functions."""
     import tvm
     from tvm import relax
 
-    call_tir = tvm.ir.Op.get("relax.call_tir")
     found: dict[str, set[int]] = {}
     for func in mod.functions.values():
-        if not isinstance(func, relax.Function):
-            continue
-        for call in bound_calls(func.body):
-            if not call.op.same_as(call_tir) or len(call.args) < 2:
-                continue
+        for call in call_tirs(func):
             callee, args = call.args[0], call.args[1]
             if not isinstance(callee, relax.GlobalVar) or not isinstance(args, relax.Tuple):
                 continue
@@ -38,19 +51,6 @@ def constant_arguments(mod) -> dict[str, set[int]]:
             name = callee.name_hint
             found[name] = found[name] & constant if name in found else constant
     return found
-
-
-def bound_calls(body) -> list[Any]:
-    """The calls bound in ``body`` (a normalized Relax function body)."""
-    from tvm import relax
-
-    calls = []
-    if isinstance(body, relax.SeqExpr):
-        for block in body.blocks:
-            for binding in block.bindings:
-                if isinstance(binding.value, relax.Call):
-                    calls.append(binding.value)
-    return calls
 
 
 def mark_weight_packing(func, constant: set[int]) -> tuple[Any, list[str]]:

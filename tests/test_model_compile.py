@@ -12,6 +12,7 @@ import tvm
 from gta_core.cli import main
 from gta_core.frontends import from_torch, fuse, load_onnx, model_tasks
 from gta_core.mapping import mapping_candidates
+from gta_core.mapping.realise import is_packing_stage
 from gta_core.measure import measure_program
 from gta_core.measure.settings import MeasureSettings
 from gta_core.model_compile import (
@@ -24,6 +25,7 @@ from gta_core.model_compile import (
 from gta_core.model_tuning import tune_model
 from gta_core.plugins import default_registry
 from gta_core.scheduler.space import MappingSpace, Task
+from gta_core.weight_prepack import mark_weight_packing
 
 FAST = MeasureSettings(number=1, repeat=2, min_repeat_ms=0)
 
@@ -111,6 +113,38 @@ def test_epilogues_are_computed_where_the_output_is_written_back(residual_onnx, 
         result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
         assert result.correct, result.mismatch
     assert fused == len(sketches)
+
+
+def test_a_models_constant_weights_are_packed_where_compile_can_prepack_them(residual_onnx,
+                                                                             tmp_path):
+    """The fused convolutions know their weight and bias are constants; no sketch of any
+    kept mapping packs them inside the tile loops (packing-at-tile moves only the
+    activations there), so every stage reading only constants is marked for prepacking."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(residual_onnx(tmp_path / "m.onnx"))
+    tasks = [t for t in model_tasks(fuse(model.mod)) if t.workload.main_block == "conv2d_nchw"]
+    assert tasks and all(t.workload.constant_inputs == {1, 2} for t in tasks)
+    per_tile = 0
+    for task in tasks:
+        constant = {task.func.params[i].name for i in task.workload.constant_inputs}
+        for candidate in mapping_candidates(task.workload, "avx512", registry):
+            if candidate.status != "kept":
+                continue
+            program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
+                           target)
+            space = MappingSpace(program, list(registry.rules.values()), [])
+            for sch in space.generate_design_space(tvm.IRModule({"main": task.func})):
+                blocks = [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]
+                reads_constant = {b.name_hint for b in blocks if b.reads
+                                  and {r.source.name for r in b.reads} <= constant}
+                _, marked = mark_weight_packing(sch.mod["main"],
+                                                set(task.workload.constant_inputs))
+                assert set(marked) == reads_constant
+                per_tile += any(is_packing_stage(sch.get(b).name_hint) and sch.get_loops(b)
+                                and len(sch.get_child_blocks(sch.get_loops(b)[0])) > 1
+                                for b in sch.get_child_blocks(sch.get_sblock("root")))
+    assert per_tile  # the activations are still packed per tile in some sketches
 
 
 def test_the_command_line_resumes_a_model_tune_and_compiles_it(tuned, tmp_path, capsys):

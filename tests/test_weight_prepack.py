@@ -11,7 +11,7 @@ from tvm.s_tir import Schedule
 from tvm.script import tirx as T
 
 from gta_core.weight_prepack import (
-    bound_calls,
+    call_tirs,
     constant_arguments,
     mark_weight_packing,
     prepack_passes,
@@ -68,7 +68,7 @@ def test_marked_packing_runs_on_the_constant_while_compiling(module):
     marked, _ = mark_weight_packing(mod["packed_gemm"], {1})
     mod.update_func(mod.get_global_var("packed_gemm"), marked)
     folded = tvm.transform.Sequential(prepack_passes())(mod)
-    called = [call.args[0].name_hint for call in bound_calls(folded["main"].body)]
+    called = [call.args[0].name_hint for call in call_tirs(folded["main"])]
     assert called == ["packed_gemm_prepacked"]  # the packing call was folded away
     executable = tvm.compile(folded, target="llvm")
     vm = relax.VirtualMachine(executable, tvm.cpu())

@@ -41,14 +41,12 @@ def function_times(onnx_path: str, target: str, db: str, min_ms: int = 100
     from ..frontends import load_onnx
     from ..measure import build
     from ..model_compile import schedule_model
-    from ..weight_prepack import bound_calls, prepack_passes
+    from ..weight_prepack import call_tirs, prepack_passes
     from ..workloads.operator import random_array
 
     fused, _ = schedule_model(load_onnx(onnx_path), target, db)
     mod = tvm.transform.Sequential(prepack_passes())(fused)
-    call_tir = tvm.ir.Op.get("relax.call_tir")
-    calls = Counter(c.args[0].name_hint for c in bound_calls(mod["main"].body)
-                    if c.op.same_as(call_tir))
+    calls = Counter(c.args[0].name_hint for c in call_tirs(mod["main"]))
     chosen = default_registry().target(target)
     rng = np.random.default_rng(0)
     device = tvm.cpu()

@@ -10,7 +10,7 @@ the model calls them.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..workloads.subgraph import SubgraphWorkload, digest, narrowed
@@ -49,29 +49,15 @@ class ModelTask:
     func: Any = field(default=None, repr=False)  # the narrowed PrimFunc
 
 
-def _call_counts(mod) -> Counter:
-    """How many times the Relax functions of ``mod`` call each TensorIR function."""
-    import tvm
-    from tvm import relax
-
-    counts: Counter = Counter()
-    call_tir = tvm.ir.Op.get("relax.call_tir")
-
-    def visit(expr) -> None:
-        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
-            counts[expr.args[0].name_hint] += 1
-
-    for _, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func, visit)
-    return counts
-
-
 def model_tasks(fused) -> list[ModelTask]:
     """The tasks of a fused module (:func:`fuse`), in the order the module lists them."""
     from tvm import tirx
 
-    calls = _call_counts(fused)
+    from ..weight_prepack import call_tirs, constant_arguments
+
+    calls = Counter(call.args[0].name_hint for func in fused.functions.values()
+                    for call in call_tirs(func))
+    constants = constant_arguments(fused)
     tasks: dict[str, ModelTask] = {}
     for gv, func in fused.functions_items():
         if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
@@ -80,8 +66,12 @@ def model_tasks(fused) -> list[ModelTask]:
         key = digest(func)
         task = tasks.get(key)
         if task is None:
-            workload = SubgraphWorkload.from_function(gv.name_hint, func)
+            workload = SubgraphWorkload.from_function(
+                gv.name_hint, func, frozenset(constants.get(gv.name_hint, ())))
             task = tasks[key] = ModelTask(gv.name_hint, key, [], 0, workload, func)
+        else:  # a position is constant only where it is in every function of the task
+            shared = task.workload.constant_inputs & frozenset(constants.get(gv.name_hint, ()))
+            task.workload = replace(task.workload, constant_inputs=shared)
         task.functions.append(gv.name_hint)
         task.weight += calls[gv.name_hint]
     return sorted(tasks.values(), key=lambda t: t.name)

@@ -41,6 +41,15 @@ class ScheduleContext:
     levels: dict[str, list] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
 
+    def reads_constant(self, block) -> bool:
+        """Whether ``block`` reads nothing but inputs the model holds constant (its weights):
+        a stage a compiled model runs once, not per call, when it stays outside the
+        compute loops (``gta_core.weight_prepack``)."""
+        names = {self.workload.func.params[i].name
+                 for i in getattr(self.workload, "constant_inputs", ())}
+        reads = self.sch.get(block).reads
+        return bool(names) and bool(reads) and all(r.source.name in names for r in reads)
+
     def fork(self) -> ScheduleContext:
         """A copy on a copied schedule (loop and block handles stay valid in the copy)."""
         return replace(self, sch=self.sch.copy(), spatial=list(self.spatial),

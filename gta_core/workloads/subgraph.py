@@ -118,15 +118,20 @@ class SubgraphWorkload:
     main_block: str | None
     macs: int
     why: str | None = None
+    # Positions of the inputs the model passes as constants (its weights): their packing
+    # stays outside the compute loops, where a compiled model runs it once. Not part of
+    # the spec: the records of a function do not depend on where it is called from.
+    constant_inputs: frozenset[int] = frozenset()
 
     @classmethod
-    def from_function(cls, name: str, func) -> SubgraphWorkload:
+    def from_function(cls, name: str, func,
+                      constant_inputs: frozenset[int] = frozenset()) -> SubgraphWorkload:
         """The workload of ``func``, already :func:`narrowed` and named ``main``."""
         try:
             block, macs = anchor_block(func)
         except NoAnchor as exc:
-            return cls(name, func, None, 0, str(exc))
-        return cls(name, func, block, macs)
+            return cls(name, func, None, 0, str(exc), constant_inputs)
+        return cls(name, func, block, macs, None, constant_inputs)
 
     @cached_property
     def spec(self) -> str:

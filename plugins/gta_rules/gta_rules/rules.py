@@ -17,7 +17,9 @@ class PackingAtTile(GenerationRule):
     packing it per parallel tile (under the last S0 loop) or per reduction
     tile (under the last R0 loop) keeps it in cache and lets each core pack
     its own slice. Each placement is its own design space, beside the core's
-    whole-tensor packing, so the search compares them by measurement.
+    whole-tensor packing, so the search compares them by measurement. A model's
+    constant weights stay packed whole: a compiled model packs them once, at compile
+    time, which it can only do outside the tile loops.
     """
 
     name = "packing-at-tile"
@@ -49,4 +51,5 @@ class PackingAtTile(GenerationRule):
         # A stage split into a zero fill and a copy (vectorize-packing) has two writers,
         # and compute_at moves only a buffer's one writer.
         return [b for b in producers if is_packing_stage(sch.get(b).name_hint)
-                and writers[sch.get(b).writes[0].source.name] == 1]
+                and writers[sch.get(b).writes[0].source.name] == 1
+                and not context.reads_constant(b)]
