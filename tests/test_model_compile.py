@@ -193,3 +193,32 @@ def test_tuned_workloads_compile_into_one_library_of_checked_functions(tmp_path,
                  str(tmp_path / "x.so")]) == 2
     assert "no checked record of gemm:M=8,N=8,K=8" in capsys.readouterr().err
     assert not (tmp_path / "x.so").exists()
+
+
+def test_checks_run_a_fused_function_with_the_models_scalar_constants(tmp_path):
+    """An ONNX Clip's bounds (ReLU6: 0 and 6) are scalar inputs of the fused convolution:
+    checks use the model's values, not random numbers that would clamp the error allowance
+    (MobileNet-V2's 1x1 convolutions were all judged wrong that way)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weights = [helper.make_tensor(name, TensorProto.FLOAT, shape,
+                                  rng.standard_normal(shape).astype(np.float32).ravel())
+               for name, shape in (("w", (24, 16, 1, 1)), ("b", (24,)))]
+    bounds = [helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
+              helper.make_tensor("hi", TensorProto.FLOAT, [], [6.0])]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+         helper.make_node("Clip", ["c", "lo", "hi"], ["y"])], "relu6",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 8, 8])],
+        weights + bounds)
+    path = tmp_path / "relu6.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    [task] = [t for t in model_tasks(fuse(load_onnx(str(path)).mod)) if t.workload.main_block]
+    scalars = dict(task.workload.scalars)
+    assert sorted(scalars.values()) == [0.0, 6.0]
+    inputs = task.workload.random_inputs(3)
+    assert all(inputs[i].item() == value for i, value in scalars.items())
+    assert set(scalars) <= task.workload.constant_inputs

@@ -58,6 +58,7 @@ def model_tasks(fused) -> list[ModelTask]:
     calls = Counter(call.args[0].name_hint for func in fused.functions.values()
                     for call in call_tirs(func))
     constants = constant_arguments(fused)
+    scalars = _scalar_constants(fused)
     tasks: dict[str, ModelTask] = {}
     for gv, func in fused.functions_items():
         if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
@@ -67,11 +68,31 @@ def model_tasks(fused) -> list[ModelTask]:
         task = tasks.get(key)
         if task is None:
             workload = SubgraphWorkload.from_function(
-                gv.name_hint, func, frozenset(constants.get(gv.name_hint, ())))
+                gv.name_hint, func, frozenset(constants.get(gv.name_hint, ())),
+                scalars.get(gv.name_hint, ()))
             task = tasks[key] = ModelTask(gv.name_hint, key, [], 0, workload, func)
         else:  # a position is constant only where it is in every function of the task
             shared = task.workload.constant_inputs & frozenset(constants.get(gv.name_hint, ()))
-            task.workload = replace(task.workload, constant_inputs=shared)
+            same = tuple(sorted(set(task.workload.scalars)
+                                & set(scalars.get(gv.name_hint, ()))))
+            task.workload = replace(task.workload, constant_inputs=shared, scalars=same)
         task.functions.append(gv.name_hint)
         task.weight += calls[gv.name_hint]
     return sorted(tasks.values(), key=lambda t: t.name)
+
+
+def _scalar_constants(fused) -> dict[str, tuple[tuple[int, float], ...]]:
+    """Per fused function, the scalar constants its calls pass, where every call passes
+    the same value: ((position, value), ...)."""
+    import tvm
+
+    from ..weight_prepack import call_tirs
+
+    seen: dict[str, set[tuple[int, float]]] = {}
+    for func in fused.functions.values():
+        for call in call_tirs(func):
+            found = {(i, float(arg.value.numpy())) for i, arg in enumerate(call.args[1].fields)
+                     if isinstance(arg, tvm.ir.expr.Constant) and arg.value.numpy().ndim == 0}
+            name = call.args[0].name_hint
+            seen[name] = seen[name] & found if name in seen else found
+    return {name: tuple(sorted(found)) for name, found in seen.items()}

@@ -122,16 +122,20 @@ class SubgraphWorkload:
     # stays outside the compute loops, where a compiled model runs it once. Not part of
     # the spec: the records of a function do not depend on where it is called from.
     constant_inputs: frozenset[int] = frozenset()
+    # The model's values of its scalar constant inputs (position, value): checks run with
+    # them, since a random clip bound (ReLU6's 0 and 6 are inputs of the fused function)
+    # clamps the error allowance computed on |inputs| below a correct program's rounding.
+    scalars: tuple[tuple[int, float], ...] = ()
 
     @classmethod
-    def from_function(cls, name: str, func,
-                      constant_inputs: frozenset[int] = frozenset()) -> SubgraphWorkload:
+    def from_function(cls, name: str, func, constant_inputs: frozenset[int] = frozenset(),
+                      scalars: tuple[tuple[int, float], ...] = ()) -> SubgraphWorkload:
         """The workload of ``func``, already :func:`narrowed` and named ``main``."""
         try:
             block, macs = anchor_block(func)
         except NoAnchor as exc:
-            return cls(name, func, None, 0, str(exc), constant_inputs)
-        return cls(name, func, block, macs, None, constant_inputs)
+            return cls(name, func, None, 0, str(exc), constant_inputs, scalars)
+        return cls(name, func, block, macs, None, constant_inputs, scalars)
 
     @cached_property
     def spec(self) -> str:
@@ -174,9 +178,13 @@ class SubgraphWorkload:
         return throughput_unit(str(block.reads[0].source.dtype))
 
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        """Random inputs, but the model's own value for each scalar constant."""
         rng = np.random.default_rng(seed)
-        return [random_array(tuple(int(d) for d in b.shape), str(b.dtype), rng)
-                for b in self.input_buffers]
+        inputs = [random_array(tuple(int(d) for d in b.shape), str(b.dtype), rng)
+                  for b in self.input_buffers]
+        for position, value in self.scalars:
+            inputs[position] = np.full(inputs[position].shape, value, inputs[position].dtype)
+        return inputs
 
     @cached_property
     def _unscheduled(self):
