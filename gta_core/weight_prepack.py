@@ -34,23 +34,42 @@ def call_tirs(func) -> list[Any]:
     return calls
 
 
-def constant_arguments(mod) -> dict[str, set[int]]:
-    """Per PrimFunc name, the positions of its inputs that are Relax constants at every
-    ``call_tir`` of it in ``mod``'s Relax functions."""
-    import tvm
+def _at_every_call(mod, found) -> dict[str, set]:
+    """Per PrimFunc name, what ``found(arguments)`` gives at every ``call_tir`` of it in
+    ``mod``'s Relax functions (the intersection over its calls)."""
     from tvm import relax
 
-    found: dict[str, set[int]] = {}
+    common: dict[str, set] = {}
     for func in mod.functions.values():
         for call in call_tirs(func):
             callee, args = call.args[0], call.args[1]
             if not isinstance(callee, relax.GlobalVar) or not isinstance(args, relax.Tuple):
                 continue
-            constant = {i for i, arg in enumerate(args.fields)
-                        if isinstance(arg, tvm.ir.expr.Constant)}
+            here = found(list(args.fields))
             name = callee.name_hint
-            found[name] = found[name] & constant if name in found else constant
-    return found
+            common[name] = common[name] & here if name in common else here
+    return common
+
+
+def constant_arguments(mod) -> dict[str, set[int]]:
+    """Per PrimFunc name, the positions of its inputs that are Relax constants at every
+    ``call_tir`` of it in ``mod``."""
+    import tvm
+
+    return _at_every_call(mod, lambda args: {
+        i for i, arg in enumerate(args) if isinstance(arg, tvm.ir.expr.Constant)})
+
+
+def scalar_constants(mod) -> dict[str, tuple[tuple[int, float], ...]]:
+    """Per PrimFunc name, the scalar constants every call of it passes with the same value:
+    ((position, value), ...)."""
+    import tvm
+
+    def scalars(args) -> set[tuple[int, float]]:
+        return {(i, float(arg.value.numpy())) for i, arg in enumerate(args)
+                if isinstance(arg, tvm.ir.expr.Constant) and arg.value.numpy().ndim == 0}
+
+    return {name: tuple(sorted(found)) for name, found in _at_every_call(mod, scalars).items()}
 
 
 def mark_weight_packing(func, constant: set[int]) -> tuple[Any, list[str]]:

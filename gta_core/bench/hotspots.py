@@ -66,17 +66,13 @@ def function_times(onnx_path: str, target: str, db: str, min_ms: int = 100
 def _peak_for(mapping: str | None, registry: Registry, target: str,
               measured: dict[str, float]) -> tuple[str | None, float | None]:
     """The fastest measured intrinsic with the dtypes of ``mapping``'s intrinsic."""
-    intrinsics = {i.name: i for i in registry.intrinsics_for(target)}
-    own = intrinsics.get((mapping or "").rsplit("-", 1)[0])
-    if own is None:
-        return None, None
-    same = [name for name, i in intrinsics.items() if name in measured
-            and sorted(i.input_dtypes) == sorted(own.input_dtypes)
-            and i.output_dtype == own.output_dtype]
-    if not same:
-        return None, None
-    best = max(same, key=measured.get)
-    return best, measured[best]
+    from .run import fastest_intrinsic
+
+    own = {i.name: i for i in registry.intrinsics_for(target)}.get(
+        (mapping or "").rsplit("-", 1)[0])
+    best = own and fastest_intrinsic(registry, target, measured, own.input_dtypes,
+                                     own.output_dtype)
+    return (best.intrinsic, best.gops) if best else (None, None)
 
 
 def hotspots(times: list[tuple[str, int, float]], report: ModelTuneReport,

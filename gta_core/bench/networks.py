@@ -216,17 +216,17 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
             except RunnerFailed as exc:
                 result.note = f"failed while timed: {exc}"
     other = load.cores()
-    gta_ok = "gta" in runners
+    timed_gta = "gta" in runners
     for contender, runner in runners.items():
         runner.close()
         result = next(r for r in results if r.contender == contender)
         if result.samples_ms:
             result.latency_ms = statistics.median(result.samples_ms)
             result.spread = (max(result.samples_ms) - min(result.samples_ms)) / result.latency_ms
-    # After the rounds, on the cores they found quiet, with every contender closed.
-    if gta_ok:
+    spots = []
+    if timed_gta:  # after the rounds, on the cores they found quiet, every contender closed
         say("gta: timing its compiled functions one by one")
-    spots = _hotspots(out, onnx_path, target) if gta_ok else []
+        spots = _hotspots(out, onnx_path, target)
     report = NetBenchReport(
         suite=suite, model=name, description=ZOO[name].description, host=machine(),
         target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,

@@ -126,13 +126,23 @@ def measure_peaks(target: str, registry: Registry,
     peaks: dict[str, PeakEntry] = {}
     for workload in workloads:
         p = workload.params
-        fits = [i for i in registry.intrinsics_for(target) if i.name in measured
-                and sorted(i.input_dtypes) == sorted((p.data_dtype, p.weight_dtype))
-                and i.output_dtype == p.acc_dtype]
-        if fits:
-            best = max(fits, key=lambda i: measured[i.name])
-            peaks[p.dtype] = PeakEntry(intrinsic=best.name, gops=measured[best.name])
+        best = fastest_intrinsic(registry, target, measured, (p.data_dtype, p.weight_dtype),
+                                 p.acc_dtype)
+        if best is not None:
+            peaks[p.dtype] = best
     return peaks
+
+
+def fastest_intrinsic(registry: Registry, target: str, measured: dict[str, float],
+                      input_dtypes, output_dtype: str) -> PeakEntry | None:
+    """The fastest intrinsic in ``measured`` (GOPS by name) computing exactly these dtypes."""
+    fits = [i.name for i in registry.intrinsics_for(target) if i.name in measured
+            and sorted(i.input_dtypes) == sorted(input_dtypes)
+            and i.output_dtype == output_dtype]
+    if not fits:
+        return None
+    best = max(fits, key=measured.get)
+    return PeakEntry(intrinsic=best, gops=measured[best])
 
 
 def time_interleaved(programs: dict[str, Program], repeat: int) -> dict[str, list[float]]:

@@ -53,12 +53,12 @@ def model_tasks(fused) -> list[ModelTask]:
     """The tasks of a fused module (:func:`fuse`), in the order the module lists them."""
     from tvm import tirx
 
-    from ..weight_prepack import call_tirs, constant_arguments
+    from ..weight_prepack import call_tirs, constant_arguments, scalar_constants
 
     calls = Counter(call.args[0].name_hint for func in fused.functions.values()
                     for call in call_tirs(func))
     constants = constant_arguments(fused)
-    scalars = _scalar_constants(fused)
+    scalars = scalar_constants(fused)
     tasks: dict[str, ModelTask] = {}
     for gv, func in fused.functions_items():
         if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
@@ -79,20 +79,3 @@ def model_tasks(fused) -> list[ModelTask]:
         task.functions.append(gv.name_hint)
         task.weight += calls[gv.name_hint]
     return sorted(tasks.values(), key=lambda t: t.name)
-
-
-def _scalar_constants(fused) -> dict[str, tuple[tuple[int, float], ...]]:
-    """Per fused function, the scalar constants its calls pass, where every call passes
-    the same value: ((position, value), ...)."""
-    import tvm
-
-    from ..weight_prepack import call_tirs
-
-    seen: dict[str, set[tuple[int, float]]] = {}
-    for func in fused.functions.values():
-        for call in call_tirs(func):
-            found = {(i, float(arg.value.numpy())) for i, arg in enumerate(call.args[1].fields)
-                     if isinstance(arg, tvm.ir.expr.Constant) and arg.value.numpy().ndim == 0}
-            name = call.args[0].name_hint
-            seen[name] = seen[name] & found if name in seen else found
-    return {name: tuple(sorted(found)) for name, found in seen.items()}
