@@ -17,8 +17,10 @@ from pydantic import BaseModel
 from . import __version__, api
 from .bench import DEFAULT_BASELINES, SUITES, BenchError
 from .bench.networks import NET_SUITES
+from .cli_check import add_check_plugin_command
 from .cli_model import add_compile_command, add_model_options, cmd_bench_network, cmd_tune_model
 from .codegen import CodegenError
+from .conformance import UnknownPlugin
 from .frontends import ModelError
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .model_compile import CompileError
@@ -28,7 +30,8 @@ from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
-               RPCUnavailable, CodegenError, UnknownArch, BenchError, ModelError, CompileError)
+               RPCUnavailable, CodegenError, UnknownArch, BenchError, ModelError, CompileError,
+               UnknownPlugin)
 
 
 class UsageError(Exception):
@@ -227,7 +230,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         report = tune(args.specs, args.target, args.trials, args.db, weights=args.weights,
                       arch=args.arch,
                       time_budget=args.time_budget, scheduler=args.scheduler, measure=measure,
-                      progress=progress.update)
+                      progress=progress.update, cost_model=args.cost_model)
     if args.report:
         from .tuning_report import write_report
 
@@ -254,6 +257,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"{checked} new trials checked against numpy ({seconds / checked:.3f} s each); "
               f"{sum(t.wrong for t in report.tasks)} wrong, "
               f"{sum(t.failed for t in report.tasks)} failed to build or run")
+    for task in report.tasks:
+        for left in task.left_out:
+            print(f"{task.workload}: left out {left.kind} {left.name} of plugin {left.plugin} "
+                  f"(it raised {left.cause})", file=sys.stderr)
     print(f"{report.seconds:.0f} s; ended by {report.ended_by}"
           + (f"; report in {args.report}" if args.report else ""))
     return 0
@@ -325,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="loaded plugins and what they bring")
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(run=cmd_plugins)
+    add_check_plugin_command(commands)
 
     describe = commands.add_parser("describe", help="a workload's tensors, work and intrinsics")
     describe.add_argument("spec", help="workload spec, e.g. gemm:M=512,N=512,K=512,dtype=int8")
@@ -358,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--scheduler", choices=["dual", "even"], default="dual",
                       help="dual-task scheduling (default) or an even split, for comparison")
     tune.add_argument("--rpc", help="measure through a TVM RPC tracker: tracker=HOST:PORT,key=KEY")
+    tune.add_argument("--cost-model", default="xgb", metavar="NAME",
+                      help="the registered cost model that ranks candidates (default xgb; "
+                           "gta plugins lists the loaded ones)")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.add_argument("--json", action="store_true", help="print JSON")
     tune.set_defaults(run=cmd_tune)

@@ -31,7 +31,7 @@ def cmd_tune_model(args: argparse.Namespace, progress) -> BaseModel:
     measure = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None)
     report = tune_model(_load(args), args.target, args.trials, args.db,
                         time_budget=args.time_budget, scheduler=args.scheduler,
-                        measure=measure, progress=progress)
+                        measure=measure, progress=progress, cost_model=args.cost_model)
     if args.json:
         return report
     total = sum((t.latency_us or 0.0) * t.weight for t in report.tasks)

@@ -74,9 +74,9 @@ def _untuned_us(task: ModelTask, tvm_target) -> float | None:
 def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
                time_budget: float | None = None, scheduler: str = "dual",
                measure: MeasureSettings | None = None, registry: Registry | None = None,
-               progress: Callable | None = None) -> ModelTuneReport:
+               progress: Callable | None = None, cost_model: str = "xgb") -> ModelTuneReport:
     """Tune ``model``'s fused functions on ``target`` under one budget of ``trials``,
-    recorded in ``db`` (resumable as :func:`gta_core.tune` is)."""
+    recorded in ``db`` (resumable as :func:`gta_core.tune` is), ranked by ``cost_model``."""
     check_budget(trials, time_budget, scheduler)
     registry = registry or default_registry()
     chosen = registry.target(target)
@@ -92,7 +92,7 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
     report = tune_workloads([t.workload for t in tasks], [float(t.weight) for t in tasks],
                             target, trials, db, time_budget=time_budget, scheduler=scheduler,
                             measure=measure, registry=registry, progress=progress,
-                            generic_fallback=True)
+                            generic_fallback=True, cost_model=cost_model)
     tuned = {r.workload: r for r in report.tasks}
     rows = []
     for task in tasks:

@@ -27,8 +27,10 @@ from pydantic import BaseModel, ValidationError
 from . import hookspecs
 from .cost_model import CostModelEntry
 from .generation import GenerationRule
+from .generation.engine import describe as _describe
 from .models import Intrinsic, PluginFailure, Target
 from .pruning import Constraint
+from .sdk import compatible
 from .workloads import Operator
 
 ENTRY_POINT_GROUP = "gta"
@@ -137,6 +139,10 @@ class Registry:
     def builtin_names(self) -> set[str]:
         return {name for name, info in self.plugins.items() if info.builtin}
 
+    def owner(self, attribute: str, name: str) -> str | None:
+        """The plugin that registered ``name`` in ``attribute`` (``rules``, ``constraints``...)."""
+        return _owner(self, attribute, name)
+
     def intrinsics_for(self, target: str) -> list[Intrinsic]:
         return [i for i in self.intrinsics.values() if i.target == target]
 
@@ -171,11 +177,6 @@ class UnknownTarget(KeyError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -219,9 +220,10 @@ def load(
             continue
         try:
             plugin = ep.load()
-            manager.register(plugin, name=name)
         except Exception as exc:  # noqa: BLE001 - isolate a broken plugin
             registry.record_failure(name, "import", _describe(exc))
+            continue
+        if not _register(registry, name, plugin):
             continue
         versions[name] = (ep.dist.version if ep.dist is not None else "unknown", False)
     for missing in sorted((enabled or set()) - found):
@@ -229,16 +231,28 @@ def load(
                                 f"installed; installed: {', '.join(sorted(found)) or 'none'}")
 
     for name, plugin in extra:
-        try:
-            manager.register(plugin, name=name)
-        except Exception as exc:  # noqa: BLE001 - e.g. a hook pluggy does not know
-            registry.record_failure(name, "register", _describe(exc))
-            continue
-        versions[name] = ("unknown", False)
+        if _register(registry, name, plugin):
+            versions[name] = ("unknown", False)
 
     for name, plugin in list(manager.list_name_plugin()):
         _collect(registry, name, plugin, *versions.get(name, ("unknown", False)))
     return registry
+
+
+def _register(registry: Registry, name: str, plugin: object) -> bool:
+    """Add ``plugin`` to the manager if it was written for this SDK; False (and a recorded
+    failure) if not, or if pluggy refuses it."""
+    declared = getattr(plugin, "GTA_API_VERSION", None)
+    why = compatible(declared) if declared is not None else None
+    if why is not None:
+        registry.record_failure(name, "api-version", why)
+        return False
+    try:
+        registry.manager.register(plugin, name=name)
+    except Exception as exc:  # noqa: BLE001 - e.g. a hook pluggy does not know
+        registry.record_failure(name, "register", _describe(exc))
+        return False
+    return True
 
 
 def _collect(registry: Registry, name: str, plugin: object, version_: str, builtin: bool) -> None:

@@ -37,6 +37,17 @@ class MappingReport(BaseModel):
     why: str | None = None  # why it was dropped, or stopped (its design space ran out)
 
 
+class LeftOut(BaseModel):
+    """A plugin's rule or constraint that raised while a workload was tuned, and was left
+    out of it (tuning went on without it)."""
+
+    plugin: str
+    kind: str  # "rule" or "constraint"
+    name: str
+    cause: str  # the exception, in one line
+    mappings: list[str]  # the mappings whose search left it out
+
+
 class TaskReport(BaseModel):
     """One workload's result: its best program over all of its mappings."""
 
@@ -57,6 +68,7 @@ class TaskReport(BaseModel):
     weight: float
     mappings: list[MappingReport]
     retimed: list[Retimed] = []  # the final pick's candidates (gta_core.final_pick)
+    left_out: list[LeftOut] = []  # rules / constraints that raised, and were left out
 
 
 class TuneReport(BaseModel):
@@ -107,7 +119,8 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
          arch: str | None = None,
          scheduler: str = "dual", measure: MeasureSettings | None = None,
          search: SearchSettings | None = None, registry: Registry | None = None,
-         progress: Callable[[Progress], None] | None = None) -> TuneReport:
+         progress: Callable[[Progress], None] | None = None,
+         cost_model: str = "xgb") -> TuneReport:
     """Tune ``specs`` on ``target`` as one application, recorded in ``db``.
 
     ``trials`` measurements in all (as MetaSchedule counts), and at most
@@ -119,7 +132,8 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     rerun with the same budget measures nothing and a run killed half-way
     resumes where it stopped. ``arch`` picks one of the target's declared
     architectures (a GPU's ``sm_90``). ``progress`` is called after every
-    measured batch.
+    measured batch. ``cost_model`` names a registered cost model (a plugin's, or the
+    built-in ``xgb``) that ranks candidates before they are measured.
     """
     check_budget(trials, time_budget, scheduler)
     registry = registry or default_registry()
@@ -129,7 +143,7 @@ def tune(specs: Sequence[str], target: str, trials: int, db: str | os.PathLike, 
     return tune_workloads(workloads, parse_weights(weights, len(workloads)), target, trials,
                           db, time_budget=time_budget, arch=arch, scheduler=scheduler,
                           measure=measure, search=search, registry=registry,
-                          progress=progress)
+                          progress=progress, cost_model=cost_model)
 
 
 def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], target: str,
@@ -138,13 +152,16 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
                    measure: MeasureSettings | None = None, search: SearchSettings | None = None,
                    registry: Registry | None = None,
                    progress: Callable[[Progress], None] | None = None,
-                   generic_fallback: bool = False) -> TuneReport:
+                   generic_fallback: bool = False, cost_model: str = "xgb") -> TuneReport:
     """:func:`tune` on workloads already made (a spec's, or a model's fused functions),
     each with its weight. ``generic_fallback``: a workload with no kept mapping is searched
     in MetaSchedule's generic space (a model's pooling or softmax) instead of refused."""
     check_budget(trials, time_budget, scheduler)
     registry = registry or default_registry()
     chosen = registry.target(target).for_arch(arch)
+    if cost_model not in registry.cost_models:
+        raise TuneError(f"unknown cost model {cost_model!r}; loaded: "
+                        f"{', '.join(sorted(registry.cost_models))}")
     # A workload given twice is one subgraph that occurs more often: weights add up.
     merged: dict[str, tuple[Workload, float]] = {}
     for workload, weight in zip(workloads, weights):
@@ -185,10 +202,10 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
     start = time.perf_counter()
     result = run_schedule(
         subgraphs, trials, store=store, builder=make_builder(measure),
-        runner=make_runner(measure, chosen), cost_model=registry.cost_models["xgb"].factory(),
+        runner=make_runner(measure, chosen), cost_model=registry.cost_models[cost_model].factory(),
         rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
         time_budget=time_budget, policy=scheduler, search=search, progress=progress)
-    reports = [_report(w, chosen, weight, state, outcomes, store, measure)
+    reports = [_report(w, chosen, weight, state, outcomes, store, measure, registry)
                for w, weight, state, outcomes
                in zip(workloads, weight_of, result.states, result.outcomes)]
     return TuneReport(tasks=reports, trials=trials, seconds=time.perf_counter() - start,
@@ -203,7 +220,8 @@ def _local_gpu() -> bool:
 
 
 def _report(workload: Workload, target, weight: float, state: SubgraphState,
-            outcomes: list[TaskOutcome], store, measure: MeasureSettings) -> TaskReport:
+            outcomes: list[TaskOutcome], store, measure: MeasureSettings,
+            registry: Registry) -> TaskReport:
     from .final_pick import final_pick
 
     pruned: Counter = Counter()
@@ -219,6 +237,7 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
         check_seconds=sum(o.check_seconds for o in outcomes),
         pruned=dict(pruned), weight=weight,
         mappings=[_mapping_report(o, m, best_prior) for o, m in zip(outcomes, state.mappings)],
+        left_out=_left_out(outcomes, registry),
     )
     if target.kind == "cpu":  # a CPU target's programs run here: re-time, check, pick
         pick = final_pick(store, workload, target, [o.task.key for o in outcomes], measure)
@@ -236,6 +255,18 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
     if report.latency_us is not None:
         report.gflops = workload.flops / report.latency_us / 1e3
     return report
+
+
+def _left_out(outcomes: list[TaskOutcome], registry: Registry) -> list[LeftOut]:
+    """What the tasks of one workload left out, once per (kind, name), with its plugin."""
+    found: dict[tuple[str, str], LeftOut] = {}
+    for outcome in outcomes:
+        for (kind, name), cause in outcome.left_out.items():
+            entry = found.setdefault((kind, name), LeftOut(
+                plugin=registry.owner(f"{kind}s", name) or "unknown", kind=kind, name=name,
+                cause=cause, mappings=[]))
+            entry.mappings.append(outcome.task.mapping_id)
+    return list(found.values())
 
 
 def _mapping_report(outcome: TaskOutcome, m: MappingState, best_prior: float | None,

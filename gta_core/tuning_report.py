@@ -126,6 +126,10 @@ def write_report(report: TuneReport, db: str | os.PathLike, out: str | os.PathLi
                 lines.append(f"| `{c.mapping}` | {c.tuned_us:.1f} | {again} | "
                              f"{len(c.samples_us)} | "
                              f"{ {True: 'yes', False: 'NO', None: '-'}[c.correct]} |")
+        for left in task.left_out:
+            lines += ["", f"Left out: {left.kind} `{left.name}` of plugin {left.plugin} raised "
+                      f"`{left.cause}`; the mappings {', '.join(left.mappings)} were tuned "
+                      "without it."]
         if task.pruned:
             lines += ["", "Pruned before measuring: "
                       + ", ".join(f"{k} {v}" for k, v in task.pruned.items()) + "."]

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
     from ..models import Intrinsic, MappingCandidate, Target
     from ..workloads import Workload
+
+
+TileLevel = Literal["S0", "R0", "S1", "R1", "S2"]
+"""The tile levels a tiling rule records, outermost first: S0 parallel (CPU) or thread block
+(GPU), R0 the outer reduction tiles, S1 cache (CPU) or warp (GPU), R1 the inner reduction
+tiles, S2 the register tile (a CPU's accumulators, a warp's fragments)."""
+TILE_LEVELS: tuple[str, ...] = get_args(TileLevel)
 
 
 @dataclass
@@ -25,8 +32,8 @@ class ScheduleContext:
     For a realised mapping, ``spatial`` and ``reduce`` are the loops of the
     main block outside the intrinsic (outermost first) and ``inner`` the
     intrinsic's own loops; tiling rules replace ``spatial`` and ``reduce``
-    with their tiles and record the levels in ``levels`` (level name ->
-    loops), which later rules read.
+    with their tiles and record the levels in ``levels`` (a :data:`TileLevel`
+    -> its loops, outermost first), which later rules and the constraints read.
     """
 
     sch: object  # tvm.s_tir.Schedule
@@ -38,7 +45,7 @@ class ScheduleContext:
     spatial: list = field(default_factory=list)
     reduce: list = field(default_factory=list)
     inner: list = field(default_factory=list)
-    levels: dict[str, list] = field(default_factory=dict)
+    levels: dict[TileLevel, list] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
 
     def reads_constant(self, block) -> bool:

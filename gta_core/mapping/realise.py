@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..models import Intrinsic, MappingCandidate, Target
 from ..workloads import Workload
@@ -307,6 +308,19 @@ def is_packing_stage(name: str) -> bool:
 def is_write_back_stage(name: str) -> bool:
     """Whether a consumer of the main block named ``name`` copies its results to the output."""
     return name.endswith(("_reindex", CROPPED))
+
+
+StageRole = Literal["packing", "write-back", "other"]
+
+
+def stage_role(name: str) -> StageRole:
+    """What a block next to the main block is for, from its name as realisation makes it:
+    ``packing`` (an operand laid out for the intrinsic, a widened input), ``write-back``
+    (results copied to the output) or ``other`` (the main block, padding, an epilogue...).
+    Rules read this instead of matching name suffixes, which may change."""
+    if is_packing_stage(name):
+        return "packing"
+    return "write-back" if is_write_back_stage(name) else "other"
 
 
 def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandidate) -> set[int]:

@@ -50,6 +50,7 @@ class TaskOutcome:
     new: int = 0
     best_latency_us: float | None = None
     pruned: Counter = field(default_factory=Counter)
+    left_out: dict[tuple[str, str], str] = field(default_factory=dict)  # see space.LeftOut
     failed: int = 0  # new trials that failed to build or run
     wrong: int = 0  # new trials that ran but computed a wrong output
     checked: int = 0  # new trials whose output was checked against the reference
@@ -131,7 +132,8 @@ class TaskSearch:
         task, settings = self.task, self.settings
         mod = tvm.IRModule({"main": task.workload.prim_func()})
         self._workload = self.store.commit_workload(mod)
-        space = (MappingSpace(task, self.rules, self.constraints, self.outcome.pruned)
+        space = (MappingSpace(task, self.rules, self.constraints, self.outcome.pruned,
+                              self.outcome.left_out)
                  if task.mapping is not None else generic_space())
         with _stock_intrinsics_skipped(task.target.kind == "cpu"):
             context = ms.TuneContext(

@@ -14,7 +14,7 @@ from functools import cached_property
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
-from ..generation.engine import apply_rules
+from ..generation.engine import apply_rules, describe
 from ..generation.rule import GenerationRule, ScheduleContext
 from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, finish_gpu, reshape
 from ..mapping.rewrite import cpu_program_for, program_for
@@ -105,19 +105,37 @@ def lowers(mod) -> bool:
     return True
 
 
+LeftOut = dict[tuple[str, str], str]
+"""What a task left out because it raised: ``(kind, name) -> cause``, kind ``rule`` or
+``constraint``; shared by the clones of one task's space and postprocessor."""
+
+
 @derived_object
 class ConstraintCheck(ms.postproc.PyPostproc):
     """The resource constraints as a MetaSchedule postprocessor: rejects before building.
 
     Counts rejections per constraint in ``pruned``, shared by the clones the
-    search makes for its worker threads.
+    search makes for its worker threads. A constraint that raises is left out of
+    the task from then on (recorded in ``left_out``), as if it were not loaded.
     """
 
     def __init__(self, task: Task, constraints: list[Constraint],
-                 pruned: Counter | None = None) -> None:
+                 pruned: Counter | None = None, left_out: LeftOut | None = None) -> None:
         self.task = task
-        self.constraints = [c for c in constraints if c.applies(task.target)]
         self.pruned = Counter() if pruned is None else pruned
+        self.left_out = {} if left_out is None else left_out
+        self.constraints = [c for c in constraints if self._guarded(c, c.applies, task.target)]
+
+    def _guarded(self, constraint: Constraint, call, argument) -> object:
+        """``call(argument)``; False, with ``constraint`` left out, if it raises."""
+        key = ("constraint", constraint.name)
+        if key in self.left_out:
+            return False
+        try:
+            return call(argument)
+        except Exception as exc:  # noqa: BLE001 - a plugin's constraint must not stop tuning
+            self.left_out.setdefault(key, describe(exc))
+            return False
 
     def _initialize_with_tune_context(self, context) -> None:
         pass
@@ -129,7 +147,7 @@ class ConstraintCheck(ms.postproc.PyPostproc):
                                   target=self.task.target, workload=self.task.workload,
                                   intrinsic=self.task.intrinsic, mapping=self.task.mapping)
         for constraint in self.constraints:
-            if constraint.check(context):
+            if self._guarded(constraint, constraint.check, context):
                 self.pruned[constraint.name] += 1
                 return False
         if not lowers(sch.mod):
@@ -138,7 +156,7 @@ class ConstraintCheck(ms.postproc.PyPostproc):
         return True
 
     def clone(self) -> ConstraintCheck:
-        return ConstraintCheck(self.task, self.constraints, self.pruned)
+        return ConstraintCheck(self.task, self.constraints, self.pruned, self.left_out)
 
 
 @derived_object
@@ -146,10 +164,10 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
     """The design spaces of one task: realise the mapping, apply the rules, tensorize."""
 
     def __init__(self, task: Task, rules: list[GenerationRule], constraints: list[Constraint],
-                 pruned: Counter | None = None) -> None:
+                 pruned: Counter | None = None, left_out: LeftOut | None = None) -> None:
         self.task = task
         self.rules = rules
-        self.check = ConstraintCheck(task, constraints, pruned)
+        self.check = ConstraintCheck(task, constraints, pruned, left_out)
         # The fields MetaSchedule's search reads from a space generator.
         self.sch_rules = []
         self.postprocs = [self.check, ms.postproc.RewriteParallelVectorizeUnroll()]
@@ -158,6 +176,10 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
     @property
     def pruned(self) -> Counter:
         return self.check.pruned
+
+    @property
+    def left_out(self) -> LeftOut:
+        return self.check.left_out
 
     def _initialize_with_tune_context(self, context) -> None:
         pass
@@ -176,7 +198,7 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
             notes={"spatial_axes": shaped.spatial_axes, "reduce_axes": shaped.reduce_axes})
         spaces = []
         finish = finish_cpu if task.target.kind == "cpu" else finish_gpu
-        for sketch in apply_rules(context, self.rules):
+        for sketch in apply_rules(context, self.rules, self.left_out):
             try:
                 finish(sketch.sch, sketch.block, sketch.levels.get("R0") or sketch.reduce,
                        sketch.inner, shaped.compute)
@@ -186,4 +208,5 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
         return spaces
 
     def clone(self) -> MappingSpace:
-        return MappingSpace(self.task, self.rules, self.check.constraints, self.check.pruned)
+        return MappingSpace(self.task, self.rules, self.check.constraints, self.pruned,
+                            self.left_out)

@@ -40,8 +40,7 @@ import numpy as np
 import tvm
 from tvm.script import tirx as T
 
-from gta_core.host import cpu_cores
-from gta_core.models import Intrinsic, PeakMeasurement, PeakSkipped, Target
+from gta_core.sdk import Intrinsic, PeakMeasurement, PeakSkipped, Target, cpu_cores
 
 from .tvm_intrinsics import (
     _BF16_WRAPPER,

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import os
 
-from gta_core.hookspecs import hookimpl
-from gta_core.host import cpu_cache_bytes, cpu_cores, cpu_flags, cpu_vendor
-from gta_core.models import Intrinsic, IntrinsicCompute, IterVar, Operand, Resources, Target
+from gta_core.sdk import (
+    Intrinsic,
+    IntrinsicCompute,
+    IterVar,
+    Operand,
+    Resources,
+    Target,
+    cpu_cache_bytes,
+    cpu_cores,
+    cpu_flags,
+    cpu_vendor,
+    hookimpl,
+)
+
+GTA_API_VERSION = "1.0"  # the gta_core.sdk this plugin is written for
 
 TARGET = "avx512"
 TVM_MODULE = "gta_avx512.tvm_intrinsics"
@@ -146,7 +158,6 @@ INTRINSICS = (
            "elementwise (no broadcast)", ("float32", "i"), ("float32", "i"), "float32",
            "gta_avx512_fma_16_elementwise", mirrored="gta_avx512_fma_16_elementwise_mirrored"),
 )
-
 
 @hookimpl
 def gta_register_targets(register):

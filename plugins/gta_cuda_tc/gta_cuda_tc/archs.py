@@ -9,7 +9,7 @@ each architecture, from its vendor datasheet; ``gta peak`` on the GPU measures t
 
 from __future__ import annotations
 
-from gta_core.models import Resources, TargetArch
+from gta_core.sdk import Resources, TargetArch
 
 DEFAULT_ARCH = "sm_80"
 

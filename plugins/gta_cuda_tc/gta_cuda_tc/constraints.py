@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from gta_core.generation import ScheduleContext
-from gta_core.models import Target, index_variables
-from gta_core.pruning import Constraint
+from gta_core.sdk import Constraint, ScheduleContext, Target, index_variables
 
 FRAGMENT_SCOPES = ("wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
 BASE_REGISTERS = 32  # per thread beside fragments: addresses, loop counters, copy vectors

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from gta_core.hookspecs import hookimpl
-from gta_core.mapping.access import intrinsic_computation
-from gta_core.mapping.builtin import workload_computation
-from gta_core.mapping.enumerate import enumerate_mappings
-from gta_core.mapping.realise import RealisationError
-from gta_core.mapping.rewrite import needs_signed, signed_form
-from gta_core.models import Intrinsic, IntrinsicCompute, IterVar, Operand, Target
+from gta_core.sdk import (
+    Intrinsic,
+    IntrinsicCompute,
+    IterVar,
+    Operand,
+    RealisationError,
+    Target,
+    enumerate_mappings,
+    hookimpl,
+    intrinsic_computation,
+    needs_signed,
+    signed_form,
+    workload_computation,
+)
 
 from .archs import ARCHS, DEFAULT_ARCH
 from .constraints import GPU_CONSTRAINTS
 from .names import MMA_F16_F16, MMA_F16_F32, SHORT, wmma_names
 from .rules import GPU_RULES
+
+GTA_API_VERSION = "1.0"  # the gta_core.sdk this plugin is written for
 
 TARGET = "cuda-tc"
 TVM_MODULE = "gta_cuda_tc.tvm_intrinsics"
@@ -85,6 +94,8 @@ INTRINSICS = (
             "two instructions), operands through ldmatrix", 16, 16, 16, "float16", "float16",
             MMA_F16_F16),
 )
+# mma.sync's operands live in warp-distributed registers, loaded by ldmatrix.
+_WARP_MEMORY = {i.name for i in INTRINSICS if i.tvm_intrinsics["load_a"].startswith("mma_ldmatrix")}
 
 
 @hookimpl
@@ -124,3 +135,13 @@ def gta_mapping_candidates(workload, intrinsic, target):
     except RealisationError:  # e.g. a main stage that is not the output: no signed form
         return None
     return enumerate_mappings(op, intrinsic_computation(intrinsic), intrinsic.name)
+
+
+@hookimpl
+def gta_mapping_veto(candidate, workload, intrinsic, target):
+    """mma.sync mappings are enumerated (``gta mappings`` lists them) but not kept: their
+    realisation needs the warp-memory pipeline (ldmatrix fragments), not built yet."""
+    if intrinsic.name in _WARP_MEMORY:
+        return ("mma.sync realisation needs the warp-memory pipeline (ldmatrix fragments); "
+                "not built yet")
+    return None

@@ -22,16 +22,17 @@ copies of ``cp.async`` staging, which these rules do not generate yet.
 
 from __future__ import annotations
 
-from gta_core.generation import GenerationRule, ScheduleContext
-from gta_core.mapping.realise import (
+from gta_core.sdk import (
+    GenerationRule,
+    Intrinsic,
     RealisationError,
+    ScheduleContext,
     Staging,
     block_memory,
     fragment_scopes,
     stage_operands,
     warp_size,
 )
-from gta_core.models import Intrinsic
 
 COPY_BYTES = 16  # what one lane moves per global -> shared load: a 128-bit vector
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from math import ceil
 
-from gta_core.generation import ScheduleContext
-from gta_core.models import Target
-from gta_core.pruning import Constraint
-from gta_core.pruning.cpu import parallel_extent
+from gta_core.sdk import Constraint, ScheduleContext, Target, parallel_extent
 
 
 class ParallelBalance(Constraint):

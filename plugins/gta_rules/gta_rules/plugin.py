@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from gta_core.hookspecs import hookimpl
+from gta_core.sdk import hookimpl
 
 from .constraints import ParallelBalance
 from .rules import PackingAtTile
+
+GTA_API_VERSION = "1.0"  # the gta_core.sdk this plugin is written for
 
 
 @hookimpl

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from gta_core.generation import GenerationRule, ScheduleContext
-from gta_core.generation.cpu import movable_stages
-from gta_core.mapping.realise import is_packing_stage
+from gta_core.sdk import GenerationRule, ScheduleContext, movable_stages, stage_role
 
 
 class PackingAtTile(GenerationRule):
@@ -50,6 +48,6 @@ class PackingAtTile(GenerationRule):
         writers = Counter(sch.get(b).writes[0].source.name for b in producers)
         # A stage split into a zero fill and a copy (vectorize-packing) has two writers,
         # and compute_at moves only a buffer's one writer.
-        return [b for b in producers if is_packing_stage(sch.get(b).name_hint)
+        return [b for b in producers if stage_role(sch.get(b).name_hint) == "packing"
                 and writers[sch.get(b).writes[0].source.name] == 1
                 and not context.reads_constant(b)]
