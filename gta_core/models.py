@@ -36,6 +36,10 @@ class Resources(_Model):
     )
     vector_registers: PositiveInt | None = None
     vector_width_bits: PositiveInt | None = None
+    # The intrinsic's dependent-issue latency and how many issue per cycle: their product is
+    # how many independent accumulators keep the units busy (default 4 x 2, x86 FMA-class).
+    vector_latency_cycles: PositiveInt | None = None
+    vector_issue_per_cycle: PositiveInt | None = None
     # GPU
     sm_count: PositiveInt | None = None
     warp_size: PositiveInt | None = None

@@ -80,6 +80,9 @@ SUITES: dict[str, Suite] = {suite.name: suite for suite in (
           trials=8),
     Suite(name="ops", description="one realistic shape per operator family, int8 and float32",
           workloads=tuple(spec for shape in OPS_SHAPES for spec in _both(shape)), trials=200),
+    Suite(name="gemm-conv", description="a GEMM and a 3x3 conv2d, int8 and float32: a new "
+          "target's first comparison (e.g. the AVX2 example against MetaSchedule)",
+          workloads=(*_both(OPS_SHAPES[0]), *_both(OPS_SHAPES[4])), trials=64),
     Suite(name="resnet18", description="ResNet-18's 12 distinct conv layers, batch 1, int8",
           workloads=tuple(_conv2d(*layer) for layer in RESNET18_LAYERS), trials=200),
     Suite(name="resnet50", description="ResNet-50's distinct conv layers, batch 1, int8",

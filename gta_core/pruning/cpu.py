@@ -112,16 +112,20 @@ class RegisterTile(Constraint):
 class RegisterTileLatency(Constraint):
     """The accumulator tile must hide the intrinsic's latency where the loops allow it.
 
-    Each call waits on the previous call into the same accumulator (about 4
-    cycles) while the core issues two a cycle, so a tile of fewer than
-    ``accumulators`` independent vectors leaves the units idle: such samples
-    are slow whatever else they choose. The bound drops to the largest tile
-    the spatial loops' extents and the register file allow, so a small or
-    oddly shaped workload keeps its candidates.
+    Each call waits on the previous call into the same accumulator (the target's
+    ``vector_latency_cycles``, 4 if undeclared) while the core issues
+    ``vector_issue_per_cycle`` (2) a cycle, so a tile of fewer than their product
+    of independent vectors leaves the units idle: such samples are slow whatever
+    else they choose. The bound drops to the largest tile the spatial loops'
+    extents and the register file allow, so a small or oddly shaped workload
+    keeps its candidates.
     """
 
     name = "register-tile-latency"
-    accumulators = 8
+
+    @staticmethod
+    def accumulators(resources) -> int:
+        return (resources.vector_latency_cycles or 4) * (resources.vector_issue_per_cycle or 2)
 
     def applies(self, target: Target) -> bool:
         return RegisterTile().applies(target)
@@ -134,7 +138,8 @@ class RegisterTileLatency(Constraint):
             return None
         per_call = _registers_per_call(context)
         tile = prod(loop.extent for loop in loops) * per_call
-        bound = min(self.accumulators, self._largest_tile(context, per_call))
+        bound = min(self.accumulators(context.target.resources),
+                    self._largest_tile(context, per_call))
         if tile < bound:
             return (f"accumulator tile of {tile} vector registers cannot hide the intrinsic's "
                     f"latency ({bound} needed; the loops allow it)")

@@ -1,0 +1,89 @@
+"""The ``avx2`` target: 256-bit AVX2 + FMA, f32 FMA and an exact widening int8 dot product.
+
+A worked example of a target plugin (docs/plugin-guide.md walks through it): a target, its
+intrinsics declared as data, and the TVM tensor intrinsics that implement them
+(:mod:`gta_avx2.tvm_intrinsics`). The core's enumerator, CPU rules and constraints do the
+rest: they read the target's declared resources, not x86 constants.
+"""
+
+from __future__ import annotations
+
+from gta_core.sdk import (
+    Intrinsic,
+    IntrinsicCompute,
+    IterVar,
+    Operand,
+    Resources,
+    Target,
+    cpu_cache_bytes,
+    cpu_cores,
+    hookimpl,
+)
+
+GTA_API_VERSION = "1.0"
+
+TARGET = "avx2"
+TVM_MODULE = "gta_avx2.tvm_intrinsics"  # imported only when an intrinsic is first used
+MCPU = "haswell"  # AVX2 + FMA and nothing newer: runs on any x86-64 CPU that has them
+
+# Nominal peaks per core and cycle, at an assumed 3 GHz (gta bench reports fractions of it):
+# two 8-lane FMAs (32 flop); two vpmaddwd of 8 lanes x 2 products (64 int8 ops).
+_GHZ = 3.0
+_PER_CYCLE = {"float32": 2 * 8 * 2, "int8": 2 * 16 * 2}
+
+
+def _target() -> Target:
+    cores = cpu_cores()
+    return Target(
+        name=TARGET,
+        description=f"x86-64 CPU with AVX2 and FMA (LLVM mcpu={MCPU}), {cores} cores",
+        kind="cpu",
+        tvm={"kind": "llvm", "mcpu": MCPU, "num-cores": cores},
+        resources=Resources(cores=cores, cache_bytes=cpu_cache_bytes(), vector_registers=16,
+                            vector_width_bits=256, vector_latency_cycles=4,
+                            vector_issue_per_cycle=2),
+        peak={dtype: cores * per_cycle * _GHZ for dtype, per_cycle in _PER_CYCLE.items()},
+    )
+
+
+INTRINSICS = (
+    Intrinsic(
+        name="avx2-fma",
+        target=TARGET,
+        description="vfmadd231ps ymm: 8 f32 lanes += broadcast scalar * vector",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=8, kind="spatial")],
+            operands=[Operand(name="A", role="input", dtype="float32", indices=["0"]),
+                      Operand(name="B", role="input", dtype="float32", indices=["i"]),
+                      Operand(name="C", role="output", dtype="float32", indices=["i"])],
+        ),
+        tvm_intrinsics={"compute": "gta_avx2_fma_8", "compute_mirrored": "gta_avx2_fma_8_mirrored"},
+        tvm_module=TVM_MODULE,
+    ),
+    Intrinsic(
+        name="avx2-madd-u8s8",
+        target=TARGET,
+        description="vpmovsxbw + vpmaddwd ymm: 8 s32 lanes += 2 u8 (broadcast) x s8 products, "
+                    "exact (widened to 16 bits first; vpmaddubsw would saturate)",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=8, kind="spatial"),
+                       IterVar(name="k", extent=2, kind="reduce")],
+            operands=[Operand(name="A", role="input", dtype="uint8", indices=["k"]),
+                      Operand(name="B", role="input", dtype="int8", indices=["i", "k"]),
+                      Operand(name="C", role="output", dtype="int32", indices=["i"])],
+        ),
+        tvm_intrinsics={"compute": "gta_avx2_madd_8x2"},
+        tvm_module=TVM_MODULE,
+    ),
+)
+
+
+@hookimpl
+def gta_register_targets(register):
+    register(_target())
+
+
+@hookimpl
+def gta_register_intrinsics(register):
+    for intrinsic in INTRINSICS:
+        register(intrinsic)

@@ -1,0 +1,95 @@
+"""The third-party AVX2 target in examples/: installs, conforms, tunes correctly, and emits the
+instructions it declares (an exact widening int8 dot product, never a saturating one)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from gta_core.plugins import load
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gta_avx2"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        plugin = importlib.import_module("gta_avx2.plugin")
+        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-avx2", plugin)])
+    finally:
+        sys.path.remove(str(EXAMPLE))
+
+
+def test_it_tunes_gemm_and_conv2d_in_int8_and_float32_correctly(registry, tmp_path):
+    from gta_core.tuning import tune
+
+    specs = [f"{op},dtype={dtype}" for op in ("gemm:M=64,N=64,K=128",
+                                               "conv2d:N=1,C=16,H=14,W=14,K=32,R=3,S=3,pad=1")
+             for dtype in ("int8", "float32")]
+    report = tune(specs, "avx2", 8, tmp_path / "db", registry=registry)
+    for task in report.tasks:
+        assert task.correct, task.workload
+        assert task.mapping.startswith("avx2-"), task.mapping
+        assert task.wrong == 0
+
+
+def _assembly(registry, intrinsic_name: str) -> str:
+    from gta_core.intrinsic_check import sample_mappings
+    from gta_core.mapping.realise import realise
+    from gta_core.measure.check import build
+
+    target = registry.targets["avx2"]
+    intrinsic = registry.intrinsics[intrinsic_name]
+    workload, candidate = sample_mappings(intrinsic, target, registry)[0]
+    realised = realise(workload, candidate, intrinsic, target)
+    return build(realised.sch.mod, target).mod.inspect_source("asm")
+
+
+def test_int8_is_an_exact_widening_dot_product_in_ymm_registers(registry):
+    asm = _assembly(registry, "avx2-madd-u8s8")
+    assert re.search(r"\bvpmaddwd\b", asm) and re.search(r"\bvpmovsxbw\b", asm)
+    assert not re.search(r"\bvpmaddubsw\b", asm)  # saturates: wrong on full-range data
+    assert not re.search(r"\bzmm\d", asm)  # nothing AVX-512
+
+
+def test_float32_is_a_256_bit_fma(registry):
+    asm = _assembly(registry, "avx2-fma")
+    assert re.search(r"\bvfmadd\d+ps\s+%?ymm", asm) or re.search(r"vfmadd\d+ps.*ymm", asm)
+    assert not re.search(r"\bzmm\d", asm)
+
+
+def test_pip_install_check_plugin_and_uninstall(tmp_path):
+    """In a throwaway venv that sees this one's packages: install the example with pip, find
+    it in `gta plugins`, pass `gta check-plugin`, uninstall it, and find it gone."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True).stdout
+    # addsitedir, not a bare path: it also runs this env's .pth files (editable installs).
+    (Path(site.strip()) / "parent_env.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+
+    def run(*args: str) -> str:
+        return subprocess.run([str(python), *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    def names() -> set[str]:
+        return {p["name"] for p in json.loads(run("-m", "gta_core.cli", "plugins", "--json"))
+                ["plugins"]}
+
+    run("-m", "pip", "install", "--quiet", "--no-deps", str(EXAMPLE))
+    assert "gta-avx2" in names()
+    check = json.loads(run("-m", "gta_core.cli", "check-plugin", "gta-avx2", "--json"))
+    assert check["api_version"] == "1.0"
+    assert all(r["status"] == "passed" for r in check["results"]), check["results"]
+    run("-m", "pip", "uninstall", "--quiet", "--yes", "gta-avx2")
+    assert "gta-avx2" not in names() and "gta-avx512" in names()
