@@ -15,6 +15,7 @@ RUFF = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
 
 @pytest.mark.skipif(not Path(RUFF).exists(), reason="ruff is not installed (pip install '.[test]')")
 def test_ruff_finds_nothing():
-    result = subprocess.run([RUFF, "check", "gta_core", "plugins", "tests", "benchmarks"],
+    result = subprocess.run([RUFF, "check", "gta_core", "plugins", "examples", "tests",
+                             "benchmarks"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
