@@ -1,0 +1,54 @@
+"""The third-party Arm target in examples/: programs cross-compiled for AArch64, its design
+spaces included, with the dot-product instructions it declares in their assembly."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from gta_core.intrinsic_check import runs_here, sample_mappings
+from gta_core.plugins import load
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gta_arm"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        plugin = importlib.import_module("gta_arm.plugin")
+        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-arm", plugin)])
+    finally:
+        sys.path.remove(str(EXAMPLE))
+
+
+def test_it_is_not_run_on_this_machine(registry):
+    assert not runs_here(registry.targets["arm-i8mm"])
+
+
+@pytest.mark.parametrize("intrinsic, instruction", [
+    ("neon-usdot", r"\busdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b"),
+    ("neon-fma", r"\bfmla\s+v\d+\.4s"),
+])
+def test_tuned_design_spaces_build_for_aarch64_with_the_instruction(registry, intrinsic,
+                                                                    instruction):
+    import tvm
+
+    from gta_core.measure.check import build
+    from gta_core.scheduler.space import MappingSpace, Task
+
+    target = registry.targets["arm-i8mm"]
+    workload, candidate = sample_mappings(registry.intrinsics[intrinsic], target, registry)[0]
+    task = Task(workload, candidate, registry.intrinsics[intrinsic], target)
+    left_out: dict = {}
+    space = MappingSpace(task, list(registry.rules.values()), [], left_out=left_out)
+    sketches = space.generate_design_space(tvm.IRModule({"main": task.workload.prim_func()}))
+    assert sketches and not left_out
+    for sch in sketches:
+        asm = build(sch.mod, target).mod.inspect_source("asm")
+        assert re.search(instruction, asm), candidate.id
+        assert not re.search(r"%[xy]mm\d|\bvpdpbusd\b", asm)  # nothing x86
