@@ -33,6 +33,8 @@ def test_it_is_not_run_on_this_machine(registry):
 @pytest.mark.parametrize("intrinsic, instruction", [
     ("neon-usdot", r"\busdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b"),
     ("neon-fma", r"\bfmla\s+v\d+\.4s"),
+    ("neon-sdot", r"\bsdot\s+v\d+\.4s"),  # int8_s8s8 workloads
+    ("neon-udot", r"\budot\s+v\d+\.4s"),  # int8_u8u8 workloads
 ])
 def test_tuned_design_spaces_build_for_aarch64_with_the_instruction(registry, intrinsic,
                                                                     instruction):

@@ -13,15 +13,19 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-WorkloadDtype = Literal["float32", "float16", "bfloat16", "int8"]
+WorkloadDtype = Literal["float32", "float16", "bfloat16", "int8", "int8_s8s8", "int8_u8u8"]
 
 # dtype key -> (activation dtype, weight dtype, output/accumulator dtype).
-# int8 means u8 activations x s8 weights accumulating in int32, as VNNI computes.
+# int8 means u8 activations x s8 weights accumulating in int32, as VNNI computes (and what a
+# quantized model with uint8 activations runs); int8_s8s8 and int8_u8u8 are the signed and
+# the unsigned products (Arm's sdot and udot, a model quantized symmetrically).
 DTYPE_ROLES: dict[str, tuple[str, str, str]] = {
     "float32": ("float32", "float32", "float32"),
     "float16": ("float16", "float16", "float32"),
     "bfloat16": ("bfloat16", "bfloat16", "float32"),
     "int8": ("uint8", "int8", "int32"),
+    "int8_s8s8": ("int8", "int8", "int32"),
+    "int8_u8u8": ("uint8", "uint8", "int32"),
 }
 # Output dtypes a user may ask for instead of the default one.
 OUT_DTYPES: dict[str, tuple[str, ...]] = {
@@ -29,6 +33,8 @@ OUT_DTYPES: dict[str, tuple[str, ...]] = {
     "float16": ("float32", "float16"),
     "bfloat16": ("float32",),
     "int8": ("int32",),
+    "int8_s8s8": ("int32",),
+    "int8_u8u8": ("int32",),
 }
 
 

@@ -55,6 +55,15 @@ INTRINSICS = (
                Operand(name="B", role="input", dtype="int8", indices=["i", "k"]),
                Operand(name="C", role="output", dtype="int32", indices=["i"]),
                {"compute": "gta_arm_usdot_4x4"}),
+    *(_intrinsic(f"neon-{name}", f"{name} v.4s: 4 s32 lanes += 4 {a} (broadcast) x {b} products",
+                 [IterVar(name="i", extent=4, kind="spatial"),
+                  IterVar(name="k", extent=4, kind="reduce")],
+                 Operand(name="A", role="input", dtype=a, indices=["k"]),
+                 Operand(name="B", role="input", dtype=b, indices=["i", "k"]),
+                 Operand(name="C", role="output", dtype="int32", indices=["i"]),
+                 {"compute": f"gta_arm_{name}_4x4",
+                  "compute_mirrored": f"gta_arm_{name}_4x4_mirrored"})
+      for name, a, b in (("sdot", "int8", "int8"), ("udot", "uint8", "uint8"))),
 )
 
 
