@@ -50,13 +50,13 @@ _NAMES = {
     "CostModelEntry": "cost_model",
     # analyses a rule, constraint or enumerator reads
     "Computation": "mapping.access", "intrinsic_computation": "mapping.access",
-    "workload_computation": "mapping.builtin", "enumerate_mappings": "mapping.enumerate",
+    "workload_computation": "mapping.access", "enumerate_mappings": "mapping.enumerate",
     "needs_signed": "mapping.rewrite", "signed_form": "mapping.rewrite",
-    "stage_role": "mapping.realise", "movable_stages": "generation.cpu",
+    "stage_role": "mapping.stages", "movable_stages": "generation.cpu",
     "TiledLoop": "pruning.cpu", "tiled_loops": "pruning.cpu",
     "parallel_extent": "pruning.cpu",
     # realisation: what a target's rules build on
-    "RealisationError": "mapping.realise", "Memory": "mapping.realise",
+    "RealisationError": "mapping.stages", "Memory": "mapping.realise",
     "Staging": "mapping.realise", "block_memory": "mapping.realise",
     "fragment_scopes": "mapping.realise", "stage_operands": "mapping.realise",
     "warp_size": "mapping.realise",

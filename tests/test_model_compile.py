@@ -12,7 +12,7 @@ import tvm
 from gta_core.cli import main
 from gta_core.frontends import from_torch, fuse, load_onnx, model_tasks
 from gta_core.mapping import mapping_candidates
-from gta_core.mapping.realise import is_packing_stage
+from gta_core.mapping.stages import is_packing_stage
 from gta_core.measure import measure_program
 from gta_core.measure.settings import MeasureSettings
 from gta_core.model_compile import (

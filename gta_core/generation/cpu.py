@@ -10,7 +10,7 @@ register-resident accumulator tile around the intrinsic.
 
 from __future__ import annotations
 
-from ..mapping.realise import is_packing_stage, is_write_back_stage
+from ..mapping.stages import is_packing_stage, is_write_back_stage
 from .rule import GenerationRule, ScheduleContext
 
 LEVEL_KEY = "gta_tile"  # loop annotation naming a tile level; constraints read it back

@@ -6,7 +6,7 @@ residual add, a cast. Left as they are, each reads and writes the whole output o
 
 from __future__ import annotations
 
-from ..mapping.realise import is_write_back_stage
+from ..mapping.stages import is_write_back_stage
 from .cpu import _is_cpu
 from .rule import GenerationRule, ScheduleContext
 

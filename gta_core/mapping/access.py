@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..models import Intrinsic
 
@@ -211,3 +212,11 @@ def block_computation(sch, block_name: str) -> Computation:
         raise NotAffine(f"block {block_name} writes {len(block.writes)} buffers, not one")
     return Computation(axes=axes, inputs=tuple(access(r) for r in block.reads),
                        output=access(block.writes[0], output=True))
+
+
+@lru_cache(maxsize=64)
+def workload_computation(workload) -> Computation:
+    """The main block of ``workload``'s program as a :class:`Computation` (cached)."""
+    from tvm import s_tir
+
+    return block_computation(s_tir.Schedule(workload.prim_func()), workload.main_block)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ..hookspecs import hookimpl
-from .access import Computation, block_computation, intrinsic_computation
+from .access import intrinsic_computation, workload_computation
 from .enumerate import enumerate_mappings
-
-
-@lru_cache(maxsize=64)
-def workload_computation(workload) -> Computation:
-    from tvm import s_tir
-
-    return block_computation(s_tir.Schedule(workload.prim_func()), workload.main_block)
+from .placement import reads_in_place
+from .rewrite import cpu_program_for
 
 
 @hookimpl
@@ -26,9 +19,6 @@ def gta_mapping_candidates(workload, intrinsic, target):
 def gta_mapping_veto(candidate, workload, intrinsic, target):
     """A sliding-window operand (``A[i + k]``) is only ever read where it is, on a CPU: veto a
     candidate whose program cannot read it so (a GPU pipeline stages einsum-form copies)."""
-    from .realise import reads_in_place
-    from .rewrite import cpu_program_for
-
     intr = intrinsic_computation(intrinsic)
     mixed = [x for x in intr.inputs if x.mixes]
     if not mixed:

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ..models import Intrinsic, MappingCandidate, Target
 from ..workloads import Workload
@@ -63,12 +62,11 @@ from .access import (
     Computation,
     block_computation,
     intrinsic_computation,
-    mapped_steps,
+    workload_computation,
 )
-
-
-class RealisationError(RuntimeError):
-    """A candidate that TVM's schedule primitives could not realise; says which step failed."""
+from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
+from .rewrite import cpu_program_for, program_for
+from .stages import RealisationError
 
 
 @dataclass
@@ -254,19 +252,8 @@ def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
                     compute_intrinsic=shaped.compute)
 
 
-@_step("rewrite the program")
-def _cpu_program(workload: Workload, candidate: MappingCandidate,
-                 intrinsic: Intrinsic) -> tuple[Workload, MappingCandidate]:
-    from .rewrite import cpu_program_for
-
-    return cpu_program_for(workload, candidate, intrinsic)
-
-
-@_step("rewrite the program")
-def _rewritten(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic) -> Workload:
-    from .rewrite import program_for
-
-    return program_for(workload, candidate, intrinsic)
+_cpu_program = _step("rewrite the program")(cpu_program_for)
+_rewritten = _step("rewrite the program")(program_for)
 
 
 @dataclass(frozen=True)
@@ -288,114 +275,6 @@ def _fuse(names: tuple[str, ...], values: dict, extents: dict[str, int]):
     for name in names[1:]:
         expr = expr * extents[name] + values[name]
     return expr
-
-
-PACKED_IN_PLACE = "_global"
-"""Name suffix of an input's in-place packing stage (``cache_read``'s block, as ``pad_global``);
-the einsum-form packing stages end in ``_reindex_reindex``, the output's in ``_reindex``."""
-WIDE = "_wide"
-"""Name suffix of a widened program's zero-extended input (see :mod:`.rewrite`)."""
-CROPPED = "_crop"
-"""Name suffix of the stage copying a widened program's main stage into the output."""
-
-
-def is_packing_stage(name: str) -> bool:
-    """Whether a producer of the main block named ``name`` is a packing stage realisation made
-    (or a widened input, which is one)."""
-    return name.endswith(("_reindex_reindex", PACKED_IN_PLACE, WIDE))
-
-
-def is_write_back_stage(name: str) -> bool:
-    """Whether a consumer of the main block named ``name`` copies its results to the output."""
-    return name.endswith(("_reindex", CROPPED))
-
-
-StageRole = Literal["packing", "write-back", "other"]
-
-
-def stage_role(name: str) -> StageRole:
-    """What a block next to the main block is for, from its name as realisation makes it:
-    ``packing`` (an operand laid out for the intrinsic, a widened input), ``write-back``
-    (results copied to the output) or ``other`` (the main block, padding, an epilogue...).
-    Rules read this instead of matching name suffixes, which may change."""
-    if is_packing_stage(name):
-        return "packing"
-    return "write-back" if is_write_back_stage(name) else "other"
-
-
-def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandidate) -> set[int]:
-    """Inputs read where they are, with no packing stage: their read indices.
-
-    An input qualifies when ``reindex`` would duplicate it (a sliding window: it depends on more
-    operator loops than it has dimensions) and its intrinsic window is one-dimensional, each of
-    its variables fed by one operator loop that steps through the input's last dimension alike
-    and indexes no other: each window (``pad[n, c, h + r, w0 + s : w0 + s + 16]`` for lanes from
-    ``w``; ``pad[.., w0 + s0 : w0 + s0 + 19]`` for ``A[i + k]`` with ``i <- w, k <- s``) is then
-    a contiguous run of it already, which tensorize takes at any offset. Never in a padded
-    mapping (a CPU candidate that pads such a loop is realised from a widened program; see
-    :mod:`.rewrite`).
-    """
-    if candidate.padding:
-        return set()
-    intr_inputs = {x.tensor: x for x in intr.inputs}
-    role = {tensor: name for name, tensor in candidate.operands.items()}
-    out = set()
-    for index, access in enumerate(op.inputs):
-        window = intr_inputs[role[access.tensor]].indices
-        if len(access.variables) <= len(access.indices) or len(window) != 1:
-            continue
-        steps = mapped_steps(window[0], candidate.axes)
-        if steps and access.dimension_of(steps) == len(access.indices) - 1:
-            out.add(index)
-    return out
-
-
-def in_place_inputs(op: Computation, intr: Computation,
-                    candidate: MappingCandidate) -> dict[int, dict[str, int]]:
-    """Inputs to pack in place: read index -> {intrinsic window variable: the dimension it indexes}.
-
-    An input qualifies when ``reindex`` would duplicate it (it depends on more operator loops
-    than it has dimensions) and each of its window variables is fed by one operator loop that is
-    alone, with coefficient 1, in exactly one of its dimensions; never in a padded mapping.
-    """
-    if candidate.padding:
-        return {}
-    intr_inputs = {x.tensor: x for x in intr.inputs}
-    role = {tensor: name for name, tensor in candidate.operands.items()}
-    out = {}
-    for index, access in enumerate(op.inputs):
-        window = intr_inputs[role[access.tensor]]
-        if len(access.variables) <= len(access.indices) or window.mixes:
-            continue
-        dims = {}
-        for var in _index_vars(window):
-            group = candidate.axes[var]
-            found = [d for d, form in enumerate(access.indices) if dict(form).get(group[0])]
-            if len(group) != 1 or len(found) != 1 or access.indices[found[0]] != ((group[0], 1),):
-                break
-            dims[var] = found[0]
-        else:
-            if dims:
-                out[index] = dims
-    return out
-
-
-def writes_in_place(op: Computation, intr: Computation, candidate: MappingCandidate) -> bool:
-    """Whether the main block may write the output where it is, with no write-back copy.
-
-    So it may when the intrinsic's output window is one variable fed by one operator loop
-    that indexes the output's last dimension alone with coefficient 1, every dimension is
-    a plain loop, and nothing is padded: each window of lanes is then a contiguous run of
-    the output already (a GEMM's ``C[m, n0:n0 + 16]``), and the einsum form's
-    ``[outer..., window]`` buffer would be the same bytes in the same order, copied once
-    more per call.
-    """
-    window = _index_vars(intr.output)
-    if candidate.padding or len(window) != 1 or len(candidate.axes[window[0]]) != 1:
-        return False
-    indices = op.output.indices
-    return indices[-1] == ((candidate.axes[window[0]][0], 1),) and all(
-        len(index) == 1 and index[0][1] == 1 for index in indices)
 
 
 @dataclass(frozen=True)
@@ -485,7 +364,7 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
             continue
         if where.keeps(operand):
             continue
-        window = [group_of[var] for var in _index_vars(operand.intrinsic)]
+        window = [group_of[var] for var in index_vars(operand.intrinsic)]
         relayout = _layout(list(operand.dims), list(operand.outer), window, extents)
         sch.transform_layout(block, (operand.kind, operand.index),
                              IndexMap.from_func(relayout, ndim=len(operand.dims),
@@ -542,18 +421,6 @@ def _layout(dims: list[str], outer: list[str], window: list[tuple[str, ...]],
         return [named[d] for d in outer] + [_fuse(g, named, extents) for g in window]
 
     return relayout
-
-
-def _index_vars(operand) -> list[str]:
-    """The intrinsic variables an operand is indexed by, one per dimension, in order."""
-    out = []
-    for index in operand.indices:
-        names = [v for v, c in index if v and c]
-        if len(names) > 1:  # the einsum layout cannot hold a sliding window (A[i + k])
-            raise RealisationError(f"operand {operand.tensor} index mixes variables {names}, "
-                                   "which only an input read where it is can take")
-        out += names
-    return out
 
 
 @_step("transform_block_layout")
@@ -716,8 +583,6 @@ def fragment_scopes(intrinsic: Intrinsic) -> dict[str, Memory]:
 def block_memory(program: Workload, candidate: MappingCandidate,
                  intrinsic: Intrinsic) -> tuple[list[Memory], Memory]:
     """The main block's inputs' memory, in the order the block reads them, and its output's."""
-    from .builtin import workload_computation
-
     memory = fragment_scopes(intrinsic)
     op = workload_computation(program)
     role = {tensor: name for name, tensor in candidate.operands.items()}

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from ..models import Intrinsic, MappingCandidate
 from ..workloads import Workload
-from .access import block_computation, intrinsic_computation
-from .builtin import workload_computation
-from .realise import CROPPED, WIDE, RealisationError
+from .access import block_computation, intrinsic_computation, workload_computation
+from .placement import reads_in_place
+from .stages import CROPPED, WIDE, RealisationError
 
 OFFSET = 128  # a u8 value minus OFFSET is an s8 value
 
@@ -106,13 +106,11 @@ def widening(workload: Workload, candidate: MappingCandidate,
     """Operator loops to compute over a padded extent, {loop: extent}; {} when none.
 
     So when: the candidate pads, every padded intrinsic axis takes one loop, and an input is
-    read where it is (:func:`~gta_core.mapping.realise.reads_in_place`) but for that padding.
+    read where it is (:func:`~gta_core.mapping.placement.reads_in_place`) but for that padding.
     A reduction loop qualifies only where an input indexes a dimension with it alone: that
     input's zeros then cancel every extra term (``weight[c, r, s]`` for ``s``; ``pad[.., w +
     s]`` is not zero at ``s = 3``). Every other padded candidate goes through ``pad_einsum``.
     """
-    from .realise import reads_in_place
-
     if not candidate.padding or candidate.rfactor or not isinstance(workload, Workload) or \
             workload.te()[-1].op.name != workload.main_block:  # stages after it: not widened
         return {}  # (a model's fused function has no TE to widen: it pads through pad_einsum)
