@@ -50,3 +50,8 @@ def test_metaschedules_vnni_space_tensorizes_a_gemm_but_not_an_nchw_conv2d(ctx):
     contender = CONTENDERS["metaschedule-vnni"]()
     assert contender.tensorizes(load_workload(GEMM), ctx)
     assert not contender.tensorizes(load_workload(CONV), ctx)
+
+
+def test_the_intrinsic_it_drives_is_found_by_its_declared_compute(ctx):
+    contender = CONTENDERS["metaschedule-vnni"]()
+    assert contender.intrinsic(ctx).name == "vnni"  # C[i] += A[k] u8 * B[i, k] s8

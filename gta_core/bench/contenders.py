@@ -219,23 +219,25 @@ class MetaSchedule(TuningContender):
 class MetaScheduleVNNI(MetaSchedule):
     name = "metaschedule-vnni"
     method = ("TVM MetaSchedule with its auto-tensorization rule (MultiLevelTilingWithIntrin) "
-              "driving GTA's working VNNI intrinsic: the strongest TensorIR baseline; int8 "
-              "only, and n/a on a workload none of whose design spaces the rule tensorizes "
-              "(checked per workload by generating them: it would tune scalar programs)")
-    INTRINSIC = "gta_avx512_vnni_16x4"
+              "driving the target's u8 x s8 dot-product intrinsic (on avx512 GTA's working "
+              "VNNI one, vpdpbusd): the strongest TensorIR baseline; int8 only, and n/a on a "
+              "workload none of whose design spaces the rule tensorizes (checked per workload "
+              "by generating them: it would tune scalar programs)")
     TENSORIZES = "tensorizes.json"  # per target and workload: whether its space tensorizes
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if workload.params.dtype != "int8":
             return "int8 only: the VNNI intrinsic computes u8 x s8 -> s32"
-        if self.intrinsic(ctx) is None:
-            return f"target {ctx.target.name} has no {self.INTRINSIC} intrinsic"
+        intrinsic = self.intrinsic(ctx)
+        if intrinsic is None:
+            return (f"target {ctx.target.name} has no u8 x s8 dot-product intrinsic "
+                    "(C[i] += A[k] * B[i, k], weights in lanes) for MetaSchedule to drive")
         if not self.tensorizes(workload, ctx):
             return (f"n/a: MetaSchedule's auto-tensorization rule cannot tensorize "
                     f"{workload.operator.name} (MultiLevelTilingWithIntrin with "
-                    f"{self.INTRINSIC}: no design space it generates for this workload "
-                    f"carries the {metaschedule.AUTO_TENSORIZE} annotation, so it would "
-                    "tune scalar programs)")
+                    f"{intrinsic.tvm_intrinsics['compute']}: no design space it generates for "
+                    f"this workload carries the {metaschedule.AUTO_TENSORIZE} annotation, so "
+                    "it would tune scalar programs)")
         return None
 
     def tensorizes(self, workload: Workload, ctx: BenchContext) -> bool:
@@ -252,17 +254,31 @@ class MetaScheduleVNNI(MetaSchedule):
         return known[key]
 
     def intrinsic(self, ctx: BenchContext) -> Intrinsic | None:
+        """The target's first intrinsic of MetaSchedule's VNNI form, read from its declared
+        compute: ``C[i] s32 += A[k] u8 * B[i, k] s8``, the weights in the lanes."""
         return next((i for i in ctx.registry.intrinsics_for(ctx.target.name)
-                     if i.tvm_intrinsics.get("compute") == self.INTRINSIC), None)
+                     if _lane_dot_product(i) and "compute" in i.tvm_intrinsics), None)
 
     def space(self, workload: Workload, ctx: BenchContext) -> Any:
-        ensure_registered(self.intrinsic(ctx))  # imports the plugin module registering it
-        return metaschedule.vnni_space(self.INTRINSIC)
+        intrinsic = self.intrinsic(ctx)
+        ensure_registered(intrinsic)  # imports the plugin module registering it
+        return metaschedule.vnni_space(intrinsic.tvm_intrinsics["compute"])
 
     def best_program(self, workload: Workload, where: Path, ctx: BenchContext,
                      chosen: str | None) -> Any:
         ensure_registered(self.intrinsic(ctx))  # replaying its traces tensorizes with it
         return super().best_program(workload, where, ctx, chosen)
+
+
+def _lane_dot_product(intrinsic: Intrinsic) -> bool:
+    compute = intrinsic.compute
+    kinds = [v.kind for v in compute.iter_vars]
+    if kinds != ["spatial", "reduce"] or len(compute.inputs) != 2:
+        return False
+    i, k = (v.name for v in compute.iter_vars)
+    a, b = compute.inputs
+    return ((a.dtype, a.indices, b.dtype, b.indices) == ("uint8", [k], "int8", [i, k])
+            and (compute.output.dtype, compute.output.indices) == ("int32", [i]))
 
 
 PEAK = "peak"  # not a contender: the measured intrinsic peak, the fraction-of-peak denominator
