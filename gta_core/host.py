@@ -92,3 +92,11 @@ def _cpuinfo(field: str) -> str:
         if name.strip() == field:
             return value.strip()
     return ""
+
+
+def memory_bytes() -> int:
+    """This machine's memory (``MemTotal``); 0 where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from functools import cached_property
 import numpy as np
 from pydantic import ValidationError
 
-from .operator import Operator, OperatorParams, error_bound
+from .operator import Operator, OperatorParams, error_bound, numpy_dtype
 
 
 class SpecError(ValueError):
@@ -159,7 +160,30 @@ def parse_workload(text: str, operators: Mapping[str, Operator]) -> Workload:
                                     for k, v in values.items()})
     except ValidationError as exc:
         raise SpecError(f"{op_name}: {_first_error(exc, values, accepted)}") from None
-    return Workload(operator, params)
+    workload = Workload(operator, params)
+    _check_fits(workload, text)
+    return workload
+
+
+def check_bytes(workload: Workload) -> int:
+    """What checking one program of ``workload`` holds in memory: its inputs, its output and
+    the float64 reference output the check compares it with."""
+    p = workload.params
+    inputs = sum(math.prod(t.shape) * numpy_dtype(t.dtype).itemsize
+                 for t in workload.operator.inputs(p))
+    outputs = math.prod(workload.operator.output_shape(p))
+    return inputs + outputs * (numpy_dtype(p.acc_dtype).itemsize + 8)
+
+
+def _check_fits(workload: Workload, text: str) -> None:
+    """Refuse, before anything is allocated, a workload whose check could not fit in memory."""
+    from ..host import memory_bytes
+
+    need, have = check_bytes(workload), memory_bytes()
+    if have and need > have:
+        raise SpecError(f"{text!r} needs {need / 2**30:.1f} GiB for its tensors (inputs, output "
+                        f"and the reference to check it against); this machine has "
+                        f"{have / 2**30:.1f} GiB")
 
 
 def _first_error(exc: ValidationError, values: dict[str, str], accepted: str) -> str:
