@@ -22,6 +22,7 @@ from .cli_model import add_compile_command, add_model_options, cmd_bench_network
 from .codegen import CodegenError
 from .conformance import UnknownPlugin
 from .frontends import ModelError
+from .host import environment_error
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .model_compile import CompileError
 from .models import UnknownArch
@@ -431,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        problem = environment_error()
+        if problem is not None:
+            raise UsageError(problem)
         return args.run(args)
     except (UsageError, *USER_ERRORS) as exc:
         print(f"gta: error: {exc}", file=sys.stderr)

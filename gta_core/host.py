@@ -100,3 +100,15 @@ def memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+def environment_error(environ: dict[str, str] | None = None) -> str | None:
+    """Why the thread settings in the environment cannot be used, or None: TVM reads
+    ``TVM_NUM_THREADS`` with ``atoi``, so nonsense would silently run every program on one
+    thread (or none)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("TVM_NUM_THREADS", "").strip()
+    if value and not (value.isdigit() and int(value) > 0):
+        return (f"TVM_NUM_THREADS={value!r} is not a positive integer; unset it to use all "
+                f"{_CORES} cores")
+    return None

@@ -1,5 +1,5 @@
-"""A spec whose tensors cannot fit in this machine's memory is refused when it is parsed,
-naming the size it would need, before anything is allocated or written."""
+"""Bad input refused before anything runs: a spec whose tensors cannot fit in this machine's
+memory (naming the size it would need), nonsense thread settings in the environment."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ def test_a_spec_too_big_for_memory_is_refused_with_its_size(command, tmp_path, c
 
 def test_a_large_spec_that_fits_is_accepted(capsys):
     assert main(["describe", "gemm:M=8192,N=8192,K=8192"]) == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_nonsense_thread_settings_are_refused_by_name(value, monkeypatch, capsys):
+    monkeypatch.setenv("TVM_NUM_THREADS", value)
+    assert main(["describe", "gemm:M=8,N=8,K=8"]) == 2
+    assert f"TVM_NUM_THREADS={value!r} is not a positive integer" in capsys.readouterr().err
