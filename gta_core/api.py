@@ -51,6 +51,7 @@ class PluginEntry(BaseModel):
     name: str
     version: str
     builtin: bool
+    api_version: str | None = None  # the gta_core.sdk version it was written for, if declared
     hooks: list[str]
     targets: list[TargetSummary]
     intrinsics: list[IntrinsicSummary]
@@ -103,6 +104,7 @@ def plugins_report(registry: Registry | None = None) -> PluginsReport:
 
         entries.append(PluginEntry(
             name=info.name, version=info.version, builtin=info.builtin, hooks=info.hooks,
+            api_version=info.api_version,
             targets=[_target_summary(registry.targets[n]) for n in names.get("targets", [])],
             intrinsics=[intrinsic_summary(registry.intrinsics[n])
                         for n in names.get("intrinsics", [])],

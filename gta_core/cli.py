@@ -62,7 +62,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     for plugin in report.plugins:
         kind = "built-in" if plugin.builtin else "plugin"
-        print(f"{plugin.name} {plugin.version} ({kind})")
+        sdk = f", SDK {plugin.api_version}" if plugin.api_version else ""
+        print(f"{plugin.name} {plugin.version} ({kind}{sdk})")
         for target in plugin.targets:
             print(f"  target {target.name}: {target.description}")
         if plugin.intrinsics:

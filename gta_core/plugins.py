@@ -112,6 +112,7 @@ class PluginInfo:
     builtin: bool
     hooks: list[str]
     registered: dict[str, list[str]]  # Registry attribute -> names
+    api_version: str | None = None  # the SDK version it declares (GTA_API_VERSION)
 
 
 @dataclass
@@ -304,6 +305,7 @@ def _collect(registry: Registry, name: str, plugin: object, version_: str, built
     registry.plugins[name] = PluginInfo(
         name=name, version=version_, builtin=builtin, hooks=hooks,
         registered={a: list(objects) for a, objects in staged.items() if objects},
+        api_version=getattr(plugin, "GTA_API_VERSION", None),
     )
 
 

@@ -95,3 +95,12 @@ def test_a_plugin_for_another_api_is_skipped_and_named():
 def test_a_plugin_for_this_api_or_none_declared_loads(version):
     registry = load(environ={"GTA_PLUGINS": ""}, extra=[("versioned", _plugin(version))])
     assert "versioned-cpu" in registry.targets
+
+
+def test_gta_plugins_shows_the_sdk_each_plugin_was_written_for():
+    from gta_core.api import plugins_report
+
+    report = plugins_report(load(environ={"GTA_PLUGINS": "gta-avx512"},
+                                 extra=[("versioned", _plugin(None))]))
+    versions = {p.name: p.api_version for p in report.plugins}
+    assert versions["gta-avx512"] == sdk.API_VERSION and versions["versioned"] is None
