@@ -259,6 +259,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"{checked} new trials checked against numpy ({seconds / checked:.3f} s each); "
               f"{sum(t.wrong for t in report.tasks)} wrong, "
               f"{sum(t.failed for t in report.tasks)} failed to build or run")
+    if report.cost_model_failure:
+        print(f"cost model {report.cost_model} raised ({report.cost_model_failure}); the rest "
+              "of the run ranked candidates at random", file=sys.stderr)
     for task in report.tasks:
         for left in task.left_out:
             print(f"{task.workload}: left out {left.kind} {left.name} of plugin {left.plugin} "

@@ -77,6 +77,9 @@ class TuneReport(BaseModel):
     seconds: float
     ended_by: str  # "trials", "time" (--time-budget) or "search space" (nothing left)
     scheduler: str  # "dual" or "even"
+    cost_model: str = "xgb"  # the registered cost model that ranked candidates
+    # Why it was replaced by random ranking mid-run ("predict: ValueError: ..."), if it was.
+    cost_model_failure: str | None = None
 
 
 def check_db(db: str | os.PathLike) -> Path:
@@ -177,6 +180,7 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
     path = check_db(db)
     # Imported here: MetaSchedule and the search cost seconds to import, which the
     # command line's other commands and its error paths should not pay.
+    from .cost_model.guarded import guarded
     from .database import RecordStore
     from .mapping import mapping_candidates
     from .measure.runners import make_builder, make_runner
@@ -200,16 +204,18 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
         subgraphs.append(Subgraph(workload.spec, weight, tasks))
     store = RecordStore(path)
     start = time.perf_counter()
+    model = guarded(registry.cost_models[cost_model].factory)
     result = run_schedule(
         subgraphs, trials, store=store, builder=make_builder(measure),
-        runner=make_runner(measure, chosen), cost_model=registry.cost_models[cost_model].factory(),
+        runner=make_runner(measure, chosen), cost_model=model,
         rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
         time_budget=time_budget, policy=scheduler, search=search, progress=progress)
     reports = [_report(w, chosen, weight, state, outcomes, store, measure, registry)
                for w, weight, state, outcomes
                in zip(workloads, weight_of, result.states, result.outcomes)]
     return TuneReport(tasks=reports, trials=trials, seconds=time.perf_counter() - start,
-                      ended_by=result.ended_by, scheduler=scheduler)
+                      ended_by=result.ended_by, scheduler=scheduler, cost_model=cost_model,
+                      cost_model_failure=model.failure)
 
 
 def _local_gpu() -> bool:

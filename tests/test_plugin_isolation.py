@@ -120,3 +120,28 @@ def test_an_unknown_cost_model_is_refused_with_the_loaded_ones(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "unknown cost model 'nope'" in err and "xgb" in err
     assert not (tmp_path / "db").exists() or not any((tmp_path / "db").iterdir())
+
+
+def _raising_model():
+    from tvm.s_tir.meta_schedule.cost_model import RandomModel
+
+    class Raising(RandomModel):  # a working model whose ranking breaks
+        def predict(self, context, candidates):
+            raise ZeroDivisionError("the model's bug")
+
+    return Raising()
+
+
+def test_a_cost_model_that_raises_is_named_and_replaced_while_tuning_goes_on(tmp_path):
+    module = types.ModuleType("raising_model")
+
+    @hookimpl
+    def gta_register_cost_models(register):
+        register(CostModelEntry(name="raising", factory=_raising_model))
+
+    module.gta_register_cost_models = gta_register_cost_models
+    registry = load(extra=[("model-pack", module)])
+    report = tune([SPEC], "avx512", 4, tmp_path / "db", registry=registry, cost_model="raising")
+    assert report.tasks[0].correct
+    assert report.cost_model == "raising"
+    assert report.cost_model_failure == "predict: ZeroDivisionError: the model's bug"
