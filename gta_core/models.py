@@ -98,6 +98,10 @@ class Target(_Model):
     for integer types), the denominator of fraction-of-peak figures until
     ``gta peak`` measures the real one. ``archs`` declares the architectures the
     target can also generate for (``--arch``); ``arch`` names the one it stands for.
+    ``realisation`` names the module (imported when first needed) whose
+    ``realise(workload, candidate, intrinsic, target)`` and ``finish(sch, block, reduce,
+    inner, compute)`` build this target's programs; None takes the core's CPU realisation
+    (a ``cpu`` target), and a ``gpu`` target must name one.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -108,6 +112,7 @@ class Target(_Model):
     peak: dict[str, float] = Field(default_factory=dict)
     arch: str | None = None
     archs: dict[str, TargetArch] = Field(default_factory=dict)
+    realisation: str | None = None
 
     def for_arch(self, arch: str | None) -> Target:
         """This target generating for ``arch`` (None: as declared); UnknownArch if undeclared."""

@@ -55,11 +55,11 @@ _NAMES = {
     "stage_role": "mapping.stages", "movable_stages": "generation.cpu",
     "TiledLoop": "pruning.cpu", "tiled_loops": "pruning.cpu",
     "parallel_extent": "pruning.cpu",
-    # realisation: what a target's rules build on
-    "RealisationError": "mapping.stages", "Memory": "mapping.realise",
-    "Staging": "mapping.realise", "block_memory": "mapping.realise",
-    "fragment_scopes": "mapping.realise", "stage_operands": "mapping.realise",
-    "warp_size": "mapping.realise",
+    # realisation: what a target's own realisation module (Target.realisation) builds on
+    "RealisationError": "mapping.stages", "Realised": "mapping.realise",
+    "Reshaped": "mapping.realise", "reshape": "mapping.realise",
+    "realisation_step": "mapping.realise", "ensure_registered": "mapping.realise",
+    "program_for": "mapping.rewrite",
     # host probes
     "cpu_cores": "host", "cpu_flags": "host", "cpu_vendor": "host", "cpu_cache_bytes": "host",
     # the conformance kit

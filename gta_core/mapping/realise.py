@@ -53,7 +53,7 @@ names.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..models import Intrinsic, MappingCandidate, Target
 from ..workloads import Workload
@@ -62,10 +62,9 @@ from .access import (
     Computation,
     block_computation,
     intrinsic_computation,
-    workload_computation,
 )
 from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
-from .rewrite import cpu_program_for, program_for
+from .rewrite import cpu_program_for
 from .stages import RealisationError
 
 
@@ -79,7 +78,10 @@ class Realised:
     compute_intrinsic: str  # the TVM tensor intrinsic used
 
 
-def _step(name: str):
+def realisation_step(name: str):
+    """Decorate one step of a realisation: any exception it raises becomes a
+    :class:`RealisationError` naming the step (TVM's schedule primitives raise many kinds)."""
+
     def wrap(function):
         def run(*args, **kwargs):
             try:
@@ -150,7 +152,7 @@ def _bindings(sch, block) -> list:
     return list(realize.iter_values)
 
 
-@_step("rfactor")
+@realisation_step("rfactor")
 def _rfactor(sch, block_name: str, candidate: MappingCandidate,
              intr: Computation) -> tuple[str, MappingCandidate]:
     """Lanes from a reduction loop: split it by the lanes and ``rfactor`` the inner part.
@@ -206,7 +208,7 @@ def reshape(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsi
     )
 
 
-@_step("tensorize")
+@realisation_step("tensorize")
 def finish_cpu(sch, block_name: str, reduce: list, inner: list, compute: str) -> None:
     """Separate the init before the outermost reduction loop, then tensorize.
 
@@ -221,39 +223,43 @@ def finish_cpu(sch, block_name: str, reduce: list, inner: list, compute: str) ->
 
 def realise(workload: Workload, candidate: MappingCandidate, intrinsic: Intrinsic,
             target: Target | None = None) -> Realised:
-    """A schedule computing ``workload`` with ``intrinsic`` as ``candidate`` maps it.
+    """A schedule computing ``workload`` with ``intrinsic`` as ``candidate`` maps it, untuned.
 
-    ``target`` picks the program's structure: None or a CPU target gives the CPU
-    schedule (packing stages at the root, the tensorized block in plain loops); a GPU
-    target gives a kernel whose operands move through the memory scopes the intrinsic's
-    operands declare (see the comment above :class:`Memory`).
+    None or a CPU target gives the core's CPU schedule (packing stages at the root, the
+    tensorized block in plain loops). A target that names a ``realisation`` module (a GPU's:
+    a kernel whose operands move through the memory scopes its intrinsics declare) is
+    realised by that module's ``realise``.
     """
-    if target is None or target.kind == "cpu":
-        program, candidate = _cpu_program(workload, candidate, intrinsic)
-        shaped = reshape(program, candidate, intrinsic)
-        finish_cpu(shaped.sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
-        return Realised(sch=shaped.sch, block=shaped.block,
-                        outer_loops=len(shaped.spatial) + len(shaped.reduce),
-                        compute_intrinsic=shaped.compute)
-    program = _rewritten(workload, candidate, intrinsic)
-    shaped = reshape(program, candidate, intrinsic, pack_in_place=False)
-    if not shaped.reduce:
-        raise RealisationError("split failed: the intrinsic has no reduce axis to accumulate over")
-    inputs, output = block_memory(program, candidate, intrinsic)
-    sch = shaped.sch
-    thread_block = _bind_thread_blocks(sch, shaped.spatial)
-    # One warp per thread block, one fragment per staging buffer (see the comment above Memory).
-    stage_operands(sch, shaped.block, inputs, output, intrinsic,
-                   Staging(output_at=thread_block, accumulator_at=thread_block,
-                           shared_at=shaped.reduce[-1], fragment_at=shaped.reduce[-1]),
-                   warp_size(target))
-    finish_gpu(sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
-    return Realised(sch=sch, block=shaped.block, outer_loops=1 + len(shaped.reduce),
+    module = realisation_module(target)
+    if module is not None:
+        return module.realise(workload, candidate, intrinsic, target)
+    program, candidate = _cpu_program(workload, candidate, intrinsic)
+    shaped = reshape(program, candidate, intrinsic)
+    finish_cpu(shaped.sch, shaped.block, shaped.reduce, shaped.inner, shaped.compute)
+    return Realised(sch=shaped.sch, block=shaped.block,
+                    outer_loops=len(shaped.spatial) + len(shaped.reduce),
                     compute_intrinsic=shaped.compute)
 
 
-_cpu_program = _step("rewrite the program")(cpu_program_for)
-_rewritten = _step("rewrite the program")(program_for)
+def realisation_module(target: Target | None):
+    """The plugin module realising ``target``'s programs (``Target.realisation``), or None
+    for the core's CPU realisation; a non-CPU target naming none cannot be realised."""
+    if target is not None and target.realisation:
+        return importlib.import_module(target.realisation)
+    if target is not None and target.kind != "cpu":
+        raise RealisationError(f"target {target.name} is a {target.kind} target and names no "
+                               "realisation module; the core realises CPU programs only")
+    return None
+
+
+def finisher(target: Target):
+    """``finish(sch, block, reduce, inner, compute)`` for ``target``'s sketches: tensorize
+    the main block (and, on a GPU, its staging copies) once the rules have run."""
+    module = realisation_module(target)
+    return finish_cpu if module is None else module.finish
+
+
+_cpu_program = realisation_step("rewrite the program")(cpu_program_for)
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,7 @@ class _Where:
         return operand.index in self.direct or operand.index in self.packed
 
 
-@_step("reindex")
+@realisation_step("reindex")
 def _to_einsum(sch, block_name: str, op: Computation, where: _Where) -> None:
     block = sch.get_sblock(block_name)
     for index in range(len(op.inputs)):
@@ -339,7 +345,7 @@ def _operands(op: Computation, intr: Computation, candidate: MappingCandidate,
     return out
 
 
-@_step("transform_layout")
+@realisation_step("transform_layout")
 def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
                       candidate: MappingCandidate, order: _Order, where: _Where) -> None:
     """Each operand buffer to [outer dims..., one fused dim per window variable].
@@ -371,7 +377,7 @@ def _relayout_buffers(sch, block_name: str, op: Computation, intr: Computation,
                                                 index_dtype="int32"))
 
 
-@_step("transform_layout (split)")
+@realisation_step("transform_layout (split)")
 def _split_windows(sch, block_name: str, op: Computation, intr: Computation,
                    candidate: MappingCandidate, order: _Order, where: _Where) -> None:
     """Each fused window dim d to (d // e, d % e) with the inner parts last: contiguous windows."""
@@ -423,7 +429,7 @@ def _layout(dims: list[str], outer: list[str], window: list[tuple[str, ...]],
     return relayout
 
 
-@_step("transform_block_layout")
+@realisation_step("transform_block_layout")
 def _relayout_block(sch, block_name: str, op: Computation, order: _Order) -> None:
     from tvm.tirx import IndexMap
 
@@ -434,7 +440,7 @@ def _relayout_block(sch, block_name: str, op: Computation, order: _Order) -> Non
                                IndexMap.from_func(relayout, ndim=len(names), index_dtype="int32"))
 
 
-@_step("pad_einsum")
+@realisation_step("pad_einsum")
 def _pad(sch, block_name: str, op: Computation, intr: Computation,
          candidate: MappingCandidate, order: _Order) -> None:
     if not candidate.padding:
@@ -482,244 +488,3 @@ def _split_and_order(sch, block_name: str, op: Computation, intr: Computation,
     reduce += [o for o, kind in outers if kind == "reduce"]
     sch.reorder(*spatial, *reduce, *inners)
     return spatial, reduce, inners
-
-
-# --- GPU: a kernel whose operands move through the intrinsic's declared memory scopes ---------
-#
-# After the generic reshape above, every operand of the main block is a packed buffer laid out
-# [outer..., window // e..., window % e...]: each intrinsic-sized window (a fragment) is
-# contiguous, whatever tiling is put on top later. `realise` then builds one kernel for the
-# main block (one warp per thread block, warp size from the target):
-#
-#   for bx in (spatial outer loops, fused):            blockIdx.x
-#     accumulator fragment = 0                         tvm_intrinsics["init"]
-#     for (reduce outer loops):
-#       each input: global -> staging ("shared")       cooperative copy on threadIdx.x
-#                   staging -> fragment                operand.load into operand.scope
-#       accumulator += A fragment * B fragment         tvm_intrinsics["compute"]
-#     accumulator -> staging ("shared")                operand.store from operand.scope
-#     staging -> global                                cooperative copy on threadIdx.x
-#
-# and binds each stage left at the root (padding, packing, unpacking) as an elementwise kernel.
-# The staging scope is the one the TVM load / store intrinsic's description reads from / writes
-# to. No performance tiling (the generation rules add it): every staging buffer holds exactly
-# one fragment, so each fragment pointer is the start of a buffer. A tiled version stays
-# aligned too: in the packed layout each fragment starts at a multiple of its own size (>= 256
-# bytes), which meets the 32-byte rule of the wmma intrinsics (a row-major tile of fragments
-# narrower than 32 bytes would break it; see the cuda-tc plugin's tests).
-#
-# The program is the workload rewritten where the candidate needs it (`rewrite.program_for`):
-# its product commuted, when the intrinsic's first input is the operator's second tensor
-# (tensorize matches a block's reads by position), and u8 data taken as s8 plus a correction,
-# for an s8 x s8 intrinsic.
-
-
-@dataclass(frozen=True)
-class Memory:
-    """Where one intrinsic operand lives and how it moves: read from the declarations."""
-
-    fragment: str  # the declared scope, e.g. "wmma.matrix_a"
-    staging: str  # the scope its load intrinsic reads from / its store intrinsic writes to
-    move: str  # the TVM intrinsic that loads it (inputs) or stores it (the output)
-    dims: int  # dimensions of its window: the innermost loops a load / store tensorizes
-
-
-# Block annotations naming the TVM intrinsic that finish_gpu tensorizes a block with: on a
-# load / store block, and on the main block for its accumulator's initialisation.
-TENSORIZE = "gta.tensorize"
-TENSORIZE_INIT = "gta.tensorize_init"
-ELEMENTWISE_THREADS = 128  # threads per block of the kernels left at the root (packing...)
-
-
-def warp_size(target: Target) -> int:
-    return int(target.tvm.get("thread_warp_size") or target.resources.warp_size or 32)
-
-
-def _desc_scopes(tvm_intrinsic: str) -> tuple[str, str]:
-    """(scope read, scope written) by a registered TVM data-movement intrinsic's description."""
-    from tvm.s_tir import TensorIntrin
-
-    found = TensorIntrin.get(tvm_intrinsic, allow_missing=True)
-    if found is None:
-        raise RealisationError(f"TVM tensor intrinsic {tvm_intrinsic} is not registered")
-    block = found.desc.body.block
-    return block.reads[0].source.scope(), block.writes[0].source.scope()
-
-
-def fragment_scopes(intrinsic: Intrinsic) -> dict[str, Memory]:
-    """Per intrinsic operand, its scopes and mover; RealisationError where one is missing.
-
-    The fragment scope is the operand's declared ``scope``; the staging scope (where a load
-    reads from, where a store writes to) comes from the TVM intrinsic named by its ``load``
-    or ``store``, whose description says it.
-    """
-    ensure_registered(intrinsic)  # the scopes are read from the TVM intrinsics it names
-    if "init" not in intrinsic.tvm_intrinsics:
-        raise RealisationError(f"{intrinsic.name} declares no 'init' tensor intrinsic, which "
-                               "a GPU accumulator fragment needs")
-    out = {}
-    for operand in intrinsic.compute.operands:
-        move = operand.load if operand.role == "input" else operand.store
-        if operand.scope == "global" or move is None:
-            raise RealisationError(
-                f"{intrinsic.name}: operand {operand.name} declares scope {operand.scope!r} and "
-                f"{'load' if operand.role == 'input' else 'store'} {move!r}; GPU realisation "
-                "needs a fragment scope and the intrinsic moving it")
-        read, written = _desc_scopes(move)
-        fragment, staging = (written, read) if operand.role == "input" else (read, written)
-        if fragment == "warp":
-            raise RealisationError(
-                f"{intrinsic.name}: {move} keeps operand {operand.name} in 'warp' memory: "
-                "mma.sync realisation needs the warp-memory pipeline; not done yet")
-        if fragment != operand.scope:
-            raise RealisationError(
-                f"{intrinsic.name}: operand {operand.name} declares scope {operand.scope!r} "
-                f"but {move} moves it to/from {fragment!r}")
-        out[operand.name] = Memory(fragment=fragment, staging=staging, move=move,
-                                   dims=len(operand.indices))
-    return out
-
-
-def block_memory(program: Workload, candidate: MappingCandidate,
-                 intrinsic: Intrinsic) -> tuple[list[Memory], Memory]:
-    """The main block's inputs' memory, in the order the block reads them, and its output's."""
-    memory = fragment_scopes(intrinsic)
-    op = workload_computation(program)
-    role = {tensor: name for name, tensor in candidate.operands.items()}
-    return [memory[role[a.tensor]] for a in op.inputs], memory[role[op.output.tensor]]
-
-
-@dataclass
-class Staging:
-    """Where the copies of the main block's operands go (loops of the main block).
-
-    The accumulator fragments live under ``accumulator_at`` (a warp's loop) and are stored to
-    their staging buffer under ``output_at`` (the thread block's), which all threads copy out;
-    each input is copied to its staging buffer under ``shared_at`` by all threads, then loaded
-    into fragments under ``fragment_at``. ``warps`` (ints or sampled factors, whose product is
-    the warp count) spreads copies over threadIdx.y as well as a warp's threadIdx.x lanes;
-    ``vector`` is the elements each lane moves at once.
-    """
-
-    output_at: object
-    accumulator_at: object
-    shared_at: object
-    fragment_at: object
-    warps: list = field(default_factory=list)
-    vector: int = 1
-
-
-@_step("stage operands (cache_read / cache_write)")
-def stage_operands(sch, block_name: str, inputs: list[Memory], output: Memory,
-                   intrinsic: Intrinsic, staging: Staging, warp: int) -> None:
-    """Stage every operand of the main block as ``staging`` says, and name the intrinsics that
-    :func:`finish_gpu` tensorizes the fragment loads and store with."""
-    block = sch.get_sblock(block_name)
-    if output.staging != "global":
-        staged = sch.cache_write(block, 0, output.staging)
-        _move_under(sch, staged, staging.output_at, after=True)
-        _cooperative(sch, staged, _depth(sch, block, staging.output_at), warp, staging.warps, 1)
-    store = sch.cache_write(block, 0, output.fragment)
-    _move_under(sch, store, staging.accumulator_at, after=True)
-    sch.annotate(store, TENSORIZE, output.move)
-    for index, memory in enumerate(inputs):
-        if memory.staging != "global":
-            staged = sch.cache_read(block, index, memory.staging)
-            _move_under(sch, staged, staging.shared_at)
-            _cooperative(sch, staged, _depth(sch, block, staging.shared_at), warp, staging.warps,
-                         staging.vector)
-        load = sch.cache_read(block, index, memory.fragment)
-        _move_under(sch, load, staging.fragment_at)
-        sch.annotate(load, TENSORIZE, memory.move)
-    sch.annotate(block, TENSORIZE_INIT, intrinsic.tvm_intrinsics["init"])
-
-
-@_step("bind blockIdx.x")
-def _bind_thread_blocks(sch, spatial: list):
-    """One thread block per output fragment: the spatial outer loops fused, on blockIdx.x."""
-    fused = sch.fuse(*spatial)
-    sch.bind(fused, "blockIdx.x")
-    return fused
-
-
-def _depth(sch, block, loop) -> int:
-    """How many loops of ``block`` enclose ``loop``, itself included."""
-    here = sch.get(loop)
-    return 1 + next(i for i, outer in enumerate(sch.get_loops(block))
-                    if sch.get(outer).same_as(here))
-
-
-def _cooperative(sch, copy, depth: int, warp: int, warps: list, vector: int) -> None:
-    """The copy's loops below the first ``depth`` fused and spread over the block's threads.
-
-    The threadIdx.y part is split by each factor of ``warps`` and fused back, so that a trace
-    holds only the sampled factors themselves (it cannot hold their product).
-    """
-    fused = sch.fuse(*sch.get_loops(copy)[depth:])
-    parts = sch.split(fused, factors=[None, *warps, warp, *([vector] if vector > 1 else [])])
-    if warps:
-        sch.bind(sch.fuse(*parts[1:1 + len(warps)]), "threadIdx.y")
-    sch.bind(parts[1 + len(warps)], "threadIdx.x")
-    if vector > 1:
-        sch.vectorize(parts[-1])
-
-
-def _move_under(sch, block, loop, *, after: bool = False) -> None:
-    """``block`` to ``loop`` (compute_at, or reverse_compute_at when ``after``).
-
-    cache_read / cache_write put a new stage beside the stage it copies for; when that one
-    is already under ``loop``, so is the new stage (and moving it again is an error).
-    """
-    here = sch.get(loop)
-    if any(sch.get(outer).same_as(here) for outer in sch.get_loops(block)):
-        return
-    # Unit loops kept: the moved stage then has as many loops whatever the tile sizes, which a
-    # trace replayed with other sampled decisions needs (its get_loops must return as many).
-    (sch.reverse_compute_at if after else sch.compute_at)(block, loop, preserve_unit_loops=True)
-
-
-def _window_loops(tvm_intrinsic: str) -> int:
-    """How many loops the description of a registered TVM tensor intrinsic has."""
-    from tvm.s_tir import TensorIntrin
-    from tvm.tirx import For
-
-    stmt, count = TensorIntrin.get(tvm_intrinsic).desc.body.block.body, 0
-    while isinstance(stmt, For):
-        count, stmt = count + 1, stmt.body
-    return count
-
-
-@_step("tensorize")
-def finish_gpu(sch, block_name: str, reduce: list, inner: list, compute: str) -> None:
-    """Tensorize a staged GPU program (see :func:`stage_operands`) and bind the other kernels.
-
-    The accumulator's initialisation is split out before ``reduce[0]``; it, each annotated
-    load and store, and the main block (at ``inner[0]``) are tensorized; every stage left at
-    the root becomes an elementwise kernel.
-    """
-    block = sch.get_sblock(block_name)
-    init_intrinsic = str(sch.get(block).annotations[TENSORIZE_INIT])
-    movers = [(stage, str(sch.get(stage).annotations[TENSORIZE]))
-              for stage in [*sch.get_producers(block), *sch.get_consumers(block)]
-              if TENSORIZE in sch.get(stage).annotations]
-    init = sch.decompose_reduction(block, reduce[0])
-    sch.tensorize(sch.get_loops(init)[-_window_loops(init_intrinsic)], init_intrinsic)
-    for stage, name in movers:
-        sch.tensorize(sch.get_loops(stage)[-_window_loops(name)], name)
-    sch.tensorize(inner[0], compute)
-    _bind_root_stages(sch, ELEMENTWISE_THREADS)
-
-
-def _bind_root_stages(sch, threads: int) -> None:
-    """Every stage left at the root (padding, packing, unpacking, sums): a kernel over its
-    spatial loops (a reduction stays serial in each thread)."""
-    from tvm.tirx import ForKind
-
-    for stage in sch.get_child_blocks(sch.get_sblock("root")):
-        loops = sch.get_loops(stage)
-        if not loops or sch.get(loops[0]).kind == ForKind.THREAD_BINDING:
-            continue
-        spatial = sum(1 for v in sch.get(stage).iter_vars if v.iter_type == 0)  # DataPar
-        blocks, lanes = sch.split(sch.fuse(*loops[:spatial]), factors=[None, threads])
-        sch.bind(blocks, "blockIdx.x")
-        sch.bind(lanes, "threadIdx.x")

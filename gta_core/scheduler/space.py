@@ -16,7 +16,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..generation.engine import apply_rules, describe
 from ..generation.rule import GenerationRule, ScheduleContext
-from ..mapping.realise import RealisationError, ensure_registered, finish_cpu, finish_gpu, reshape
+from ..mapping.realise import RealisationError, ensure_registered, finisher, reshape
 from ..mapping.rewrite import cpu_program_for, program_for
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
@@ -197,7 +197,7 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
             reduce=shaped.reduce, inner=shaped.inner,
             notes={"spatial_axes": shaped.spatial_axes, "reduce_axes": shaped.reduce_axes})
         spaces = []
-        finish = finish_cpu if task.target.kind == "cpu" else finish_gpu
+        finish = finisher(task.target)
         for sketch in apply_rules(context, self.rules, self.left_out):
             try:
                 finish(sketch.sch, sketch.block, sketch.levels.get("R0") or sketch.reduce,

@@ -48,6 +48,7 @@ def _target() -> Target:
         peak=default.peak,
         arch=DEFAULT_ARCH,
         archs=ARCHS,
+        realisation="gta_cuda_tc.realisation",
     )
 
 

@@ -1,6 +1,6 @@
 """Generation rules for Tensor Core kernels: thread-block / warp / fragment tiling, staging.
 
-They run on a reshaped mapping (see :mod:`gta_core.mapping.realise`): the main block's
+They run on a reshaped mapping (see :mod:`gta_cuda_tc.realisation`): the main block's
 ``spatial`` and ``reduce`` loops step over fragments, its ``inner`` loops are one fragment
 product. Together they give the classic structure of a wmma kernel::
 
@@ -15,24 +15,16 @@ product. Together they give the classic structure of a wmma kernel::
 Every tile size is sampled with ``sample_perfect_tile`` and every unroll depth with
 ``sample_categorical``, so a design space is a trace whose decisions MetaSchedule mutates and
 replays; the placement and tensorization are shared with the untuned realisation
-(:func:`gta_core.mapping.realise.stage_operands`, :func:`~gta_core.mapping.realise.finish_gpu`).
+(:func:`gta_cuda_tc.realisation.stage_operands`, :func:`~gta_cuda_tc.realisation.finish`).
 Software pipelining is not done: TVM's ``software_pipeline_*`` annotations need the async
 copies of ``cp.async`` staging, which these rules do not generate yet.
 """
 
 from __future__ import annotations
 
-from gta_core.sdk import (
-    GenerationRule,
-    Intrinsic,
-    RealisationError,
-    ScheduleContext,
-    Staging,
-    block_memory,
-    fragment_scopes,
-    stage_operands,
-    warp_size,
-)
+from gta_core.sdk import GenerationRule, Intrinsic, RealisationError, ScheduleContext
+
+from .realisation import Staging, block_memory, fragment_scopes, stage_operands, warp_size
 
 COPY_BYTES = 16  # what one lane moves per global -> shared load: a 128-bit vector
 
