@@ -83,13 +83,13 @@ class RegisterTile(Constraint):
     """The accumulator tile must fit in the vector registers.
 
     The register level (S2) times the intrinsic's output, in vector registers,
-    plus the registers the intrinsic's inputs need, must not exceed the
-    target's vector register file: a spilled accumulator tile is no faster
-    than memory.
+    plus the registers the intrinsic's inputs need (each input's elements, at
+    least one register: a broadcast word and a lane vector for a dot product),
+    must not exceed the target's vector register file: a spilled accumulator
+    tile is no faster than memory.
     """
 
     name = "register-tile"
-    input_registers = 2  # a broadcast word and one lane vector per intrinsic call
 
     def applies(self, target: Target) -> bool:
         return target.kind == "cpu" and bool(target.resources.vector_registers
@@ -101,10 +101,11 @@ class RegisterTile(Constraint):
         resources = context.target.resources
         per_call = _registers_per_call(context)
         tile = prod(loop.extent for loop in tiled_loops(context.sch) if loop.level == "S2")
-        needed = tile * per_call + self.input_registers
+        inputs = _input_registers(context)
+        needed = tile * per_call + inputs
         if needed > resources.vector_registers:
             return (f"accumulator tile needs {needed} vector registers "
-                    f"({tile} x {per_call} + {self.input_registers}); "
+                    f"({tile} x {per_call} + {inputs}); "
                     f"the target has {resources.vector_registers}")
         return None
 
@@ -162,7 +163,7 @@ class RegisterTileLatency(Constraint):
             if var.kind == "spatial":
                 spatial[var.name] = -(-prod(extent[n] for n in group) // var.extent)
         cap = MultiLevelTiling.max_register_factor
-        budget = (context.target.resources.vector_registers - RegisterTile.input_registers) \
+        budget = (context.target.resources.vector_registers - _input_registers(context)) \
             // per_call
         tiles = {1}
         for total in spatial.values():
@@ -260,10 +261,20 @@ class PaddingWaste(Constraint):
 
 def _registers_per_call(context: ScheduleContext) -> int:
     """Vector registers one intrinsic call's output occupies."""
-    output = context.intrinsic.compute.output
-    elements = prod(context.intrinsic.compute.extent(v)
-                    for v in {n for i in output.indices for n in index_variables(i)})
-    return max(1, -(-elements * _bits(output.dtype) // context.target.resources.vector_width_bits))
+    return _registers(context, context.intrinsic.compute.output)
+
+
+def _input_registers(context: ScheduleContext) -> int:
+    """Vector registers one intrinsic call's inputs occupy."""
+    return sum(_registers(context, operand) for operand in context.intrinsic.compute.inputs)
+
+
+def _registers(context: ScheduleContext, operand) -> int:
+    compute = context.intrinsic.compute
+    elements = prod(compute.extent(v) for v in {n for i in operand.indices
+                                                 for n in index_variables(i)})
+    width = context.target.resources.vector_width_bits
+    return max(1, -(-elements * _bits(operand.dtype) // width))
 
 
 def _bits(dtype: str) -> int:
