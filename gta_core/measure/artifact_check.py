@@ -16,15 +16,33 @@ from ..workloads import Expected, Workload
 from .garbage import garbage_output
 
 
-class ArtifactCheck:
-    """The inputs and expected output of one workload, made once, to check its artifacts."""
+class Reference:
+    """A workload's check inputs and expected output, made at first use and shared by
+    the checks of all its mappings (a numpy conv3d reference takes seconds)."""
 
     def __init__(self, workload: Workload, seed: int = 0) -> None:
         self.workload = workload
         self.seed = seed
-        self._inputs: list[Any] | None = None
-        self._expected: Expected | None = None
-        self.seconds = 0.0  # spent checking, reference included
+        self._made: tuple[list[Any], Expected] | None = None
+
+    def get(self) -> tuple[list[Any], Expected]:
+        """The inputs (as TVM tensors) and the expected output."""
+        if self._made is None:
+            import tvm
+
+            inputs = self.workload.random_inputs(self.seed)
+            expected = self.workload.expected(inputs)
+            self._made = [tvm.runtime.tensor(x, tvm.cpu()) for x in inputs], expected
+        return self._made
+
+
+class ArtifactCheck:
+    """Checks the artifacts of one task against its workload's :class:`Reference`."""
+
+    def __init__(self, workload: Workload, reference: Reference | None = None) -> None:
+        self.workload = workload
+        self.reference = reference or Reference(workload)
+        self.seconds = 0.0  # spent checking, the reference included when made here
         self.checked = 0
 
     def mismatch(self, artifact_path: str) -> str | None:
@@ -33,15 +51,12 @@ class ArtifactCheck:
 
         start = time.perf_counter()
         try:
-            if self._inputs is None:
-                inputs = self.workload.random_inputs(self.seed)
-                self._expected = self.workload.expected(inputs)
-                self._inputs = [tvm.runtime.tensor(x, tvm.cpu()) for x in inputs]
+            inputs, expected = self.reference.get()
             linked = artifact_path + ".so"
             module = tvm.runtime.load_module(linked if os.path.exists(linked) else artifact_path)
             out = tvm.runtime.tensor(garbage_output(self.workload), tvm.cpu())
-            module[module.entry_name](*self._inputs, out)
-            return self.workload.mismatch(out.numpy(), self._expected)
+            module[module.entry_name](*inputs, out)
+            return self.workload.mismatch(out.numpy(), expected)
         finally:
             self.checked += 1
             self.seconds += time.perf_counter() - start

@@ -24,6 +24,7 @@ from .allocate import (
     decide,
     decide_even,
 )
+from ..measure.artifact_check import Reference
 from .search import SearchSettings, TaskOutcome, TaskSearch, measure_round
 from .space import Task
 
@@ -65,10 +66,9 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
     search = search or SearchSettings()
     allocation = allocation or AllocationSettings(batch=search.batch)
     choose = POLICIES[policy]
-    searches = [[TaskSearch(task, store=store, builder=builder, runner=runner,
-                            cost_model=cost_model, rules=rules, constraints=constraints,
-                            settings=search, max_trials=budget) for task in s.tasks]
-                for s in subgraphs]
+    searches = [_searches(s, budget, store=store, builder=builder, runner=runner,
+                          cost_model=cost_model, rules=rules, constraints=constraints,
+                          settings=search) for s in subgraphs]
     states = [_state_from_store(s, store) for s in subgraphs]
     started = time.perf_counter()
     ended_by = "search space"
@@ -109,6 +109,13 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
                 task_search.close()
     return ScheduleResult(states=states, outcomes=[[t.outcome for t in row] for row in searches],
                           ended_by=ended_by)
+
+
+def _searches(subgraph: Subgraph, budget: int, **kwargs) -> list[TaskSearch]:
+    # The tasks of a subgraph are one workload's mappings: one reference checks them all.
+    reference = Reference(subgraph.tasks[0].workload) if subgraph.tasks else None
+    return [TaskSearch(task, max_trials=budget, reference=reference, **kwargs)
+            for task in subgraph.tasks]
 
 
 def _plan_round(states: list[SubgraphState], budget: int, choose,

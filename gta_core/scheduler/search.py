@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..generation.rule import GenerationRule
-from ..measure.artifact_check import ArtifactCheck
+from ..measure.artifact_check import ArtifactCheck, Reference
 from ..measure.runners import remove_artifact
 from ..pruning.constraint import Constraint
 from .space import MappingSpace, Task, generic_space
@@ -71,7 +71,8 @@ class TaskSearch:
 
     def __init__(self, task: Task, *, store, builder, runner, cost_model,
                  rules: list[GenerationRule], constraints: list[Constraint],
-                 settings: SearchSettings = SearchSettings(), max_trials: int = 1 << 20) -> None:
+                 settings: SearchSettings = SearchSettings(), max_trials: int = 1 << 20,
+                 reference: Reference | None = None) -> None:
         self.task = task
         self.store, self.builder, self.runner = store, builder, runner
         self.cost_model = cost_model
@@ -83,8 +84,9 @@ class TaskSearch:
         self._context = None
         self._workload: int | None = None
         self._pending: list = []  # candidates the search picked that are not measured yet
-        # Outputs are checked where the runner ran the artifact on this machine's CPU.
-        self.check = (ArtifactCheck(task.workload)
+        # Outputs are checked where the runner ran the artifact on this machine's CPU;
+        # ``reference`` lets the mappings of one workload share its expected output.
+        self.check = (ArtifactCheck(task.workload, reference)
                       if task.target.kind == "cpu" and _runs_here(runner) else None)
         _best_from_store(self.outcome, store)
 
