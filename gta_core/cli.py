@@ -8,31 +8,39 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from . import __version__, api
+from . import __version__, api, interrupts
 from .bench import DEFAULT_BASELINES, SUITES, BenchError
 from .bench.networks import NET_SUITES
 from .cli_check import add_check_plugin_command
-from .cli_model import add_compile_command, add_model_options, cmd_bench_network, cmd_tune_model
+from .cli_model import (
+    add_compile_command,
+    add_model_options,
+    cmd_bench_network,
+    cmd_tune_model,
+    measure_settings,
+)
 from .codegen import CodegenError
 from .conformance import UnknownPlugin
+from .database import RecordWriteError
 from .frontends import ModelError
 from .host import environment_error
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .model_compile import CompileError
 from .models import UnknownArch
-from .plugins import UnknownTarget
+from .plugins import UnknownTarget, plugins_env_error
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
                RPCUnavailable, CodegenError, UnknownArch, BenchError, ModelError, CompileError,
-               UnknownPlugin)
+               UnknownPlugin, RecordWriteError)
 
 
 class UsageError(Exception):
@@ -125,6 +133,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.networks import NET_SUITES
 
     if args.suite in NET_SUITES:
+        if args.first is not None or args.one_process:
+            raise UsageError("--first and --one-process are for operator suites")
         return cmd_bench_network(args)
     suite = resolve_suite(args.suite)
     contenders, peak = resolve_contenders(parse_baselines(
@@ -209,10 +219,9 @@ def cmd_peak(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .measure import MeasureSettings, parse_rpc
     from .tuning import tune
 
-    measure = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None)
+    measure = measure_settings(args)
     if args.report:
         report_path = Path(args.report)
         if not report_path.parent.is_dir():
@@ -371,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--scheduler", choices=["dual", "even"], default="dual",
                       help="dual-task scheduling (default) or an even split, for comparison")
     tune.add_argument("--rpc", help="measure through a TVM RPC tracker: tracker=HOST:PORT,key=KEY")
+    tune.add_argument("--build-timeout", type=_positive_float, metavar="SECONDS",
+                      help="a candidate's build fails after this long (default 300)")
+    tune.add_argument("--run-timeout", type=_positive_float, metavar="SECONDS",
+                      help="a candidate's timing run fails after this long (default 60)")
     tune.add_argument("--cost-model", default="xgb", metavar="NAME",
                       help="the registered cost model that ranks candidates (default xgb; "
                            "gta plugins lists the loaded ones)")
@@ -433,22 +446,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RESUME = "every record and result written so far is kept; rerun the same command to resume"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        problem = environment_error()
-        if problem is not None:
-            raise UsageError(problem)
-        return args.run(args)
-    except (UsageError, *USER_ERRORS) as exc:
-        print(f"gta: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("gta: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `gta ... | head` stopped reading: not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
-        return 0
+    with interrupts.handled():
+        try:
+            args = build_parser().parse_args(argv)
+            problem = environment_error() or plugins_env_error()
+            if problem is not None:
+                raise UsageError(problem)
+            return args.run(args)
+        except (UsageError, *USER_ERRORS) as exc:
+            print(f"gta: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            if interrupts.received() == signal.SIGTERM:
+                print(f"gta: terminated (SIGTERM); {_RESUME}", file=sys.stderr)
+                return 128 + signal.SIGTERM
+            print(f"gta: interrupted (SIGINT); {_RESUME}", file=sys.stderr)
+            return 128 + signal.SIGINT
+        except BrokenPipeError:  # `gta ... | head` stopped reading: not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+            return 0
 
 
 if __name__ == "__main__":

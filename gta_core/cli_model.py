@@ -25,10 +25,9 @@ def _checked(tuned) -> str:
 
 def cmd_tune_model(args: argparse.Namespace, progress) -> BaseModel:
     """Tune the model of ``args.model``; prints the per-function table unless ``--json``."""
-    from .measure import MeasureSettings, parse_rpc
     from .model_tuning import tune_model
 
-    measure = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None)
+    measure = measure_settings(args)
     report = tune_model(_load(args), args.target, args.trials, args.db,
                         time_budget=args.time_budget, scheduler=args.scheduler,
                         measure=measure, progress=progress, cost_model=args.cost_model)
@@ -97,10 +96,8 @@ def net_contenders(baselines: str | None) -> list[str]:
 def cmd_bench_network(args: argparse.Namespace) -> int:
     """``gta bench --suite net-*``: a whole model, every contender side by side."""
     from .bench.networks import markdown, run_network_bench
-    from .cli import UsageError, _print_json, _stderr_log
+    from .cli import _print_json, _stderr_log
 
-    if args.first is not None or args.one_process:
-        raise UsageError("--first and --one-process are for operator suites")
     contenders = net_contenders(args.baselines)
     out = args.out or f"bench-{args.suite}"
     report = run_network_bench(args.suite, out, trials=args.trials or 1000,
@@ -112,6 +109,15 @@ def cmd_bench_network(args: argparse.Namespace) -> int:
     print(markdown(report))
     print(f"{report.seconds:.0f} s; results.json and results.md in {out}")
     return 0
+
+
+def measure_settings(args: argparse.Namespace):
+    """The builder and runner settings ``gta tune``'s flags ask for."""
+    from .measure import MeasureSettings, parse_rpc
+
+    given = {"build_timeout_s": args.build_timeout, "run_timeout_s": args.run_timeout}
+    return MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None,
+                           **{k: v for k, v in given.items() if v is not None})
 
 
 def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:

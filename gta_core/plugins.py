@@ -194,6 +194,28 @@ def enabled_from_env(environ: Mapping[str, str] | None = None) -> set[str] | Non
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
+def _installed_plugins() -> list[str]:
+    return sorted({ep.dist.name if ep.dist is not None else ep.name
+                   for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def _not_installed(name: str) -> str:
+    return (f"{ENV_VAR} names {name!r}, which is not installed; installed: "
+            f"{', '.join(_installed_plugins()) or 'none'}")
+
+
+def plugins_env_error(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why ``GTA_PLUGINS`` cannot be used (it names a plugin that is not installed), or
+    None. The CLI refuses such a setting at once rather than run without the plugin."""
+    enabled = enabled_from_env(environ)
+    if not enabled:
+        return None
+    names = {n for ep in entry_points(group=ENTRY_POINT_GROUP)
+             for n in (ep.name, ep.dist.name if ep.dist is not None else ep.name)}
+    missing = sorted(enabled - names)
+    return _not_installed(missing[0]) if missing else None
+
+
 def load(
     environ: Mapping[str, str] | None = None,
     extra: Iterable[tuple[str, object]] = (),
@@ -228,8 +250,7 @@ def load(
             continue
         versions[name] = (ep.dist.version if ep.dist is not None else "unknown", False)
     for missing in sorted((enabled or set()) - found):
-        registry.record_failure(missing, "enable", f"{ENV_VAR} names {missing!r}, which is not "
-                                f"installed; installed: {', '.join(sorted(found)) or 'none'}")
+        registry.record_failure(missing, "enable", _not_installed(missing))
 
     for name, plugin in extra:
         if _register(registry, name, plugin):

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
 import numpy as np
 import onnx
 import pytest
@@ -63,3 +70,112 @@ def small_torch_module():
             return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
     return Small()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(condition, what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {seconds:.0f} s")
+        time.sleep(0.2)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class RPCFarm:
+    """A TVM RPC tracker and ``servers`` servers under ``key`` on localhost (server i pinned
+    to core i when ``pin``); ``rpc`` is the ``--rpc`` value that reaches them."""
+
+    def __init__(self, servers: int, key: str, pin: bool = False) -> None:
+        from gta_core.host import cpu_cores
+
+        self.key, self.pin = key, pin
+        self.env = dict(os.environ, TVM_NUM_THREADS="1" if pin else str(cpu_cores()))
+        self.tracker_port = _free_port()
+        self.servers: list[subprocess.Popen] = []
+        self.tracker = self._start("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
+                                   str(self.tracker_port), "--port-end",
+                                   str(self.tracker_port + 1))
+        _wait(lambda: _accepts(self.tracker_port), "RPC tracker")
+        for _ in range(servers):
+            self.add_server()
+
+    @property
+    def rpc(self) -> str:
+        return f"tracker=127.0.0.1:{self.tracker_port},key={self.key}"
+
+    def listed(self) -> int:
+        """How many servers the tracker lists under the key (0 when it cannot say)."""
+        from tvm.s_tir import meta_schedule as ms
+
+        from gta_core.measure.rpc import tracker_servers
+        from gta_core.measure.settings import RPCUnavailable
+
+        config = ms.runner.RPCConfig(tracker_host="127.0.0.1", tracker_port=self.tracker_port,
+                                     tracker_key=self.key, session_timeout_sec=60)
+        try:
+            return tracker_servers(config)
+        except RPCUnavailable:
+            return 0
+
+    def add_server(self) -> subprocess.Popen:
+        core = len(self.servers) if self.pin else None
+        port = _free_port()
+        server = self._start("tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
+                             "--port-end", str(port + 100), "--tracker",
+                             f"127.0.0.1:{self.tracker_port}", "--key", self.key, core=core)
+        self.servers.append(server)
+        count = len(self.servers)
+        _wait(lambda: self.listed() >= count, "RPC server")
+        return server
+
+    def _start(self, *args: str, core: int | None = None) -> subprocess.Popen:
+        # A session of its own: tracker and server each serve from a child process, which
+        # killing the parent alone would leave running.
+        pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+        return subprocess.Popen([sys.executable, "-m", *args, "--silent"], env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=pin)
+
+    @staticmethod
+    def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+    def stop(self) -> None:
+        for process in [*self.servers, self.tracker]:
+            self.kill(process, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def rpc_farm():
+    """``rpc_farm(servers, key, pin=False)`` starts an :class:`RPCFarm`; all are stopped at
+    the end of the session (or earlier by ``farm.stop()``)."""
+    farms: list[RPCFarm] = []
+
+    def start(servers: int = 1, key: str = "gta-test", pin: bool = False) -> RPCFarm:
+        farms.append(RPCFarm(servers, key, pin))
+        return farms[-1]
+
+    yield start
+    for farm in farms:
+        farm.stop()

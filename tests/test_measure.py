@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 from tvm.s_tir import meta_schedule as ms
@@ -16,7 +11,6 @@ from tvm.script import tirx as T
 
 from gta_core.api import load_workload
 from gta_core.database import RecordStore
-from gta_core.host import cpu_cores
 from gta_core.mapping import mapping_candidates
 from gta_core.mapping.realise import realise
 from gta_core.measure import (
@@ -186,7 +180,6 @@ def test_build_workers_build_gta_programs_without_importing_any_intrinsic_module
         avx512, tensorized):
     def build_and_list_intrinsic_modules(mod, target, params):
         # Nested, so cloudpickle ships it by value to the worker; runs there.
-        import sys
 
         built = build_candidate(mod, target, params)
         loaded = [name for name in sys.modules
@@ -202,72 +195,14 @@ def test_build_workers_build_gta_programs_without_importing_any_intrinsic_module
 
 # --- RPC ------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(condition, what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {seconds:.0f} s")
-        time.sleep(0.2)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def rpc(avx512):
-    """A tracker and one server with key gta-test on localhost, stopped afterwards; the
-    settings that reach them and a runner through them."""
-    tracker_port, server_port = _free_port(), _free_port()
-    env = dict(os.environ, TVM_NUM_THREADS=str(cpu_cores()))
-
-    def start(*args: str) -> subprocess.Popen:
-        # A session of its own: tracker and server each serve from a child process, which
-        # killing the parent alone would leave running.
-        return subprocess.Popen([sys.executable, "-m", *args, "--silent"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-
-    started = []
-    try:
-        started.append(start("tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                             "--port", str(tracker_port), "--port-end", str(tracker_port + 1)))
-        _wait(lambda: _accepts(tracker_port), "RPC tracker")
-        started.append(start("tvm.exec.rpc_server", "--host", "127.0.0.1",
-                             "--port", str(server_port), "--port-end", str(server_port + 100),
-                             "--tracker", f"127.0.0.1:{tracker_port}", "--key", "gta-test"))
-        settings = MeasureSettings(rpc=f"tracker=127.0.0.1:{tracker_port},key=gta-test",
-                                   run_timeout_s=20)
-        runners = []
-
-        def server_listed() -> bool:
-            try:
-                runners.append(make_runner(settings, avx512))
-                return True
-            except RPCUnavailable:
-                return False
-
-        _wait(server_listed, "RPC server")
-        yield settings, runners[0]
-    finally:
-        for process in started:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+def rpc(avx512, rpc_farm):
+    """A tracker and one server with key gta-test on localhost; the settings that reach
+    them and a runner through them."""
+    farm = rpc_farm(servers=1, key="gta-test")
+    settings = MeasureSettings(rpc=farm.rpc, run_timeout_s=20)
+    yield settings, make_runner(settings, avx512)
+    farm.stop()
 
 
 def test_rpc_runner_measures_a_gta_program_through_a_tracker(rpc, avx512, builder, tensorized):
@@ -283,7 +218,7 @@ def test_rpc_without_a_server_for_the_key_fails_at_once_in_one_line(rpc, avx512)
     wrong_key = rpc_settings.rpc.model_copy(update={"key": "no-such-device"})
     with pytest.raises(RPCUnavailable, match="no server with key 'no-such-device'"):
         make_runner(rpc_settings.model_copy(update={"rpc": wrong_key}), avx512)
-    closed = rpc_settings.rpc.model_copy(update={"tracker_port": _free_port()})
+    closed = rpc_settings.rpc.model_copy(update={"tracker_port": 1})
     with pytest.raises(RPCUnavailable, match="cannot be reached"):
         make_runner(rpc_settings.model_copy(update={"rpc": closed}), avx512)
 

@@ -150,7 +150,7 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
                       target: str = "avx512", repeat: int = 5, quiet_wait_s: float = 60.0,
                       progress: Callable[[str], None] | None = None) -> NetBenchReport:
     """Tune, check and time ``suite``'s model (see the module docstring)."""
-    from .run import BenchError, check_out, machine
+    from .run import BenchError, claimed_out, machine
     from .tuned import code_version
 
     if suite not in NET_SUITES:
@@ -161,78 +161,79 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
                          f"known: {', '.join(NET_CONTENDERS)}")
     say = progress or (lambda text: None)
     start = time.perf_counter()
-    out = check_out(out)
-    name = NET_SUITES[suite]
-    onnx_path = out / "model.onnx"
-    # Export and tuning run in child processes: torch's ONNX exporter and MetaSchedule
-    # leave logging and thread-pool state behind that later MetaSchedule runs and timings
-    # in this process would inherit.
-    if not onnx_path.exists():
-        say(f"exporting {name} to {onnx_path}")
-        _in_child(export_onnx, name, onnx_path)
-    model = load_onnx(onnx_path)
-    chosen = default_registry().target(target)
-    for tuner in (t for t in TUNERS if t in contenders):
-        say(f"{tuner}: tuning {name} ({trials} trials)")
-        _in_child(_tune, tuner, str(onnx_path), target, trials, str(out))
-    tuned = tuned_state(out)
-    inputs = model_inputs(model)
-    job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
-    say("reference outputs: onnxruntime")
-    reference = NetRunner("onnxruntime", job, inputs)
-    try:
-        want = reference.ask("output")
-    finally:
-        reference.close()
-    results, runners = [], {}
-    for contender in contenders:
-        result = NetResult(contender=contender, trials=tuned.get(contender, {}).get("trials"),
-                           tuning_seconds=tuned.get(contender, {}).get("seconds"))
-        results.append(result)
-        say(f"{contender}: preparing and checking")
+    with claimed_out(out) as out:
+        name = NET_SUITES[suite]
+        onnx_path = out / "model.onnx"
+        # Export and tuning run in child processes: torch's ONNX exporter and MetaSchedule
+        # leave logging and thread-pool state behind that later MetaSchedule runs and timings
+        # in this process would inherit.
+        if not onnx_path.exists():
+            say(f"exporting {name} to {onnx_path}")
+            _in_child(export_onnx, name, onnx_path)
+        model = load_onnx(onnx_path)
+        chosen = default_registry().target(target)
+        for tuner in (t for t in TUNERS if t in contenders):
+            say(f"{tuner}: tuning {name} ({trials} trials)")
+            _in_child(_tune, tuner, str(onnx_path), target, trials, str(out))
+        tuned = tuned_state(out)
+        inputs = model_inputs(model)
+        job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
+        say("reference outputs: onnxruntime")
+        reference = NetRunner("onnxruntime", job, inputs)
         try:
-            runner = NetRunner(contender, job, inputs)
-        except RunnerFailed as exc:
-            result.note = f"failed: {exc}"
-            continue
-        try:
-            result.max_error, _ = check_outputs(runner.ask("output"), want)
-            result.correct = True
-            runners[contender] = runner
-        except (CompileError, RunnerFailed) as exc:
-            result.correct, result.note = False, f"not timed: {exc}"
-            runner.close()
-    if quiet_wait_s > 0:
-        wait_for_quiet(quiet_wait_s)
-    load = OtherLoad(pids=tuple(r.process.pid for r in runners.values()))
-    order = list(runners)
-    for round_ in range(repeat):  # each round starts with the next contender
-        say(f"timing round {round_ + 1} of {repeat}")
-        shift = round_ % len(order) if order else 0
-        for contender in order[shift:] + order[:shift]:
-            result = next(r for r in results if r.contender == contender)
+            want = reference.ask("output")
+        finally:
+            reference.close()
+        results, runners = [], {}
+        for contender in contenders:
+            result = NetResult(contender=contender, trials=tuned.get(contender, {}).get("trials"),
+                               tuning_seconds=tuned.get(contender, {}).get("seconds"))
+            results.append(result)
+            say(f"{contender}: preparing and checking")
             try:
-                result.samples_ms.append(runners[contender].ask("sample") / 1e3)
+                runner = NetRunner(contender, job, inputs)
             except RunnerFailed as exc:
-                result.note = f"failed while timed: {exc}"
-    other = load.cores()
-    timed_gta = "gta" in runners
-    for contender, runner in runners.items():
-        runner.close()
-        result = next(r for r in results if r.contender == contender)
-        if result.samples_ms:
-            result.latency_ms = statistics.median(result.samples_ms)
-            result.spread = (max(result.samples_ms) - min(result.samples_ms)) / result.latency_ms
-    spots = []
-    if timed_gta:  # after the rounds, on the cores they found quiet, every contender closed
-        say("gta: timing its compiled functions one by one")
-        spots = _hotspots(out, onnx_path, target)
-    report = NetBenchReport(
-        suite=suite, model=name, description=ZOO[name].description, host=machine(),
-        target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
-        code=code_version(), tuned_code={k: v.get("code", "?") for k, v in tuned.items()},
-        results=results, speedup=_speedups(results), other_cores=other,
-        seconds=time.perf_counter() - start, hotspots=spots)
-    (out / "results.json").write_text(report.model_dump_json(indent=1))
-    (out / "results.md").write_text(markdown(report))
-    return report
+                result.note = f"failed: {exc}"
+                continue
+            try:
+                result.max_error, _ = check_outputs(runner.ask("output"), want)
+                result.correct = True
+                runners[contender] = runner
+            except (CompileError, RunnerFailed) as exc:
+                result.correct, result.note = False, f"not timed: {exc}"
+                runner.close()
+        if quiet_wait_s > 0:
+            wait_for_quiet(quiet_wait_s)
+        load = OtherLoad(pids=tuple(r.process.pid for r in runners.values()))
+        order = list(runners)
+        for round_ in range(repeat):  # each round starts with the next contender
+            say(f"timing round {round_ + 1} of {repeat}")
+            shift = round_ % len(order) if order else 0
+            for contender in order[shift:] + order[:shift]:
+                result = next(r for r in results if r.contender == contender)
+                try:
+                    result.samples_ms.append(runners[contender].ask("sample") / 1e3)
+                except RunnerFailed as exc:
+                    result.note = f"failed while timed: {exc}"
+        other = load.cores()
+        timed_gta = "gta" in runners
+        for contender, runner in runners.items():
+            runner.close()
+            result = next(r for r in results if r.contender == contender)
+            if result.samples_ms:
+                result.latency_ms = statistics.median(result.samples_ms)
+                samples = result.samples_ms
+                result.spread = (max(samples) - min(samples)) / result.latency_ms
+        spots = []
+        if timed_gta:  # after the rounds, on the cores they found quiet, every contender closed
+            say("gta: timing its compiled functions one by one")
+            spots = _hotspots(out, onnx_path, target)
+        report = NetBenchReport(
+            suite=suite, model=name, description=ZOO[name].description, host=machine(),
+            target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
+            code=code_version(), tuned_code={k: v.get("code", "?") for k, v in tuned.items()},
+            results=results, speedup=_speedups(results), other_cores=other,
+            seconds=time.perf_counter() - start, hotspots=spots)
+        (out / "results.json").write_text(report.model_dump_json(indent=1))
+        (out / "results.md").write_text(markdown(report))
+        return report

@@ -10,11 +10,13 @@ one. results.json is rewritten after each workload; results.md and the plots fol
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..measure import MeasureSettings
@@ -79,6 +81,26 @@ def parse_baselines(text: str) -> list[str]:
 def check_out(out: str | os.PathLike) -> Path:
     """The output directory, created if needed; BenchError if it cannot be written."""
     return writable_dir(out, "--out", BenchError)
+
+
+@contextmanager
+def claimed_out(out: str | os.PathLike) -> Iterator[Path]:
+    """The output directory (see :func:`check_out`), held by this process alone meanwhile:
+    a second bench on it would interleave its tuning and timings with this one's."""
+    path = check_out(out)
+    fd = os.open(path / "bench.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise BenchError(f"--out {path} is in use by another gta bench (pid {holder}); "
+                             "wait for it to end or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def machine() -> str:
@@ -334,49 +356,49 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
     if chosen.kind != "cpu":
         raise BenchError(f"gta bench times programs on this machine's CPU; target {target} "
                          f"is a {chosen.kind} target")
-    path = check_out(out)
-    workloads = [parse_workload(spec, registry.operators) for spec in suite.workloads[:first]]
-    say = progress or (lambda text: None)
-    ctx = BenchContext(target=chosen, trials=trials, out=path, registry=registry,
-                       measure=measure or MeasureSettings(), progress=say)
-    start = time.perf_counter()
-    failures = tune_all(workloads, contenders, ctx)
-    peaks: dict[str, PeakEntry] = {}
-    if peak:
-        say(f"measuring the peak of {target}'s intrinsics")
-        peaks = measure_peaks(target, registry, workloads)
-    results: list[WorkloadResult] = []
-    curves: list[TuningCurve] = []
-    load = [os.getloadavg()[0]]
+    with claimed_out(out) as path:
+        workloads = [parse_workload(spec, registry.operators) for spec in suite.workloads[:first]]
+        say = progress or (lambda text: None)
+        ctx = BenchContext(target=chosen, trials=trials, out=path, registry=registry,
+                           measure=measure or MeasureSettings(), progress=say)
+        start = time.perf_counter()
+        failures = tune_all(workloads, contenders, ctx)
+        peaks: dict[str, PeakEntry] = {}
+        if peak:
+            say(f"measuring the peak of {target}'s intrinsics")
+            peaks = measure_peaks(target, registry, workloads)
+        results: list[WorkloadResult] = []
+        curves: list[TuningCurve] = []
+        load = [os.getloadavg()[0]]
 
-    def report(complete: bool) -> BenchReport:
-        ratios, counts = geomean_ratios(results)
-        by_dtype = {dtype: geomean_ratios([r for r in results if r.dtype == dtype])
-                    for dtype in dict.fromkeys(r.dtype for r in results)}
-        return BenchReport(
-            suite=suite.name, suite_workloads=len(suite.workloads), target=target,
-            machine=machine(), code=code_version(),
-            tuned_by=tuned_by(workloads, contenders, ctx), trials=trials, repeat=repeat,
-            contenders=[c.name for c in contenders],
-            methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
-            geomean_ratio=ratios, geomean_workloads=counts,
-            geomean_by_dtype={d: r for d, (r, _) in by_dtype.items()},
-            geomean_workloads_by_dtype={d: c for d, (_, c) in by_dtype.items()},
-            load_average=[*load, os.getloadavg()[0]], seconds=time.perf_counter() - start,
-            complete=complete)
+        def report(complete: bool) -> BenchReport:
+            ratios, counts = geomean_ratios(results)
+            by_dtype = {dtype: geomean_ratios([r for r in results if r.dtype == dtype])
+                        for dtype in dict.fromkeys(r.dtype for r in results)}
+            return BenchReport(
+                suite=suite.name, suite_workloads=len(suite.workloads), target=target,
+                machine=machine(), code=code_version(),
+                tuned_by=tuned_by(workloads, contenders, ctx), trials=trials, repeat=repeat,
+                contenders=[c.name for c in contenders],
+                methods={c.name: c.method for c in contenders}, peak=peaks, workloads=results,
+                geomean_ratio=ratios, geomean_workloads=counts,
+                geomean_by_dtype={d: r for d, (r, _) in by_dtype.items()},
+                geomean_workloads_by_dtype={d: c for d, (_, c) in by_dtype.items()},
+                load_average=[*load, os.getloadavg()[0]], seconds=time.perf_counter() - start,
+                complete=complete)
 
-    for i, workload in enumerate(workloads, start=1):
-        say(f"[{i}/{len(workloads)}] {workload.spec}")
-        results.append(bench_workload(workload, contenders, ctx, repeat,
-                                      peaks.get(workload.params.dtype), failures,
-                                      quiet_wait_s, isolate))
-        curves += curves_of(workload, contenders, ctx)
-        (path / "results.json").write_text(report(complete=False).model_dump_json(indent=2))
-    final = report(complete=True)
-    (path / "curves.json").write_text(
-        "[" + ",\n".join(c.model_dump_json() for c in curves) + "]\n")
-    plots = write_plots(final, curves, path)
-    (path / "results.json").write_text(final.model_dump_json(indent=2))
-    (path / "results.md").write_text(render_markdown(final, plots))
-    return final
+        for i, workload in enumerate(workloads, start=1):
+            say(f"[{i}/{len(workloads)}] {workload.spec}")
+            results.append(bench_workload(workload, contenders, ctx, repeat,
+                                          peaks.get(workload.params.dtype), failures,
+                                          quiet_wait_s, isolate))
+            curves += curves_of(workload, contenders, ctx)
+            (path / "results.json").write_text(report(complete=False).model_dump_json(indent=2))
+        final = report(complete=True)
+        (path / "curves.json").write_text(
+            "[" + ",\n".join(c.model_dump_json() for c in curves) + "]\n")
+        plots = write_plots(final, curves, path)
+        (path / "results.json").write_text(final.model_dump_json(indent=2))
+        (path / "results.md").write_text(render_markdown(final, plots))
+        return final
 

@@ -6,7 +6,7 @@ TVM). Reading records needs no TVM import.
 """
 
 from .formats import trace_key
-from .lines import CorruptLineWarning
+from .lines import CorruptLineWarning, RecordWriteError
 from .records import Record, RecordStore
 
-__all__ = ["CorruptLineWarning", "Record", "RecordStore", "trace_key"]
+__all__ = ["CorruptLineWarning", "Record", "RecordStore", "RecordWriteError", "trace_key"]

@@ -60,18 +60,35 @@ def exclusive(lock_path: Path) -> Iterator[None]:
             os.close(fd)  # closing releases the flock
 
 
+class RecordWriteError(OSError):
+    """A line could not be appended (a full disk, a file-size limit, a lost mount); the
+    file is as it was before the attempt. The message is one line."""
+
+
 def append_line(path: Path, text: str) -> None:
-    """Append ``text`` and a newline as one write, then fsync. Call with the lock held."""
+    """Append ``text`` and a newline as one write, then fsync. Call with the lock held.
+
+    A write that fails part-way (a full disk) is cut back off, so the file never keeps a
+    torn line, and :class:`RecordWriteError` says why.
+    """
     if "\n" in text:
         raise ValueError("a JSON line must not contain a newline")
     data = (text + "\n").encode("utf-8")
     created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RecordWriteError(f"cannot open {path} to append: {exc.strerror}") from None
+    size = os.fstat(fd).st_size
     try:
         written = os.write(fd, data)
         while written < len(data):  # only on a full disk or a signal; finish the line
             written += os.write(fd, data[written:])
         os.fsync(fd)
+    except OSError as exc:
+        truncate(path, size)
+        raise RecordWriteError(f"cannot append to {path}: {exc.strerror}; the file is kept "
+                               f"as it was ({size} bytes)") from None
     finally:
         os.close(fd)
     if created:  # make the new file's name durable too
@@ -80,6 +97,16 @@ def append_line(path: Path, text: str) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def truncate(path: Path, size: int) -> None:
+    """Cut ``path`` back to ``size`` bytes (shrinking a file needs no space)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def drop_partial_tail(path: Path) -> None:

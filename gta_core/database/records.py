@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
-from .lines import LineReader, append_line, drop_partial_tail, exclusive, first_line, warn_line
+from .lines import (
+    LineReader,
+    RecordWriteError,
+    append_line,
+    drop_partial_tail,
+    exclusive,
+    first_line,
+    truncate,
+    warn_line,
+)
 
 WORKLOADS = "workloads.json"
 RECORDS = "records.json"
@@ -250,9 +259,14 @@ class RecordStore:
             drop_partial_tail(self.records_path)
             self._refresh_records()
             number = self._record_reader.lines + 1
-            append_line(self.records_path, record_text)
             drop_partial_tail(self.side_path)
-            append_line(self.side_path, side_text)
+            size = self.records_path.stat().st_size if self.records_path.exists() else 0
+            append_line(self.records_path, record_text)
+            try:
+                append_line(self.side_path, side_text)
+            except RecordWriteError:
+                truncate(self.records_path, size)  # a record and its GTA fields, or neither
+                raise
         return Record(workload=index, trace=inner[0], trace_key=formats.trace_key(inner[0]),
                       run_secs=ms_secs, target=inner[2], args_info=inner[3], line=number,
                       **side)

@@ -18,6 +18,8 @@ def _read(path: Path):
         import onnx
     except ImportError:
         raise ModelError("ONNX models need the onnx package: pip install onnx") from None
+    if path.is_dir():
+        raise ModelError(f"{path} is not an ONNX model (it is a folder)")
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:

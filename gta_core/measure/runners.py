@@ -15,7 +15,8 @@ from pydantic import BaseModel
 
 from ..models import Target
 from .check import build
-from .settings import MeasureSettings, RPCUnavailable
+from .rpc import check_farm, make_rpc_runner
+from .settings import MeasureSettings
 
 if TYPE_CHECKING:
     import tvm
@@ -58,7 +59,12 @@ def make_builder(settings: MeasureSettings) -> ms.builder.Builder:
     """A LocalBuilder with the settings' timeout and workers, building with ``build_candidate``."""
     from tvm.s_tir import meta_schedule as ms
 
-    return ms.builder.LocalBuilder(max_workers=settings.builder_workers,
+    workers = settings.builder_workers
+    if settings.rpc is not None and "builder_workers" not in settings.model_fields_set:
+        from ..host import cpu_cores
+
+        workers = cpu_cores()  # a farm measures elsewhere: every local core builds
+    return ms.builder.LocalBuilder(max_workers=workers,
                                    timeout_sec=settings.build_timeout_s,
                                    f_build=build_candidate)
 
@@ -72,21 +78,10 @@ def _device_type(target: tvm.target.Target) -> str:
     return "cpu" if kind in ("llvm", "c") else kind
 
 
-# Seconds an RPC measurement may take beyond its session timeout: tracker queueing, upload.
-RPC_CLIENT_SLACK_S = 30.0
-
-
 def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -> ms.runner.Runner:
-    """A LocalRunner, or an RPCRunner through ``settings.rpc``'s tracker.
-
-    Cache flushing applies to CPU targets only. With RPC, the tracker must already list a
-    server with the key (else :class:`RPCUnavailable`), and every measurement is bounded
-    on this side too: TVM's RPC server stops serving after a session crashes (its listen
-    loop re-raises the child's exit code) and leaves the client waiting forever, so one
-    crashing candidate would otherwise hang the search. Such a server must be restarted.
-    """
+    """A LocalRunner, or an RPCRunner over every server of ``settings.rpc``'s key (rpc.py).
+    Cache flushing applies to CPU targets only."""
     from tvm.s_tir import meta_schedule as ms
-    from tvm.support.popen_pool import PopenPoolExecutor
 
     cpu = _device_type(_tvm_target(target)) == "cpu"
     evaluator = ms.runner.EvaluatorConfig(
@@ -95,43 +90,7 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
     if settings.rpc is None:
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
                                      evaluator_config=evaluator)
-    rpc = settings.rpc
-    session = rpc.session_timeout_s or settings.run_timeout_s
-    config = ms.runner.RPCConfig(tracker_host=rpc.tracker_host, tracker_port=rpc.tracker_port,
-                                 tracker_key=rpc.key, session_timeout_sec=session)
-    _check_tracker(config)
-    runner = ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator)
-    runner.pool.shutdown()  # its pool waits without limit; replace it with a bounded one
-    runner.pool = PopenPoolExecutor(max_workers=1, timeout=session + RPC_CLIENT_SLACK_S)
-    return runner
-
-
-def _check_tracker(config: ms.runner.RPCConfig, timeout_s: float = 10.0) -> None:
-    """Ask the tracker for its servers; TVM's own client retries a refused connection 60 s."""
-    import socket
-    import struct
-
-    from tvm.rpc import base
-
-    where = f"RPC tracker {config.tracker_host}:{config.tracker_port}"
-    try:
-        with socket.create_connection((config.tracker_host, config.tracker_port),
-                                      timeout=timeout_s) as sock:
-            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
-            magic = struct.unpack("<i", base.recvall(sock, 4))[0]
-            if magic == base.RPC_TRACKER_MAGIC:
-                base.sendjson(sock, [base.TrackerCode.SUMMARY])
-                code, summary = base.recvjson(sock)
-    except (OSError, RuntimeError, ValueError, struct.error) as exc:
-        raise RPCUnavailable(f"{where} cannot be reached: {exc}".splitlines()[0]) from None
-    if magic != base.RPC_TRACKER_MAGIC or code != base.TrackerCode.SUCCESS:
-        raise RPCUnavailable(f"{where} does not answer as an RPC tracker")
-    keys = [server["key"].partition(":")[2] for server in summary.get("server_info", [])]
-    if config.tracker_key not in keys:
-        raise RPCUnavailable(f"{where} has no server with key {config.tracker_key!r}; start one "
-                             f"with python -m tvm.exec.rpc_server --tracker "
-                             f"{config.tracker_host}:{config.tracker_port} "
-                             f"--key {config.tracker_key}")
+    return make_rpc_runner(settings, evaluator)
 
 
 # The line a Python traceback ends with: ``module.Type: message`` or a bare ``Type``.
@@ -221,6 +180,8 @@ def measure_batch(builder: ms.builder.Builder, runner: ms.runner.Runner, mods: l
                 continue
             secs = [float(s) for s in result.run_secs]  # RPC returns TVM FloatImms
             outcomes[i] = Outcome(latency_us=statistics.median(secs) * 1e6, run_secs=secs)
+        if positions and all(outcomes[i].failed_at == "run" for i in positions):
+            check_farm(runner)  # a tracker that went away ends the run, not every candidate
     finally:
         for runner_input in inputs:
             remove_artifact(str(runner_input.artifact_path))

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import interrupts
+from ..measure.artifact_check import Reference
 from .allocate import (
     INF,
     AllocationSettings,
@@ -24,7 +26,6 @@ from .allocate import (
     decide,
     decide_even,
 )
-from ..measure.artifact_check import Reference
 from .search import SearchSettings, TaskOutcome, TaskSearch, measure_round
 from .space import Task
 
@@ -74,6 +75,7 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
     ended_by = "search space"
     try:
         while True:
+            interrupts.check()  # a signal whose exception TVM's FFI swallowed
             if sum(s.trials for s in states) >= budget:
                 ended_by = "trials"
                 break

@@ -22,9 +22,11 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..database import trace_key
 from ..generation.rule import GenerationRule
 from ..measure.artifact_check import ArtifactCheck, Reference
-from ..measure.runners import remove_artifact
+from ..measure.rpc import check_farm
+from ..measure.runners import error_line, remove_artifact
 from ..pruning.constraint import Constraint
 from .space import MappingSpace, Task, generic_space
 
@@ -94,11 +96,16 @@ class TaskSearch:
         """Up to ``trials`` candidates the search picks next (none: :attr:`exhausted`)."""
         start = time.perf_counter()
         context = self._context or self._start()
-        if context is not None and not self._pending:
+        for _ in range(3):  # again if a whole batch was measured before
+            if context is None or self._pending:
+                break
             if self.outcome.measured == 0:
                 self._pending = self._sample_start(context, trials)
             if not self._pending:  # past its start, or no random sample passed the checks
                 self._pending = list(context.search_strategy.generate_measure_candidates() or [])
+            if not self._pending:
+                break
+            self._pending = self._unseen(self._pending)
         if not self._pending:
             self.exhausted = True
         # A batch larger than asked for keeps its rest for the next round: the
@@ -106,6 +113,13 @@ class TaskSearch:
         candidates, self._pending = self._pending[:trials], self._pending[trials:]
         self.outcome.seconds += time.perf_counter() - start
         return candidates
+
+    def _unseen(self, candidates: list) -> list:
+        """``candidates`` but those the store holds a record of: a run resumed after a kill,
+        or another process on the same records, measured them. (MetaSchedule's search knows
+        only the measurements of its own life and the best few of the database.)"""
+        seen = self.store.seen_traces(self.task.key)
+        return [c for c in candidates if trace_key(c.sch.trace) not in seen]
 
     def absorb(self, candidates: list, results: list, records: list) -> list[float | None]:
         """Learn from measured ``candidates``; their latencies in us (None: failed)."""
@@ -254,6 +268,8 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
     correct: list[bool | None] = [None] * len(flat)  # None: not checked
     try:
         ran = [f.result() for f in runner.run(inputs)] if inputs else []
+        if ran and all(r.error_msg is not None for r in ran):
+            check_farm(runner)  # a tracker that went away ends the run, not every candidate
         for index, result in zip(where, ran):
             results[index] = result
             if result.error_msg is not None:
@@ -275,7 +291,7 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
         task = search.task
         records.append(search.store.append(
             task.key, task.mapping_id, search._workload, candidate.sch.trace, timed[index],
-            task.target.tvm_target(), candidate.args_info, error=_first_line(result.error_msg),
+            task.target.tvm_target(), candidate.args_info, error=_error(result.error_msg),
             correct=correct[index],
             latency_us=statistics.median(timed[index]) * 1e6 if timed[index] else None))
     out, at = [], 0
@@ -305,6 +321,11 @@ def _first_line(message: str | None) -> str | None:
         return None
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     return lines[-1][:300] if lines else None
+
+
+def _error(message: str | None) -> str | None:
+    """A failed candidate's one line: 'timeout', 'crashed: ...' or the exception's line."""
+    return error_line(message) if message else None
 
 
 def _best_from_store(outcome: TaskOutcome, store) -> None:
