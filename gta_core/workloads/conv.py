@@ -470,10 +470,10 @@ class Conv2dTranspose(Operator):
     input pixel (h, w) adds data[n, c, h, w] * weight[c, k, r, s] to output
     (h*stride + r - pad, w*stride + s - pad).
 
-    The TE form is a stage ``dilate_pad`` that spaces the input ``stride``
-    apart and pads it by R-1-pad (S-1-pad), then a plain convolution with the
-    flipped kernel:
-    out[n, k, h, w] = sum_{c, r, s} dp[n, c, h + r, w + s] * weight[c, k, R-1-r, S-1-s].
+    The TE form at stride 1 is a convolution with the flipped kernel over the input
+    padded by R-1-pad (S-1-pad); at larger strides, one dense convolution per output
+    phase (:func:`_transpose_by_phases`), never a convolution over a zero-stuffed input,
+    which would spend stride^2 times the multiply-adds on zeros.
     """
 
     name = "conv2d_transpose"
@@ -495,43 +495,13 @@ class Conv2dTranspose(Operator):
         )
 
     def te(self, p: Conv2dTransposeParams) -> list:
-        from tvm import te, tirx
+        from tvm import te
 
         x = te.placeholder((p.N, p.C, p.H, p.W), p.data_dtype, name="data")
         wt = te.placeholder((p.C, p.K, p.R, p.S), p.weight_dtype, name="weight")
-        st, ph, pw = p.stride, p.R - 1 - p.pad, p.S - 1 - p.pad
-        if st == 1 and ph == 0 and pw == 0:
-            dp = x  # stride 1 and pad = R-1 = S-1: the stage would only copy the input.
-        else:
-
-            def dilate_pad(n, c, i, j):
-                conds = []
-                for idx, before, extent in ((i, ph, p.H), (j, pw, p.W)):
-                    conds += [idx >= before, idx < before + (extent - 1) * st + 1]
-                    if st > 1:
-                        conds.append(tirx.floormod(idx - before, st) == 0)
-                value = x[n, c, tirx.floordiv(i - ph, st), tirx.floordiv(j - pw, st)]
-                return te.if_then_else(tirx.all(*conds), value, tirx.const(0, x.dtype))
-
-            dp = te.compute(
-                (p.N, p.C, (p.H - 1) * st + 1 + 2 * ph, (p.W - 1) * st + 1 + 2 * pw),
-                dilate_pad,
-                name="dilate_pad",
-            )
-        rc = te.reduce_axis((0, p.C), name="c")
-        r = te.reduce_axis((0, p.R), name="r")
-        s = te.reduce_axis((0, p.S), name="s")
-        acc = p.acc_dtype
-        out = te.compute(
-            self.output_shape(p),
-            lambda n, k, h, w: te.sum(
-                dp[n, rc, h + r, w + s].astype(acc)
-                * wt[rc, k, p.R - 1 - r, p.S - 1 - s].astype(acc),
-                axis=[rc, r, s],
-            ),
-            name="conv2d_transpose",
-        )
-        return [x, wt, out]
+        if p.stride > 1:
+            return [x, wt, _transpose_by_phases(x, wt, p, self.output_shape(p))]
+        return [x, wt, _transpose_dense(x, wt, p, self.output_shape(p))]
 
     def reference(self, p: Conv2dTransposeParams, inputs: list[np.ndarray]) -> np.ndarray:
         # Scatter form, independent of the TE's gather form: each kernel tap (r, s)
@@ -551,3 +521,85 @@ class Conv2dTranspose(Operator):
 
     def macs(self, p: Conv2dTransposeParams) -> int:
         return p.N * p.C * p.K * p.H * p.W * p.R * p.S
+
+
+def _transpose_dense(x, wt, p: Conv2dTransposeParams, shape: tuple[int, ...]):
+    """Stride 1: a convolution with the flipped kernel over the input padded by R-1-pad."""
+    from tvm import te
+
+    xp = _pad_input(x, (p.R - 1 - p.pad, p.S - 1 - p.pad))
+    rc = te.reduce_axis((0, p.C), name="c")
+    r = te.reduce_axis((0, p.R), name="r")
+    s = te.reduce_axis((0, p.S), name="s")
+    acc = p.acc_dtype
+    return te.compute(
+        shape,
+        lambda n, k, h, w: te.sum(
+            xp[n, rc, h + r, w + s].astype(acc)
+            * wt[rc, k, p.R - 1 - r, p.S - 1 - s].astype(acc),
+            axis=[rc, r, s],
+        ),
+        name="conv2d_transpose",
+    )
+
+
+def _transpose_by_phases(x, wt, p: Conv2dTransposeParams, shape: tuple[int, ...]):
+    """Stride > 1 as stride^2 dense convolutions, one per output phase (sub-pixel form).
+
+    Output row h takes input rows i and kernel taps r with h + pad = i*stride + r. Per
+    phase py = (h + pad) % stride, only taps r = py + stride*t contribute, from input row
+    q - t where q = (h + pad) // stride: a dense convolution over the input with
+    T = ceil(R / stride) taps. The stage ``phase_weight`` lays the weights out per phase
+    (taps past R are zero), ``conv2d_transpose`` computes every phase at every q (a few
+    rows past the output's ends), and the output gathers its phase. stride^2 times fewer
+    multiply-adds than a convolution over the zero-stuffed input.
+    """
+    from tvm import te, tirx
+
+    st = p.stride
+    th, tw = -(-p.R // st), -(-p.S // st)
+    qh, qw = p.H - 1 + th, p.W - 1 + tw
+    xp = _pad_input(x, (th - 1, tw - 1))
+
+    def phase_weight(py, px, c, k, t, v):
+        r, s = py + st * (th - 1 - t), px + st * (tw - 1 - v)
+        inside = tirx.all(r < p.R, s < p.S)
+        value = wt[c, k, tirx.min(r, p.R - 1), tirx.min(s, p.S - 1)]
+        return te.if_then_else(inside, value, tirx.const(0, wt.dtype))
+
+    wph = te.compute((st, st, p.C, p.K, th, tw), phase_weight, name="phase_weight")
+    c = te.reduce_axis((0, p.C), name="c")
+    t = te.reduce_axis((0, th), name="t")
+    v = te.reduce_axis((0, tw), name="v")
+    acc = p.acc_dtype
+    phased = te.compute(
+        (p.N, p.K, st, st, qh, qw),
+        lambda n, k, py, px, q, u: te.sum(
+            xp[n, c, q + t, u + v].astype(acc) * wph[py, px, c, k, t, v].astype(acc),
+            axis=[c, t, v],
+        ),
+        name="conv2d_transpose",
+    )
+    return te.compute(
+        shape,
+        lambda n, k, h, w: phased[n, k, tirx.floormod(h + p.pad, st),
+                                  tirx.floormod(w + p.pad, st),
+                                  tirx.floordiv(h + p.pad, st), tirx.floordiv(w + p.pad, st)],
+        name="phase_gather",
+    )
+
+
+def _pad_input(data, pads: tuple[int, int]):
+    """Zero-pad H and W by ``pads`` on both sides, as a stage named 'pad'."""
+    from tvm import te, tirx
+
+    n, c, h, w = (int(s) for s in data.shape)
+    ph, pw = pads
+    if ph == pw == 0:
+        return data
+
+    def fcompute(b, ch, i, j):
+        inside = tirx.all(i >= ph, i < ph + h, j >= pw, j < pw + w)
+        return te.if_then_else(inside, data[b, ch, i - ph, j - pw], tirx.const(0, data.dtype))
+
+    return te.compute((n, c, h + 2 * ph, w + 2 * pw), fcompute, name="pad")
