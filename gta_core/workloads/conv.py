@@ -69,20 +69,22 @@ def _windows(
     ]
 
 
-def _pad_stage(data, pad: int):
-    """Zero-pad every axis after N and C by ``pad`` on both sides, as a stage named 'pad'."""
-    if pad == 0:
+def _pad_stage(data, pad: int | tuple[int, ...]):
+    """Zero-pad every axis after N and C on both sides, as a stage named 'pad': by ``pad``,
+    or by ``pad[i]`` along the i-th of those axes."""
+    shape = [int(s) for s in data.shape]
+    pads = (pad,) * (len(shape) - 2) if isinstance(pad, int) else tuple(pad)
+    if not any(pads):
         return data
     from tvm import te, tirx
 
-    shape = [int(s) for s in data.shape]
-    padded = shape[:2] + [s + 2 * pad for s in shape[2:]]
+    padded = shape[:2] + [s + 2 * q for s, q in zip(shape[2:], pads, strict=True)]
 
     def fcompute(n, c, *idx):
         inside = []
-        for i, extent in zip(idx, shape[2:], strict=True):
-            inside += [i >= pad, i < pad + extent]
-        value = data[(n, c, *(i - pad for i in idx))]
+        for i, extent, q in zip(idx, shape[2:], pads, strict=True):
+            inside += [i >= q, i < q + extent]
+        value = data[(n, c, *(i - q for i, q in zip(idx, pads, strict=True)))]
         return te.if_then_else(tirx.all(*inside), value, tirx.const(0, data.dtype))
 
     return te.compute(padded, fcompute, name="pad")
@@ -527,7 +529,7 @@ def _transpose_dense(x, wt, p: Conv2dTransposeParams, shape: tuple[int, ...]):
     """Stride 1: a convolution with the flipped kernel over the input padded by R-1-pad."""
     from tvm import te
 
-    xp = _pad_input(x, (p.R - 1 - p.pad, p.S - 1 - p.pad))
+    xp = _pad_stage(x, (p.R - 1 - p.pad, p.S - 1 - p.pad))
     rc = te.reduce_axis((0, p.C), name="c")
     r = te.reduce_axis((0, p.R), name="r")
     s = te.reduce_axis((0, p.S), name="s")
@@ -559,7 +561,7 @@ def _transpose_by_phases(x, wt, p: Conv2dTransposeParams, shape: tuple[int, ...]
     st = p.stride
     th, tw = -(-p.R // st), -(-p.S // st)
     qh, qw = p.H - 1 + th, p.W - 1 + tw
-    xp = _pad_input(x, (th - 1, tw - 1))
+    xp = _pad_stage(x, (th - 1, tw - 1))
 
     def phase_weight(py, px, c, k, t, v):
         r, s = py + st * (th - 1 - t), px + st * (tw - 1 - v)
@@ -587,19 +589,3 @@ def _transpose_by_phases(x, wt, p: Conv2dTransposeParams, shape: tuple[int, ...]
                                   tirx.floordiv(h + p.pad, st), tirx.floordiv(w + p.pad, st)],
         name="phase_gather",
     )
-
-
-def _pad_input(data, pads: tuple[int, int]):
-    """Zero-pad H and W by ``pads`` on both sides, as a stage named 'pad'."""
-    from tvm import te, tirx
-
-    n, c, h, w = (int(s) for s in data.shape)
-    ph, pw = pads
-    if ph == pw == 0:
-        return data
-
-    def fcompute(b, ch, i, j):
-        inside = tirx.all(i >= ph, i < ph + h, j >= pw, j < pw + w)
-        return te.if_then_else(inside, data[b, ch, i - ph, j - pw], tirx.const(0, data.dtype))
-
-    return te.compute((n, c, h + 2 * ph, w + 2 * pw), fcompute, name="pad")
