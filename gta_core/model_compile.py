@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from .frontends import Model, ModelError, fuse, model_tasks
+from .frontends import Model, ModelError, channel_block, fuse, model_tasks
 from .measure.check import build_config
 from .models import Target
 from .plugins import Registry, default_registry
@@ -86,7 +86,7 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
     for intrinsic in registry.intrinsics_for(target):  # the records' traces tensorize with them
         ensure_registered(intrinsic)
     store = RecordStore(db)
-    fused = fuse(model.mod)
+    fused = fuse(model.mod, channel_block(chosen))
     constants = constant_arguments(fused)
     rows = []
     for task in model_tasks(fused):

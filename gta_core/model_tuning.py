@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from .frontends import Model, ModelTask, fuse, model_tasks
+from .frontends import Model, ModelTask, channel_block, fuse, model_tasks
 from .measure.settings import MeasureSettings
 from .plugins import Registry, default_registry
 from .tuning import TaskReport, TuneError, check_budget, tune_workloads
@@ -86,7 +86,7 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
     from .mapping import mapping_candidates
 
     start = time.perf_counter()
-    tasks = model_tasks(fuse(model.mod))
+    tasks = model_tasks(fuse(model.mod, channel_block(chosen)))
     kept = {t.digest: sum(c.status == "kept" for c in mapping_candidates(
         t.workload, target, registry)) if t.workload.main_block else 0 for t in tasks}
     report = tune_workloads([t.workload for t in tasks], [float(t.weight) for t in tasks],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .layout import channel_block
 from .model import Model, ModelError, ModelInput, parse_input_shapes
 from .onnx_import import load_onnx
 from .tasks import ModelTask, fuse, model_tasks
 from .torch_import import from_torch
 
-__all__ = ["Model", "ModelError", "ModelInput", "ModelTask", "from_torch", "fuse",
-           "load_onnx", "model_tasks", "parse_input_shapes"]
+__all__ = ["Model", "ModelError", "ModelInput", "ModelTask", "channel_block", "from_torch",
+           "fuse", "load_onnx", "model_tasks", "parse_input_shapes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from .model import Model, ModelError, ModelInput
@@ -93,8 +94,52 @@ def load_onnx(path: str | os.PathLike,
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
-        mod = from_onnx(model, {i.name: list(i.shape) for i in inputs},
-                        {i.name: i.dtype for i in inputs})
+        with _clip_as_relax_ops():
+            mod = from_onnx(model, {i.name: list(i.shape) for i in inputs},
+                            {i.name: i.dtype for i in inputs})
     except Exception as exc:  # noqa: BLE001 - the importer raises anything; name it
         raise ModelError(f"{path}: TVM's ONNX importer failed ({_first_line(exc)})") from None
     return Model(name=path.stem, mod=mod, inputs=inputs, source="onnx", origin=path)
+
+
+@contextmanager
+def _clip_as_relax_ops():
+    """TVM's ONNX importer, with a Clip between constant bounds (ReLU6) imported as Relax's
+    ``maximum`` and ``minimum`` with those constants. TVM emits it as opaque TE calls, which
+    a layout conversion cannot see through (every blocked layer around a ReLU6 would convert
+    back and forth) and which leave the bounds as inputs of every fused function."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    original = onnx_frontend._get_convert_map
+    clip = original()["Clip"]
+
+    def constant(bound) -> bool:  # a scalar constant that is not NaN (NaN: no bound)
+        if not isinstance(bound, tvm.ir.expr.Constant):
+            return False
+        value = bound.value.numpy()
+        return value.ndim == 0 and not np.isnan(value)
+
+    class ConstantClip(clip):
+        @classmethod
+        def _impl_v13(cls, bb, inputs, attr, params):
+            low, high = (inputs[i] if len(inputs) > i else None for i in (1, 2))
+            if not all(b is None or constant(b) for b in (low, high)):
+                return super()._impl_v13(bb, inputs, attr, params)
+            result = inputs[0]
+            if low is not None:
+                result = relax.op.maximum(result, low)
+            if high is not None:
+                result = relax.op.minimum(result, high)
+            return result
+
+    def convert_map():
+        return {**original(), "Clip": ConstantClip}
+
+    onnx_frontend._get_convert_map = convert_map
+    try:
+        yield
+    finally:
+        onnx_frontend._get_convert_map = original

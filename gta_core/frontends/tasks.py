@@ -2,8 +2,9 @@
 
 Lowering is TVM's own (``DecomposeOpsForInference``, ``LegalizeOps``,
 ``AnnotateTIROpPattern``, ``FoldConstant``, ``FuseOps``, ``FuseTIR``: what MetaSchedule's
-``compile_relax`` runs), so a convolution arrives with its bias add, ReLU or residual add
-fused behind it. Structurally equal functions are one task whose weight is how many times
+``compile_relax`` runs), after GTA's graph-wide blocked layout where one is asked for
+(:mod:`.layout`), so a convolution arrives with its bias add, ReLU or residual add fused
+behind it. Structurally equal functions are one task whose weight is how many times
 the model calls them.
 """
 
@@ -16,14 +17,19 @@ from typing import Any
 from ..workloads.subgraph import SubgraphWorkload, digest, narrowed
 
 
-def fuse(mod):
-    """``mod`` (Relax, weights bound) lowered to TensorIR and fused, as TVM compiles it."""
+def fuse(mod, block: int | None = None):
+    """``mod`` (Relax, weights bound) lowered to TensorIR and fused, as TVM compiles it;
+    with ``block``, its convolutions in one blocked layout first (:mod:`.layout`)."""
     import tvm
     from tvm import relax
 
+    from .layout import blocked_layout, legalize_map
+
+    mod = relax.transform.DecomposeOpsForInference()(mod)
+    if block:
+        mod = blocked_layout(mod, block)
     passes = tvm.ir.transform.Sequential([
-        relax.transform.DecomposeOpsForInference(),
-        relax.transform.LegalizeOps(),
+        relax.transform.LegalizeOps(legalize_map() if block else None),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),

@@ -23,18 +23,29 @@ class FuseEpilogue(GenerationRule):
     tile's copy-out. The result then reaches memory once, already biased and activated, from
     the tile that is still in cache. A block that cannot be inlined (it reads the output at
     other positions, or reduces) stays where it was.
+
+    A program that accumulates in the output itself (a mapping that writes in place, with
+    no accumulator tile) has no such stage: its epilogue, inlined into one block, runs
+    under the last parallel tile loop, on each tile once its reduction is done.
     """
 
     name = "fuse-epilogue"
     stage = 35  # after the write-back and the accumulator's copy-out have their places
 
     def applies(self, context: ScheduleContext) -> bool:
-        return _is_cpu(context) and self._writer(context) is not None and bool(
-            self._inlinable(context.sch, self._writer(context)))
+        if not _is_cpu(context):
+            return False
+        writer = self._writer(context)
+        if writer is None:
+            return bool(context.levels.get("S0")) and bool(self._first_epilogue(context))
+        return bool(self._inlinable(context.sch, writer))
 
     def apply(self, context: ScheduleContext) -> None:
         sch = context.sch
         writer = self._writer(context)
+        if writer is None:
+            self._per_tile(context)
+            return
         while True:
             consumers = self._inlinable(sch, writer)
             if not consumers:
@@ -54,6 +65,32 @@ class FuseEpilogue(GenerationRule):
         if context.notes.get("accumulator"):
             return sch.get_sblock(context.notes["accumulator"])
         return None
+
+    @staticmethod
+    def _first_epilogue(context: ScheduleContext):
+        sch = context.sch
+        if context.block != context.workload.main_block:  # rfactor: its sum comes first
+            return None
+        found = [c for c in sch.get_consumers(sch.get_sblock(context.block))
+                 if _elementwise(sch, c)]
+        return found[0] if len(found) == 1 else None
+
+    def _per_tile(self, context: ScheduleContext) -> None:
+        from tvm.s_tir.schedule import ScheduleError
+
+        sch = context.sch
+        epilogue = self._first_epilogue(context)
+        while True:
+            consumers = self._inlinable(sch, epilogue)
+            if not consumers:
+                break
+            sch.reverse_compute_inline(consumers[0])
+        trial = sch.copy()
+        try:
+            trial.reverse_compute_at(epilogue, context.levels["S0"][-1])
+        except ScheduleError:
+            return
+        sch.reverse_compute_at(epilogue, context.levels["S0"][-1])
 
     @staticmethod
     def _inlinable(sch, writer) -> list:

@@ -1,0 +1,118 @@
+"""One blocked activation layout for a whole model: convolutions read and write NCHW{c}c.
+
+A convolution in NCHW makes every program re-lay its input for the intrinsic (channels
+innermost, one vector of them) and write its output back to NCHW, on every call, and
+re-lay the weight too. onnxruntime (its NCHWc kernels) and TVM's x86 schedules keep
+activations blocked between layers instead: ``[n, c // b, h, w, c % b]`` with ``b`` the
+vector's lanes, so a float32 FMA mapping reads its activations, its weights
+(``OIHW{b}i{b}o``, laid out once: they are constants) and its output in place.
+
+Relax's own ``ConvertLayout`` rewrites the graph: every conv2d whose channels divide into
+blocks takes the blocked layout, the elementwise ops, pooling and reductions between them
+follow it, and the layout transforms left sit where a layer cannot be blocked (a 3-channel
+stem, a flatten) and at the graph's edges. TVM 0.27 cannot
+legalize a blocked conv2d (TOPI's ``conv`` takes 4-letter layouts only), so
+:func:`legalize_map` supplies it: the convolution written over the blocked axes, one
+reduction axis per blocked dimension, so that its accesses stay affine for mapping
+enumeration; a depthwise convolution reads each lane's own channel.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_BLOCKED_DATA = re.compile(r"NCHW(\d+)c")
+_BLOCKED_KERNEL = re.compile(r"OIHW(\d+)i(\d+)o")
+
+
+def channel_block(target) -> int | None:
+    """Channels per block for ``target``: a float32 vector's lanes (16 with 512-bit
+    vectors); None when the target declares no vector width (no blocked layout then)."""
+    bits = target.resources.vector_width_bits
+    return bits // 32 if target.kind == "cpu" and bits and bits >= 64 else None
+
+
+def blocked_layout(mod, block: int):
+    """``mod`` (Relax, before legalization) with its conv2d layers in ``NCHW{block}c``
+    wherever the channel counts divide by ``block``; the rest keep their layout.
+
+    Weights take ``OIHW1i{block}o``: output channels blocked as the output is, input
+    channels whole, which a depthwise kernel (one input channel per group) fits as well.
+    """
+    from tvm import relax
+
+    mod = relax.transform.ConvertLayout(
+        {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW1i{block}o"]})(mod)
+    # ConvertLayout transforms a tensor once per blocked consumer (a residual block's input
+    # feeds a convolution and an add): one transform serves them all
+    return relax.transform.EliminateCommonSubexpr()(mod)
+
+
+def legalize_map() -> dict[str, Any]:
+    """Legalizations ``LegalizeOps`` lacks for a blocked model (TVM's own for the rest)."""
+    return {"relax.nn.conv2d": _conv2d}
+
+
+def _conv2d(bb, call):
+    from tvm.relax.transform.legalize_ops import nn
+
+    attrs = call.attrs
+    data = _BLOCKED_DATA.fullmatch(attrs.data_layout)
+    kernel = _BLOCKED_KERNEL.fullmatch(attrs.kernel_layout)
+    if not (data and kernel and attrs.out_layout == attrs.data_layout
+            and kernel.group(1) == "1" and kernel.group(2) == data.group(1)):
+        return nn._nn_conv2d(bb, call)  # TVM's legalization (it declines what it cannot do)
+    return bb.call_te(_blocked_conv2d, call.args[0], call.args[1],
+                      [int(s) for s in attrs.strides], [int(p) for p in attrs.padding],
+                      [int(d) for d in attrs.dilation], int(attrs.groups),
+                      attrs.out_dtype or None, primfunc_name_hint="conv2d")
+
+
+def _blocked_conv2d(data, kernel, strides, padding, dilation, groups, out_dtype):
+    """The convolution over blocked data ``[n, c//b, h, w, c%b]`` and kernel
+    ``[k//b, c, r, t, 0, k%b]``. Without groups the input channel is two reduction axes
+    (block, lane), so every access stays affine; a depthwise one (a group per channel)
+    reads its own lane; other groupings compute the channel of each group."""
+    from tvm import te, topi
+
+    batch, in_blocks, height, width, lanes = (int(d) for d in data.shape)
+    out_blocks, group_in, kh, kw, _, _ = (int(d) for d in kernel.shape)
+    top, left, bottom, right = padding
+    stride_h, stride_w = strides
+    dil_h, dil_w = dilation
+    if top or left or bottom or right:
+        data = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0],
+                           name="pad_temp")
+    out_h = (height + top + bottom - (kh - 1) * dil_h - 1) // stride_h + 1
+    out_w = (width + left + right - (kw - 1) * dil_w - 1) // stride_w + 1
+    dtype = out_dtype or data.dtype
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+
+    def window(y, x):
+        return y * stride_h + ry * dil_h, x * stride_w + rx * dil_w
+
+    shape = (batch, out_blocks, out_h, out_w, lanes)
+    if groups == 1:
+        rc = te.reduce_axis((0, in_blocks), "rc")
+        rl = te.reduce_axis((0, lanes), "rl")
+        return te.compute(shape, lambda n, k, y, x, lane: te.sum(
+            data[(n, rc, *window(y, x), rl)].astype(dtype)
+            * kernel[k, rc * lanes + rl, ry, rx, 0, lane].astype(dtype),
+            axis=[rc, ry, rx, rl]), name="conv2d_NCHWc")
+    if groups == in_blocks * lanes == out_blocks * lanes:  # depthwise
+        return te.compute(shape, lambda n, k, y, x, lane: te.sum(
+            data[(n, k, *window(y, x), lane)].astype(dtype)
+            * kernel[k, 0, ry, rx, 0, lane].astype(dtype), axis=[ry, rx]),
+            name="depthwise_conv2d_NCHWc")
+    group_out = out_blocks * lanes // groups
+    rc = te.reduce_axis((0, group_in), "rc")
+
+    def channel(k, lane):  # the input channel ``rc`` of output channel k*b+lane's group
+        return (k * lanes + lane) // group_out * group_in + rc
+
+    return te.compute(shape, lambda n, k, y, x, lane: te.sum(
+        data[(n, channel(k, lane) // lanes, *window(y, x), channel(k, lane) % lanes)]
+        .astype(dtype) * kernel[k, rc, ry, rx, 0, lane].astype(dtype),
+        axis=[rc, ry, rx]), name="group_conv2d_NCHWc")

@@ -1,0 +1,135 @@
+"""One blocked layout for a model's convolutions (NCHW16c): layers read and write it in place,
+layout transforms stay at the graph's edges, and every kind of convolution computes what
+the model's framework computes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import tvm
+from onnx import TensorProto, helper
+
+from gta_core.frontends import channel_block, fuse, load_onnx, model_tasks
+from gta_core.mapping import mapping_candidates
+from gta_core.model_compile import compile_model
+from gta_core.plugins import default_registry
+from gta_core.scheduler.space import MappingSpace, Task
+from gta_core.weight_prepack import call_tirs
+
+
+def _layout_calls(fused) -> int:
+    calls = Counter(c.args[0].name_hint for c in call_tirs(fused["main"]))
+    return sum(n for name, n in calls.items() if "layout_transform" in name)
+
+
+def _convolutions_onnx(path) -> str:
+    """Every kind of 2-D convolution a blocked model meets: a 3-channel stem (not
+    blockable), stride 2, a depthwise layer with ReLU6, a grouped 1x1 (4 groups), a dilated
+    3x3 with a residual add, a 24-channel layer (not a multiple of 16), then global pooling
+    and a classifier."""
+    rng = np.random.default_rng(0)
+    weights, nodes = [], []
+
+    def conv(name, x, cin, cout, k, stride=1, pad=0, groups=1, dilation=1):
+        shape = (cout, cin // groups, k, k)
+        weights.append(helper.make_tensor(f"{name}_w", TensorProto.FLOAT, shape,
+                                          rng.standard_normal(shape).astype(np.float32)
+                                          .ravel() * 0.2))
+        weights.append(helper.make_tensor(f"{name}_b", TensorProto.FLOAT, (cout,),
+                                          rng.standard_normal(cout).astype(np.float32)))
+        nodes.append(helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [name],
+                                      strides=[stride] * 2, pads=[pad] * 4, group=groups,
+                                      dilations=[dilation] * 2))
+        return name
+
+    weights += [helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
+                helper.make_tensor("hi", TensorProto.FLOAT, [], [6.0]),
+                helper.make_tensor("fc_w", TensorProto.FLOAT, (24, 10),
+                                   rng.standard_normal(240).astype(np.float32))]
+    stem = conv("stem", "x", 3, 32, 3, stride=2, pad=1)
+    nodes.append(helper.make_node("Relu", [stem], ["stem_relu"]))
+    depthwise = conv("dw", "stem_relu", 32, 32, 3, pad=1, groups=32)
+    nodes.append(helper.make_node("Clip", [depthwise, "lo", "hi"], ["dw_relu6"]))
+    grouped = conv("grouped", "dw_relu6", 32, 32, 1, groups=4)
+    dilated = conv("dilated", grouped, 32, 32, 3, pad=2, dilation=2)
+    nodes.append(helper.make_node("Add", [dilated, "dw_relu6"], ["residual"]))
+    narrow = conv("narrow", "residual", 32, 24, 1)
+    nodes += [helper.make_node("GlobalAveragePool", [narrow], ["pool"]),
+              helper.make_node("Flatten", ["pool"], ["flat"]),
+              helper.make_node("MatMul", ["flat", "fc_w"], ["y"])]
+    graph = helper.make_graph(nodes, "convolutions",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_the_block_is_a_float32_vector_of_the_target():
+    registry = default_registry()
+    assert channel_block(registry.target("avx512")) == 16
+
+
+def test_a_residual_model_runs_blocked_between_its_edges(residual_onnx, tmp_path):
+    """Every convolution of the residual model reads and writes NCHW16c; the only layout
+    transforms left are the model's input into the blocked layout and the pooled features
+    out of it, where NCHW as the model gives it had none at all."""
+    model = load_onnx(residual_onnx(tmp_path / "m.onnx"))
+    plain, blocked = fuse(model.mod), fuse(model.mod, 16)
+    assert _layout_calls(plain) == 0 and _layout_calls(blocked) == 2
+    anchors = [t.workload.main_block for t in model_tasks(blocked)]
+    assert anchors.count("conv2d_NCHWc") == 2 and "conv2d_nchw" not in anchors
+    assert [t.weight for t in model_tasks(blocked) if t.workload.main_block ==
+            "conv2d_NCHWc"] == [t.weight for t in model_tasks(plain)
+                                if t.workload.main_block == "conv2d_nchw"]
+
+
+def test_each_kind_of_convolution_is_blocked_where_its_channels_allow(tmp_path):
+    model = load_onnx(_convolutions_onnx(tmp_path / "c.onnx"))
+    anchors = Counter(t.workload.main_block for t in model_tasks(fuse(model.mod, 16)))
+    assert anchors["conv2d_nchw"] == 2  # the 3-channel stem, the 24-channel layer
+    assert anchors["depthwise_conv2d_NCHWc"] == 1
+    assert anchors["group_conv2d_NCHWc"] == 1
+    assert anchors["conv2d_NCHWc"] == 1  # the dilated 3x3
+
+
+def test_a_blocked_model_matches_onnxruntime(tmp_path):
+    """Compiled with TVM's schedules (no records), the blocked model's output is
+    onnxruntime's: stride, padding, dilation, groups and depthwise all land where they
+    should."""
+    model = load_onnx(_convolutions_onnx(tmp_path / "c.onnx"))
+    _, report = compile_model(model, "avx512", tmp_path)
+    assert report.checked_against == "onnxruntime"
+    assert report.max_error <= report.tolerance
+
+
+@pytest.mark.parametrize("anchor", ["conv2d_NCHWc", "depthwise_conv2d_NCHWc"])
+def test_a_blocked_convolution_is_mapped_with_lanes_on_the_channel_block_read_in_place(
+        anchor, tmp_path):
+    """The FMA mapping with its lanes on the block's lane axis reads activations and weights
+    and writes its output where they lie: no stage of its programs re-lays an operand, and
+    the epilogue runs on each output tile inside the parallel loop, not as a pass of its
+    own over the output."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(_convolutions_onnx(tmp_path / "c.onnx"))
+    task = next(t for t in model_tasks(fuse(model.mod, 16)) if t.workload.main_block == anchor)
+    lanes = [c for c in mapping_candidates(task.workload, "avx512", registry)
+             if c.status == "kept" and list(c.axes.values()) == [["lane"]]]
+    assert lanes, "no kept mapping with its lanes on the channel block"
+    program = Task(task.workload, lanes[0], registry.intrinsics[lanes[0].intrinsic], target)
+    space = MappingSpace(program, list(registry.rules.values()), [])
+    sketches = space.generate_design_space(tvm.IRModule({"main": task.func}))
+    assert sketches
+    for sch in sketches:
+        blocks = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
+        # the padding, the computation's own blocks (the epilogue inlined into the copy-out
+        # of an accumulator tile) or else the epilogue (the bias add) in a block of its own
+        assert {n for n in blocks if not n.startswith(anchor)} <= {"pad_temp", "T_add"}
+        if "T_add" in blocks:  # ... computed per tile, under the loop that computes it
+            outer = sch.get_loops(blocks[f"{anchor}_update_o"])[0]
+            assert sch.get(sch.get_loops(blocks["T_add"])[0]).same_as(sch.get(outer))
