@@ -194,9 +194,13 @@ def enabled_from_env(environ: Mapping[str, str] | None = None) -> set[str] | Non
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
+def _distribution(ep) -> str:
+    """The name of the distribution that installed entry point ``ep`` (its own name if none)."""
+    return ep.dist.name if ep.dist is not None else ep.name
+
+
 def _installed_plugins() -> list[str]:
-    return sorted({ep.dist.name if ep.dist is not None else ep.name
-                   for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return sorted({_distribution(ep) for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
 def _not_installed(name: str) -> str:
@@ -211,7 +215,7 @@ def plugins_env_error(environ: Mapping[str, str] | None = None) -> str | None:
     if not enabled:
         return None
     names = {n for ep in entry_points(group=ENTRY_POINT_GROUP)
-             for n in (ep.name, ep.dist.name if ep.dist is not None else ep.name)}
+             for n in (ep.name, _distribution(ep))}
     missing = sorted(enabled - names)
     return _not_installed(missing[0]) if missing else None
 
@@ -237,7 +241,7 @@ def load(
     enabled = enabled_from_env(environ)
     found = set()
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        name = ep.dist.name if ep.dist is not None else ep.name
+        name = _distribution(ep)
         found |= {name, ep.name}
         if enabled is not None and not {name, ep.name} & enabled:
             continue

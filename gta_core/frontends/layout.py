@@ -1,20 +1,20 @@
-"""One blocked activation layout for a whole model: convolutions read and write NCHW{c}c.
+"""One blocked activation layout for a whole model: convolutions read and write NCHW{b}c.
 
 A convolution in NCHW makes every program re-lay its input for the intrinsic (channels
 innermost, one vector of them) and write its output back to NCHW, on every call, and
 re-lay the weight too. onnxruntime (its NCHWc kernels) and TVM's x86 schedules keep
 activations blocked between layers instead: ``[n, c // b, h, w, c % b]`` with ``b`` the
 vector's lanes, so a float32 FMA mapping reads its activations, its weights
-(``OIHW{b}i{b}o``, laid out once: they are constants) and its output in place.
+(``OIHW1i{b}o``, laid out once: they are constants) and its output in place.
 
 Relax's own ``ConvertLayout`` rewrites the graph: every conv2d whose channels divide into
 blocks takes the blocked layout, the elementwise ops, pooling and reductions between them
 follow it, and the layout transforms left sit where a layer cannot be blocked (a 3-channel
-stem, a flatten) and at the graph's edges. TVM 0.27 cannot
-legalize a blocked conv2d (TOPI's ``conv`` takes 4-letter layouts only), so
-:func:`legalize_map` supplies it: the convolution written over the blocked axes, one
-reduction axis per blocked dimension, so that its accesses stay affine for mapping
-enumeration; a depthwise convolution reads each lane's own channel.
+stem, a flatten) and at the graph's edges. TVM 0.27 cannot legalize a blocked conv2d
+(TOPI's ``conv`` takes 4-letter layouts only), so :func:`legalize_map` supplies it: the
+convolution written over the blocked axes, one reduction axis per blocked dimension, so
+that its accesses stay affine for mapping enumeration; a depthwise convolution reads each
+lane's own channel.
 """
 
 from __future__ import annotations

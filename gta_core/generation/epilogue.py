@@ -45,12 +45,8 @@ class FuseEpilogue(GenerationRule):
         writer = self._writer(context)
         if writer is None:
             self._per_tile(context)
-            return
-        while True:
-            consumers = self._inlinable(sch, writer)
-            if not consumers:
-                return
-            sch.reverse_compute_inline(consumers[0])
+        else:
+            self._inline_into(sch, writer)
 
     @staticmethod
     def _writer(context: ScheduleContext):
@@ -80,17 +76,19 @@ class FuseEpilogue(GenerationRule):
 
         sch = context.sch
         epilogue = self._first_epilogue(context)
-        while True:
-            consumers = self._inlinable(sch, epilogue)
-            if not consumers:
-                break
-            sch.reverse_compute_inline(consumers[0])
+        self._inline_into(sch, epilogue)
         trial = sch.copy()
         try:
             trial.reverse_compute_at(epilogue, context.levels["S0"][-1])
         except ScheduleError:
             return
         sch.reverse_compute_at(epilogue, context.levels["S0"][-1])
+
+    @classmethod
+    def _inline_into(cls, sch, writer) -> None:
+        """Inline every elementwise consumer chain of ``writer`` that accepts it."""
+        while consumers := cls._inlinable(sch, writer):
+            sch.reverse_compute_inline(consumers[0])
 
     @staticmethod
     def _inlinable(sch, writer) -> list:
