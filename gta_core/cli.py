@@ -471,5 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
 
 
+def run() -> None:
+    """The ``gta`` command: :func:`main` on the command line, its status as the exit status."""
+    interrupts.exit_with(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

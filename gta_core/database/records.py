@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import interrupts
 from . import formats
 from .lines import (
     LineReader,
@@ -261,12 +262,13 @@ class RecordStore:
             number = self._record_reader.lines + 1
             drop_partial_tail(self.side_path)
             size = self.records_path.stat().st_size if self.records_path.exists() else 0
-            append_line(self.records_path, record_text)
-            try:
-                append_line(self.side_path, side_text)
-            except RecordWriteError:
-                truncate(self.records_path, size)  # a record and its GTA fields, or neither
-                raise
+            with interrupts.deferred():  # no signal between the two lines
+                append_line(self.records_path, record_text)
+                try:
+                    append_line(self.side_path, side_text)
+                except RecordWriteError:
+                    truncate(self.records_path, size)  # a record and its GTA fields, or neither
+                    raise
         return Record(workload=index, trace=inner[0], trace_key=formats.trace_key(inner[0]),
                       run_secs=ms_secs, target=inner[2], args_info=inner[3], line=number,
                       **side)
