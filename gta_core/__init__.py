@@ -15,10 +15,15 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.1.0.dev0"
 
 
-def __getattr__(name: str):
-    # `gta_core.tune(...)` without importing TVM and MetaSchedule at `import gta_core`.
-    if name == "tune":
-        from .tuning import tune
+# The names a user's first script calls, importable from ``gta_core`` without loading TVM and
+# MetaSchedule at ``import gta_core``: name -> its module.
+_LAZY = {"tune": "tuning", "load_onnx": "frontends", "from_torch": "frontends",
+         "tune_model": "model_tuning", "compile_model": "model_compile"}
 
-        return tune
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'gta_core' has no attribute {name!r}")

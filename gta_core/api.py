@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -22,7 +21,7 @@ from .plugins import Registry, default_registry
 from .workloads import Workload, parse_workload
 
 if TYPE_CHECKING:
-    from .bench import BenchReport
+    from .bench.networks import NetBenchReport
 
 
 class NamedSummary(BaseModel):
@@ -165,25 +164,26 @@ def describe(spec: str, target: str | None = None,
     return report
 
 
-def demo(target: str = "avx512", trials: int | None = None, out: str | None = None,
-         registry: Registry | None = None, progress=None) -> BenchReport:
-    """``gta bench`` on a small embedded suite: GTA beside MetaSchedule, PyTorch (when
-    installed), numpy and the measured peak, tuned briefly on this CPU.
+DEMO_MODEL = "resnet18-128"
+DEMO_TRIALS = 64
+DEMO_CONTENDERS = ["gta", "tvm-untuned", "onnxruntime", "torch"]
 
-    Results and tuning records go to ``out``, else to a temporary directory.
+
+def demo(target: str = "avx512", trials: int | None = None, out: str = "gta-demo",
+         model: str = DEMO_MODEL, progress=None) -> NetBenchReport:
+    """GTA's main job, in a few minutes on this CPU: a model of the offline zoo tuned
+    briefly (``trials``, default 64), compiled, its outputs checked against onnxruntime's,
+    and its latency timed beside onnxruntime's, PyTorch's and TVM's untuned build.
+
+    This is ``gta bench --suite net-MODEL`` with a small budget and three timing rounds.
+    The ONNX file, the tuning records and the results stay in ``out``, so a second run
+    resumes from them.
     """
-    from .bench import DEMO, resolve_contenders, run_bench
+    from .bench.networks import run_network_bench
 
-    contenders, _ = resolve_contenders(["metaschedule", "torch", "numpy"])
-
-    def run(where: str) -> BenchReport:
-        return run_bench(DEMO, where, contenders=contenders, trials=trials, peak=True,
-                         target=target, repeat=3, registry=registry, progress=progress)
-
-    if out is not None:
-        return run(out)
-    with tempfile.TemporaryDirectory(prefix="gta-demo-") as where:
-        return run(where)
+    return run_network_bench(f"net-{model}", out, trials=trials or DEMO_TRIALS,
+                             contenders=DEMO_CONTENDERS, target=target, repeat=3,
+                             quiet_wait_s=10.0, progress=progress)
 
 
 class CheckedCandidate(MappingCandidate):

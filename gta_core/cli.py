@@ -153,12 +153,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    report = api.demo(target=args.target, trials=args.trials, out=args.out,
+    from .bench.networks import markdown
+
+    if f"net-{args.model}" not in NET_SUITES:
+        raise UsageError(f"demo --model {args.model}: not in the zoo; it has "
+                         f"{', '.join(n.removeprefix('net-') for n in NET_SUITES)}")
+    report = api.demo(target=args.target, trials=args.trials, out=args.out, model=args.model,
                       progress=_stderr_log())
     if args.json:
         _print_json(report)
         return 0
-    _print_bench(report)
+    print(markdown(report))
+    out = args.out
+    print(f"The ONNX file, GTA's tuning records and these results are in {out}/ (results.md; "
+          f"GTA's per-function report: {out}/gta-report.json). A second run resumes there.\n"
+          f"Take the tuned model home as a library:\n"
+          f"  gta compile --model {out}/model.onnx --target {args.target} --db {out}/gta "
+          f"--out model.so")
     return 0
 
 
@@ -436,12 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results.json")
     bench.set_defaults(run=cmd_bench)
 
-    demo = commands.add_parser("demo", help="a small embedded suite tuned on this CPU")
+    demo = commands.add_parser(
+        "demo", help="tune and compile a small model on this CPU, timed beside onnxruntime, "
+                     "PyTorch and TVM untuned")
     demo.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
-    demo.add_argument("--trials", type=_positive_int, help="trials per workload (default 8)")
-    demo.add_argument("--out", help="keep results and records here (default: a temporary "
-                                    "directory)")
-    demo.add_argument("--json", action="store_true", help="print JSON")
+    demo.add_argument("--model", default=api.DEMO_MODEL,
+                      help=f"a model of the offline zoo (default {api.DEMO_MODEL})")
+    demo.add_argument("--trials", type=_positive_int,
+                      help=f"trials for the whole model (default {api.DEMO_TRIALS})")
+    demo.add_argument("--out", default="gta-demo",
+                      help="keep the model, records and results here (default gta-demo)")
+    demo.add_argument("--json", action="store_true", help="print results.json")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -292,13 +293,21 @@ def test_metaschedule_with_gtas_vnni_intrinsic_tunes_a_correct_int8_program(tmp_
     assert row.status == "timed" and row.correct and row.trials == 2
 
 
-@pytest.mark.slow
-def test_demo_prints_the_side_by_side_table(capsys, tmp_path):
-    code, out, err = run(capsys, "demo", "--trials", "2", "--out", str(tmp_path))
-    assert code == 0
-    assert "| workload | unit | gta | metaschedule | torch | numpy | peak |" in out
-    assert "gta/metaschedule:" in out and (tmp_path / "results.md").exists()
-    assert "tuning gemm:M=128" in err
+def test_demo_tunes_compiles_and_times_a_zoo_model_beside_the_baselines(capsys, tmp_path):
+    out = tmp_path / "demo"
+    code, text, err = run(capsys, "demo", "--model", "tiny", "--trials", "2", "--out", str(out))
+    assert code == 0, err
+    for contender in ("gta", "tvm-untuned", "onnxruntime", "torch"):
+        assert re.search(rf"^\| {contender} \| [0-9.]+ \| [0-9]+% \| yes \|", text, re.M), text
+    assert f"gta compile --model {out}/model.onnx --target avx512 --db {out}/gta" in text
+    assert (out / "results.md").exists() and (out / "gta-report.json").exists()
+    assert "gta: tuning tiny (2 trials)" in err
+
+
+def test_demo_names_the_zoo_when_the_model_is_not_in_it(capsys, tmp_path):
+    code, _, err = run(capsys, "demo", "--model", "alexnet", "--out", str(tmp_path))
+    assert code == 2 and "not in the zoo" in err and "resnet18-128" in err
+    assert "Traceback" not in err
 
 
 def test_a_tuning_worker_whose_bench_stopped_exits_quietly():

@@ -86,3 +86,30 @@ def test_importing_gta_core_lets_idle_library_threads_sleep():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["10", "PASSIVE"]
+
+
+def _child_settings(library: bool) -> tuple:
+    from contextlib import nullcontext
+
+    from gta_core.host import library_defaults
+
+    code = ("import os, gta_core; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), "
+            "os.environ.get('OMP_WAIT_POLICY'))")
+    with library_defaults() if library else nullcontext():  # the child inherits os.environ
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout
+    return tuple(None if v == "None" else v for v in out.split())
+
+
+def test_a_library_contenders_process_runs_with_the_librarys_own_thread_settings():
+    """GTA quiets the pools where TVM programs are timed, never in a baseline's own process;
+    a setting the user made stays in both."""
+    from gta_core.host import _QUIETED
+
+    quieted = os.environ.get(_QUIETED, "").split(",")
+    names = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
+    assert _child_settings(library=False) == tuple(os.environ[n] for n in names)
+    library = _child_settings(library=True)
+    for name, value in zip(names, library):
+        assert value == (None if name in quieted else os.environ[name])
+    assert "GTA_LIBRARY_DEFAULTS" not in os.environ

@@ -16,9 +16,9 @@ from .run import (
     resolve_suite,
     run_bench,
 )
-from .suites import DEMO, SUITES, Suite
+from .suites import SUITES, Suite
 
-__all__ = ["CONTENDERS", "DEFAULT_BASELINES", "DEMO", "PEAK", "SUITES", "BenchContext",
+__all__ = ["CONTENDERS", "DEFAULT_BASELINES", "PEAK", "SUITES", "BenchContext",
            "BenchError", "BenchReport", "Contender", "ContenderResult", "Prepared", "Suite",
            "WorkloadResult", "geomean_ratios", "parse_baselines", "resolve_contenders",
            "resolve_suite", "run_bench"]

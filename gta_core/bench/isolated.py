@@ -16,11 +16,14 @@ in ``CONTENDERS`` can be isolated: the child makes its contender by name.
 from __future__ import annotations
 
 import multiprocessing
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 
+from ..host import library_defaults
 from .contenders import BenchContext, ContenderJob, Prepared
+from .libraries import LIBRARY_CONTENDERS
 from .programs import Program
 from .tuning_worker import first_line
 
@@ -82,7 +85,8 @@ def prepare_isolated(name: str, workload: str, ctx: BenchContext) -> Prepared:
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited pools
     parent, child = spawn.Pipe()
     process = spawn.Process(target=serve, args=(child, job.model_dump_json()), daemon=True)
-    process.start()
+    with library_defaults() if name in LIBRARY_CONTENDERS else nullcontext():
+        process.start()
     child.close()
     program = IsolatedProgram(process, parent)
     try:

@@ -203,3 +203,9 @@ class OnnxRuntimePrepacked(OnnxRuntime):
 
     def form(self, workload: Workload) -> onnx_runtime.Form:
         return "qlinear" if workload.params.dtype == "int8" else "exact"
+
+
+# Contenders calling a library rather than running a TVM program: timed in a process of
+# their own with the library's own thread settings (gta_core.host.library_defaults).
+LIBRARY_CONTENDERS = frozenset(c.name for c in (Torch, Numpy, OnnxRuntime, OnnxRuntimeQLinear,
+                                                OnnxRuntimePrepacked))

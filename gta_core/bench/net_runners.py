@@ -21,11 +21,13 @@ import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..host import library_defaults
 from .isolated import close_child
 from .tuning_worker import first_line
 
@@ -33,6 +35,7 @@ SAMPLE_S = 0.3  # a sample runs the model this long at least (one call if it tak
 MAX_CALLS = 50
 
 NET_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch")
+LIBRARIES = ("onnxruntime", "torch")  # run with their own thread settings (library_defaults)
 
 
 class RunnerFailed(RuntimeError):
@@ -161,7 +164,8 @@ class NetRunner:
         self.connection, child = spawn.Pipe()
         self.process = spawn.Process(target=serve, args=(child, contender, job, inputs),
                                      daemon=True)
-        self.process.start()
+        with library_defaults() if contender in LIBRARIES else nullcontext():
+            self.process.start()
         child.close()
         self._answer()
 

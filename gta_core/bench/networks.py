@@ -25,7 +25,7 @@ from .hotspots import Hotspot, function_times, hotspots, load_report
 from .hotspots import markdown as hotspot_lines
 from .net_runners import NET_CONTENDERS, NetRunner, RunnerFailed
 from .net_tuning import gta_report_path, tune_gta, tune_metaschedule, tuned_state
-from .quiet import OtherLoad, wait_for_quiet
+from .quiet import OtherLoad, settle, wait_for_quiet
 from .tuning_worker import first_line
 from .zoo import ZOO, export_onnx
 
@@ -211,6 +211,7 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
             shift = round_ % len(order) if order else 0
             for contender in order[shift:] + order[:shift]:
                 result = next(r for r in results if r.contender == contender)
+                settle()  # the previous contender's idle workers stop spinning first
                 try:
                     result.samples_ms.append(runners[contender].ask("sample") / 1e3)
                 except RunnerFailed as exc:

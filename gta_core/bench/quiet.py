@@ -23,6 +23,18 @@ from pathlib import Path
 # kernel's own threads; a busy thread elsewhere shows as ~1.
 QUIET_CORES = 0.2
 
+# Each timing sample starts this long after the previous one ended. A library's idle workers
+# spin for a while after its call (onnxruntime's pool, PyTorch's OpenMP as shipped), and a
+# sample taken at once finds them on its cores. ResNet-18 at 128x128, 8 interleaved rounds
+# on two Zen 5 cores: GTA 7.8 -> 6.6 ms, onnxruntime 3.9 -> 3.5, PyTorch 15.8 -> 11.0 with a
+# 0.5 s pause before each sample.
+SETTLE_S = 0.5
+
+
+def settle(seconds: float = SETTLE_S) -> None:
+    """Let the previous sample's idle workers stop spinning before the next sample."""
+    time.sleep(seconds)
+
 
 def _busy_and_own(pids: tuple[int, ...] = ()) -> tuple[float, float] | None:
     """(seconds all CPUs were busy, seconds this process and ``pids`` ran) since boot, or

@@ -36,7 +36,7 @@ from .curves import TuningCurve, tuning_curve
 from .isolated import IsolatedProgram, prepare_isolated
 from .plots import write_plots
 from .programs import Program
-from .quiet import QUIET_CORES, OtherLoad, wait_for_quiet
+from .quiet import QUIET_CORES, OtherLoad, settle, wait_for_quiet
 from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geomean_ratios
 from .report import markdown as render_markdown
 from .suites import SUITES, Suite
@@ -168,10 +168,12 @@ def fastest_intrinsic(registry: Registry, target: str, measured: dict[str, float
 
 
 def time_interleaved(programs: dict[str, Program], repeat: int) -> dict[str, list[float]]:
-    """``repeat`` rounds, one sample of every program per round; microseconds per program."""
+    """``repeat`` rounds, one sample of every program per round, each after a pause
+    (:func:`.quiet.settle`); microseconds per program."""
     samples: dict[str, list[float]] = {name: [] for name in programs}
     for _ in range(repeat):
         for name, program in programs.items():
+            settle()
             samples[name].append(program.sample_us())
     return samples
 

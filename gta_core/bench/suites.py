@@ -90,11 +90,3 @@ SUITES: dict[str, Suite] = {suite.name: suite for suite in (
     Suite(name="bert", description="BERT-base's GEMMs at sequence length 128, int8",
           workloads=tuple(f"{spec},dtype=int8" for spec in BERT_GEMMS), trials=200),
 )}
-
-# What `gta demo` tunes: small enough for a few minutes on two cores.
-DEMO = Suite(name="demo", description="a GEMM in int8 and in float32 and an int8 conv2d, "
-             "tuned briefly",
-             workloads=("gemm:M=128,N=128,K=128,dtype=int8",
-                        "gemm:M=128,N=128,K=128,dtype=float32",
-                        "conv2d:N=1,C=32,H=28,W=28,K=32,R=3,S=3,pad=1,dtype=int8"),
-             trials=8)

@@ -160,6 +160,8 @@ ZOO = {
     "tiny": ZooModel("tiny", tiny_convnet, (1, 3, 16, 16), "a small residual convnet (tests)"),
     "resnet18": ZooModel("resnet18", lambda: resnet((2, 2, 2, 2), bottleneck=False),
                          (1, 3, 224, 224), "ResNet-18, batch 1, 224x224"),
+    "resnet18-128": ZooModel("resnet18-128", lambda: resnet((2, 2, 2, 2), bottleneck=False),
+                             (1, 3, 128, 128), "ResNet-18, batch 1, 128x128 (gta demo's)"),
     "resnet50": ZooModel("resnet50", lambda: resnet((3, 4, 6, 3), bottleneck=True),
                          (1, 3, 224, 224), "ResNet-50 (v1.5), batch 1, 224x224"),
     "mobilenetv2": ZooModel("mobilenetv2", mobilenet_v2, (1, 3, 224, 224),
