@@ -94,3 +94,35 @@ def test_every_relative_link_points_at_an_existing_file_and_heading(page):
         elif fragment and file.suffix == ".md" and fragment not in anchors(file.read_text()):
             broken.append(f"{target} (no heading #{fragment} in {file.name})")
     assert broken == [], f"{page.relative_to(ROOT)} links nowhere: {broken}"
+
+
+_FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.S | re.M)
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """(page, command line) of every ``gta`` command in the docs' code blocks."""
+    found = []
+    for page in MARKDOWN:
+        for block in _FENCE.findall(page.read_text()):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0].strip()
+                if re.match(r"^(\S*/)?gta\s", line):
+                    found.append((page.name, line))
+    return found
+
+
+def test_every_gta_command_in_the_docs_parses_with_the_current_cli():
+    """A renamed command or flag fails here, not in a reader's shell."""
+    import shlex
+
+    from gta_core.cli import build_parser
+
+    commands = _documented_commands()
+    assert len(commands) >= 20
+    bad = []
+    for page, line in commands:
+        try:
+            build_parser().parse_args(shlex.split(line)[1:])
+        except SystemExit:
+            bad.append(f"{page}: {line}")
+    assert bad == []

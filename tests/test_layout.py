@@ -91,10 +91,10 @@ def test_a_residual_model_runs_blocked_between_its_edges(residual_onnx, tmp_path
 def test_each_kind_of_convolution_is_blocked_where_its_channels_allow(tmp_path):
     model = load_onnx(_convolutions_onnx(tmp_path / "c.onnx"))
     anchors = Counter(t.workload.main_block for t in model_tasks(fuse(model.mod, 16)))
-    assert anchors["conv2d_nchw"] == 2  # the 3-channel stem, the 24-channel layer
+    assert anchors["conv2d_nchw"] == 1  # the 24-channel layer
     assert anchors["depthwise_conv2d_NCHWc"] == 1
     assert anchors["group_conv2d_NCHWc"] == 1
-    assert anchors["conv2d_NCHWc"] == 1  # the dilated 3x3
+    assert anchors["conv2d_NCHWc"] == 2  # the dilated 3x3; the stem, writing blocks
 
 
 def test_a_blocked_model_matches_onnxruntime(tmp_path):
@@ -133,3 +133,78 @@ def test_a_blocked_convolution_is_mapped_with_lanes_on_the_channel_block_read_in
         if "T_add" in blocks:  # ... computed per tile, under the loop that computes it
             outer = sch.get_loops(blocks[f"{anchor}_update_o"])[0]
             assert sch.get(sch.get_loops(blocks["T_add"])[0]).same_as(sch.get(outer))
+
+
+def _stem_onnx(path) -> str:
+    """A ResNet-like start: a 3-channel stem with bias, ReLU and max-pool, then a residual
+    3x3 layer (the pooled tensor feeds the convolution and the add), global pooling and a
+    classifier."""
+    rng = np.random.default_rng(1)
+
+    def tensor(name, shape, scale=0.2):
+        return helper.make_tensor(name, TensorProto.FLOAT, shape,
+                                  rng.standard_normal(shape).astype(np.float32).ravel() * scale)
+
+    weights = [tensor("stem_w", (16, 3, 3, 3)), tensor("stem_b", (16,)),
+               tensor("body_w", (16, 16, 3, 3)), tensor("body_b", (16,)),
+               tensor("fc_w", (16, 10))]
+    nodes = [helper.make_node("Conv", ["x", "stem_w", "stem_b"], ["stem"], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["stem"], ["stem_relu"]),
+             helper.make_node("MaxPool", ["stem_relu"], ["pooled"], kernel_shape=[3, 3],
+                              strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["pooled", "body_w", "body_b"], ["body"],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["body", "pooled"], ["residual"]),
+             helper.make_node("GlobalAveragePool", ["residual"], ["gap"]),
+             helper.make_node("Flatten", ["gap"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "fc_w"], ["y"])]
+    graph = helper.make_graph(nodes, "stem",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 3, 20, 20])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_a_stem_that_cannot_be_blocked_writes_blocked_outputs(tmp_path):
+    """The 3-channel stem reads the model's NCHW input as it is and writes NCHW16c; its
+    bias, ReLU and max-pool follow, so the transform that blocked the pooled tensor is
+    gone: one transform is left (out of the blocked layout before the flatten), where
+    ConvertLayout alone left two. The stem is mapped with its lanes on the output block,
+    and the compiled model is onnxruntime's."""
+    registry = default_registry()
+    model = load_onnx(_stem_onnx(tmp_path / "s.onnx"))
+    fused = fuse(model.mod, 16)
+    assert _layout_calls(fused) == 1
+    tasks = model_tasks(fused)
+    assert [t.workload.main_block for t in tasks].count("conv2d_NCHWc") == 2
+    pool = next(t for t in tasks if "max_pool" in t.name)
+    assert [len(p.shape) for p in pool.func.params] == [5, 5], "the max-pool is not blocked"
+    stem = next(t for t in tasks if t.workload.main_block == "conv2d_NCHWc"
+                and len(t.func.params[0].shape) == 4)
+    lanes = [c for c in mapping_candidates(stem.workload, "avx512", registry)
+             if c.status == "kept" and list(c.axes.values()) == [["lane"]]]
+    assert lanes
+    _, report = compile_model(model, "avx512", tmp_path)
+    assert report.max_error <= report.tolerance
+
+
+def test_a_chain_with_a_second_consumer_stays_as_convertlayout_left_it(tmp_path):
+    """The stem's ReLU output feeds two layers: the rewrite would need it in both layouts,
+    so nothing changes."""
+    from gta_core.frontends.blocked_outputs import block_outputs
+
+    path = _stem_onnx(tmp_path / "s.onnx")
+    proto = onnx.load(path)
+    proto.graph.node.append(helper.make_node("ReduceMean", ["stem_relu"], ["side"],
+                                             axes=[2, 3], keepdims=0))
+    proto.graph.output.append(helper.make_tensor_value_info("side", TensorProto.FLOAT,
+                                                            [1, 16]))
+    onnx.save(proto, path)
+    mod = tvm.relax.transform.DecomposeOpsForInference()(load_onnx(path).mod)
+    converted = tvm.relax.transform.ConvertLayout(
+        {"relax.nn.conv2d": ["NCHW16c", "OIHW1i16o"]})(mod)
+    assert block_outputs(converted, 16) is converted  # no chain to rewrite
+    assert _layout_calls(fuse(load_onnx(path).mod, 16)) >= 2

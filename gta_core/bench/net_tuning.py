@@ -63,7 +63,9 @@ def tune_gta(model: Model, target: str, trials: int, out: str | Path,
     gta_report_path(out).write_text(report.model_dump_json(indent=1))
     done = sum(t.tuned.trials for t in report.tasks)
     previous = state.get("gta", {})
-    state["gta"] = {"trials": done, "budget": trials, "code": code_version(),
+    # the code that ran the trials: a resumed run with none left to do keeps the earlier one's
+    code = previous.get("code") if done == previous.get("trials") else None
+    state["gta"] = {"trials": done, "budget": trials, "code": code or code_version(),
                     "seconds": previous.get("seconds", 0.0) + report.seconds}
     _save(out, state)
     return state["gta"]

@@ -9,8 +9,10 @@ vector's lanes, so a float32 FMA mapping reads its activations, its weights
 
 Relax's own ``ConvertLayout`` rewrites the graph: every conv2d whose channels divide into
 blocks takes the blocked layout, the elementwise ops, pooling and reductions between them
-follow it, and the layout transforms left sit where a layer cannot be blocked (a 3-channel
-stem, a flatten) and at the graph's edges. TVM 0.27 cannot legalize a blocked conv2d
+follow it, and the layout transforms left sit where a layer cannot be blocked (a flatten,
+a channel count that does not divide) and at the graph's edges; a convolution whose input
+cannot be blocked but whose output can (a 3-channel stem) reads NCHW and writes blocks
+(:mod:`.blocked_outputs`). TVM 0.27 cannot legalize a blocked conv2d
 (TOPI's ``conv`` takes 4-letter layouts only), so :func:`legalize_map` supplies it: the
 convolution written over the blocked axes, one reduction axis per blocked dimension, so
 that its accesses stay affine for mapping enumeration; a depthwise convolution reads each
@@ -42,11 +44,14 @@ def blocked_layout(mod, block: int):
     """
     from tvm import relax
 
+    from .blocked_outputs import block_outputs
+
     mod = relax.transform.ConvertLayout(
         {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW1i{block}o"]})(mod)
     # ConvertLayout transforms a tensor once per blocked consumer (a residual block's input
     # feeds a convolution and an add): one transform serves them all
-    return relax.transform.EliminateCommonSubexpr()(mod)
+    mod = relax.transform.EliminateCommonSubexpr()(mod)
+    return block_outputs(mod, block)  # a stem that cannot read blocks still writes them
 
 
 def legalize_map() -> dict[str, Any]:
@@ -60,13 +65,40 @@ def _conv2d(bb, call):
     attrs = call.attrs
     data = _BLOCKED_DATA.fullmatch(attrs.data_layout)
     kernel = _BLOCKED_KERNEL.fullmatch(attrs.kernel_layout)
-    if not (data and kernel and attrs.out_layout == attrs.data_layout
-            and kernel.group(1) == "1" and kernel.group(2) == data.group(1)):
+    out = _BLOCKED_DATA.fullmatch(attrs.out_layout)
+    blocked = (data and kernel and attrs.out_layout == attrs.data_layout
+               and kernel.group(1) == "1" and kernel.group(2) == data.group(1))
+    # an NCHW input read as it is, the output written in blocks (blocked_outputs.py)
+    plain_in = (attrs.data_layout == "NCHW" and kernel and out and kernel.group(1) == "1"
+                and kernel.group(2) == out.group(1) and int(attrs.groups) == 1)
+    if not (blocked or plain_in):
         return nn._nn_conv2d(bb, call)  # TVM's legalization (it declines what it cannot do)
-    return bb.call_te(_blocked_conv2d, call.args[0], call.args[1],
-                      [int(s) for s in attrs.strides], [int(p) for p in attrs.padding],
-                      [int(d) for d in attrs.dilation], int(attrs.groups),
-                      attrs.out_dtype or None, primfunc_name_hint="conv2d")
+    return bb.call_te(_blocked_conv2d if blocked else _plain_in_conv2d, call.args[0],
+                      call.args[1], [int(s) for s in attrs.strides],
+                      [int(p) for p in attrs.padding], [int(d) for d in attrs.dilation],
+                      int(attrs.groups), attrs.out_dtype or None, primfunc_name_hint="conv2d")
+
+
+def _plain_in_conv2d(data, kernel, strides, padding, dilation, groups, out_dtype):
+    """The convolution of NCHW data ``[n, c, h, w]`` with kernel ``[k//b, c, r, t, 0, k%b]``
+    into blocked output ``[n, k//b, y, x, k%b]`` (``groups`` is 1)."""
+    from tvm import te, topi
+
+    top, left, bottom, right = padding
+    if top or left or bottom or right:
+        data = topi.nn.pad(data, [0, 0, top, left], [0, 0, bottom, right], name="pad_temp")
+    batch, channels, height, width = (int(d) for d in data.shape)
+    out_blocks, _, kh, kw, _, lanes = (int(d) for d in kernel.shape)
+    out_h = (height - (kh - 1) * dilation[0] - 1) // strides[0] + 1
+    out_w = (width - (kw - 1) * dilation[1] - 1) // strides[1] + 1
+    dtype = out_dtype or data.dtype
+    rc = te.reduce_axis((0, channels), "rc")
+    ry = te.reduce_axis((0, kh), "ry")
+    rx = te.reduce_axis((0, kw), "rx")
+    return te.compute((batch, out_blocks, out_h, out_w, lanes), lambda n, k, y, x, lane: te.sum(
+        data[n, rc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1]]
+        .astype(dtype) * kernel[k, rc, ry, rx, 0, lane].astype(dtype), axis=[rc, ry, rx]),
+        name="conv2d_NCHWc")
 
 
 def _blocked_conv2d(data, kernel, strides, padding, dilation, groups, out_dtype):

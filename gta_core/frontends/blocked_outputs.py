@@ -1,0 +1,156 @@
+"""Convolutions whose input cannot be blocked still write blocked outputs.
+
+``ConvertLayout`` blocks a conv2d only when both its channel counts divide into blocks, so
+a network's 3-channel stem (and MobileNet's 24-channel layers) stay in NCHW, and the
+layers after them pay a layout transform: in ResNet-18 the stem, its bias, ReLU and
+max-pool all run in NCHW, then a transform copies the pooled tensor into NCHW16c.
+
+:func:`block_outputs` rewrites such a conv2d (NCHW input, output channels divisible by the
+block) to read its NCHW input as it is and write ``NCHW{b}c``, together with the chain of
+ops between it and the transform that blocked its result (per-channel or scalar
+elementwise ops, pooling), and drops that transform. A chain with a second consumer, or an
+op not listed here, is left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_UNARY = {"relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.nn.silu", "relax.nn.gelu",
+          "relax.tanh"}
+_BINARY = {"relax.add", "relax.multiply", "relax.subtract", "relax.divide", "relax.maximum",
+           "relax.minimum"}
+_POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
+
+
+def _blocked(block: int):
+    return lambda n, c, h, w: (n, c // block, h, w, c % block)
+
+
+def _shape(expr) -> tuple[int, ...] | None:
+    shape = getattr(expr.ty, "shape", None)
+    try:
+        return tuple(int(d) for d in shape)
+    except (TypeError, ValueError):  # unknown or symbolic
+        return None
+
+
+def _op(expr) -> str | None:
+    from tvm import relax
+
+    return expr.op.name if isinstance(expr, relax.Call) and hasattr(expr.op, "name") else None
+
+
+def _starts_chain(value, block: int) -> bool:
+    """A conv2d left in NCHW whose output channels divide into blocks."""
+    if _op(value) != "relax.nn.conv2d":
+        return False
+    attrs, out = value.attrs, _shape(value)
+    return (attrs.data_layout == attrs.out_layout == "NCHW" and attrs.kernel_layout == "OIHW"
+            and int(attrs.groups) == 1 and out is not None and out[1] % block == 0)
+
+
+def _follows(value, current, block: int) -> bool:
+    """``value`` is an op the chain carries into the blocked layout (its data: ``current``)."""
+    op = _op(value)
+    if op in _UNARY:
+        return True
+    if op in _POOLS:
+        return value.attrs.layout == value.attrs.out_layout == "NCHW"
+    if op in _BINARY:
+        others = [a for a in value.args if not a.same_as(current)]
+        if len(others) != 1:
+            return False
+        shape, channels = _shape(others[0]), _shape(current)[1]
+        return shape == () or shape == (1, channels, 1, 1)
+    return False
+
+
+def _ends_chain(value, current, block: int) -> bool:
+    """The transform of ``current`` into ``NCHW{block}c``."""
+    from tvm.tirx import IndexMap
+
+    return (_op(value) == "relax.layout_transform" and value.args[0].same_as(current)
+            and value.attrs.index_map.is_equivalent_to(
+                IndexMap.from_func(_blocked(block), index_dtype="int64")))
+
+
+def _chains(func, block: int) -> list[list[Any]]:
+    """Each chain of bindings: the conv2d, the ops it carries, the transform ending it."""
+    from tvm import relax
+
+    bindings = [b for blk in func.body.blocks for b in blk.bindings]
+    uses: dict[Any, list] = {}
+    for binding in bindings:
+        for var in relax.analysis.free_vars(binding.value):
+            uses.setdefault(var, []).append(binding)
+    for var in relax.analysis.free_vars(func.body.body):
+        uses.setdefault(var, []).append(None)  # a function output: never rewritten
+    chains = []
+    for binding in bindings:
+        if not _starts_chain(binding.value, block):
+            continue
+        chain, current = [binding], binding.var
+        while len(uses.get(current, [])) == 1 and uses[current][0] is not None:
+            user = uses[current][0]
+            if _ends_chain(user.value, current, block):
+                chains.append([*chain, user])
+                break
+            if not _follows(user.value, current, block):
+                break
+            chain.append(user)
+            current = user.var
+    return chains
+
+
+def block_outputs(mod, block: int):
+    """``mod`` (Relax, after ``ConvertLayout``) with each NCHW conv2d chain as described in
+    the module docstring written in ``NCHW{block}c``; unchanged where there is none."""
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    func = mod["main"]
+    chains = _chains(func, block)
+    if not chains:
+        return mod
+    layout = f"NCHW{block}c"
+    rewritten = {b.var: b.value for chain in chains for b in chain[:-1]}
+    ends = {chain[-1].var: chain[-2].var for chain in chains}
+
+    @mutator
+    class Rewrite(PyExprMutator):
+        def _blocked_call(self, value):
+            op, args = _op(value), [self.visit_expr(a) for a in value.args]
+            if op == "relax.nn.conv2d":
+                attrs = value.attrs
+                weight = self.builder_.emit(relax.op.layout_transform(
+                    args[1], lambda o, i, h, w: (o // block, i, h, w, o * 0, o % block)))
+                return relax.op.nn.conv2d(
+                    args[0], weight, attrs.strides, attrs.padding, attrs.dilation, 1, "NCHW",
+                    f"OIHW1i{block}o", layout, attrs.out_dtype or None)
+            if op in _POOLS:
+                attrs = value.attrs
+                pool = (relax.op.nn.max_pool2d if op == "relax.nn.max_pool2d"
+                        else relax.op.nn.avg_pool2d)
+                return pool(args[0], attrs.pool_size, attrs.strides, attrs.padding,
+                            attrs.dilation, attrs.ceil_mode, attrs.count_include_pad, layout,
+                            layout)
+            if op in _BINARY:  # the per-channel operand follows the data into blocks
+                args = [a if _shape(a) == () or len(_shape(a)) == 5 else
+                        self.builder_.emit(relax.op.layout_transform(a, _blocked(block)))
+                        for a in args]
+            return relax.Call(value.op, args, value.attrs)
+
+        def visit_var_binding_(self, binding):
+            if binding.var in ends:
+                self.set_var_remap(binding.var, self.visit_expr(ends[binding.var]))
+            elif binding.var in rewritten:
+                new = self.builder_.emit(self._blocked_call(rewritten[binding.var]),
+                                         name_hint=binding.var.name)
+                self.set_var_remap(binding.var, new)
+            else:
+                super().visit_var_binding_(binding)
+
+    rewriter = Rewrite(mod)
+    rewriter.builder_.update_func(mod.get_global_var("main"), rewriter.visit_expr(func))
+    return rewriter.builder_.get()
