@@ -50,7 +50,7 @@ def _starts_chain(value, block: int) -> bool:
             and int(attrs.groups) == 1 and out is not None and out[1] % block == 0)
 
 
-def _follows(value, current, block: int) -> bool:
+def _follows(value, current) -> bool:
     """``value`` is an op the chain carries into the blocked layout (its data: ``current``)."""
     op = _op(value)
     if op in _UNARY:
@@ -96,7 +96,7 @@ def _chains(func, block: int) -> list[list[Any]]:
             if _ends_chain(user.value, current, block):
                 chains.append([*chain, user])
                 break
-            if not _follows(user.value, current, block):
+            if not _follows(user.value, current):
                 break
             chain.append(user)
             current = user.var
