@@ -78,6 +78,8 @@ def _target_summary(target: Target) -> TargetSummary:
 
 
 def intrinsic_summary(intrinsic: Intrinsic) -> IntrinsicSummary:
+    """One intrinsic as ``gta plugins`` lists it: its target, its iteration shape and its
+    operand and result dtypes."""
     compute = intrinsic.compute
     return IntrinsicSummary(
         name=intrinsic.name,
@@ -91,6 +93,9 @@ def intrinsic_summary(intrinsic: Intrinsic) -> IntrinsicSummary:
 
 
 def plugins_report(registry: Registry | None = None) -> PluginsReport:
+    """What ``gta plugins`` prints: every loaded plugin with its version, its hooks and
+    what it registered (targets, intrinsics, operators, rules, constraints, cost models),
+    and the plugins that failed to load, each with its reason."""
     registry = registry or default_registry()
     entries = []
     for info in registry.plugins.values():

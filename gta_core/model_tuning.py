@@ -5,7 +5,9 @@ subgraph of the dual-task scheduler, weighted by how often the model calls it; i
 mappings share that subgraph's trials. Records key on the function's content
 (:class:`~gta_core.workloads.subgraph.SubgraphWorkload`), so a function two models share
 shares its records. A function no intrinsic takes (pooling, a layout change, a
-normalisation) is listed with the reason and compiles with TVM's default schedule.
+normalisation) is listed with the reason and tuned under the same budget in MetaSchedule's
+generic CPU design space (``generic_fallback``); with no record at all it compiles with
+TVM's default schedule.
 """
 
 from __future__ import annotations
