@@ -25,6 +25,17 @@ def _layout_calls(fused) -> int:
     return sum(n for name, n in calls.items() if "layout_transform" in name)
 
 
+def _save(path, name, nodes, weights, input_shape) -> str:
+    """The graph of ``nodes`` from input ``x`` to output ``y`` [1, 10], as an ONNX file."""
+    graph = helper.make_graph(nodes, name,
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             list(input_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
 def _convolutions_onnx(path) -> str:
     """Every kind of 2-D convolution a blocked model meets: a 3-channel stem (not
     blockable), stride 2, a depthwise layer with ReLU6, a grouped 1x1 (4 groups), a dilated
@@ -60,13 +71,7 @@ def _convolutions_onnx(path) -> str:
     nodes += [helper.make_node("GlobalAveragePool", [narrow], ["pool"]),
               helper.make_node("Flatten", ["pool"], ["flat"]),
               helper.make_node("MatMul", ["flat", "fc_w"], ["y"])]
-    graph = helper.make_graph(nodes, "convolutions",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                             [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
-                              weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return str(path)
+    return _save(path, "convolutions", nodes, weights, (1, 3, 16, 16))
 
 
 def test_the_block_is_a_float32_vector_of_the_target():
@@ -159,13 +164,7 @@ def _stem_onnx(path) -> str:
              helper.make_node("GlobalAveragePool", ["residual"], ["gap"]),
              helper.make_node("Flatten", ["gap"], ["flat"]),
              helper.make_node("MatMul", ["flat", "fc_w"], ["y"])]
-    graph = helper.make_graph(nodes, "stem",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                             [1, 3, 20, 20])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
-                              weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return str(path)
+    return _save(path, "stem", nodes, weights, (1, 3, 20, 20))
 
 
 def test_a_stem_that_cannot_be_blocked_writes_blocked_outputs(tmp_path):

@@ -29,13 +29,13 @@ import numpy as np
 
 from ..host import library_defaults
 from .isolated import close_child
+from .libraries import LIBRARY_CONTENDERS
 from .tuning_worker import first_line
 
 SAMPLE_S = 0.3  # a sample runs the model this long at least (one call if it takes longer)
 MAX_CALLS = 50
 
 NET_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch")
-LIBRARIES = ("onnxruntime", "torch")  # run with their own thread settings (library_defaults)
 
 
 class RunnerFailed(RuntimeError):
@@ -164,7 +164,7 @@ class NetRunner:
         self.connection, child = spawn.Pipe()
         self.process = spawn.Process(target=serve, args=(child, contender, job, inputs),
                                      daemon=True)
-        with library_defaults() if contender in LIBRARIES else nullcontext():
+        with library_defaults() if contender in LIBRARY_CONTENDERS else nullcontext():
             self.process.start()
         child.close()
         self._answer()
