@@ -242,6 +242,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.model and (args.weights or args.report or args.arch):
         raise UsageError("--weights, --report and --arch are for specs; a model's functions "
                          "are weighted by how often it calls them")
+    if args.warm_caches and not args.model:
+        raise UsageError("--warm-caches is for --model: workload specs are timed with warm "
+                         "caches already")
     if args.model:
         with _TuneProgress(enabled=not args.quiet) as progress:
             report = cmd_tune_model(args, progress.update)
@@ -395,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a candidate's build fails after this long (default 300)")
     tune.add_argument("--run-timeout", type=_positive_float, metavar="SECONDS",
                       help="a candidate's timing run fails after this long (default 60)")
+    tune.add_argument("--warm-caches", action="store_true",
+                      help="with --model: time each function with warm caches, not flushed "
+                           "of its weights as in the model's run")
     tune.add_argument("--cost-model", default="xgb", metavar="NAME",
                       help="the registered cost model that ranks candidates (default xgb; "
                            "gta plugins lists the loaded ones)")

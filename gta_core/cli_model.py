@@ -112,12 +112,15 @@ def cmd_bench_network(args: argparse.Namespace) -> int:
 
 
 def measure_settings(args: argparse.Namespace):
-    """The builder and runner settings ``gta tune``'s flags ask for."""
-    from .measure import MeasureSettings, parse_rpc
+    """The builder and runner settings ``gta tune``'s flags ask for: a model's functions
+    timed with caches flushed, as the model runs them, unless ``--warm-caches``."""
+    from .measure import MeasureSettings, model_settings, parse_rpc
 
     given = {"build_timeout_s": args.build_timeout, "run_timeout_s": args.run_timeout}
-    return MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None,
-                           **{k: v for k, v in given.items() if v is not None})
+    settings = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None,
+                               **{k: v for k, v in given.items() if v is not None})
+    cold = getattr(args, "model", None) and not getattr(args, "warm_caches", False)
+    return model_settings(settings) if cold else settings
 
 
 def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:

@@ -146,6 +146,8 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
     import tvm
 
     device = tvm.cpu()
+    # timed as the tuning timed them: with caches flushed (a model's functions) or warm
+    preproc = "cache_flush_cpu_non_first_arg" if measure.enable_cpu_cache_flush else ""
     inputs = workload.random_inputs(0)
     expected = workload.expected(inputs)
     args = [tvm.runtime.tensor(x, device) for x in inputs]
@@ -169,7 +171,7 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
         if candidate.correct:
             timers.append((candidate, out, module.time_evaluator(
                 module.entry_name, device, number=measure.number, repeat=measure.repeat,
-                min_repeat_ms=measure.min_repeat_ms)))
+                min_repeat_ms=measure.min_repeat_ms, f_preproc=preproc)))
     for round_ in range(rounds):
         shift = round_ % len(timers) if timers else 0  # none is always timed first
         for candidate, out, timer in timers[shift:] + timers[:shift]:

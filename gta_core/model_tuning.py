@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelTask, channel_block, fuse, model_tasks
-from .measure.settings import MeasureSettings
+from .measure.settings import MeasureSettings, model_settings
 from .plugins import Registry, default_registry
 from .tuning import TaskReport, TuneError, check_budget, tune_workloads
 
@@ -78,8 +78,13 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
                measure: MeasureSettings | None = None, registry: Registry | None = None,
                progress: Callable | None = None, cost_model: str = "xgb") -> ModelTuneReport:
     """Tune ``model``'s fused functions on ``target`` under one budget of ``trials``,
-    recorded in ``db`` (resumable as :func:`gta_core.tune` is), ranked by ``cost_model``."""
+    recorded in ``db`` (resumable as :func:`gta_core.tune` is), ranked by ``cost_model``.
+
+    ``measure`` None times each function as the model runs it, caches flushed of all but
+    its first argument (:func:`gta_core.measure.model_settings`); settings given are used
+    as they are."""
     check_budget(trials, time_budget, scheduler)
+    measure = measure or model_settings()
     registry = registry or default_registry()
     chosen = registry.target(target)
     if chosen.kind != "cpu":

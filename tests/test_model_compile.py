@@ -14,7 +14,7 @@ from gta_core.frontends import from_torch, fuse, load_onnx, model_tasks
 from gta_core.mapping import mapping_candidates
 from gta_core.mapping.stages import is_packing_stage
 from gta_core.measure import measure_program
-from gta_core.measure.settings import MeasureSettings
+from gta_core.measure.settings import MeasureSettings, model_settings
 from gta_core.model_compile import (
     CompileError,
     compile_model,
@@ -32,10 +32,11 @@ FAST = MeasureSettings(number=1, repeat=2, min_repeat_ms=0)
 
 @pytest.fixture(scope="module")
 def tuned(residual_onnx, tmp_path_factory):
-    """The residual model tuned for 8 trials: (model, db)."""
+    """The residual model tuned for 8 trials, timed as a model's functions are (caches
+    flushed): (model, db)."""
     where = tmp_path_factory.mktemp("tuned")
     model = load_onnx(residual_onnx(where / "m.onnx"))
-    report = tune_model(model, "avx512", 8, where / "db", measure=FAST)
+    report = tune_model(model, "avx512", 8, where / "db", measure=model_settings(FAST))
     return model, where / "db", report
 
 
@@ -158,6 +159,24 @@ def test_the_command_line_resumes_a_model_tune_and_compiles_it(tuned, tmp_path, 
     assert main(["compile", "--model", path, "--db", str(db), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "outputs match onnxruntime" in text and out.exists()
+
+
+def test_a_models_functions_are_timed_with_caches_flushed_unless_asked_warm(tmp_path, capsys):
+    from gta_core.cli import build_parser
+    from gta_core.cli_model import measure_settings
+
+    def settings(*argv):
+        return measure_settings(build_parser().parse_args(["tune", *argv, "--target", "avx512",
+                                                           "--trials", "1", "--db", "d"]))
+
+    cold = settings("--model", "m.onnx", "--run-timeout", "5")
+    assert cold.enable_cpu_cache_flush and cold.number == 1 and cold.min_repeat_ms == 0
+    assert cold.run_timeout_s == 5  # the user's settings stay
+    assert not settings("--model", "m.onnx", "--warm-caches").enable_cpu_cache_flush
+    assert not settings("gemm:M=16,N=16,K=16").enable_cpu_cache_flush  # operators: warm
+    assert main(["tune", "gemm:M=16,N=16,K=16", "--target", "avx512", "--trials", "1",
+                 "--db", str(tmp_path), "--warm-caches"]) == 2
+    assert "--warm-caches is for --model" in capsys.readouterr().err
 
 
 def test_a_torch_module_compiles_and_matches_torch(small_torch_module, tmp_path):

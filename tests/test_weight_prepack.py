@@ -34,9 +34,39 @@ def packed_gemm(A: T.Buffer((16, 32), "float32"), W: T.Buffer((32, 16), "float32
             C[vm, vn] = C[vm, vn] + A[vm, vk] * Wt[vn, vk]
 
 
+@T.prim_func(s_tir=True)
+def transposed_padded_gemm(A: T.Buffer((16, 32), "float32"), W: T.Buffer((32, 12), "float32"),
+                           C: T.Buffer((16, 16), "float32")):
+    # A transpose, then a padding copy of its result (12 -> 16 columns): the chain a GEMM's
+    # weight takes when the mapping needs both.
+    Wt = T.sblock_alloc_buffer((12, 32), "float32")
+    Wp = T.sblock_alloc_buffer((16, 32), "float32")
+    for n, k in T.grid(12, 32):
+        with T.sblock("transpose"):
+            vn, vk = T.axis.remap("SS", [n, k])
+            Wt[vn, vk] = W[vk, vn]
+    for n, k in T.grid(16, 32):
+        with T.sblock("pad"):
+            vn, vk = T.axis.remap("SS", [n, k])
+            Wp[vn, vk] = T.if_then_else(vn < 12, Wt[vn, vk], T.float32(0))
+    for m, n, k in T.grid(16, 16, 32):
+        with T.sblock("gemm"):
+            vm, vn, vk = T.axis.remap("SSR", [m, n, k])
+            with T.init():
+                C[vm, vn] = T.float32(0)
+            C[vm, vn] = C[vm, vn] + A[vm, vk] * Wp[vn, vk]
+
+
 def test_a_top_level_packing_stage_of_a_constant_is_marked():
     _, marked = mark_weight_packing(packed_gemm, {1})
     assert marked == ["pack"]
+
+
+def test_a_chain_of_packing_stages_becomes_one_marked_stage():
+    func, marked = mark_weight_packing(transposed_padded_gemm, {1})
+    assert marked == ["pad"]  # the transpose was inlined into it
+    sch = Schedule(func)
+    assert [r.source.name for r in sch.get(sch.get_sblock("pad")).reads] == ["W"]
 
 
 def test_stages_of_inputs_that_vary_or_inside_the_compute_loops_stay():
@@ -46,16 +76,18 @@ def test_stages_of_inputs_that_vary_or_inside_the_compute_loops_stay():
     assert mark_weight_packing(sch.mod["main"], {1})[1] == []
 
 
-@pytest.fixture()
-def module():
-    """main(a) = packed_gemm(a, W) with W a constant."""
-    weight = np.random.default_rng(0).standard_normal((32, 16)).astype("float32")
+@pytest.fixture(params=["packed_gemm", "transposed_padded_gemm"])
+def module(request):
+    """main(a) = gemm(a, W) with W a constant, W packed by one stage or by a chain of two."""
+    func = {"packed_gemm": packed_gemm, "transposed_padded_gemm": transposed_padded_gemm}[
+        request.param]
+    shape = {"packed_gemm": (32, 16), "transposed_padded_gemm": (32, 12)}[request.param]
+    weight = np.random.default_rng(0).standard_normal(shape).astype("float32")
     builder = relax.BlockBuilder()
     a = relax.Var("a", relax.TensorType((16, 32), "float32"))
     with builder.function("main", [a]):
         with builder.dataflow():
-            gv = builder.add_func(packed_gemm.with_attr("global_symbol", "packed_gemm"),
-                                  "packed_gemm")
+            gv = builder.add_func(func.with_attr("global_symbol", "gemm"), "gemm")
             out = builder.emit_output(relax.call_tir(
                 gv, (a, relax.const(weight)), relax.TensorType((16, 16), "float32")))
         builder.emit_func_output(out)
@@ -64,14 +96,16 @@ def module():
 
 def test_marked_packing_runs_on_the_constant_while_compiling(module):
     mod, weight = module
-    assert constant_arguments(mod) == {"packed_gemm": {1}}
-    marked, _ = mark_weight_packing(mod["packed_gemm"], {1})
-    mod.update_func(mod.get_global_var("packed_gemm"), marked)
+    assert constant_arguments(mod) == {"gemm": {1}}
+    marked, _ = mark_weight_packing(mod["gemm"], {1})
+    mod.update_func(mod.get_global_var("gemm"), marked)
     folded = tvm.transform.Sequential(prepack_passes())(mod)
     called = [call.args[0].name_hint for call in call_tirs(folded["main"])]
-    assert called == ["packed_gemm_prepacked"]  # the packing call was folded away
+    assert called == ["gemm_prepacked"]  # the packing call was folded away
     executable = tvm.compile(folded, target="llvm")
     vm = relax.VirtualMachine(executable, tvm.cpu())
     a = np.random.default_rng(1).standard_normal((16, 32)).astype("float32")
     got = vm["main"](tvm.runtime.tensor(a)).numpy()
-    np.testing.assert_allclose(got, a @ weight, rtol=1e-5, atol=1e-5)
+    expected = np.zeros((16, 16), "float32")
+    expected[:, :weight.shape[1]] = a @ weight  # the padded columns are zero
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -3,8 +3,15 @@
 from .check import Measurement, build, measure_program
 from .garbage import garbage, garbage_output
 from .runners import Outcome, make_builder, make_runner, measure_batch
-from .settings import MeasureSettings, RPCSettings, RPCSpecError, RPCUnavailable, parse_rpc
+from .settings import (
+    MeasureSettings,
+    RPCSettings,
+    RPCSpecError,
+    RPCUnavailable,
+    model_settings,
+    parse_rpc,
+)
 
 __all__ = ["MeasureSettings", "Measurement", "Outcome", "RPCSettings", "RPCSpecError",
            "RPCUnavailable", "build", "garbage", "garbage_output", "make_builder",
-           "make_runner", "measure_batch", "measure_program", "parse_rpc"]
+           "make_runner", "measure_batch", "measure_program", "model_settings", "parse_rpc"]
