@@ -81,8 +81,8 @@ def mark_weight_packing(func, constant: set[int]) -> tuple[Any, list[str]]:
     can move out); a stage computed inside the compute loops is left where it is. A chain of
     such stages (a transpose, then a padding copy) is first made one, each inlined into the
     next (:func:`_inline_chains`): ``SplitLayoutRewritePreproc`` moves out only stages that
-    read a parameter, and left per call, a 1280x1000 classifier's padding copy took most of
-    its 636 us.
+    read a parameter. Left per call, the padding copy made a 1280x1000 Gemm with a
+    transposed weight take 174-268 us a call instead of 32-35.
     """
     from tvm.s_tir import Schedule
 

@@ -116,6 +116,56 @@ def test_epilogues_are_computed_where_the_output_is_written_back(residual_onnx, 
     assert fused == len(sketches)
 
 
+def _gelu_onnx(path):
+    """x @ W + b, then GELU written out as BERT's export writes it: the sum read twice."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((32, 48)).astype("float32"), "w")
+    b = numpy_helper.from_array(rng.standard_normal(48).astype("float32"), "b")
+    c = {name: numpy_helper.from_array(np.array(v, "float32"), name)
+         for name, v in (("sqrt2", 1.4142135), ("one", 1.0), ("half", 0.5))}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("Add", ["m", "b"], ["y"]),
+             helper.make_node("Div", ["y", "sqrt2"], ["d"]),
+             helper.make_node("Erf", ["d"], ["e"]),
+             helper.make_node("Add", ["e", "one"], ["f"]),
+             helper.make_node("Mul", ["y", "f"], ["g"]),
+             helper.make_node("Mul", ["g", "half"], ["out"])]
+    graph = helper.make_graph(
+        nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 32])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [8, 48])],
+        [w, b, *c.values()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_an_epilogue_that_reads_the_result_twice_is_joined_and_fused(tmp_path):
+    """GELU reads the biased sum twice: its branches are joined into one block, inlined
+    where the output is written; every sketch of every mapping builds and is correct (a
+    half-inlined epilogue read a buffer nothing wrote, and no program built)."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(_gelu_onnx(tmp_path / "gelu.onnx"))
+    [task] = [t for t in model_tasks(fuse(model.mod)) if t.workload.main_block]
+    kept = [c for c in mapping_candidates(task.workload, "avx512", registry)
+            if c.status == "kept"]
+    assert kept
+    for candidate in kept:
+        program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
+                       target)
+        space = MappingSpace(program, list(registry.rules.values()), [])
+        sketches = space.generate_design_space(tvm.IRModule({"main": program.workload.prim_func()}))
+        assert sketches
+        for sch in sketches:
+            root = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+            assert not any(name.startswith(("T_divide", "compute", "T_multiply"))
+                           for name in root), root
+            result = measure_program(sch.mod, program.workload, target, number=1, repeat=1)
+            assert result.correct, result.mismatch
+
+
 def test_a_models_constant_weights_are_packed_where_compile_can_prepack_them(residual_onnx,
                                                                              tmp_path):
     """The fused convolutions know their weight and bias are constants; no sketch of any

@@ -1,5 +1,5 @@
 """The pages that say their blocks run as written do: README's quickstart and the operator
-tutorial, every code block in order, in a fresh folder that sees the repository's .venv
+and model tutorials, every code block in order, in a fresh folder that sees the repository's .venv
 and benchmarks/ where the pages do."""
 
 from __future__ import annotations
@@ -57,3 +57,18 @@ def test_the_operator_tutorial_runs_as_written(tmp_path):
     outputs = run_blocks(found, tmp_path)
     assert (tmp_path / "ops.so").exists()
     assert outputs[-1].strip() == "int8 GEMM matches numpy"
+
+
+def test_the_model_tutorial_runs_as_written(tmp_path):
+    found = blocks("docs/tutorial-models.md")
+    assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "python", "python", "sh",
+                                           "sh"]
+    outputs = run_blocks(found, tmp_path)
+    assert "ended by" in outputs[1] and "checked / why not tuned" in outputs[1]
+    assert (tmp_path / "tiny.so").exists() and "outputs match onnxruntime" in outputs[3]
+    difference = float(outputs[4].rsplit(":", 1)[1])
+    assert difference < 1e-3
+    open_input, given = outputs[6].strip().splitlines()
+    assert "--input-shape x=" in open_input  # the error names the input and the flag
+    assert given.startswith("tiny-open:")
+    assert "onnxruntime" in outputs[7] and (tmp_path / "runs/bench-tiny/results.json").exists()

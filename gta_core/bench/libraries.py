@@ -35,8 +35,10 @@ class Torch(Contender):
               "it on [1, K] x A^T (a transposed view); convolutions through "
               "torch.nn.functional, which has no out= and allocates its output in every "
               "call; no int8 convolution (torch's quantized ones requantise to 8 bits). "
-              "OMP_WAIT_POLICY=PASSIVE unless set (gta_core.host.quiet_idle_threads): idle "
-              "OpenMP workers otherwise spin and stall the TVM programs timed after them")
+              "In its own process (the default) PyTorch keeps its shipped OpenMP settings "
+              "(gta_core.host.library_defaults); with --one-process, OMP_WAIT_POLICY=PASSIVE "
+              "unless set (gta_core.host.quiet_idle_threads), since spinning OpenMP workers "
+              "stall the TVM programs timed after them in that process")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
         if not _import_torch():

@@ -27,6 +27,10 @@ class FuseEpilogue(GenerationRule):
     A program that accumulates in the output itself (a mapping that writes in place, with
     no accumulator tile) has no such stage: its epilogue, inlined into one block, runs
     under the last parallel tile loop, on each tile once its reduction is done.
+
+    An epilogue that reads the result twice (GELU: ``x * (1 + erf(x / sqrt 2)) / 2``) is
+    first made one block, each branch inlined forward into the block that joins them
+    (:meth:`_join`); only a stage with one consumer takes that consumer in.
     """
 
     name = "fuse-epilogue"
@@ -35,10 +39,13 @@ class FuseEpilogue(GenerationRule):
     def applies(self, context: ScheduleContext) -> bool:
         if not _is_cpu(context):
             return False
+        sch = context.sch
         writer = self._writer(context)
-        if writer is None:
-            return bool(context.levels.get("S0")) and bool(self._first_epilogue(context))
-        return bool(self._inlinable(context.sch, writer))
+        if writer is None:  # in place: the epilogue moves under the parallel tile loop
+            if not context.levels.get("S0") or context.block != context.workload.main_block:
+                return False
+            writer = sch.get_sblock(context.block)
+        return any(_elementwise(sch, c) for c in sch.get_consumers(writer))
 
     def apply(self, context: ScheduleContext) -> None:
         sch = context.sch
@@ -75,7 +82,10 @@ class FuseEpilogue(GenerationRule):
         from tvm.s_tir.schedule import ScheduleError
 
         sch = context.sch
+        self._join(sch, sch.get_sblock(context.block))
         epilogue = self._first_epilogue(context)
+        if epilogue is None:
+            return
         self._inline_into(sch, epilogue)
         trial = sch.copy()
         try:
@@ -87,15 +97,44 @@ class FuseEpilogue(GenerationRule):
     @classmethod
     def _inline_into(cls, sch, writer) -> None:
         """Inline every elementwise consumer chain of ``writer`` that accepts it."""
+        cls._join(sch, writer)
         while consumers := cls._inlinable(sch, writer):
             sch.reverse_compute_inline(consumers[0])
+            cls._join(sch, writer)
+
+    @staticmethod
+    def _join(sch, block) -> None:
+        """While ``block`` has several consumers, inline forward each elementwise one whose
+        only consumer is elementwise too, until the branches meet in one block (or none can
+        move). ``reverse_compute_inline`` of one of several consumers would leave the others
+        reading a buffer nothing writes any more."""
+        from tvm.s_tir.schedule import ScheduleError
+
+        moved = True
+        while moved and len(sch.get_consumers(block)) > 1:
+            moved = False
+            for consumer in sch.get_consumers(block):
+                after = sch.get_consumers(consumer)
+                if not (_elementwise(sch, consumer) and len(after) == 1
+                        and _elementwise(sch, after[0])):
+                    continue
+                trial = sch.copy()  # a refusal must not leave a half-done step in the trace
+                try:
+                    trial.compute_inline(consumer)
+                except ScheduleError:
+                    continue
+                sch.compute_inline(consumer)
+                moved = True
+                break
 
     @staticmethod
     def _inlinable(sch, writer) -> list:
         """Consumers of ``writer`` that ``reverse_compute_inline`` accepts (tried on a copy:
-        a refusal must not leave a half-done step in the trace)."""
+        a refusal must not leave a half-done step in the trace), when it has only one."""
         from tvm.s_tir.schedule import ScheduleError
 
+        if len(sch.get_consumers(writer)) != 1:
+            return []
         out = []
         for consumer in sch.get_consumers(writer):
             if not _elementwise(sch, consumer):
