@@ -119,8 +119,7 @@ def measure_settings(args: argparse.Namespace):
     given = {"build_timeout_s": args.build_timeout, "run_timeout_s": args.run_timeout}
     settings = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None,
                                **{k: v for k, v in given.items() if v is not None})
-    cold = getattr(args, "model", None) and not getattr(args, "warm_caches", False)
-    return model_settings(settings) if cold else settings
+    return model_settings(settings) if args.model and not args.warm_caches else settings
 
 
 def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:

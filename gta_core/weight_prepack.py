@@ -128,11 +128,10 @@ def _inline_chains(sch, weights: list) -> None:
     while changed:
         changed = False
         for block in _stages(sch, weights):
-            buffer = sch.get(block).writes[0].source
+            stages = [sch.get(s) for s in _stages(sch, [sch.get(block).writes[0].source])]
             consumers = sch.get_consumers(block)
             if not consumers or not all(
-                    any(sch.get(c).same_as(sch.get(s)) for s in _stages(sch, [buffer]))
-                    for c in consumers):
+                    any(sch.get(c).same_as(s) for s in stages) for c in consumers):
                 continue
             try:
                 sch.compute_inline(block)

@@ -76,12 +76,11 @@ def test_stages_of_inputs_that_vary_or_inside_the_compute_loops_stay():
     assert mark_weight_packing(sch.mod["main"], {1})[1] == []
 
 
-@pytest.fixture(params=["packed_gemm", "transposed_padded_gemm"])
+@pytest.fixture(params=[(packed_gemm, (32, 16)), (transposed_padded_gemm, (32, 12))],
+                ids=["one-stage", "chain"])
 def module(request):
     """main(a) = gemm(a, W) with W a constant, W packed by one stage or by a chain of two."""
-    func = {"packed_gemm": packed_gemm, "transposed_padded_gemm": transposed_padded_gemm}[
-        request.param]
-    shape = {"packed_gemm": (32, 16), "transposed_padded_gemm": (32, 12)}[request.param]
+    func, shape = request.param
     weight = np.random.default_rng(0).standard_normal(shape).astype("float32")
     builder = relax.BlockBuilder()
     a = relax.Var("a", relax.TensorType((16, 32), "float32"))

@@ -11,6 +11,18 @@ from .cpu import _is_cpu
 from .rule import GenerationRule, ScheduleContext
 
 
+def _accepted(sch, step) -> bool:
+    """Whether ``step(schedule)`` succeeds, tried on a copy of ``sch``: a refusal must not
+    leave a half-done step in the trace."""
+    from tvm.s_tir.schedule import ScheduleError
+
+    try:
+        step(sch.copy())
+    except ScheduleError:
+        return False
+    return True
+
+
 def _elementwise(sch, block) -> bool:
     from tvm.tirx import IterVar
 
@@ -79,20 +91,15 @@ class FuseEpilogue(GenerationRule):
         return found[0] if len(found) == 1 else None
 
     def _per_tile(self, context: ScheduleContext) -> None:
-        from tvm.s_tir.schedule import ScheduleError
-
         sch = context.sch
         self._join(sch, sch.get_sblock(context.block))
         epilogue = self._first_epilogue(context)
         if epilogue is None:
             return
         self._inline_into(sch, epilogue)
-        trial = sch.copy()
-        try:
-            trial.reverse_compute_at(epilogue, context.levels["S0"][-1])
-        except ScheduleError:
-            return
-        sch.reverse_compute_at(epilogue, context.levels["S0"][-1])
+        tile = context.levels["S0"][-1]
+        if _accepted(sch, lambda s: s.reverse_compute_at(epilogue, tile)):
+            sch.reverse_compute_at(epilogue, tile)
 
     @classmethod
     def _inline_into(cls, sch, writer) -> None:
@@ -108,20 +115,14 @@ class FuseEpilogue(GenerationRule):
         only consumer is elementwise too, until the branches meet in one block (or none can
         move). ``reverse_compute_inline`` of one of several consumers would leave the others
         reading a buffer nothing writes any more."""
-        from tvm.s_tir.schedule import ScheduleError
-
         moved = True
         while moved and len(sch.get_consumers(block)) > 1:
             moved = False
             for consumer in sch.get_consumers(block):
                 after = sch.get_consumers(consumer)
                 if not (_elementwise(sch, consumer) and len(after) == 1
-                        and _elementwise(sch, after[0])):
-                    continue
-                trial = sch.copy()  # a refusal must not leave a half-done step in the trace
-                try:
-                    trial.compute_inline(consumer)
-                except ScheduleError:
+                        and _elementwise(sch, after[0])
+                        and _accepted(sch, lambda s, c=consumer: s.compute_inline(c))):
                     continue
                 sch.compute_inline(consumer)
                 moved = True
@@ -129,20 +130,10 @@ class FuseEpilogue(GenerationRule):
 
     @staticmethod
     def _inlinable(sch, writer) -> list:
-        """Consumers of ``writer`` that ``reverse_compute_inline`` accepts (tried on a copy:
-        a refusal must not leave a half-done step in the trace), when it has only one."""
-        from tvm.s_tir.schedule import ScheduleError
-
-        if len(sch.get_consumers(writer)) != 1:
+        """Consumers of ``writer`` that ``reverse_compute_inline`` accepts (:func:`_accepted`),
+        when it has only one."""
+        consumers = sch.get_consumers(writer)
+        if len(consumers) != 1:
             return []
-        out = []
-        for consumer in sch.get_consumers(writer):
-            if not _elementwise(sch, consumer):
-                continue
-            trial = sch.copy()
-            try:
-                trial.reverse_compute_inline(consumer)
-            except ScheduleError:
-                continue
-            out.append(consumer)
-        return out
+        return [c for c in consumers if _elementwise(sch, c)
+                and _accepted(sch, lambda s, c=c: s.reverse_compute_inline(c))]
