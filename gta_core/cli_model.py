@@ -52,6 +52,8 @@ def cmd_tune_model(args: argparse.Namespace, progress) -> BaseModel:
                         "speedup", "share", "checked / why not tuned"]))
     print(f"{report.model}: {len(report.tasks)} functions, sum of latencies x weights "
           f"{total / 1e3:.2f} ms; {report.seconds:.0f} s; ended by {report.ended_by}")
+    if report.quantized:
+        print(f"{report.model}: {report.quantized}")
     return None
 
 
@@ -78,8 +80,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     rows = [[f.name, f.schedule, f.mapping or "-", _us(f.tuned_us), f.why or ""]
             for f in report.functions]
     print(_table(rows, ["function", "schedule", "mapping", "tuned_us", "why default"]))
+    near = ("" if report.within_one_step is None else
+            f", {report.within_one_step:.2%} of quantized elements within one step")
     print(f"{report.model}: outputs match {report.checked_against} within "
-          f"{report.max_error:.3g} (tolerance {report.tolerance:.3g}); wrote {report.out}")
+          f"{report.max_error:.3g} (tolerance {report.tolerance:.3g}{near}); "
+          f"wrote {report.out}")
     return 0
 
 

@@ -52,6 +52,7 @@ class ModelTuneReport(BaseModel):
     trials: int
     seconds: float
     ended_by: str
+    quantized: str | None = None  # a quantized model: which layers run as integers
 
 
 def _untuned_us(task: ModelTask, tvm_target) -> float | None:
@@ -113,4 +114,5 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
             tuned=tuned.get(workload.spec),
             why=why and f"MetaSchedule's generic rules: {why}"))
     return ModelTuneReport(model=model.name, target=target, tasks=rows, trials=trials,
-                           seconds=time.perf_counter() - start, ended_by=report.ended_by)
+                           seconds=time.perf_counter() - start, ended_by=report.ended_by,
+                           quantized=model.quantized and str(model.quantized))

@@ -179,3 +179,71 @@ def rpc_farm():
     yield start
     for farm in farms:
         farm.stop()
+
+
+def attention_model(path, tokens: int = 8, hidden: int = 16) -> str:
+    """A projection with bias and ReLU, then a product of two activations (h @ h^T @ h),
+    then a second projection: the MatMuls a quantized transformer holds."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["a1"]),
+        helper.make_node("Relu", ["a1"], ["h"]),
+        helper.make_node("Transpose", ["h"], ["ht"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["h", "ht"], ["s"]),
+        helper.make_node("MatMul", ["s", "h"], ["c"]),
+        helper.make_node("MatMul", ["c", "w2"], ["y"]),
+    ]
+    inits = [_weight("w1", (hidden, hidden), rng), _weight("b1", (hidden,), rng),
+             _weight("w2", (hidden, hidden), rng)]
+    graph = helper.make_graph(
+        nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                           [1, tokens, hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, hidden])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def quantized_model(float_path, path, operators: bool = False,
+                    activations: str = "uint8") -> str:
+    """``float_path`` quantized by onnxruntime (calibrated on random inputs; s8 weights per
+    channel), as QDQ or, with ``operators``, as QLinearConv/QGemm/...: what users bring."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    model = onnx.load(str(float_path))
+    inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim]
+              for i in model.graph.input}
+
+    class Random(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.feeds = iter([{n: rng.standard_normal(s).astype("float32")
+                                for n, s in inputs.items()} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(str(float_path), str(path), Random(),
+                    quant_format=QuantFormat.QOperator if operators else QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8 if activations == "uint8"
+                    else QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def model_makers():
+    """The ONNX model writers above, for tests that combine them:
+    ``.residual(path)``, ``.attention(path)``, ``.quantized(float_path, path, ...)``."""
+    class Makers:
+        residual = staticmethod(residual_model)
+        attention = staticmethod(attention_model)
+        quantized = staticmethod(quantized_model)
+
+    return Makers

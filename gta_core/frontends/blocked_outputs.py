@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 _UNARY = {"relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.nn.silu", "relax.nn.gelu",
-          "relax.tanh"}
+          "relax.tanh", "relax.astype", "relax.round"}
 _BINARY = {"relax.add", "relax.multiply", "relax.subtract", "relax.divide", "relax.maximum",
            "relax.minimum"}
 _POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}

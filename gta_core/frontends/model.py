@@ -25,7 +25,8 @@ class Model:
 
     ``source`` says where it came from (``onnx`` or ``torch``); ``origin`` keeps what
     the outputs are checked against end to end: the ONNX file's path, or the PyTorch
-    module itself.
+    module itself. ``quantized`` says, for a quantized (QDQ) model, which layers run as
+    integer programs and which stay float (:mod:`.quantized`); None for a float model.
     """
 
     name: str
@@ -33,6 +34,7 @@ class Model:
     inputs: list[ModelInput]
     source: str
     origin: Any = field(repr=False, default=None)
+    quantized: Any = None  # QuantizedSummary
 
 
 def parse_input_shapes(items: list[str] | tuple[str, ...] | None) -> dict[str, tuple[int, ...]]:

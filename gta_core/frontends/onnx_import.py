@@ -77,29 +77,96 @@ def _inputs(model, path: Path, shapes: dict[str, tuple[int, ...]]) -> list[Model
 
 
 def load_onnx(path: str | os.PathLike,
-              input_shapes: dict[str, tuple[int, ...]] | None = None) -> Model:
+              input_shapes: dict[str, tuple[int, ...]] | None = None,
+              integer: bool = True) -> Model:
     """The ONNX model at ``path`` in Relax, weights bound as constants.
 
     ``input_shapes`` fixes inputs the model leaves open (``{"x": (1, 3, 224, 224)}``);
-    every input needs a concrete shape. Raises :class:`ModelError` (one line) for a file
-    that is not ONNX, an operator TVM cannot import (named), or an open shape.
+    every input needs a concrete shape. A quantized model (QuantizeLinear /
+    DequantizeLinear around its layers, as ``onnxruntime.quantization`` writes it) has
+    each quantized Conv, MatMul and Gemm turned into an integer program (u8 x s8 -> s32
+    and a requantize epilogue; ``Model.quantized`` says which); ``integer=False`` keeps
+    TVM's own import, which computes them in float. Raises :class:`ModelError` (one line)
+    for a file that is not ONNX, an operator TVM cannot import (named), or an open shape.
     """
+    from .qoperators import as_qdq
+
     path = Path(path)
     model = _read(path)
     inputs = _inputs(model, path, dict(input_shapes or {}))
+    try:
+        model = as_qdq(model)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None
     unsupported = _unsupported(model)
     if unsupported:
         raise ModelError(f"{path} uses operators TVM's ONNX importer does not support: "
                          f"{', '.join(unsupported)}")
     from tvm.relax.frontend.onnx import from_onnx
 
+    _check_zero_points(model, path)
     try:
         with _clip_as_relax_ops():
             mod = from_onnx(model, {i.name: list(i.shape) for i in inputs},
                             {i.name: i.dtype for i in inputs})
     except Exception as exc:  # noqa: BLE001 - the importer raises anything; name it
         raise ModelError(f"{path}: TVM's ONNX importer failed ({_first_line(exc)})") from None
-    return Model(name=path.stem, mod=mod, inputs=inputs, source="onnx", origin=path)
+    summary = None
+    if integer and _check_zero_points(model, path):
+        from .quantized import integer_cores
+
+        mod, summary = integer_cores(mod)
+        summary.output_steps = _output_steps(model)
+    return Model(name=path.stem, mod=mod, inputs=inputs, source="onnx", origin=path,
+                 quantized=summary)
+
+
+def _check_zero_points(model, path: Path) -> bool:
+    """Whether ``model`` is quantized (has QuantizeLinear or DequantizeLinear); ModelError
+    for a zero point whose value does not fit the type it quantizes to."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    constants = {i.name: i for i in model.graph.initializer}
+    quantized = False
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        quantized = True
+        zero = constants.get(node.input[2]) if len(node.input) > 2 else None
+        if zero is None:
+            continue
+        data = constants.get(node.input[0])
+        dtype = (np.dtype("uint8") if node.op_type == "QuantizeLinear"
+                 and zero.data_type not in (2, 3)  # uint8, int8: what ONNX allows
+                 else numpy_helper.to_array(data).dtype if data is not None
+                 else numpy_helper.to_array(zero).dtype)
+        if dtype.kind not in "iu":
+            continue
+        values, info = numpy_helper.to_array(zero), np.iinfo(dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            bad = values.min() if values.min() < info.min else values.max()
+            raise ModelError(f"{path}: the zero point {bad} of {node.op_type} "
+                             f"{node.name or node.output[0]!r} is outside {dtype} "
+                             f"({info.min}..{info.max})")
+    return quantized
+
+
+def _output_steps(model) -> list[float | None]:
+    """Each graph output's quantization step: the scale of the DequantizeLinear that
+    writes it, where that is one constant; None for an output written otherwise."""
+    from onnx import numpy_helper
+
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    writers = {out: node for node in model.graph.node for out in node.output}
+    steps: list[float | None] = []
+    for output in model.graph.output:
+        node = writers.get(output.name)
+        scale = (constants.get(node.input[1]) if node is not None
+                 and node.op_type == "DequantizeLinear" else None)
+        steps.append(float(scale.reshape(())) if scale is not None and scale.size == 1
+                     else None)
+    return steps
 
 
 @contextmanager

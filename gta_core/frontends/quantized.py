@@ -1,0 +1,372 @@
+"""Quantized (QDQ) models as integer programs.
+
+TVM imports a QDQ model's ``DequantizeLinear -> Conv/MatMul/Gemm -> QuantizeLinear`` as
+float arithmetic: it runs the convolutions in float32. :func:`integer_cores` rewrites each
+such chain into what onnxruntime's int8 kernels compute, and what GTA's VNNI mappings take:
+
+* an integer core, ``u8 activations x s8 weights -> s32`` (``conv2d`` or ``matmul`` with
+  ``out_dtype="int32"``); a padded convolution pads with the input's zero point, so the
+  border contributes ``zx * w`` like every other input;
+* a requantize epilogue behind it: ``acc + c`` where ``c = round(bias / (sx*sw)) -
+  zx * sum(w)`` per output channel (the zero-point correction, folded with the bias at
+  compile time since weights are constants), then ``round(acc * sx*sw/sy) + zy``,
+  saturated to the output dtype and to a ReLU or clip that sat between the core and the
+  quantize.
+
+The epilogue is elementwise, so fusion puts it in the integer task, and GTA computes it
+in the output tile as it is written back: an int8 layer reads u8 and writes u8.
+
+A chain is left in float (and named in the summary) when it is not of that form: int8
+activations, weights that are not constant int8 with zero points of 0, a per-tensor
+parameter that is not a scalar constant, a product of two activations (attention), or an
+intermediate value that something else also reads.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_ANCHORS = {"relax.nn.conv2d": "Conv", "relax.matmul": "MatMul"}
+
+
+@dataclass
+class QuantizedSummary:
+    """What :func:`integer_cores` did to a model: layers made integer, and the rest with why."""
+
+    integer: Counter = field(default_factory=Counter)   # "Conv" -> count
+    kept_float: Counter = field(default_factory=Counter)  # "MatMul of two activations" -> n
+    # Per model output, its quantization step where it is dequantized (else None): the
+    # unit its agreement with onnxruntime is measured in.
+    output_steps: list[float | None] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        made = sum(self.integer.values())
+        total = made + sum(self.kept_float.values())
+        line = f"{made} of {total} quantized Conv/MatMul layers run as u8 x s8 integer programs"
+        if self.kept_float:
+            kept = ", ".join(f"{why} x{n}" for why, n in sorted(self.kept_float.items()))
+            line += f"; left in float: {kept}"
+        return line
+
+
+class _NotInteger(Exception):
+    """A chain that stays float; the message says why (one short phrase)."""
+
+
+def _op(expr, name: str | None = None) -> str | None:
+    """The operator ``expr`` calls (when it is ``name``, if given), else None."""
+    import tvm
+    from tvm import relax
+
+    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+        if name is None or expr.op.name == name:
+            return expr.op.name
+    return None
+
+
+def _constant(expr) -> np.ndarray:
+    if not _is_constant(expr):
+        raise _NotInteger("a quantization parameter that is not a constant")
+    return expr.value.numpy()
+
+
+def _scalar(expr) -> float:
+    value = _constant(expr)
+    if value.size != 1:
+        raise _NotInteger("a per-channel activation scale or zero point")
+    return float(value.reshape(()))
+
+
+def _zero_point(expr, dtype: str, what: str) -> int:
+    """A scalar zero point of ``dtype`` values; ModelError if it lies outside the dtype
+    (the model is wrong, and computing with it would be silently wrong)."""
+    from .model import ModelError
+
+    zero = int(_scalar(expr))
+    info = np.iinfo(dtype)
+    if not info.min <= zero <= info.max:
+        raise ModelError(f"the zero point {zero} of a {what} is outside {dtype} "
+                         f"({info.min}..{info.max})")
+    return zero
+
+
+class _Chains:
+    """The bindings of a function, with how often each variable is read."""
+
+    def __init__(self, func) -> None:
+        from tvm import relax
+
+        self.value: dict = {}
+        self.uses: Counter = Counter()
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                self.value[binding.var] = binding.value
+        relax.analysis.post_order_visit(func.body, self._count)
+
+    def _count(self, node) -> None:
+        from tvm import relax
+
+        if isinstance(node, relax.Call):
+            for arg in node.args:
+                if isinstance(arg, relax.Var):
+                    self.uses[arg] += 1
+
+    def bound(self, expr, single_use: bool = True):
+        """What ``expr`` (a variable) is bound to; constants stand for themselves."""
+        from tvm import relax
+
+        if not isinstance(expr, relax.Var):
+            return expr
+        if expr not in self.value:
+            return expr  # a function parameter
+        if single_use and self.uses[expr] != 1:
+            raise _NotInteger("an intermediate value read twice")
+        return self.value[expr]
+
+
+def _weight(chains: _Chains, expr, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 weight, its float scale broadcast to the weight's shape) behind ``expr``:
+    a ``dequantize`` of a constant, maybe through ``permute_dims`` (a Gemm's transB)."""
+    value = chains.bound(expr, single_use=False)
+    permuted = _op(value, "relax.permute_dims") is not None
+    if permuted:
+        axes = None if value.attrs.axes is None else [int(a) for a in value.attrs.axes]
+        value = chains.bound(value.args[0], single_use=False)
+    if not _op(value, "relax.dequantize"):
+        raise _NotInteger(f"{kind} with a weight that is not dequantized")
+    if not _is_constant(value.args[0]):
+        raise _NotInteger(f"{kind} of two activations")
+    weight = _constant(value.args[0])
+    if weight.dtype != np.int8:
+        raise _NotInteger(f"{kind} with {weight.dtype} weights")
+    if np.any(_constant(value.args[2]) != 0):
+        raise _NotInteger("a weight zero point that is not 0")
+    scale = _along(_constant(value.args[1]).astype(np.float64), weight.ndim,
+                   int(value.attrs.axis))
+    scale = np.broadcast_to(scale, weight.shape)
+    if permuted:
+        weight, scale = np.transpose(weight, axes), np.transpose(scale, axes)
+    return np.ascontiguousarray(weight), scale
+
+
+def _is_constant(expr) -> bool:
+    from tvm.ir.expr import Constant  # relax.Constant in TVM 0.27
+
+    return isinstance(expr, Constant)
+
+
+def _along(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """A per-axis parameter vector shaped to broadcast along ``axis`` of an ``ndim`` tensor."""
+    if values.size == 1:
+        return values.reshape((1,) * ndim)
+    shape = [1] * ndim
+    shape[axis % ndim] = values.size
+    return values.reshape(shape)
+
+
+def _per_channel(full: np.ndarray, channel_axis: int, what: str) -> np.ndarray:
+    """``full`` (the weight's shape) as one value per output channel; raise if it varies
+    along any other axis."""
+    moved = np.moveaxis(full, channel_axis, 0).reshape(full.shape[channel_axis], -1)
+    if not np.all(moved == moved[:, :1]):
+        raise _NotInteger(f"a {what} that is not per output channel")
+    return moved[:, 0]
+
+
+def _bias(chains: _Chains, expr) -> np.ndarray:
+    """The float value of a constant bias: a constant, or a dequantized constant, maybe
+    reshaped (a convolution's bias is reshaped to (1, K, 1, 1))."""
+    value = chains.bound(expr, single_use=False)
+    if _op(value, "relax.reshape"):
+        shape = [int(d) for d in value.ty.shape]
+        return np.reshape(_bias(chains, value.args[0]), shape)
+    if _op(value, "relax.dequantize"):
+        data = _constant(value.args[0]).astype(np.float64)
+        ndim = data.ndim
+        scale = _along(_constant(value.args[1]).astype(np.float64), ndim, int(value.attrs.axis))
+        zero = _along(_constant(value.args[2]).astype(np.float64), ndim, int(value.attrs.axis))
+        return (data - zero) * scale
+    return _constant(value).astype(np.float64)
+
+
+def _clip_bounds(chains: _Chains, expr) -> tuple[object, float, float]:
+    """Peel ReLU and constant max/min (ReLU6) off ``expr``: (what is under them, lo, hi)."""
+    lo, hi = -np.inf, np.inf
+    while True:
+        value = chains.bound(expr)
+        if _op(value, "relax.nn.relu"):
+            lo, expr = max(lo, 0.0), value.args[0]
+        elif _op(value, "relax.maximum") and _is_constant(value.args[1]):
+            lo, expr = max(lo, _scalar(value.args[1])), value.args[0]
+        elif _op(value, "relax.minimum") and _is_constant(value.args[1]):
+            hi, expr = min(hi, _scalar(value.args[1])), value.args[0]
+        elif _op(value, "relax.clip"):
+            raise _NotInteger("a clip with bounds that are not constants")
+        else:
+            return expr, lo, hi
+
+
+def _split_bias(chains: _Chains, expr):
+    """(the product under a bias add, the bias's float value or None)."""
+    value = chains.bound(expr)
+    if _op(value, "relax.add"):
+        for core, bias in ((value.args[0], value.args[1]), (value.args[1], value.args[0])):
+            if _op(chains.bound(core, single_use=False)) in _ANCHORS:
+                return chains.bound(core), _bias(chains, bias)
+    return value, None
+
+
+def _integer(bb, chains: _Chains, quantize) -> tuple[str, object]:
+    """The integer program for the chain ending in ``quantize``: (layer kind, u8/s8 expr)."""
+    from tvm import relax
+
+    out_dtype = str(quantize.attrs.out_dtype)
+    if out_dtype not in ("uint8", "int8"):
+        raise _NotInteger(f"a quantize to {out_dtype}")
+    sy, zy = _scalar(quantize.args[1]), _zero_point(quantize.args[2], out_dtype, "quantize")
+    under, lo, hi = _clip_bounds(chains, quantize.args[0])
+    core, bias = _split_bias(chains, under)
+    kind = _ANCHORS.get(_op(core) or "")
+    if kind is None:
+        raise _NotInteger("no Conv or MatMul under the quantize")
+    act = chains.bound(core.args[0], single_use=False)
+    if not _op(act, "relax.dequantize"):
+        raise _NotInteger(f"{kind} of an input that is not dequantized")
+    xq = act.args[0]
+    if str(xq.ty.dtype) != "uint8":
+        raise _NotInteger(f"{kind} of {xq.ty.dtype} activations")
+    sx, zx = _scalar(act.args[1]), _zero_point(act.args[2], "uint8", f"{kind}'s input")
+    weight, wscale = _weight(chains, core.args[1], kind)
+    channel = 0 if kind == "Conv" else weight.ndim - 1
+    sw = _per_channel(wscale, channel, "weight scale")
+    sums = np.moveaxis(weight.astype(np.int64), channel, 0).reshape(weight.shape[channel], -1)
+    correction = -zx * sums.sum(axis=1)
+    unit = sx * sw  # the value of one accumulator step, per output channel
+    shape = [int(d) for d in core.ty.shape]
+    ndim, axis = len(shape), (1 if kind == "Conv" else len(shape) - 1)
+    if bias is not None:
+        full = np.broadcast_to(bias, shape)
+        correction = correction + np.round(_per_channel(full, axis, "bias") / unit)
+
+    def vector(values, dtype):
+        return relax.const(_along(np.asarray(values), ndim, axis).astype(dtype), dtype)
+
+    if kind == "Conv":
+        attrs = core.attrs
+        if (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW"):
+            raise _NotInteger(f"Conv in layout {attrs.data_layout}/{attrs.kernel_layout}")
+        padding = [int(p) for p in attrs.padding]
+        data = xq
+        if zx != 0 and any(padding):
+            top, left, bottom, right = padding
+            data = bb.emit(relax.op.nn.pad(xq, [0, 0, 0, 0, top, bottom, left, right],
+                                           pad_value=float(zx)))
+            padding = [0, 0, 0, 0]
+        acc = bb.emit(relax.op.nn.conv2d(
+            data, relax.const(weight, "int8"), strides=attrs.strides, padding=padding,
+            dilation=attrs.dilation, groups=int(attrs.groups), data_layout=attrs.data_layout,
+            kernel_layout=attrs.kernel_layout, out_layout=attrs.out_layout,
+            out_dtype="int32"))
+    else:
+        acc = bb.emit(relax.op.matmul(xq, relax.const(weight, "int8"), out_dtype="int32"))
+    acc = bb.emit(relax.op.add(acc, vector(correction, "int32")))
+    scaled = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"),
+                                       vector(unit / sy, "float32")))
+    info = np.iinfo(out_dtype)
+    low = max(float(info.min), np.round(lo / sy) + zy if np.isfinite(lo) else -np.inf)
+    high = min(float(info.max), np.round(hi / sy) + zy if np.isfinite(hi) else np.inf)
+    shifted = bb.emit(relax.op.round(scaled))
+    if zy:
+        shifted = bb.emit(relax.op.add(shifted, relax.const(float(zy), "float32")))
+    clipped = bb.emit(relax.op.minimum(relax.op.maximum(shifted, relax.const(low, "float32")),
+                                       relax.const(high, "float32")))
+    return kind, bb.normalize(relax.op.astype(clipped, out_dtype))
+
+
+def integer_cores(mod):
+    """``mod`` (a QDQ model as TVM imports it) with each quantized Conv/MatMul as an
+    integer core plus a requantize epilogue: (new module, :class:`QuantizedSummary`)."""
+    from tvm import relax
+
+    summary = QuantizedSummary()
+
+    @relax.expr_functor.mutator
+    class Rewriter(relax.PyExprMutator):
+        def __init__(self, module, chains) -> None:
+            super().__init__(module)
+            self.chains = chains
+
+        def visit_var_binding_(self, binding) -> None:
+            value = None
+            if _op(binding.value, "relax.quantize"):
+                try:
+                    kind, value = _integer(self.builder_, self.chains, binding.value)
+                except _NotInteger as exc:
+                    if _anchor_under(self.chains, binding.value):
+                        summary.kept_float[str(exc)] += 1
+                else:
+                    summary.integer[kind] += 1
+            if value is None:
+                value = _elementwise(self.builder_, binding.value)
+            if value is None:
+                super().visit_var_binding_(binding)
+            else:
+                self.builder_.emit_normalized(relax.VarBinding(binding.var, value))
+
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            rewritten = Rewriter(mod, _Chains(func)).visit_expr(func)
+            mod.update_func(gv, rewritten)
+    mod = relax.transform.DeadCodeElimination()(mod)
+    return mod, summary
+
+
+def _elementwise(bb, call):
+    """A per-tensor ``quantize`` or ``dequantize`` as the elementwise arithmetic TVM
+    legalises it into (the same values), or None: Relax's layout conversion sees through
+    those ops, not through quantize, so a residual add between blocked layers stays
+    blocked instead of paying a layout transform either side."""
+    from tvm import relax
+
+    op = _op(call)
+    if op not in ("relax.quantize", "relax.dequantize"):
+        return None
+    try:
+        scale, zero = _scalar(call.args[1]), _scalar(call.args[2])
+    except _NotInteger:
+        return None
+    data, dtype = call.args[0], str(call.attrs.out_dtype)
+    if op == "relax.dequantize":
+        if dtype != "float32" or str(data.ty.dtype) not in ("uint8", "int8"):
+            return None
+        _zero_point(call.args[2], str(data.ty.dtype), "dequantize")
+        value = relax.op.astype(data, "float32")
+        if zero:
+            value = relax.op.subtract(value, relax.const(zero, "float32"))
+        return bb.normalize(relax.op.multiply(value, relax.const(scale, "float32")))
+    if dtype not in ("uint8", "int8") or str(data.ty.dtype) != "float32":
+        return None
+    _zero_point(call.args[2], dtype, "quantize")
+    info = np.iinfo(dtype)
+    value = relax.op.round(relax.op.divide(data, relax.const(scale, "float32")))
+    if zero:
+        value = relax.op.add(value, relax.const(zero, "float32"))
+    value = relax.op.minimum(relax.op.maximum(value, relax.const(float(info.min), "float32")),
+                             relax.const(float(info.max), "float32"))
+    return bb.normalize(relax.op.astype(value, dtype))
+
+
+def _anchor_under(chains: _Chains, quantize) -> bool:
+    """Whether a Conv or MatMul feeds ``quantize`` through the ops :func:`_integer` peels
+    (clips, a bias add): a chain worth naming when it stays float."""
+    peeled = {"relax.nn.relu", "relax.maximum", "relax.minimum", "relax.clip", "relax.add"}
+    value = chains.bound(quantize.args[0], single_use=False)
+    while _op(value) in peeled:
+        if _op(value) == "relax.add" and any(
+                _op(chains.bound(a, single_use=False)) in _ANCHORS for a in value.args):
+            return True
+        value = chains.bound(value.args[0], single_use=False)
+    return _op(value) in _ANCHORS

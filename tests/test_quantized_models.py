@@ -1,0 +1,163 @@
+"""Quantized ONNX models (QDQ and operator form) run their layers as u8 x s8 integer programs
+with the requantization fused behind them, and agree with onnxruntime's int8 kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from gta_core.cli import main
+from gta_core.frontends import ModelError, fuse, load_onnx, model_tasks
+from gta_core.measure.settings import MeasureSettings, model_settings
+from gta_core.model_compile import CompileError, check_outputs, compile_model
+from gta_core.model_tuning import tune_model
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory, model_makers):
+    where = tmp_path_factory.mktemp("qdq")
+    return model_makers.quantized(model_makers.residual(where / "f.onnx"), where / "q.onnx")
+
+
+def _untuned(model, where):
+    """``model`` compiled with TVM's default schedules (an empty database), checked against
+    onnxruntime: the compile report."""
+    (where / "db").mkdir(exist_ok=True)
+    return compile_model(model, "avx512", where / "db")[1]
+
+
+def _integer_anchors(model) -> list:
+    """The fused tasks whose anchor multiplies u8 by s8 into s32."""
+    tasks = model_tasks(fuse(model.mod, 16))
+    found = []
+    for task in tasks:
+        dtypes = [str(p.dtype) for p in task.func.params]
+        if task.workload.main_block and dtypes[:2] == ["uint8", "int8"]:
+            found.append(task)
+    return found
+
+
+def test_a_qdq_models_convolutions_and_gemm_become_integer_programs_matching_onnxruntime(
+        qdq, tmp_path):
+    model = load_onnx(qdq)
+    assert dict(model.quantized.integer) == {"Conv": 3, "MatMul": 1}
+    assert not model.quantized.kept_float
+    assert model.quantized.output_steps[0] > 0  # the output is dequantized: checked in steps
+    anchors = _integer_anchors(model)
+    # Three convolutions (two 3x3 of one shape, distinct when their zero points differ)
+    # and the Gemm: every layer's anchor multiplies u8 by s8.
+    assert sum(t.weight for t in anchors) == 4
+    assert sorted(t.workload.main_block for t in anchors)[-1] == "matmul"
+    # The requantization is in the integer task: it writes u8, no int32 tensor in memory.
+    assert {str(t.func.params[-1].dtype) for t in anchors} <= {"uint8", "float32"}
+    assert any(str(t.func.params[-1].dtype) == "uint8" for t in anchors)
+    report = _untuned(model, tmp_path)
+    assert report.checked_against == "onnxruntime"
+    assert report.within_one_step >= 0.999 and report.max_error <= 4 * report.tolerance
+
+
+def test_tvms_own_import_of_the_same_model_stays_float(qdq):
+    model = load_onnx(qdq, integer=False)
+    assert model.quantized is None
+    assert not _integer_anchors(model)
+
+
+def test_the_operator_form_runs_as_its_qdq_form(tmp_path, model_makers):
+    make = model_makers
+    path = make.quantized(make.residual(tmp_path / "f.onnx"), tmp_path / "q.onnx",
+                          operators=True)
+    assert {"QLinearConv", "QGemm"} <= {n.op_type for n in onnx.load(path).graph.node}
+    model = load_onnx(path)
+    assert dict(model.quantized.integer) == {"Conv": 3, "MatMul": 1}
+    report = _untuned(model, tmp_path)
+    assert report.within_one_step >= 0.999
+
+
+def test_products_of_two_activations_and_int8_activations_stay_float_and_are_named(
+        tmp_path, model_makers):
+    make = model_makers
+    model = load_onnx(make.quantized(make.attention(tmp_path / "a.onnx"),
+                                     tmp_path / "aq.onnx"))
+    assert dict(model.quantized.integer) == {"MatMul": 2}
+    assert dict(model.quantized.kept_float) == {"MatMul of two activations": 2}
+    assert "left in float: MatMul of two activations x2" in str(model.quantized)
+    report = _untuned(model, tmp_path)
+    assert report.within_one_step >= 0.999
+
+    signed = load_onnx(make.quantized(make.residual(tmp_path / "f.onnx"),
+                                      tmp_path / "s8.onnx", activations="int8"))
+    assert signed.quantized.kept_float["Conv of int8 activations"] == 3
+    report = _untuned(signed, tmp_path)
+    assert report.within_one_step >= 0.999
+
+
+def test_a_quantized_output_is_checked_in_quantization_steps():
+    want = [np.arange(2000, dtype=np.float32) * 0.5]
+    near = want[0].copy()
+    near[:100] += 0.5  # one step off is within one step
+    near[100:102] += 1.0  # two of 2000 two steps off: 99.9% within one step
+    assert check_outputs([near], want, [0.5])[0] == 1.0
+    near[102] += 1.0  # three: 99.85%
+    with pytest.raises(CompileError, match="on 99.85% of its elements"):
+        check_outputs([near], want, [0.5])
+    far = want[0].copy()
+    far[0] += 2.5  # one element five steps off
+    with pytest.raises(CompileError, match="5.0 steps off"):
+        check_outputs([far], want, [0.5])
+
+
+def _qdq_conv(path, zero_point: np.ndarray) -> str:
+    """x -> QuantizeLinear -> DequantizeLinear -> Conv (s8 weights) with the given zero point
+    for the activations."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+             numpy_helper.from_array(zero_point, "z"),
+             numpy_helper.from_array(rng.integers(-9, 9, (4, 4, 3, 3)).astype(np.int8), "wq"),
+             numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "wz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=0),
+             helper.make_node("Conv", ["xd", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_a_padded_convolution_pads_with_the_input_zero_point(tmp_path):
+    model = load_onnx(_qdq_conv(tmp_path / "c.onnx", np.array(200, np.uint8)))
+    assert dict(model.quantized.integer) == {"Conv": 1}
+    report = _untuned(model, tmp_path)
+    assert report.max_error <= report.tolerance  # the border too: padding is zx, not 0
+
+
+def test_a_zero_point_outside_its_dtype_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ModelError, match="zero point 300 .* outside uint8") as info:
+        load_onnx(_qdq_conv(tmp_path / "c.onnx", np.array(300, np.int32)))
+    assert "\n" not in str(info.value)
+
+
+FAST = MeasureSettings(number=1, repeat=2, min_repeat_ms=0)
+
+
+def test_a_quantized_model_tunes_its_integer_tasks_on_int8_intrinsics_and_compiles(
+        qdq, tmp_path, capsys):
+    model = load_onnx(qdq)
+    report = tune_model(model, "avx512", 10, tmp_path / "db", measure=model_settings(FAST))
+    assert report.quantized == str(model.quantized)
+    integer = {t.digest for t in _integer_anchors(model)}
+    tuned = [t for t in report.tasks if t.workload.split("/")[-1] in integer
+             and t.tuned and t.tuned.trials]
+    assert tuned and all(t.tuned.correct for t in tuned)  # checked exactly (integer outputs)
+    # Each integer task is tuned in the design spaces of its mappings onto the target's
+    # int8 intrinsics, not in MetaSchedule's generic space.
+    assert all(t.mappings >= 1 and t.tuned.mapping != "generic" for t in tuned)
+    assert main(["compile", "--model", qdq, "--target", "avx512", "--db",
+                 str(tmp_path / "db"), "--out", str(tmp_path / "m.so")]) == 0
+    assert "of quantized elements within one step" in capsys.readouterr().out
