@@ -88,13 +88,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def net_contenders(baselines: str | None) -> list[str]:
-    """GTA and the ``--baselines`` named (every network contender when none), each once."""
+def net_contenders(baselines: str | None, suite: str) -> list[str]:
+    """GTA and the ``--baselines`` named (every contender of ``suite`` when none), each once."""
     from .bench import parse_baselines
-    from .bench.net_runners import NET_CONTENDERS
+    from .bench.networks import suite_contenders
 
     if not baselines:
-        return list(NET_CONTENDERS)
+        return list(suite_contenders(suite))
     return list(dict.fromkeys(["gta", *parse_baselines(baselines)]))
 
 
@@ -103,7 +103,7 @@ def cmd_bench_network(args: argparse.Namespace) -> int:
     from .bench.networks import markdown, run_network_bench
     from .cli import _print_json, _stderr_log
 
-    contenders = net_contenders(args.baselines)
+    contenders = net_contenders(args.baselines, args.suite)
     out = args.out or f"bench-{args.suite}"
     report = run_network_bench(args.suite, out, trials=args.trials or 1000,
                                contenders=contenders, target=args.target, repeat=args.repeat,

@@ -181,6 +181,34 @@ def rpc_farm():
         farm.stop()
 
 
+def two_blocks_model(path, channels: int = 16) -> str:
+    """Two residual blocks (ResNet's basic block: conv3x3, ReLU, conv3x3, + input, ReLU),
+    the second's residual input the first's output."""
+    rng = np.random.default_rng(2)
+    c, nodes, inits = channels, [], []
+    source = "x"
+    for n in range(2):
+        nodes += [
+            helper.make_node("Conv", [source, f"w{n}a", f"b{n}a"], [f"c{n}a"], pads=[1] * 4),
+            helper.make_node("Relu", [f"c{n}a"], [f"r{n}a"]),
+            helper.make_node("Conv", [f"r{n}a", f"w{n}b", f"b{n}b"], [f"c{n}b"], pads=[1] * 4),
+            helper.make_node("Add", [f"c{n}b", source], [f"s{n}"]),
+            helper.make_node("Relu", [f"s{n}"], [f"y{n}"]),
+        ]
+        inits += [_weight(f"w{n}a", (c, c, 3, 3), rng), _weight(f"b{n}a", (c,), rng),
+                  _weight(f"w{n}b", (c, c, 3, 3), rng), _weight(f"b{n}b", (c,), rng)]
+        source = f"y{n}"
+    nodes.append(helper.make_node("Identity", [source], ["y"]))
+    graph = helper.make_graph(
+        nodes, "two_blocks", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                            [1, c, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
 def attention_model(path, tokens: int = 8, hidden: int = 16) -> str:
     """A projection with bias and ReLU, then a product of two activations (h @ h^T @ h),
     then a second projection: the MatMuls a quantized transformer holds."""
@@ -240,10 +268,12 @@ def quantized_model(float_path, path, operators: bool = False,
 @pytest.fixture(scope="session")
 def model_makers():
     """The ONNX model writers above, for tests that combine them:
-    ``.residual(path)``, ``.attention(path)``, ``.quantized(float_path, path, ...)``."""
+    ``.residual(path)``, ``.two_blocks(path)``, ``.attention(path)``,
+    ``.quantized(float_path, path, ...)``."""
     class Makers:
         residual = staticmethod(residual_model)
         attention = staticmethod(attention_model)
+        two_blocks = staticmethod(two_blocks_model)
         quantized = staticmethod(quantized_model)
 
     return Makers

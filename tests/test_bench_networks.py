@@ -46,6 +46,21 @@ def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
     assert "Where GTA's time goes" in (tmp_path / "results.md").read_text()
 
 
+def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path):
+    report = run_network_bench("net-tiny-int8", tmp_path, trials=2,
+                               contenders=["gta", "onnxruntime", "gta-fp32", "onnxruntime-fp32"],
+                               repeat=1, quiet_wait_s=0)
+    by_name = {r.contender: r for r in report.results}
+    for result in by_name.values():
+        assert result.correct is True, result.note
+        assert result.latency_ms and result.latency_ms > 0
+    assert by_name["gta"].trials == 2 and by_name["gta-fp32"].trials == 2
+    assert (tmp_path / "model-int8.onnx").is_file() and (tmp_path / "fp32" / "gta").is_dir()
+    assert {"gta/onnxruntime", "gta/gta-fp32", "gta/onnxruntime-fp32"} <= set(report.speedup)
+    with pytest.raises(BenchError, match="unknown contender.*torch.*for net-tiny-int8"):
+        run_network_bench("net-tiny-int8", tmp_path, trials=1, contenders=["gta", "torch"])
+
+
 def test_bad_network_suite_requests_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(BenchError, match="unknown contender.*numpy"):
         run_network_bench("net-tiny", tmp_path, trials=1, contenders=["gta", "numpy"])
@@ -57,8 +72,10 @@ def test_baselines_name_each_network_contender_once():
     from gta_core.bench.net_runners import NET_CONTENDERS
     from gta_core.cli_model import net_contenders
 
-    assert net_contenders(None) == list(NET_CONTENDERS)
-    assert net_contenders("gta,onnxruntime,torch,onnxruntime") == ["gta", "onnxruntime", "torch"]
+    assert net_contenders(None, "net-tiny") == list(NET_CONTENDERS)
+    assert net_contenders("gta,onnxruntime,torch,onnxruntime", "net-tiny") == [
+        "gta", "onnxruntime", "torch"]
+    assert "onnxruntime-fp32" in net_contenders(None, "net-tiny-int8")
 
 
 def test_metaschedule_rounds_shrink_so_every_task_gets_one():

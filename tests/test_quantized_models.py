@@ -161,3 +161,40 @@ def test_a_quantized_model_tunes_its_integer_tasks_on_int8_intrinsics_and_compil
     assert main(["compile", "--model", qdq, "--target", "avx512", "--db",
                  str(tmp_path / "db"), "--out", str(tmp_path / "m.so")]) == 0
     assert "of quantized elements within one step" in capsys.readouterr().out
+
+
+def test_a_residual_read_as_u8_is_dequantized_inside_the_output_tile(tmp_path, model_makers):
+    """The second block's residual input is the first block's u8 output, dequantized in the
+    convolution's function: every sketch takes that dequantization into the epilogue (it
+    used to stay a pass of its own, and the epilogue behind it with it: 5x slower), and
+    computes the right u8 output."""
+    import tvm
+
+    from gta_core.mapping import mapping_candidates
+    from gta_core.measure import measure_program
+    from gta_core.plugins import default_registry
+    from gta_core.scheduler.space import MappingSpace, Task
+
+    registry = default_registry()
+    target = registry.target("avx512")
+    make = model_makers
+    model = load_onnx(make.quantized(make.two_blocks(tmp_path / "f.onnx"), tmp_path / "q.onnx"))
+    [task] = [t for t in model_tasks(fuse(model.mod, 16)) if t.workload.main_block
+              and sum(str(p.dtype) == "uint8" for p in t.func.params[:-1]) == 2]
+    kept = [c for c in mapping_candidates(task.workload, "avx512", registry)
+            if c.status == "kept"][:3]
+    assert kept
+    for candidate in kept:
+        program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
+                       target)
+        space = MappingSpace(program, list(registry.rules.values()), [])
+        sketches = space.generate_design_space(tvm.IRModule({"main": task.func}))
+        assert sketches
+        for sch in sketches[:2]:
+            root = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+            # (a mapping that accumulates in place keeps its epilogue as one block, T_add,
+            # computed per tile; see FuseEpilogue)
+            assert not any(name.startswith(("T_multiply", "T_cast", "compute", "T_subtract"))
+                           for name in root), root
+            result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
+            assert result.correct, result.mismatch

@@ -10,6 +10,8 @@ sample over a pipe and interleaves its rounds across contenders.
 - ``onnxruntime``: the ONNX file in an InferenceSession, CPU provider, threads = cores;
 - ``torch``: the zoo's module in eager mode, threads = cores, under ``inference_mode``.
 
+An int8 suite's ``X-fp32`` contenders are runner X on the float model (``.networks``).
+
 Every runner takes the model's inputs as numpy arrays and returns its outputs as numpy
 arrays; a sample is the median time of one call over enough calls to last ``SAMPLE_S``.
 """
@@ -36,6 +38,9 @@ SAMPLE_S = 0.3  # a sample runs the model this long at least (one call if it tak
 MAX_CALLS = 50
 
 NET_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch")
+# An int8 suite's: the quantized model's, then GTA and onnxruntime on the float model.
+INT8_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "gta-fp32",
+                   "onnxruntime-fp32")
 
 
 class RunnerFailed(RuntimeError):
@@ -69,7 +74,9 @@ def make_runner(contender: str, job: dict[str, Any],
         from ..frontends import load_onnx
         from ..plugins import default_registry
 
-        model = load_onnx(job["onnx"])
+        # MetaSchedule and untuned TVM get the model as TVM imports it (a QDQ model's
+        # layers in float); GTA gets its integer programs.
+        model = load_onnx(job["onnx"], integer=contender == "gta")
         target = default_registry().target(job["target"])
         if contender == "gta":
             from ..model_compile import compile_model

@@ -1,7 +1,12 @@
 """``gta bench --suite net-MODEL``: a whole network, end to end, every contender side by side.
 
 The model comes from the offline zoo (:mod:`.zoo`), exported once to ``OUT/model.onnx``.
-GTA and MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,
+A ``net-MODEL-int8`` suite also quantizes it (``OUT/model-int8.onnx``, QDQ, as
+onnxruntime's ``quantize_static`` writes it) and runs the int8 model: GTA's integer
+programs, onnxruntime's int8 kernels, and MetaSchedule and untuned TVM on the QDQ model as
+TVM imports it (in float); beside them GTA and onnxruntime on the float model
+(``gta-fp32``, ``onnxruntime-fp32``; GTA's float records in ``OUT/fp32``). GTA and
+MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,
 resumable); then each contender is prepared in a process of its own (:mod:`.net_runners`),
 its outputs are checked against onnxruntime's on the same random inputs, and the checked
 ones are timed in interleaved rounds once the cores are quiet. ``OUT/results.json`` and
@@ -23,14 +28,16 @@ from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
 from .hotspots import Hotspot, function_times, hotspots, load_report
 from .hotspots import markdown as hotspot_lines
-from .net_runners import NET_CONTENDERS, NetRunner, RunnerFailed
+from .net_runners import INT8_CONTENDERS, NET_CONTENDERS, NetRunner, RunnerFailed
 from .net_tuning import gta_report_path, tune_gta, tune_metaschedule, tuned_state
 from .quiet import OtherLoad, settle, wait_for_quiet
 from .tuning_worker import first_line
-from .zoo import ZOO, export_onnx
+from .zoo import ZOO, export_onnx, export_qdq
 
-NET_SUITES = {f"net-{name}": name for name in ZOO}
-TUNERS = ("gta", "metaschedule")
+NET_SUITES = {**{f"net-{name}": name for name in ZOO},
+              **{f"net-{name}-int8": name for name in ZOO}}
+TUNERS = ("gta", "metaschedule", "gta-fp32")
+FLOAT = "-fp32"  # a contender on the float model, beside an int8 suite's
 
 
 class NetResult(BaseModel):
@@ -63,12 +70,24 @@ class NetBenchReport(BaseModel):
     hotspots: list[Hotspot] = []  # GTA's functions taking most of its time
 
 
+def suite_contenders(suite: str) -> tuple[str, ...]:
+    """Every contender a network suite can time."""
+    return INT8_CONTENDERS if suite.endswith("-int8") else NET_CONTENDERS
+
+
 def _tune(tuner: str, onnx_path: str, target: str, trials: int, out: str) -> None:
-    model = load_onnx(onnx_path)
-    if tuner == "gta":
-        tune_gta(model, target, trials, out)
+    if tuner == "metaschedule":  # the model as TVM imports it: a QDQ model computes in float
+        tune_metaschedule(load_onnx(onnx_path, integer=False),
+                          default_registry().target(target), trials, out)
     else:
-        tune_metaschedule(model, default_registry().target(target), trials, out)
+        tune_gta(load_onnx(onnx_path), target, trials, out)
+
+
+def _variant(contender: str, job: dict, float_job: dict) -> tuple[str, dict]:
+    """(the runner, its job) of ``contender``: ``X-fp32`` is runner X on the float model."""
+    if contender.endswith(FLOAT):
+        return contender.removesuffix(FLOAT), float_job
+    return contender, job
 
 
 def _child(connection, function: Callable, args: tuple) -> None:
@@ -155,48 +174,66 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
 
     if suite not in NET_SUITES:
         raise BenchError(f"unknown network suite {suite!r}; known: {', '.join(NET_SUITES)}")
-    unknown = [c for c in contenders if c not in NET_CONTENDERS]
+    known = suite_contenders(suite)
+    unknown = [c for c in contenders if c not in known]
     if unknown:
-        raise BenchError(f"unknown contender(s) {', '.join(unknown)} for a network suite; "
-                         f"known: {', '.join(NET_CONTENDERS)}")
+        raise BenchError(f"unknown contender(s) {', '.join(unknown)} for {suite}; "
+                         f"known: {', '.join(known)}")
     say = progress or (lambda text: None)
     start = time.perf_counter()
     with claimed_out(out) as out:
         name = NET_SUITES[suite]
-        onnx_path = out / "model.onnx"
+        float_path = out / "model.onnx"
         # Export and tuning run in child processes: torch's ONNX exporter and MetaSchedule
         # leave logging and thread-pool state behind that later MetaSchedule runs and timings
         # in this process would inherit.
-        if not onnx_path.exists():
-            say(f"exporting {name} to {onnx_path}")
-            _in_child(export_onnx, name, onnx_path)
+        if not float_path.exists():
+            say(f"exporting {name} to {float_path}")
+            _in_child(export_onnx, name, float_path)
+        onnx_path = float_path
+        if suite.endswith("-int8"):
+            onnx_path = out / "model-int8.onnx"
+            if not onnx_path.exists():
+                say(f"quantizing {name} to {onnx_path}")
+                _in_child(export_qdq, name, float_path, onnx_path)
         model = load_onnx(onnx_path)
+        steps = model.quantized.output_steps if model.quantized else None
         chosen = default_registry().target(target)
+        job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
+        float_job = {**job, "onnx": str(float_path), "out": str(out / "fp32")}
         for tuner in (t for t in TUNERS if t in contenders):
             say(f"{tuner}: tuning {name} ({trials} trials)")
-            _in_child(_tune, tuner, str(onnx_path), target, trials, str(out))
-        tuned = tuned_state(out)
+            _, where = _variant(tuner, job, float_job)
+            Path(where["out"]).mkdir(exist_ok=True)
+            _in_child(_tune, tuner.removesuffix(FLOAT), where["onnx"], target, trials,
+                      where["out"])
+        tuned = {**{f"{k}{FLOAT}": v for k, v in tuned_state(out / "fp32").items()},
+                 **tuned_state(out)}
         inputs = model_inputs(model)
-        job = {"model": name, "onnx": str(onnx_path), "out": str(out), "target": target}
-        say("reference outputs: onnxruntime")
-        reference = NetRunner("onnxruntime", job, inputs)
-        try:
-            want = reference.ask("output")
-        finally:
-            reference.close()
+        want = {}
+        for variant in (job, float_job) if steps else (job,):
+            say(f"reference outputs: onnxruntime on {Path(variant['onnx']).name}")
+            reference = NetRunner("onnxruntime", variant, inputs)
+            try:
+                want[variant["onnx"]] = reference.ask("output")
+            finally:
+                reference.close()
         results, runners = [], {}
         for contender in contenders:
             result = NetResult(contender=contender, trials=tuned.get(contender, {}).get("trials"),
                                tuning_seconds=tuned.get(contender, {}).get("seconds"))
             results.append(result)
             say(f"{contender}: preparing and checking")
+            runs, where = _variant(contender, job, float_job)
             try:
-                runner = NetRunner(contender, job, inputs)
+                runner = NetRunner(runs, where, inputs)
             except RunnerFailed as exc:
                 result.note = f"failed: {exc}"
                 continue
             try:
-                result.max_error, _ = check_outputs(runner.ask("output"), want)
+                result.max_error, _ = check_outputs(
+                    runner.ask("output"), want[where["onnx"]],
+                    steps if where is job else None)
                 result.correct = True
                 runners[contender] = runner
             except (CompileError, RunnerFailed) as exc:

@@ -188,3 +188,34 @@ def export_onnx(name: str, path, seed: int = 0) -> None:
     with torch.no_grad():
         torch.onnx.export(module, (example,), str(path), input_names=["x"],
                           output_names=["y"], opset_version=17, dynamo=False)
+
+
+CALIBRATION_INPUTS = 8
+
+
+def export_qdq(name: str, float_path, path, seed: int = 0) -> None:
+    """Quantize the zoo's ``name``, exported at ``float_path``, to ``path`` as onnxruntime's
+    ``quantize_static`` writes it for CPUs: QDQ form, u8 activations, s8 weights per
+    channel, calibrated (min/max) on ``CALIBRATION_INPUTS`` random normal inputs."""
+    import numpy as np
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    shape = ZOO[name].input_shape
+
+    class RandomInputs(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(seed)
+            self.feeds = iter([{"x": rng.standard_normal(shape).astype("float32")}
+                               for _ in range(CALIBRATION_INPUTS)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(str(float_path), str(path), RandomInputs(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)

@@ -42,7 +42,11 @@ class FuseEpilogue(GenerationRule):
 
     An epilogue that reads the result twice (GELU: ``x * (1 + erf(x / sqrt 2)) / 2``) is
     first made one block, each branch inlined forward into the block that joins them
-    (:meth:`_join`); only a stage with one consumer takes that consumer in.
+    (:meth:`_join`); only a stage with one consumer takes that consumer in. An epilogue
+    whose other operand is computed in the function (a quantized model's residual input,
+    dequantized) first takes that computation in (:meth:`_inline_operands`): a block with
+    a second producer cannot be inlined backwards, and the operand's pass over memory
+    would stay.
     """
 
     name = "fuse-epilogue"
@@ -105,9 +109,32 @@ class FuseEpilogue(GenerationRule):
     def _inline_into(cls, sch, writer) -> None:
         """Inline every elementwise consumer chain of ``writer`` that accepts it."""
         cls._join(sch, writer)
-        while consumers := cls._inlinable(sch, writer):
+        while True:
+            cls._inline_operands(sch, writer)
+            consumers = cls._inlinable(sch, writer)
+            if not consumers:
+                return
             sch.reverse_compute_inline(consumers[0])
             cls._join(sch, writer)
+
+    @staticmethod
+    def _inline_operands(sch, writer) -> None:
+        """Inline into ``writer``'s one elementwise consumer every elementwise block that
+        computes its other operands (repeatedly: the operand's own producers next)."""
+        consumers = sch.get_consumers(writer)
+        if len(consumers) != 1 or not _elementwise(sch, consumers[0]):
+            return
+        moved = True
+        while moved:
+            moved = False
+            for producer in sch.get_producers(consumers[0]):
+                if (sch.get(producer).same_as(sch.get(writer))
+                        or not _elementwise(sch, producer)
+                        or not _accepted(sch, lambda s, p=producer: s.compute_inline(p))):
+                    continue
+                sch.compute_inline(producer)
+                moved = True
+                break
 
     @staticmethod
     def _join(sch, block) -> None:
