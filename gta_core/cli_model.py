@@ -80,10 +80,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     rows = [[f.name, f.schedule, f.mapping or "-", _us(f.tuned_us), f.why or ""]
             for f in report.functions]
     print(_table(rows, ["function", "schedule", "mapping", "tuned_us", "why default"]))
-    near = ("" if report.within_one_step is None else
-            f", {report.within_one_step:.2%} of quantized elements within one step")
-    print(f"{report.model}: outputs match {report.checked_against} within "
-          f"{report.max_error:.3g} (tolerance {report.tolerance:.3g}{near}); "
+    if report.quantized:
+        from .quantized_check import describe
+
+        agreement = describe(report.quantized)
+    else:
+        agreement = f"within {report.max_error:.3g} (tolerance {report.tolerance:.3g})"
+    print(f"{report.model}: outputs match {report.checked_against}: {agreement}; "
           f"wrote {report.out}")
     return 0
 

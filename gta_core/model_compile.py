@@ -24,6 +24,7 @@ from .measure.check import build_config
 from .measure.fast_erf import register_fast_erf
 from .models import Target
 from .plugins import Registry, default_registry
+from .quantized_check import QuantizedCheck, check_quantized
 from .weight_prepack import constant_arguments, mark_weight_packing, prepack_passes
 from .workloads.operator import random_array
 
@@ -32,12 +33,6 @@ from .workloads.operator import random_array
 # units of its own magnitude, see workloads.operator.ERROR_UNITS), while a wrong layer moves
 # outputs by a fraction of their size, far beyond it.
 RELATIVE_TOLERANCE = 2.0**-10
-# A quantized model's output is a grid of quantization steps: a requantization that rounds
-# the other way at a tie, or a float sum that lands the other side of one, moves an element
-# by one step, and that step can travel through later layers. At least this fraction of
-# elements must be within one step, and none further than QUANTIZED_MAX_STEPS.
-QUANTIZED_WITHIN_ONE_STEP = 0.999
-QUANTIZED_MAX_STEPS = 4
 
 
 class CompiledFunction(BaseModel):
@@ -57,8 +52,8 @@ class CompileReport(BaseModel):
     functions: list[CompiledFunction]
     checked_against: str  # onnxruntime or torch
     max_error: float  # largest |output - reference| over the outputs
-    tolerance: float
-    within_one_step: float | None = None  # quantized outputs: fraction within one step
+    tolerance: float | None  # its bound (a float model's; a quantized one's: ``quantized``)
+    quantized: QuantizedCheck | None = None
 
 
 class CompileError(ValueError):
@@ -151,12 +146,17 @@ def run_model(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [o.numpy() for o in result]  # a tuple of outputs
 
 
-def reference_outputs(model: Model, inputs: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
-    """The model's outputs from its own framework: (its name, the outputs)."""
+def reference_outputs(model: Model, inputs: list[np.ndarray],
+                      literal: bool = False) -> tuple[str, list[np.ndarray]]:
+    """The model's outputs from its own framework: (its name, the outputs). ``literal``:
+    onnxruntime with its graph optimizations off (the graph computed as written)."""
     if model.source == "onnx":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(model.origin),
+        options = onnxruntime.SessionOptions()
+        if literal:
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = onnxruntime.InferenceSession(str(model.origin), options,
                                                providers=["CPUExecutionProvider"])
         feeds = {i.name: x for i, x in zip(model.inputs, inputs)}
         return "onnxruntime", list(session.run(None, feeds))
@@ -173,14 +173,8 @@ def model_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
     return [random_array(i.shape, i.dtype, rng) for i in model.inputs]
 
 
-def check_outputs(got: list[np.ndarray], want: list[np.ndarray],
-                  steps: list[float | None] | None = None) -> tuple[float, float]:
-    """(largest error, tolerance) of ``got`` against ``want``; CompileError if beyond it.
-
-    ``steps`` gives, for a quantized model, each output's quantization step (None where an
-    output is not dequantized): such an output is checked as the module docstring of
-    :mod:`gta_core.frontends.quantized` states, within one step on
-    ``QUANTIZED_WITHIN_ONE_STEP`` of its elements and ``QUANTIZED_MAX_STEPS`` on all."""
+def check_outputs(got: list[np.ndarray], want: list[np.ndarray]) -> tuple[float, float]:
+    """(largest error, tolerance) of ``got`` against ``want``; CompileError if beyond it."""
     if len(got) != len(want):
         raise CompileError(f"the compiled model returns {len(got)} outputs, the reference "
                            f"{len(want)}")
@@ -189,33 +183,13 @@ def check_outputs(got: list[np.ndarray], want: list[np.ndarray],
         if g.shape != w.shape:
             raise CompileError(f"output {n} has shape {g.shape}, the reference {w.shape}")
         w64 = w.astype(np.float64)
-        diff = np.abs(g.astype(np.float64) - w64)
-        error = float(diff.max(initial=0.0))
-        step = steps[n] if steps else None
-        if step:
-            bound = step * (1 + 2.0**-10)  # the step, and the float noise of dequantizing
-            near = float(np.mean(diff <= bound)) if diff.size else 1.0
-            if not (near >= QUANTIZED_WITHIN_ONE_STEP and error <= QUANTIZED_MAX_STEPS * bound):
-                raise CompileError(
-                    f"output {n} is within one quantization step ({step:.3g}) of the "
-                    f"reference on {near:.2%} of its elements (at least "
-                    f"{QUANTIZED_WITHIN_ONE_STEP:.1%} needed), at most {error / step:.1f} "
-                    f"steps off (at most {QUANTIZED_MAX_STEPS} allowed)")
-        else:
-            bound = RELATIVE_TOLERANCE * float(np.abs(w64).max(initial=0.0))
-            if not error <= bound:  # NaN fails
-                raise CompileError(f"output {n} differs from the reference by {error:.3g} "
-                                   f"(tolerance {bound:.3g})")
+        bound = RELATIVE_TOLERANCE * float(np.abs(w64).max(initial=0.0))
+        error = float(np.abs(g.astype(np.float64) - w64).max(initial=0.0))
+        if not error <= bound:  # NaN fails
+            raise CompileError(f"output {n} differs from the reference by {error:.3g} "
+                               f"(tolerance {bound:.3g})")
         worst, tolerance = max(worst, error), max(tolerance, bound)
     return worst, tolerance
-
-
-def within_one_step(got: list[np.ndarray], want: list[np.ndarray],
-                    steps: list[float | None]) -> float | None:
-    """The fraction of the quantized outputs' elements within one step of the reference."""
-    near = [np.abs(g.astype(np.float64) - w) <= s * (1 + 2.0**-10)
-            for g, w, s in zip(got, want, steps) if s]
-    return float(np.mean(np.concatenate([n.ravel() for n in near]))) if near else None
 
 
 def compile_model(model: Model, target: str, db: str | os.PathLike,
@@ -237,16 +211,21 @@ def compile_model(model: Model, target: str, db: str | os.PathLike,
         framework, want = reference_outputs(model, inputs)
     except Exception as exc:  # noqa: BLE001 - the framework refusing the model is the user's
         raise ModelError(f"{model.name}: its framework could not run it ({exc})") from None
-    steps = model.quantized.output_steps if model.quantized else None
     got = run_model(executable, inputs)
-    error, tolerance = check_outputs(got, want, steps)
+    quantized, tolerance = None, None
+    if model.quantized:
+        quantized = check_quantized(got, want, reference_outputs(model, inputs, True)[1],
+                                    model.quantized.output_steps)
+        error = max(float(np.abs(g.astype(np.float64) - w).max(initial=0.0))
+                    for g, w in zip(got, want))
+    else:
+        error, tolerance = check_outputs(got, want)
     if out is not None:
         executable.export_library(str(out))
     return executable, CompileReport(model=model.name, target=target,
                                      out=str(out) if out else None, functions=rows,
                                      checked_against=framework, max_error=error,
-                                     tolerance=tolerance,
-                                     within_one_step=steps and within_one_step(got, want, steps))
+                                     tolerance=tolerance, quantized=quantized)
 
 
 class CompiledWorkload(BaseModel):

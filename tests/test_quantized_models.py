@@ -11,8 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 from gta_core.cli import main
 from gta_core.frontends import ModelError, fuse, load_onnx, model_tasks
 from gta_core.measure.settings import MeasureSettings, model_settings
-from gta_core.model_compile import CompileError, check_outputs, compile_model
+from gta_core.model_compile import CompileError, compile_model
 from gta_core.model_tuning import tune_model
+from gta_core.quantized_check import RMS_FLOOR, check_quantized
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def test_a_qdq_models_convolutions_and_gemm_become_integer_programs_matching_onn
     assert any(str(t.func.params[-1].dtype) == "uint8" for t in anchors)
     report = _untuned(model, tmp_path)
     assert report.checked_against == "onnxruntime"
-    assert report.within_one_step >= 0.999 and report.max_error <= 4 * report.tolerance
+    assert report.quantized.within_one_step >= 0.999
+    assert report.quantized.relative_rms <= report.quantized.rms_bound
 
 
 def test_tvms_own_import_of_the_same_model_stays_float(qdq):
@@ -72,7 +74,7 @@ def test_the_operator_form_runs_as_its_qdq_form(tmp_path, model_makers):
     model = load_onnx(path)
     assert dict(model.quantized.integer) == {"Conv": 3, "MatMul": 1}
     report = _untuned(model, tmp_path)
-    assert report.within_one_step >= 0.999
+    assert report.quantized.within_one_step >= 0.999
 
 
 def test_products_of_two_activations_and_int8_activations_stay_float_and_are_named(
@@ -84,28 +86,30 @@ def test_products_of_two_activations_and_int8_activations_stay_float_and_are_nam
     assert dict(model.quantized.kept_float) == {"MatMul of two activations": 2}
     assert "left in float: MatMul of two activations x2" in str(model.quantized)
     report = _untuned(model, tmp_path)
-    assert report.within_one_step >= 0.999
+    assert report.quantized.within_one_step >= 0.999
 
     signed = load_onnx(make.quantized(make.residual(tmp_path / "f.onnx"),
                                       tmp_path / "s8.onnx", activations="int8"))
     assert signed.quantized.kept_float["Conv of int8 activations"] == 3
     report = _untuned(signed, tmp_path)
-    assert report.within_one_step >= 0.999
+    assert report.quantized.within_one_step >= 0.999
 
 
-def test_a_quantized_output_is_checked_in_quantization_steps():
-    want = [np.arange(2000, dtype=np.float32) * 0.5]
-    near = want[0].copy()
-    near[:100] += 0.5  # one step off is within one step
-    near[100:102] += 1.0  # two of 2000 two steps off: 99.9% within one step
-    assert check_outputs([near], want, [0.5])[0] == 1.0
-    near[102] += 1.0  # three: 99.85%
-    with pytest.raises(CompileError, match="on 99.85% of its elements"):
-        check_outputs([near], want, [0.5])
-    far = want[0].copy()
-    far[0] += 2.5  # one element five steps off
-    with pytest.raises(CompileError, match="5.0 steps off"):
-        check_outputs([far], want, [0.5])
+def test_a_quantized_model_is_held_to_its_frameworks_own_spread():
+    rng = np.random.default_rng(0)
+    want = [np.round(rng.standard_normal(4000) / 0.05) * 0.05]  # on a grid of step 0.05
+    literal = [want[0] + 0.05 * (rng.random(4000) < 0.01)]  # the framework, 1% a step off
+    near = [want[0] + 0.05 * (rng.random(4000) < 0.02)]  # 2% a step off
+    check = check_quantized(near, want, literal, [0.05])
+    assert 0.97 < check.within_one_step <= 1 and check.framework_within_one_step == 1.0
+    assert check.rms_bound == RMS_FLOOR and check.relative_rms < RMS_FLOOR
+    wrong = [want[0] * 1.1]  # a layer off by 10%: far outside
+    with pytest.raises(CompileError, match="relative RMS.*at most 0.0156"):
+        check_quantized(wrong, want, literal, [0.05])
+    spread = [want[0] + 0.05 * rng.integers(-3, 4, 4000)]  # a framework far from itself
+    assert check_quantized(wrong, want, spread, [0.05]).rms_bound > 0.1
+    with pytest.raises(CompileError, match="has shape"):
+        check_quantized([want[0][:10]], want, literal, [0.05])
 
 
 def _qdq_conv(path, zero_point: np.ndarray) -> str:
@@ -134,7 +138,8 @@ def test_a_padded_convolution_pads_with_the_input_zero_point(tmp_path):
     model = load_onnx(_qdq_conv(tmp_path / "c.onnx", np.array(200, np.uint8)))
     assert dict(model.quantized.integer) == {"Conv": 1}
     report = _untuned(model, tmp_path)
-    assert report.max_error <= report.tolerance  # the border too: padding is zx, not 0
+    # the border too: padding is zx, not 0 (a border of zeros is off by zx * w there)
+    assert report.quantized.within_one_step == 1.0
 
 
 def test_a_zero_point_outside_its_dtype_is_refused_in_one_line(tmp_path):
@@ -160,7 +165,7 @@ def test_a_quantized_model_tunes_its_integer_tasks_on_int8_intrinsics_and_compil
     assert all(t.mappings >= 1 and t.tuned.mapping != "generic" for t in tuned)
     assert main(["compile", "--model", qdq, "--target", "avx512", "--db",
                  str(tmp_path / "db"), "--out", str(tmp_path / "m.so")]) == 0
-    assert "of quantized elements within one step" in capsys.readouterr().out
+    assert "within one quantization step" in capsys.readouterr().out
 
 
 def test_a_residual_read_as_u8_is_dequantized_inside_the_output_tile(tmp_path, model_makers):

@@ -79,7 +79,7 @@ def test_the_int8_tutorial_runs_as_written(tmp_path):
     assert [kind for kind, _ in found] == ["sh", "sh", "sh", "python", "sh"]
     outputs = run_blocks(found, tmp_path)
     assert "run as u8 x s8 integer programs" in outputs[1]
-    assert "of quantized elements within one step" in outputs[2]
+    assert "within one quantization step" in outputs[2]
     assert (tmp_path / "tiny-int8.so").exists()
     assert float(outputs[3].rsplit(":", 1)[1]) < 0.5  # within a few steps of a ~0.1 scale
     assert "onnxruntime-fp32" in outputs[4]

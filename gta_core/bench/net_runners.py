@@ -96,6 +96,8 @@ def make_runner(contender: str, job: dict[str, Any],
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = cores
+        if job.get("literal"):  # the graph as written: the yardstick of quantized checks
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         session = onnxruntime.InferenceSession(job["onnx"], options,
                                                providers=["CPUExecutionProvider"])
         feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}

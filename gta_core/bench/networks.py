@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from ..frontends import load_onnx
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
+from ..quantized_check import QuantizedCheck, check_quantized
 from .hotspots import Hotspot, function_times, hotspots, load_report
 from .hotspots import markdown as hotspot_lines
 from .net_runners import INT8_CONTENDERS, NET_CONTENDERS, NetRunner, RunnerFailed
@@ -48,6 +49,8 @@ class NetResult(BaseModel):
     correct: bool | None = None
     max_error: float | None = None
     note: str | None = None  # why it has no time
+    quantized: QuantizedCheck | None = None  # an int8 suite's int8 contenders (max_error:
+    # its relative RMS)
     trials: int | None = None
     tuning_seconds: float | None = None
 
@@ -210,14 +213,19 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
         tuned = {**{f"{k}{FLOAT}": v for k, v in tuned_state(out / "fp32").items()},
                  **tuned_state(out)}
         inputs = model_inputs(model)
-        want = {}
-        for variant in (job, float_job) if steps else (job,):
-            say(f"reference outputs: onnxruntime on {Path(variant['onnx']).name}")
+        want, literal = {}, None
+        for variant in (job, float_job, {**job, "literal": True}) if steps else (job,):
+            say(f"reference outputs: onnxruntime on {Path(variant['onnx']).name}"
+                + (" (graph optimizations off)" if variant.get("literal") else ""))
             reference = NetRunner("onnxruntime", variant, inputs)
             try:
-                want[variant["onnx"]] = reference.ask("output")
+                outputs = reference.ask("output")
             finally:
                 reference.close()
+            if variant.get("literal"):
+                literal = outputs
+            else:
+                want[variant["onnx"]] = outputs
         results, runners = [], {}
         for contender in contenders:
             result = NetResult(contender=contender, trials=tuned.get(contender, {}).get("trials"),
@@ -231,9 +239,12 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
                 result.note = f"failed: {exc}"
                 continue
             try:
-                result.max_error, _ = check_outputs(
-                    runner.ask("output"), want[where["onnx"]],
-                    steps if where is job else None)
+                got = runner.ask("output")
+                if steps and where is job:  # the quantized model: onnxruntime's yardstick
+                    result.quantized = check_quantized(got, want[job["onnx"]], literal, steps)
+                    result.max_error = result.quantized.relative_rms
+                else:
+                    result.max_error, _ = check_outputs(got, want[where["onnx"]])
                 result.correct = True
                 runners[contender] = runner
             except (CompileError, RunnerFailed) as exc:
