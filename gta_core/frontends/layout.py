@@ -48,10 +48,65 @@ def blocked_layout(mod, block: int):
 
     mod = relax.transform.ConvertLayout(
         {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW1i{block}o"]})(mod)
+    mod = transforms_first(mod)
     # ConvertLayout transforms a tensor once per blocked consumer (a residual block's input
     # feeds a convolution and an add): one transform serves them all
     mod = relax.transform.EliminateCommonSubexpr()(mod)
+    mod = relax.transform.DeadCodeElimination()(mod)
     return block_outputs(mod, block)  # a stem that cannot read blocks still writes them
+
+
+# Elementwise ops a layout transform moves in front of when their other operand is a scalar.
+_PER_TENSOR = {"relax.astype", "relax.round", "relax.multiply", "relax.subtract", "relax.add",
+               "relax.divide", "relax.maximum", "relax.minimum"}
+
+
+def transforms_first(mod):
+    """``mod`` with each layout transform of a per-tensor elementwise chain moved in front of
+    the chain: ``T(dequantize(x))`` becomes ``dequantize(T(x))``. In a quantized model a
+    tensor feeds a convolution as integers and a residual add dequantized;
+    ``ConvertLayout`` transforms the two separately (the second in float, 4x the bytes),
+    where moved in front they are one transform (``EliminateCommonSubexpr`` merges them)."""
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    func = mod["main"]
+    values = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
+
+    def per_tensor(value) -> bool:
+        op = value.op.name if isinstance(value, relax.Call) and hasattr(value.op, "name") \
+            else None
+        if op not in _PER_TENSOR:
+            return False
+        return all(getattr(a.ty, "shape", None) is not None and len(a.ty.shape) == 0
+                   for a in value.args[1:])
+
+    @mutator
+    class Hoist(PyExprMutator):
+        def _moved(self, expr, transform):
+            value = values.get(expr)
+            if value is None or not per_tensor(value):
+                return None
+            inner = self._moved(value.args[0], transform)
+            if inner is None:
+                inner = self.builder_.emit(relax.Call(transform.op, [value.args[0]],
+                                                      transform.attrs))
+            return self.builder_.normalize(relax.Call(value.op, [inner, *value.args[1:]],
+                                                      value.attrs))
+
+        def visit_var_binding_(self, binding):
+            value = binding.value
+            if isinstance(value, relax.Call) and getattr(value.op, "name", None) == \
+                    "relax.layout_transform":
+                moved = self._moved(value.args[0], value)
+                if moved is not None:
+                    self.builder_.emit_normalized(relax.VarBinding(binding.var, moved))
+                    return
+            super().visit_var_binding_(binding)
+
+    hoist = Hoist(mod)
+    hoist.builder_.update_func(mod.get_global_var("main"), hoist.visit_expr(func))
+    return hoist.builder_.get()
 
 
 def legalize_map() -> dict[str, Any]:

@@ -310,6 +310,8 @@ def integer_cores(mod):
                 else:
                     summary.integer[kind] += 1
             if value is None:
+                value = _pooled(self.builder_, self.chains, binding.value)
+            if value is None:
                 value = _elementwise(self.builder_, binding.value)
             if value is None:
                 super().visit_var_binding_(binding)
@@ -322,6 +324,35 @@ def integer_cores(mod):
             mod.update_func(gv, rewritten)
     mod = relax.transform.DeadCodeElimination()(mod)
     return mod, summary
+
+
+def _pooled(bb, chains: _Chains, quantize):
+    """``quantize(max_pool2d(dequantize(x)))`` with the same scale and zero point on both
+    sides as ``max_pool2d(x)`` on the integers (dequantizing is increasing, so the maximum
+    commutes with it; a pooling window always holds an element of x, so padding with the
+    integer type's minimum pads as -inf does), else None."""
+    from tvm import relax
+
+    if not _op(quantize, "relax.quantize"):
+        return None
+    try:
+        pool = chains.bound(quantize.args[0])
+        if not _op(pool, "relax.nn.max_pool2d"):
+            return None
+        dequantize = chains.bound(pool.args[0], single_use=False)
+        if not _op(dequantize, "relax.dequantize"):
+            return None
+        same = (_scalar(dequantize.args[1]) == _scalar(quantize.args[1])
+                and _scalar(dequantize.args[2]) == _scalar(quantize.args[2]))
+    except _NotInteger:
+        return None
+    data = dequantize.args[0]
+    if not same or str(data.ty.dtype) != str(quantize.attrs.out_dtype):
+        return None
+    a = pool.attrs
+    return bb.normalize(relax.op.nn.max_pool2d(data, a.pool_size, a.strides, a.padding,
+                                               a.dilation, a.ceil_mode, a.count_include_pad,
+                                               a.layout, a.out_layout))
 
 
 def _elementwise(bb, call):
