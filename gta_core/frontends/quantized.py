@@ -29,6 +29,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .qdq_graph import (
+    Chains,
+    NotInteger,
+    along,
+    constant,
+    is_constant,
+    op,
+    scalar,
+    zero_point,
+)
+
 _ANCHORS = {"relax.nn.conv2d": "Conv", "relax.matmul": "MatMul"}
 
 
@@ -52,99 +63,24 @@ class QuantizedSummary:
         return line
 
 
-class _NotInteger(Exception):
-    """A chain that stays float; the message says why (one short phrase)."""
-
-
-def _op(expr, name: str | None = None) -> str | None:
-    """The operator ``expr`` calls (when it is ``name``, if given), else None."""
-    import tvm
-    from tvm import relax
-
-    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-        if name is None or expr.op.name == name:
-            return expr.op.name
-    return None
-
-
-def _constant(expr) -> np.ndarray:
-    if not _is_constant(expr):
-        raise _NotInteger("a quantization parameter that is not a constant")
-    return expr.value.numpy()
-
-
-def _scalar(expr) -> float:
-    value = _constant(expr)
-    if value.size != 1:
-        raise _NotInteger("a per-channel activation scale or zero point")
-    return float(value.reshape(()))
-
-
-def _zero_point(expr, dtype: str, what: str) -> int:
-    """A scalar zero point of ``dtype`` values; ModelError if it lies outside the dtype
-    (the model is wrong, and computing with it would be silently wrong)."""
-    from .model import ModelError
-
-    zero = int(_scalar(expr))
-    info = np.iinfo(dtype)
-    if not info.min <= zero <= info.max:
-        raise ModelError(f"the zero point {zero} of a {what} is outside {dtype} "
-                         f"({info.min}..{info.max})")
-    return zero
-
-
-class _Chains:
-    """The bindings of a function, with how often each variable is read."""
-
-    def __init__(self, func) -> None:
-        from tvm import relax
-
-        self.value: dict = {}
-        self.uses: Counter = Counter()
-        for block in func.body.blocks:
-            for binding in block.bindings:
-                self.value[binding.var] = binding.value
-        relax.analysis.post_order_visit(func.body, self._count)
-
-    def _count(self, node) -> None:
-        from tvm import relax
-
-        if isinstance(node, relax.Call):
-            for arg in node.args:
-                if isinstance(arg, relax.Var):
-                    self.uses[arg] += 1
-
-    def bound(self, expr, single_use: bool = True):
-        """What ``expr`` (a variable) is bound to; constants stand for themselves."""
-        from tvm import relax
-
-        if not isinstance(expr, relax.Var):
-            return expr
-        if expr not in self.value:
-            return expr  # a function parameter
-        if single_use and self.uses[expr] != 1:
-            raise _NotInteger("an intermediate value read twice")
-        return self.value[expr]
-
-
-def _weight(chains: _Chains, expr, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _weight(chains: Chains, expr, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(int8 weight, its float scale broadcast to the weight's shape) behind ``expr``:
     a ``dequantize`` of a constant, maybe through ``permute_dims`` (a Gemm's transB)."""
     value = chains.bound(expr, single_use=False)
-    permuted = _op(value, "relax.permute_dims") is not None
+    permuted = op(value, "relax.permute_dims") is not None
     if permuted:
         axes = None if value.attrs.axes is None else [int(a) for a in value.attrs.axes]
         value = chains.bound(value.args[0], single_use=False)
-    if not _op(value, "relax.dequantize"):
-        raise _NotInteger(f"{kind} with a weight that is not dequantized")
-    if not _is_constant(value.args[0]):
-        raise _NotInteger(f"{kind} of two activations")
-    weight = _constant(value.args[0])
+    if not op(value, "relax.dequantize"):
+        raise NotInteger(f"{kind} with a weight that is not dequantized")
+    if not is_constant(value.args[0]):
+        raise NotInteger(f"{kind} of two activations")
+    weight = constant(value.args[0])
     if weight.dtype != np.int8:
-        raise _NotInteger(f"{kind} with {weight.dtype} weights")
-    if np.any(_constant(value.args[2]) != 0):
-        raise _NotInteger("a weight zero point that is not 0")
-    scale = _along(_constant(value.args[1]).astype(np.float64), weight.ndim,
+        raise NotInteger(f"{kind} with {weight.dtype} weights")
+    if np.any(constant(value.args[2]) != 0):
+        raise NotInteger("a weight zero point that is not 0")
+    scale = along(constant(value.args[1]).astype(np.float64), weight.ndim,
                    int(value.attrs.axis))
     scale = np.broadcast_to(scale, weight.shape)
     if permuted:
@@ -152,93 +88,78 @@ def _weight(chains: _Chains, expr, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(weight), scale
 
 
-def _is_constant(expr) -> bool:
-    from tvm.ir.expr import Constant  # relax.Constant in TVM 0.27
-
-    return isinstance(expr, Constant)
-
-
-def _along(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
-    """A per-axis parameter vector shaped to broadcast along ``axis`` of an ``ndim`` tensor."""
-    if values.size == 1:
-        return values.reshape((1,) * ndim)
-    shape = [1] * ndim
-    shape[axis % ndim] = values.size
-    return values.reshape(shape)
-
-
 def _per_channel(full: np.ndarray, channel_axis: int, what: str) -> np.ndarray:
     """``full`` (the weight's shape) as one value per output channel; raise if it varies
     along any other axis."""
     moved = np.moveaxis(full, channel_axis, 0).reshape(full.shape[channel_axis], -1)
     if not np.all(moved == moved[:, :1]):
-        raise _NotInteger(f"a {what} that is not per output channel")
+        raise NotInteger(f"a {what} that is not per output channel")
     return moved[:, 0]
 
 
-def _bias(chains: _Chains, expr) -> np.ndarray:
+def _bias(chains: Chains, expr) -> np.ndarray:
     """The float value of a constant bias: a constant, or a dequantized constant, maybe
     reshaped (a convolution's bias is reshaped to (1, K, 1, 1))."""
     value = chains.bound(expr, single_use=False)
-    if _op(value, "relax.reshape"):
+    if op(value, "relax.reshape"):
         shape = [int(d) for d in value.ty.shape]
         return np.reshape(_bias(chains, value.args[0]), shape)
-    if _op(value, "relax.dequantize"):
-        data = _constant(value.args[0]).astype(np.float64)
+    if op(value, "relax.dequantize"):
+        data = constant(value.args[0]).astype(np.float64)
         ndim = data.ndim
-        scale = _along(_constant(value.args[1]).astype(np.float64), ndim, int(value.attrs.axis))
-        zero = _along(_constant(value.args[2]).astype(np.float64), ndim, int(value.attrs.axis))
+        scale = along(constant(value.args[1]).astype(np.float64), ndim, int(value.attrs.axis))
+        zero = along(constant(value.args[2]).astype(np.float64), ndim, int(value.attrs.axis))
         return (data - zero) * scale
-    return _constant(value).astype(np.float64)
+    return constant(value).astype(np.float64)
 
 
-def _clip_bounds(chains: _Chains, expr) -> tuple[object, float, float]:
+def _clip_bounds(chains: Chains, expr) -> tuple[object, float, float]:
     """Peel ReLU and constant max/min (ReLU6) off ``expr``: (what is under them, lo, hi)."""
     lo, hi = -np.inf, np.inf
     while True:
         value = chains.bound(expr)
-        if _op(value, "relax.nn.relu"):
+        if op(value, "relax.nn.relu"):
             lo, expr = max(lo, 0.0), value.args[0]
-        elif _op(value, "relax.maximum") and _is_constant(value.args[1]):
-            lo, expr = max(lo, _scalar(value.args[1])), value.args[0]
-        elif _op(value, "relax.minimum") and _is_constant(value.args[1]):
-            hi, expr = min(hi, _scalar(value.args[1])), value.args[0]
-        elif _op(value, "relax.clip"):
-            raise _NotInteger("a clip with bounds that are not constants")
+        elif op(value, "relax.maximum") and is_constant(value.args[1]):
+            lo, expr = max(lo, scalar(value.args[1])), value.args[0]
+        elif op(value, "relax.minimum") and is_constant(value.args[1]):
+            hi, expr = min(hi, scalar(value.args[1])), value.args[0]
+        elif op(value, "relax.clip"):
+            raise NotInteger("a clip with bounds that are not constants")
         else:
             return expr, lo, hi
 
 
-def _split_bias(chains: _Chains, expr):
+def _split_bias(chains: Chains, expr):
     """(the product under a bias add, the bias's float value or None)."""
     value = chains.bound(expr)
-    if _op(value, "relax.add"):
+    if op(value, "relax.add"):
         for core, bias in ((value.args[0], value.args[1]), (value.args[1], value.args[0])):
-            if _op(chains.bound(core, single_use=False)) in _ANCHORS:
+            if op(chains.bound(core, single_use=False)) in _ANCHORS:
                 return chains.bound(core), _bias(chains, bias)
     return value, None
 
 
-def _integer(bb, chains: _Chains, quantize) -> tuple[str, object]:
+def _integer(bb, chains: Chains, quantize) -> tuple[str, object]:
     """The integer program for the chain ending in ``quantize``: (layer kind, u8/s8 expr)."""
     from tvm import relax
 
     out_dtype = str(quantize.attrs.out_dtype)
     if out_dtype not in ("uint8", "int8"):
-        raise _NotInteger(f"a quantize to {out_dtype}")
-    sy, zy = _scalar(quantize.args[1]), _zero_point(quantize.args[2], out_dtype, "quantize")
+        raise NotInteger(f"a quantize to {out_dtype}")
+    sy, zy = scalar(quantize.args[1]), zero_point(quantize.args[2], out_dtype, "quantize")
     under, lo, hi = _clip_bounds(chains, quantize.args[0])
     core, bias = _split_bias(chains, under)
-    kind = _ANCHORS.get(_op(core) or "")
+    kind = _ANCHORS.get(op(core) or "")
     if kind is None:
-        raise _NotInteger("no Conv or MatMul under the quantize")
+        raise NotInteger("no Conv or MatMul under the quantize")
     act = chains.bound(core.args[0], single_use=False)
-    if not _op(act, "relax.dequantize"):
-        raise _NotInteger(f"{kind} of an input that is not dequantized")
+    if not op(act, "relax.dequantize"):
+        raise NotInteger(f"{kind} of an input that is not dequantized")
     xq = act.args[0]
     if str(xq.ty.dtype) != "uint8":
-        raise _NotInteger(f"{kind} of {xq.ty.dtype} activations")
-    sx, zx = _scalar(act.args[1]), _zero_point(act.args[2], "uint8", f"{kind}'s input")
+        raise NotInteger(f"{kind} of {xq.ty.dtype} activations")
+    sx, zx = scalar(act.args[1]), zero_point(act.args[2], "uint8", f"{kind}'s input")
     weight, wscale = _weight(chains, core.args[1], kind)
     channel = 0 if kind == "Conv" else weight.ndim - 1
     sw = _per_channel(wscale, channel, "weight scale")
@@ -252,12 +173,12 @@ def _integer(bb, chains: _Chains, quantize) -> tuple[str, object]:
         correction = correction + np.round(_per_channel(full, axis, "bias") / unit)
 
     def vector(values, dtype):
-        return relax.const(_along(np.asarray(values), ndim, axis).astype(dtype), dtype)
+        return relax.const(along(np.asarray(values), ndim, axis).astype(dtype), dtype)
 
     if kind == "Conv":
         attrs = core.attrs
         if (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW"):
-            raise _NotInteger(f"Conv in layout {attrs.data_layout}/{attrs.kernel_layout}")
+            raise NotInteger(f"Conv in layout {attrs.data_layout}/{attrs.kernel_layout}")
         padding = [int(p) for p in attrs.padding]
         data = xq
         if zx != 0 and any(padding):
@@ -273,17 +194,24 @@ def _integer(bb, chains: _Chains, quantize) -> tuple[str, object]:
     else:
         acc = bb.emit(relax.op.matmul(xq, relax.const(weight, "int8"), out_dtype="int32"))
     acc = bb.emit(relax.op.add(acc, vector(correction, "int32")))
-    scaled = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"),
-                                       vector(unit / sy, "float32")))
-    info = np.iinfo(out_dtype)
-    low = max(float(info.min), np.round(lo / sy) + zy if np.isfinite(lo) else -np.inf)
-    high = min(float(info.max), np.round(hi / sy) + zy if np.isfinite(hi) else np.inf)
-    shifted = bb.emit(relax.op.round(scaled))
-    if zy:
-        shifted = bb.emit(relax.op.add(shifted, relax.const(float(zy), "float32")))
-    clipped = bb.emit(relax.op.minimum(relax.op.maximum(shifted, relax.const(low, "float32")),
-                                       relax.const(high, "float32")))
-    return kind, bb.normalize(relax.op.astype(clipped, out_dtype))
+    scaled = relax.op.multiply(relax.op.astype(acc, "float32"), vector(unit / sy, "float32"))
+    low = np.round(lo / sy) + zy if np.isfinite(lo) else -np.inf
+    high = np.round(hi / sy) + zy if np.isfinite(hi) else np.inf
+    return kind, bb.normalize(_saturated(scaled, zy, out_dtype, low, high))
+
+
+def _saturated(value, zero: float, dtype: str, low: float = -np.inf, high: float = np.inf):
+    """``value`` rounded (half to even), shifted by ``zero`` and saturated to ``dtype`` and
+    to [low, high]: what QuantizeLinear does after its scaling."""
+    from tvm import relax
+
+    info = np.iinfo(dtype)
+    value = relax.op.round(value)
+    if zero:
+        value = relax.op.add(value, relax.const(float(zero), "float32"))
+    value = relax.op.maximum(value, relax.const(max(float(info.min), low), "float32"))
+    value = relax.op.minimum(value, relax.const(min(float(info.max), high), "float32"))
+    return relax.op.astype(value, dtype)
 
 
 def integer_cores(mod):
@@ -301,10 +229,10 @@ def integer_cores(mod):
 
         def visit_var_binding_(self, binding) -> None:
             value = None
-            if _op(binding.value, "relax.quantize"):
+            if op(binding.value, "relax.quantize"):
                 try:
                     kind, value = _integer(self.builder_, self.chains, binding.value)
-                except _NotInteger as exc:
+                except NotInteger as exc:
                     if _anchor_under(self.chains, binding.value):
                         summary.kept_float[str(exc)] += 1
                 else:
@@ -320,31 +248,31 @@ def integer_cores(mod):
 
     for gv, func in list(mod.functions_items()):
         if isinstance(func, relax.Function):
-            rewritten = Rewriter(mod, _Chains(func)).visit_expr(func)
+            rewritten = Rewriter(mod, Chains(func)).visit_expr(func)
             mod.update_func(gv, rewritten)
     mod = relax.transform.DeadCodeElimination()(mod)
     return mod, summary
 
 
-def _pooled(bb, chains: _Chains, quantize):
+def _pooled(bb, chains: Chains, quantize):
     """``quantize(max_pool2d(dequantize(x)))`` with the same scale and zero point on both
     sides as ``max_pool2d(x)`` on the integers (dequantizing is increasing, so the maximum
     commutes with it; a pooling window always holds an element of x, so padding with the
     integer type's minimum pads as -inf does), else None."""
     from tvm import relax
 
-    if not _op(quantize, "relax.quantize"):
+    if not op(quantize, "relax.quantize"):
         return None
     try:
         pool = chains.bound(quantize.args[0])
-        if not _op(pool, "relax.nn.max_pool2d"):
+        if not op(pool, "relax.nn.max_pool2d"):
             return None
         dequantize = chains.bound(pool.args[0], single_use=False)
-        if not _op(dequantize, "relax.dequantize"):
+        if not op(dequantize, "relax.dequantize"):
             return None
-        same = (_scalar(dequantize.args[1]) == _scalar(quantize.args[1])
-                and _scalar(dequantize.args[2]) == _scalar(quantize.args[2]))
-    except _NotInteger:
+        same = (scalar(dequantize.args[1]) == scalar(quantize.args[1])
+                and scalar(dequantize.args[2]) == scalar(quantize.args[2]))
+    except NotInteger:
         return None
     data = dequantize.args[0]
     if not same or str(data.ty.dtype) != str(quantize.attrs.out_dtype):
@@ -362,42 +290,37 @@ def _elementwise(bb, call):
     blocked instead of paying a layout transform either side."""
     from tvm import relax
 
-    op = _op(call)
-    if op not in ("relax.quantize", "relax.dequantize"):
+    name = op(call)
+    if name not in ("relax.quantize", "relax.dequantize"):
         return None
     try:
-        scale, zero = _scalar(call.args[1]), _scalar(call.args[2])
-    except _NotInteger:
+        scale, zero = scalar(call.args[1]), scalar(call.args[2])
+    except NotInteger:
         return None
     data, dtype = call.args[0], str(call.attrs.out_dtype)
-    if op == "relax.dequantize":
+    if name == "relax.dequantize":
         if dtype != "float32" or str(data.ty.dtype) not in ("uint8", "int8"):
             return None
-        _zero_point(call.args[2], str(data.ty.dtype), "dequantize")
+        zero_point(call.args[2], str(data.ty.dtype), "dequantize")
         value = relax.op.astype(data, "float32")
         if zero:
             value = relax.op.subtract(value, relax.const(zero, "float32"))
         return bb.normalize(relax.op.multiply(value, relax.const(scale, "float32")))
     if dtype not in ("uint8", "int8") or str(data.ty.dtype) != "float32":
         return None
-    _zero_point(call.args[2], dtype, "quantize")
-    info = np.iinfo(dtype)
-    value = relax.op.round(relax.op.divide(data, relax.const(scale, "float32")))
-    if zero:
-        value = relax.op.add(value, relax.const(zero, "float32"))
-    value = relax.op.minimum(relax.op.maximum(value, relax.const(float(info.min), "float32")),
-                             relax.const(float(info.max), "float32"))
-    return bb.normalize(relax.op.astype(value, dtype))
+    zero_point(call.args[2], dtype, "quantize")
+    return bb.normalize(_saturated(relax.op.divide(data, relax.const(scale, "float32")),
+                                   zero, dtype))
 
 
-def _anchor_under(chains: _Chains, quantize) -> bool:
+def _anchor_under(chains: Chains, quantize) -> bool:
     """Whether a Conv or MatMul feeds ``quantize`` through the ops :func:`_integer` peels
     (clips, a bias add): a chain worth naming when it stays float."""
     peeled = {"relax.nn.relu", "relax.maximum", "relax.minimum", "relax.clip", "relax.add"}
     value = chains.bound(quantize.args[0], single_use=False)
-    while _op(value) in peeled:
-        if _op(value) == "relax.add" and any(
-                _op(chains.bound(a, single_use=False)) in _ANCHORS for a in value.args):
+    while op(value) in peeled:
+        if op(value) == "relax.add" and any(
+                op(chains.bound(a, single_use=False)) in _ANCHORS for a in value.args):
             return True
         value = chains.bound(value.args[0], single_use=False)
-    return _op(value) in _ANCHORS
+    return op(value) in _ANCHORS
