@@ -13,6 +13,15 @@ def _load(args: argparse.Namespace):
     return load_onnx(args.model, parse_input_shapes(args.input_shape))
 
 
+NAME_WIDTH = 64
+
+
+def _short(name: str) -> str:
+    """A fused function's name cut for a table: a quantized layer's runs to 170 characters
+    (every requantization op is in it); ``--json`` has them whole."""
+    return name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "…"
+
+
 def _us(value: float | None) -> str:
     return f"{value:.1f}" if value is not None else "-"
 
@@ -41,7 +50,7 @@ def cmd_tune_model(args: argparse.Namespace, progress) -> BaseModel:
         speedup = (task.untuned_us / latency if task.untuned_us and latency and tuned
                    and tuned.correct else None)
         share = latency * task.weight / total if latency and total else None
-        rows.append([task.name, str(task.weight), (tuned.mapping if tuned else None) or "-",
+        rows.append([_short(task.name), str(task.weight), (tuned.mapping if tuned else None) or "-",
                      f"{tuned.trials}" if tuned else "-", _us(task.untuned_us), _us(latency),
                      f"{speedup:.1f}x" if speedup else "-",
                      f"{share:.0%}" if share is not None else "-",
@@ -77,7 +86,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
         return 0
-    rows = [[f.name, f.schedule, f.mapping or "-", _us(f.tuned_us), f.why or ""]
+    rows = [[_short(f.name), f.schedule, f.mapping or "-", _us(f.tuned_us), f.why or ""]
             for f in report.functions]
     print(_table(rows, ["function", "schedule", "mapping", "tuned_us", "why default"]))
     if report.quantized:
