@@ -173,15 +173,21 @@ def model_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
     return [random_array(i.shape, i.dtype, rng) for i in model.inputs]
 
 
-def check_outputs(got: list[np.ndarray], want: list[np.ndarray]) -> tuple[float, float]:
-    """(largest error, tolerance) of ``got`` against ``want``; CompileError if beyond it."""
+def check_shapes(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    """CompileError unless ``got`` has the reference's number of outputs and shapes."""
     if len(got) != len(want):
         raise CompileError(f"the compiled model returns {len(got)} outputs, the reference "
                            f"{len(want)}")
-    worst, tolerance = 0.0, 0.0
     for n, (g, w) in enumerate(zip(got, want)):
         if g.shape != w.shape:
             raise CompileError(f"output {n} has shape {g.shape}, the reference {w.shape}")
+
+
+def check_outputs(got: list[np.ndarray], want: list[np.ndarray]) -> tuple[float, float]:
+    """(largest error, tolerance) of ``got`` against ``want``; CompileError if beyond it."""
+    check_shapes(got, want)
+    worst, tolerance = 0.0, 0.0
+    for n, (g, w) in enumerate(zip(got, want)):
         w64 = w.astype(np.float64)
         bound = RELATIVE_TOLERANCE * float(np.abs(w64).max(initial=0.0))
         error = float(np.abs(g.astype(np.float64) - w64).max(initial=0.0))

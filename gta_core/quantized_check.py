@@ -54,14 +54,9 @@ def check_quantized(got: list[np.ndarray], want: list[np.ndarray], literal: list
     """``got`` against the framework's outputs ``want``, with ``literal`` (its run with graph
     optimizations off) as the yardstick; ``steps`` per output its quantization step (None
     where it is not dequantized). Raises CompileError beyond the bound."""
-    from .model_compile import CompileError
+    from .model_compile import CompileError, check_shapes
 
-    if len(got) != len(want):
-        raise CompileError(f"the compiled model returns {len(got)} outputs, the reference "
-                           f"{len(want)}")
-    for n, (g, w) in enumerate(zip(got, want)):
-        if g.shape != w.shape:
-            raise CompileError(f"output {n} has shape {g.shape}, the reference {w.shape}")
+    check_shapes(got, want)
     ours = max(_relative_rms(g, w) for g, w in zip(got, want))
     theirs = max(_relative_rms(w, x) for w, x in zip(want, literal))
     check = QuantizedCheck(relative_rms=ours, framework_relative_rms=theirs,

@@ -104,7 +104,7 @@ def load_onnx(path: str | os.PathLike,
                          f"{', '.join(unsupported)}")
     from tvm.relax.frontend.onnx import from_onnx
 
-    _check_zero_points(model, path)
+    quantized = _check_zero_points(model, path)
     try:
         with _clip_as_relax_ops():
             mod = from_onnx(model, {i.name: list(i.shape) for i in inputs},
@@ -112,7 +112,7 @@ def load_onnx(path: str | os.PathLike,
     except Exception as exc:  # noqa: BLE001 - the importer raises anything; name it
         raise ModelError(f"{path}: TVM's ONNX importer failed ({_first_line(exc)})") from None
     summary = None
-    if integer and _check_zero_points(model, path):
+    if integer and quantized:
         from .quantized import integer_cores
 
         mod, summary = integer_cores(mod)
