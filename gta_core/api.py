@@ -170,14 +170,14 @@ def describe(spec: str, target: str | None = None,
 
 
 DEMO_MODEL = "resnet18-128"
-DEMO_TRIALS = 64
+DEMO_TRIALS = 48  # with set-up, `make demo` stays within ~5 min on 2 cores
 DEMO_CONTENDERS = ["gta", "tvm-untuned", "onnxruntime", "torch"]
 
 
 def demo(target: str = "avx512", trials: int | None = None, out: str = "gta-demo",
          model: str = DEMO_MODEL, progress=None) -> NetBenchReport:
     """GTA's main job, in a few minutes on this CPU: a model of the offline zoo tuned
-    briefly (``trials``, default 64), compiled, its outputs checked against onnxruntime's,
+    briefly (``trials``, default 48), compiled, its outputs checked against onnxruntime's,
     and its latency timed beside onnxruntime's, PyTorch's and TVM's untuned build.
 
     This is ``gta bench --suite net-MODEL`` with a small budget and three timing rounds.

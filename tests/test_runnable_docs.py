@@ -51,10 +51,34 @@ def test_every_quickstart_block_runs_as_written(tmp_path):
     assert "checked against torch" in outputs[2]
 
 
+# The commands no runnable page runs, and the test that runs each instead.
+RUN_ELSEWHERE = {
+    "demo": "tests/test_bench.py::test_demo_tunes_compiles_and_times_a_zoo_model_beside_the_"
+            "baselines",
+    "codegen": "tests/test_cli.py::test_codegen_writes_cuda_and_reports_json",
+    "check-plugin": "tests/test_example_plugins.py::test_install_check_plugin_and_uninstall",
+}
+
+
+def test_every_gta_command_runs_in_a_page_a_test_runs():
+    """A command a newcomer reads about runs as written somewhere, or is named here with the
+    test that runs it."""
+    from gta_core.cli import build_parser
+
+    runnable = [blocks("README.md", "Quickstart")] + [
+        blocks(f"docs/{page}") for page in
+        ("tutorial-operators.md", "tutorial-models.md", "tutorial-int8.md")]
+    ran = {name for found in runnable for kind, code in found if kind == "sh"
+           for name in re.findall(r"\bgta ([a-z-]+)", code)}
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert commands - ran == set(RUN_ELSEWHERE)
+
+
 def test_the_operator_tutorial_runs_as_written(tmp_path):
     found = blocks("docs/tutorial-operators.md")
-    assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "python"]
+    assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "sh", "python"]
     outputs = run_blocks(found, tmp_path)
+    assert "gta-avx512" in outputs[0] and "vnni" in outputs[0]
     assert (tmp_path / "ops.so").exists()
     assert outputs[-1].strip() == "int8 GEMM matches numpy"
 

@@ -87,3 +87,28 @@ def test_a_task_with_records_evolves(search, evolutions):
     assert len(search.propose(2)) == 2
     assert len(evolutions) == 1
     assert len(search._pending) == SearchSettings().batch - 2  # the batch's rest, for later
+
+
+def test_a_pooling_task_keeps_its_generic_space_without_tvms_unknown_rule_warning(capfd):
+    """TOPI's pooling block names a rule no CPU registers; the warning is dropped, the other
+    lines on stderr and the space are kept."""
+    import sys
+
+    import tvm
+    from tvm import te, topi
+
+    from gta_core.scheduler.search import _unknown_rule_warnings_dropped
+    from gta_core.scheduler.space import generic_space
+
+    x = te.placeholder((1, 8, 16, 16), name="x")
+    pooled = topi.nn.pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), "max")
+    mod = tvm.IRModule({"main": te.create_prim_func([x, pooled])})
+    context = ms.TuneContext(mod=mod, target=tvm.target.Target({"kind": "llvm", "num-cores": 2}),
+                             space_generator=generic_space())
+    with _unknown_rule_warnings_dropped(True):
+        print("a line of GTA's own", file=sys.stderr, flush=True)
+        kept = context.space_generator.generate_design_space(mod)
+    err = capfd.readouterr().err
+    assert "Unknown schedule rule" not in err and "a line of GTA's own" in err
+    assert len(kept) == len(context.space_generator.generate_design_space(mod)) > 1
+    assert "Unknown schedule rule" in capfd.readouterr().err  # what is dropped

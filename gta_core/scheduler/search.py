@@ -14,8 +14,10 @@ it as failed, so no task's best (and no model's target) is a latency nobody veri
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
+import tempfile
 import time
 import types
 from collections import Counter
@@ -160,7 +162,8 @@ class TaskSearch:
                     genetic_num_iters=settings.genetic_iterations,
                     eps_greedy=settings.eps_greedy),
                 task_name=task.key, rand_state=settings.seed, num_threads=1)
-        spaces = context.space_generator.generate_design_space(mod)
+        with _unknown_rule_warnings_dropped(task.mapping is None):
+            spaces = context.space_generator.generate_design_space(mod)
         if not spaces:
             self.exhausted = True
             return None
@@ -197,6 +200,36 @@ class TaskSearch:
 
 
 _STOCK_INTRINSICS = "tvm.s_tir.tensor_intrin"
+
+
+@contextmanager
+def _unknown_rule_warnings_dropped(drop: bool):
+    """Drop MetaSchedule's "Unknown schedule rule" warnings from this process's stderr.
+
+    TOPI's pooling blocks name custom rules (``meta_schedule.pool_max``) that TVM 0.27
+    registers for no CPU, so the generic rules warn on every pooling task, then schedule the
+    block as any other: noise, not news. Registering the rules would change the space.
+    """
+    if not drop:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept, warning = [], False
+            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
+                # the warning's second line lists the functions it looked for, indented
+                warning = "Unknown schedule rule" in line or (warning and line.startswith(" "))
+                if not warning:
+                    kept.append(line)
+            sys.stderr.write("".join(kept))
 
 
 @contextmanager
