@@ -37,6 +37,7 @@ from .database.lines import (
 from .measure import MeasureSettings, build
 from .measure.garbage import garbage_output
 from .models import Target
+from .weight_prepack import as_model_runs
 from .workloads import Workload
 
 TOP = 4  # records timed again: the fastest after tuning were within 10-20 % of each other
@@ -161,19 +162,21 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
         # An output of its own, filled with garbage: one left over from another candidate,
         # or zeros, could hide a program that never writes (or never initialises) it.
         out = tvm.runtime.tensor(garbage_output(workload), device)
-        try:
-            module = build(store.schedule(record).mod, target).jit()
-            module(*args, out)
+        try:  # as the tuning built it: a model's weights laid out once, beforehand
+            program = as_model_runs(workload, store.schedule(record).mod)
+            module = build(program.module(), target).jit()
+            inputs = program.arguments(args, target)
+            module(*inputs, out)
         except Exception as exc:  # noqa: BLE001 - a record that no longer builds is left out
             candidate.error = first_line(exc)[:300]
             continue
         candidate.correct = workload.mismatch(out.numpy(), expected) is None
         if candidate.correct:
-            timers.append((candidate, out, module.time_evaluator(
+            timers.append((candidate, inputs, out, module.time_evaluator(
                 module.entry_name, device, number=measure.number, repeat=measure.repeat,
                 min_repeat_ms=measure.min_repeat_ms, f_preproc=preproc)))
     for round_ in range(rounds):
         shift = round_ % len(timers) if timers else 0  # none is always timed first
-        for candidate, out, timer in timers[shift:] + timers[:shift]:
-            candidate.samples_us.append(statistics.median(timer(*args, out).results) * 1e6)
+        for candidate, inputs, out, timer in timers[shift:] + timers[:shift]:
+            candidate.samples_us.append(statistics.median(timer(*inputs, out).results) * 1e6)
     return candidates

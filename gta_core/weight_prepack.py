@@ -11,7 +11,10 @@ once at compile time (:func:`prepack_passes`). onnxruntime and oneDNN prepack th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 PREPROC = "meta_schedule.layout_rewrite_preproc"
 
@@ -139,6 +142,115 @@ def _inline_chains(sch, weights: list) -> None:
                 continue
             changed = True
             break
+
+
+@dataclass(frozen=True)
+class SplitProgram:
+    """A model function's program as the compiled model runs it: ``compute`` is called with
+    the constant weights already laid out by ``prepack``, which runs once (None: nothing
+    to lay out). Tuning times and checks ``compute``, so a trial is not charged for work
+    the model does at compile time.
+
+    ``reads``: the original inputs ``prepack`` takes, by position; ``sources``: for each
+    input of ``compute``, ``(False, i)`` original input i or ``(True, j)`` prepack output j.
+    """
+
+    compute: Any  # tvm.tirx.PrimFunc, named main
+    prepack: Any = None
+    reads: tuple[int, ...] = ()
+    sources: tuple[tuple[bool, int], ...] = ()
+
+    def module(self):
+        """``compute`` as the IRModule to build."""
+        import tvm
+
+        return tvm.IRModule({"main": self.compute})
+
+    def arguments(self, inputs: list, target) -> list:
+        """``compute``'s inputs from the original function's ``inputs`` (TVM tensors): the
+        weights laid out here by ``prepack``, built for ``target``."""
+        if self.prepack is None:
+            return list(inputs)
+        import tvm
+
+        from .measure import build
+
+        module = build(tvm.IRModule({"main": self.prepack}), target).jit()
+        outputs = [tvm.runtime.tensor(np.empty([int(d) for d in b.shape], str(b.dtype)),
+                                      inputs[0].device)
+                   for b in self.prepack.params[len(self.reads):]]
+        module(*[inputs[i] for i in self.reads], *outputs)
+        return [outputs[i] if packed else inputs[i] for packed, i in self.sources]
+
+
+def as_model_runs(workload, mod) -> SplitProgram:
+    """A scheduled program of ``workload`` (its IRModule) as a compiled model runs it: split
+    where the workload has constant inputs (a model's function), else whole."""
+    constant = getattr(workload, "constant_inputs", frozenset())
+    func = mod["main"]
+    return split_weight_packing(func, set(constant)) if constant else SplitProgram(func)
+
+
+def split_weight_packing(func, constant: set[int]) -> SplitProgram:
+    """``func`` (scheduled) split as a compiled model runs it: its packing stages of the
+    ``constant`` inputs (:func:`mark_weight_packing`) moved into a prepack function by
+    TVM's ``SplitLayoutRewritePreproc``, the pass :func:`prepack_passes` runs."""
+    from tvm import relax
+
+    marked, names = mark_weight_packing(func, constant)
+    if not names:
+        return SplitProgram(func)
+    bb = relax.BlockBuilder()
+    callee = bb.add_func(marked.with_attr("global_symbol", "f"), "f")
+    params = [relax.Var(f"p{i}", _tensor_type(b)) for i, b in enumerate(marked.params[:-1])]
+    with bb.function("main", params):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.call_tir(callee, params,
+                                                        _tensor_type(marked.params[-1]))))
+        bb.emit_func_output(out)
+    split = relax.transform.SplitLayoutRewritePreproc()(bb.get())
+    bindings = list(split["main"].body.blocks[0].bindings)
+    prepack_binding = next(b for b in bindings if _calls(b, "_weight_prepack"))
+    compute_call = next(b.value for b in bindings if _calls(b, "_prepacked"))
+    got = {}  # a prepack output taken out of its tuple, by its variable
+    for b in bindings:
+        if (isinstance(b.value, relax.TupleGetItem)
+                and b.value.tuple_value.same_as(prepack_binding.var)):
+            got[b.var] = int(b.value.index)
+
+    def source(arg) -> tuple[bool, int]:
+        if arg.same_as(prepack_binding.var):
+            return True, 0
+        if isinstance(arg, relax.TupleGetItem):
+            return True, int(arg.index)
+        bound = next((i for var, i in got.items() if var.same_as(arg)), None)
+        return (True, bound) if bound is not None else (False, _position(params, arg))
+
+    name = "main"
+    return SplitProgram(
+        compute=split[compute_call.args[0].name_hint].with_attr("global_symbol", name),
+        prepack=split[prepack_binding.value.args[0].name_hint].with_attr("global_symbol", name),
+        reads=tuple(_position(params, a) for a in prepack_binding.value.args[1].fields),
+        sources=tuple(source(a) for a in compute_call.args[1].fields))
+
+
+def _calls(binding, suffix: str) -> bool:
+    """Whether ``binding`` is a ``call_tir`` of a function whose name ends in ``suffix``."""
+    from tvm import relax
+
+    value = binding.value
+    return (isinstance(value, relax.Call) and isinstance(value.args[0], relax.GlobalVar)
+            and value.args[0].name_hint.endswith(suffix))
+
+
+def _tensor_type(buffer):
+    from tvm import relax
+
+    return relax.TensorType([int(d) for d in buffer.shape], str(buffer.dtype))
+
+
+def _position(params: list, var) -> int:
+    return next(i for i, p in enumerate(params) if p.same_as(var))
 
 
 def prepack_passes() -> list:

@@ -108,3 +108,62 @@ def test_marked_packing_runs_on_the_constant_while_compiling(module):
     expected = np.zeros((16, 16), "float32")
     expected[:, :weight.shape[1]] = a @ weight  # the padded columns are zero
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@T.prim_func(s_tir=True)
+def two_packed_weights(A: T.Buffer((16, 32), "float32"), W: T.Buffer((32, 16), "float32"),
+                       V: T.Buffer((16, 16), "float32"), C: T.Buffer((16, 16), "float32")):
+    Wt = T.sblock_alloc_buffer((16, 32), "float32")
+    Vt = T.sblock_alloc_buffer((16, 16), "float32")
+    for n, k in T.grid(16, 32):
+        with T.sblock("pack_w"):
+            vn, vk = T.axis.remap("SS", [n, k])
+            Wt[vn, vk] = W[vk, vn]
+    for m, n in T.grid(16, 16):
+        with T.sblock("pack_v"):
+            vm, vn = T.axis.remap("SS", [m, n])
+            Vt[vm, vn] = V[vn, vm] * T.float32(2)
+    for m, n, k in T.grid(16, 16, 32):
+        with T.sblock("gemm"):
+            vm, vn, vk = T.axis.remap("SSR", [m, n, k])
+            with T.init():
+                C[vm, vn] = Vt[vm, vn]
+            C[vm, vn] = C[vm, vn] + A[vm, vk] * Wt[vn, vk]
+
+
+@pytest.mark.parametrize("func, constant", [
+    (packed_gemm, {1}), (transposed_padded_gemm, {1}), (two_packed_weights, {1, 2}),
+    (two_packed_weights, {2})], ids=["one-stage", "chain", "two-weights", "second-only"])
+def test_a_split_program_computes_what_the_whole_one_does_with_its_packing_moved_out(
+        func, constant):
+    """What tuning times for a model's function: the compute alone, on weights the prepack
+    function laid out (as the compiled model runs it); same output as the whole function."""
+    from gta_core.plugins import default_registry
+    from gta_core.weight_prepack import split_weight_packing
+
+    target = default_registry().target("avx512")
+    split = split_weight_packing(func, constant)
+    assert split.prepack is not None
+    compute_blocks = {b.name_hint for b in _blocks(split.compute)}
+    assert not compute_blocks & {"pack", "pad", "transpose", "pack_w", "pack_v"} - (
+        {"pack_w"} if constant == {2} else set())
+    rng = np.random.default_rng(0)
+    inputs = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in p.shape]).astype(
+        "float32")) for p in func.params[:-1]]
+    shape = [int(d) for d in func.params[-1].shape]
+    whole, alone = (tvm.runtime.tensor(np.full(shape, np.nan, "float32")) for _ in range(2))
+    tvm.compile(tvm.IRModule({"main": func}), target="llvm")(*inputs, whole)
+    tvm.compile(split.module(), target="llvm")(*split.arguments(inputs, target), alone)
+    np.testing.assert_allclose(alone.numpy(), whole.numpy(), rtol=1e-5)
+
+
+def test_a_program_with_nothing_to_lay_out_is_kept_whole():
+    from gta_core.weight_prepack import split_weight_packing
+
+    split = split_weight_packing(packed_gemm, {0})
+    assert split.prepack is None and split.compute.same_as(packed_gemm)
+
+
+def _blocks(func) -> list:
+    sch = Schedule(func)
+    return [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]

@@ -45,13 +45,18 @@ class ArtifactCheck:
         self.seconds = 0.0  # spent checking, the reference included when made here
         self.checked = 0
 
-    def mismatch(self, artifact_path: str) -> str | None:
-        """Why the program in ``artifact_path`` computes the wrong output (None: it is right)."""
+    def mismatch(self, artifact_path: str, program=None, target=None) -> str | None:
+        """Why the program in ``artifact_path`` computes the wrong output (None: it is right).
+
+        ``program``: the :class:`~gta_core.weight_prepack.SplitProgram` built there, whose
+        weights are laid out first by its prepack function, built for ``target``."""
         import tvm
 
         start = time.perf_counter()
         try:
             inputs, expected = self.reference.get()
+            if program is not None:
+                inputs = program.arguments(inputs, target)
             linked = artifact_path + ".so"
             module = tvm.runtime.load_module(linked if os.path.exists(linked) else artifact_path)
             out = tvm.runtime.tensor(garbage_output(self.workload), tvm.cpu())

@@ -30,6 +30,7 @@ from ..measure.artifact_check import ArtifactCheck, Reference
 from ..measure.rpc import check_farm
 from ..measure.runners import error_line, remove_artifact
 from ..pruning.constraint import Constraint
+from ..weight_prepack import as_model_runs
 from .space import MappingSpace, Task, generic_space
 
 
@@ -286,15 +287,22 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
 
     builder, runner = picks[0][0].builder, picks[0][0].runner
     flat = [(search, c) for search, candidates in picks for c in candidates]
-    built = builder.build([ms.builder.BuilderInput(c.sch.mod, s.task.target.tvm_target())
-                           for s, c in flat])
+    # A model's function is built, timed and checked as the compiled model runs it, its
+    # constant weights laid out once beforehand (weight_prepack): a trial that paid the
+    # layout on every call was timed at 2-40x the compute the model runs.
+    programs = [as_model_runs(s.task.workload, c.sch.mod) for s, c in flat]
+    built = builder.build([ms.builder.BuilderInput(
+        p.module() if p.prepack is not None else c.sch.mod, s.task.target.tvm_target())
+        for (s, c), p in zip(flat, programs)])
     inputs, where = [], []
     for index, ((search, candidate), result) in enumerate(zip(flat, built)):
         if result.error_msg is None:
             target = search.task.target
             device = "cpu" if target.kind == "cpu" else target.tvm_target().kind.name
-            inputs.append(ms.runner.RunnerInput(result.artifact_path, device,
-                                                candidate.args_info))
+            program = programs[index]
+            inputs.append(ms.runner.RunnerInput(
+                result.artifact_path, device, candidate.args_info if program.prepack is None
+                else ms.arg_info.ArgInfo.from_prim_func(program.compute)))
             where.append(index)
     results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg) for r in built]
     timed: list[list[float] | None] = [None] * len(flat)  # what the runner measured
@@ -308,9 +316,11 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
             if result.error_msg is not None:
                 continue
             timed[index] = [float(s) for s in result.run_secs]
-            check = flat[index][0].check
-            if check is not None:
-                mismatch = _mismatch(check, built[index].artifact_path)
+            search, program = flat[index][0], programs[index]
+            if search.check is not None:
+                mismatch = _mismatch(search.check, built[index].artifact_path,
+                                     program if program.prepack is not None else None,
+                                     search.task.target)
                 correct[index] = mismatch is None
                 if mismatch is not None:  # the search and the cost model see a failure
                     results[index] = ms.runner.RunnerResult(run_secs=None,
@@ -341,10 +351,10 @@ def _runs_here(runner) -> bool:
     return isinstance(runner, ms.runner.LocalRunner)
 
 
-def _mismatch(check: ArtifactCheck, artifact_path: str) -> str | None:
+def _mismatch(check: ArtifactCheck, artifact_path: str, program, target) -> str | None:
     """The check's verdict; a program the check cannot run is wrong, with the reason."""
     try:
-        return check.mismatch(artifact_path)
+        return check.mismatch(artifact_path, program, target)
     except Exception as exc:  # noqa: BLE001 - recorded as this candidate's failure
         return f"its output could not be checked: {_first_line(str(exc))}"
 
