@@ -46,10 +46,11 @@ def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
     assert "Where GTA's time goes" in (tmp_path / "results.md").read_text()
 
 
-def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path):
+def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path, capfd):
     report = run_network_bench("net-tiny-int8", tmp_path, trials=2,
                                contenders=["gta", "onnxruntime", "gta-fp32", "onnxruntime-fp32"],
                                repeat=1, quiet_wait_s=0)
+    assert "pre-processing" not in capfd.readouterr().err  # quantize_static's advice
     by_name = {r.contender: r for r in report.results}
     for result in by_name.values():
         assert result.correct is True, result.note
