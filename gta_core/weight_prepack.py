@@ -226,10 +226,10 @@ def split_weight_packing(func, constant: set[int]) -> SplitProgram:
         bound = next((i for var, i in got.items() if var.same_as(arg)), None)
         return (True, bound) if bound is not None else (False, _position(params, arg))
 
-    name = "main"
     return SplitProgram(
-        compute=split[compute_call.args[0].name_hint].with_attr("global_symbol", name),
-        prepack=split[prepack_binding.value.args[0].name_hint].with_attr("global_symbol", name),
+        compute=split[compute_call.args[0].name_hint].with_attr("global_symbol", "main"),
+        prepack=split[prepack_binding.value.args[0].name_hint].with_attr("global_symbol",
+                                                                         "main"),
         reads=tuple(_position(params, a) for a in prepack_binding.value.args[1].fields),
         sources=tuple(source(a) for a in compute_call.args[1].fields))
 

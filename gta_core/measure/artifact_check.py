@@ -48,8 +48,8 @@ class ArtifactCheck:
     def mismatch(self, artifact_path: str, program=None, target=None) -> str | None:
         """Why the program in ``artifact_path`` computes the wrong output (None: it is right).
 
-        ``program``: the :class:`~gta_core.weight_prepack.SplitProgram` built there, whose
-        weights are laid out first by its prepack function, built for ``target``."""
+        ``program``: the :class:`~gta_core.weight_prepack.SplitProgram` built there; the
+        inputs go through its ``arguments`` (weights laid out for ``target``) first."""
         import tvm
 
         start = time.perf_counter()
