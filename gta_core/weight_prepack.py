@@ -212,19 +212,16 @@ def split_weight_packing(func, constant: set[int]) -> SplitProgram:
     bindings = list(split["main"].body.blocks[0].bindings)
     prepack_binding = next(b for b in bindings if _calls(b, "_weight_prepack"))
     compute_call = next(b.value for b in bindings if _calls(b, "_prepacked"))
-    got = {}  # a prepack output taken out of its tuple, by its variable
-    for b in bindings:
-        if (isinstance(b.value, relax.TupleGetItem)
-                and b.value.tuple_value.same_as(prepack_binding.var)):
-            got[b.var] = int(b.value.index)
+    # Several prepack outputs come as a tuple, each item bound to a variable of its own.
+    items = [(b.var, int(b.value.index)) for b in bindings
+             if isinstance(b.value, relax.TupleGetItem)
+             and b.value.tuple_value.same_as(prepack_binding.var)]
 
     def source(arg) -> tuple[bool, int]:
         if arg.same_as(prepack_binding.var):
             return True, 0
-        if isinstance(arg, relax.TupleGetItem):
-            return True, int(arg.index)
-        bound = next((i for var, i in got.items() if var.same_as(arg)), None)
-        return (True, bound) if bound is not None else (False, _position(params, arg))
+        item = next((i for var, i in items if var.same_as(arg)), None)
+        return (True, item) if item is not None else (False, _position(params, arg))
 
     return SplitProgram(
         compute=split[compute_call.args[0].name_hint].with_attr("global_symbol", "main"),
