@@ -47,7 +47,9 @@ def test_the_suites_have_the_papers_shapes():
     assert len(SUITES["resnet18"].workloads) == 12
     ops = {load_workload(s).operator.name for s in SUITES["ops"].workloads}
     assert ops == {"gemm", "batch_gemm", "gemv", "conv1d", "conv2d", "conv3d",
-                   "depthwise_conv2d", "conv2d_transpose"}
+                   "depthwise_conv2d", "conv2d_transpose", "mean", "variance", "scan"}
+    bf16 = [s for s in SUITES["ops"].workloads if s.endswith("dtype=bfloat16")]
+    assert {load_workload(s).operator.name for s in bf16} == {"gemm", "conv2d"}
     grouped = [s for s in SUITES["ops"].workloads if "groups=8" in s]
     dilated = [s for s in SUITES["ops"].workloads if "dilation=2" in s]
     assert len(grouped) == len(dilated) == 2  # int8 and float32 each

@@ -9,6 +9,7 @@ from gta_core.api import load_workload
 from gta_core.generation import ScheduleContext
 from gta_core.generation.cpu import (
     InlineContiguousOperands,
+    InlinePaddingIntoPacking,
     MultiLevelTiling,
     ParallelOuterTiles,
     RegisterAccumulator,
@@ -283,3 +284,16 @@ def test_padding_waste_prunes_a_mapping_before_any_schedule_exists():
     assert PaddingWaste().check_mapping(MappingCandidate(**fields, waste=0.3), target) is None
     assert "94%" in PaddingWaste().check_mapping(MappingCandidate(**fields, waste=0.9375),
                                                  target)
+
+
+def test_an_operand_computed_elementwise_is_computed_inside_its_packing_copy():
+    """A variance's moments (x and x^2) do arithmetic on each element: read in place, they
+    would be a pass over memory of their own, so their packing stage stays and the padding
+    rule computes them inside it. A plain input is still read in place."""
+    context = context_for("variance:M=64,K=256", "fma")
+    sketch = apply_rules(context, [InlineContiguousOperands(), InlinePaddingIntoPacking()])[0]
+    assert "moments" not in block_names(sketch)
+    assert finished_correct(sketch)
+    mean = context_for("mean:M=64,K=256", "fma16-elementwise")
+    sketch = apply_rules(mean, [InlineContiguousOperands()])[0]
+    assert "x_reindex_reindex" not in block_names(sketch)

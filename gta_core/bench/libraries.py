@@ -6,13 +6,15 @@ lets it (see contenders.py for the tuning ones).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..host import cpu_cores
 from ..measure import garbage_output
-from ..workloads import Workload
+from ..workloads import Expected, Workload
+from ..workloads.operator import UNIT_ROUNDOFF
 from . import im2col, onnx_runtime
 from .contenders import BenchContext, Contender, Prepared
 from .programs import CallableProgram
@@ -28,13 +30,17 @@ class Torch(Contender):
     method = ("PyTorch on the CPU (oneDNN), torch.set_num_threads(the target's cores), timed "
               "like the other library calls (the median of repeats of back-to-back calls): "
               "float32 GEMM / batched GEMM / GEMV as torch.matmul / torch.bmm / torch.mv "
-              "with out= into one output tensor, filled with garbage before the check; int8 "
+              "with out= into one output tensor, filled with garbage before the check; "
+              "bfloat16 the same on bf16 tensors, its output bf16 (oneDNN sums in float32, "
+              "then rounds: checked within that rounding); int8 "
               "GEMM as torch._int_mm(out=) on the u8 activations as they are (this torch's "
               "CPU kernel takes u8 x s8 and is exact, and was faster than shifting them to "
               "s8), batched int8 GEMM as a loop of it into slices of the output, int8 GEMV as "
               "it on [1, K] x A^T (a transposed view); convolutions through "
               "torch.nn.functional, which has no out= and allocates its output in every "
-              "call; no int8 convolution (torch's quantized ones requantise to 8 bits). "
+              "call; mean / variance / scan as torch.mean / torch.var(correction=0) / "
+              "torch.cumsum(dtype=the output's) with out=; no int8 convolution (torch's "
+              "quantized ones requantise to 8 bits). "
               "In its own process (the default) PyTorch keeps its shipped OpenMP settings "
               "(gta_core.host.library_defaults); with --one-process, OMP_WAIT_POLICY=PASSIVE "
               "unless set (gta_core.host.quiet_idle_threads), since spinning OpenMP workers "
@@ -51,7 +57,32 @@ class Torch(Contender):
 
         torch.set_num_threads(bench_cores(ctx))
         run, out, _ = _torch_call(workload, inputs)
+        if workload.params.dtype == "bfloat16":
+            return Prepared(program=Bfloat16OutputProgram(run, out), note=BF16_NOTE)
         return Prepared(program=CallableProgram(run, lambda t: t.numpy(), out=out))
+
+
+BF16_NOTE = ("bf16 output: oneDNN sums in float32 and rounds each output to bf16 (torch has "
+             "no float32 output for a bf16 product on the CPU); checked within that rounding")
+
+
+class Bfloat16OutputProgram(CallableProgram):
+    """A torch call on bf16 tensors whose output is bf16 (``out``: a torch tensor, or None
+    where the call returns one). Its output is read as float32 and checked against the
+    float32 reference with one bf16 rounding of each output allowed beside the sum's."""
+
+    def __init__(self, run: Callable[[], Any], out: Any) -> None:
+        super().__init__(run, out=None)
+        self.bf16_out = out
+
+    def output(self) -> np.ndarray:
+        result = self.run()
+        return (result if self.bf16_out is None else self.bf16_out).float().numpy()
+
+    def mismatch(self, workload: Workload, expected: Expected) -> str | None:
+        rounding = UNIT_ROUNDOFF["bfloat16"] * np.abs(expected.value.astype(np.float64))
+        bound = rounding if expected.bound is None else expected.bound + rounding
+        return workload.mismatch(self.output(), replace(expected, bound=bound))
 
 
 def _import_torch() -> bool:
@@ -77,10 +108,10 @@ def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
     import torch.nn.functional as F
 
     p, op, dtype = workload.params, workload.operator.name, workload.params.dtype
-    if dtype not in ("int8", "float32"):
-        return None, None, (f"no torch path wired for dtype {dtype} (the suites use int8 "
-                            "and float32)")
-    if dtype == "int8" and op not in ("gemm", "batch_gemm", "gemv"):
+    if dtype not in ("int8", "float32", "bfloat16"):
+        return None, None, (f"no torch path wired for dtype {dtype} (the suites use int8, "
+                            "float32 and bfloat16)")
+    if dtype == "int8" and op not in ("gemm", "batch_gemm", "gemv", "scan"):
         return None, None, TORCH_INT8_CONV
     int8 = dtype == "int8"
 
@@ -94,6 +125,9 @@ def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
         "batch_gemm": batched_int_mm if int8 else (lambda a, w, o: torch.bmm(a, w, out=o)),
         "gemv": (lambda x, a, o: torch._int_mm(x[None], a.t(), out=o[None])) if int8
         else (lambda x, a, o: torch.mv(a, x, out=o)),
+        "mean": lambda x, o: torch.mean(x, 1, out=o),
+        "variance": lambda x, o: torch.var(x, 1, correction=0, out=o),
+        "scan": lambda x, o: torch.cumsum(x, 1, dtype=o.dtype, out=o),
     }
     returns: dict[str, Callable[..., Any]] = {  # (inputs...) -> a new tensor
         "conv1d": lambda x, w: F.conv1d(x, w, stride=p.stride, padding=p.pad,
@@ -111,14 +145,27 @@ def _torch_call(workload: Workload, inputs: list[np.ndarray] | None
         return None, None, f"no torch path for operator {op}"
     if inputs is None:
         return None, None, None
-    tensors = [torch.from_numpy(x) for x in inputs]
+    bf16 = dtype == "bfloat16"
+    tensors = [torch.from_numpy(x.view(np.int16)).view(torch.bfloat16) if bf16
+               else torch.from_numpy(x) for x in inputs]
     if op in returns:
         call = returns[op]
         return (lambda: call(*tensors)), None, None
-    out = garbage_output(workload)
-    tensors.append(torch.from_numpy(out))  # shares out's memory
+    if bf16:  # its output is bf16 too: NaN until written
+        out = torch.full(workload.output_shape, float("nan"), dtype=torch.bfloat16)
+        tensors.append(out)
+    else:
+        out = garbage_output(workload)
+        tensors.append(torch.from_numpy(out))  # shares out's memory
     write = writes[op]
     return (lambda: write(*tensors)), out, None
+
+
+REDUCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {  # numpy's, with out=
+    "mean": lambda x, o: np.mean(x, axis=1, out=o),
+    "variance": lambda x, o: np.var(x, axis=1, out=o),
+    "scan": lambda x, o: np.cumsum(x, axis=1, dtype=o.dtype, out=o),
+}
 
 
 class Numpy(Contender):
@@ -130,7 +177,8 @@ class Numpy(Contender):
               "as im2col (the input zero-padded into a buffer, its windows from "
               "sliding_window_view copied into a column matrix) and one np.matmul(out=) per "
               "group batch, transposed ones on the zero-stuffed input with the flipped "
-              "kernel (bench/im2col.py); OPENBLAS_THREAD_TIMEOUT=4 unless set "
+              "kernel (bench/im2col.py); mean / variance / scan as np.mean / np.var / "
+              "np.cumsum(out=); OPENBLAS_THREAD_TIMEOUT=4 unless set "
               "(gta_core.host.quiet_idle_threads): idle OpenBLAS workers otherwise spin "
               "and stall the TVM programs timed after them")
 
@@ -141,6 +189,9 @@ class Numpy(Contender):
         if op in im2col.CONVOLUTIONS:
             call, out = im2col.im2col_conv(workload, inputs)
             return Prepared(CallableProgram(call, out=out))
+        if op in REDUCTIONS:
+            x, out = inputs[0], garbage_output(workload)
+            return Prepared(CallableProgram(lambda: REDUCTIONS[op](x, out), out=out))
         if op not in ("gemm", "batch_gemm", "gemv"):
             raise ValueError(f"no numpy path for operator {op}")
         left, right = inputs if op != "gemv" else inputs[::-1]  # gemv: y = A @ x

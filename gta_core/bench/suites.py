@@ -74,12 +74,29 @@ OPS_SHAPES = (
     "conv2d_transpose:N=1,C=128,H=14,W=14,K=64,R=4,S=4,stride=2,pad=1",
 )
 
+# Reductions as products with ones (gta_core/workloads/reduction.py): a layer norm's statistics
+# over rows of 1024, and a prefix sum along rows of 256.
+REDUCTIONS = (
+    "mean:M=4096,K=1024,dtype=float32", "variance:M=4096,K=1024,dtype=float32",
+    "scan:M=1024,K=256,dtype=float32", "scan:M=1024,K=256,dtype=int8",
+)
+
+# The ops suite's GEMM and 3x3 convolution in bfloat16 (vdpbf16ps; float32 sums).
+BF16 = tuple(f"{OPS_SHAPES[i]},dtype=bfloat16" for i in (0, 4))
+
 SUITES: dict[str, Suite] = {suite.name: suite for suite in (
     Suite(name="ci", description="tiny GEMMs (int8 and float32), a few minutes",
           workloads=("gemm:M=64,N=64,K=64,dtype=int8", "gemm:M=64,N=64,K=64,dtype=float32"),
           trials=8),
-    Suite(name="ops", description="one realistic shape per operator family, int8 and float32",
-          workloads=tuple(spec for shape in OPS_SHAPES for spec in _both(shape)), trials=200),
+    Suite(name="ops", description="one realistic shape per operator family, int8 and "
+          "float32; GEMM and conv2d in bfloat16; the reductions as products with ones",
+          workloads=(*(spec for shape in OPS_SHAPES for spec in _both(shape)), *BF16,
+                     *REDUCTIONS),
+          trials=200),
+    Suite(name="bf16", description="the ops suite's GEMM and 3x3 conv2d in bfloat16",
+          workloads=BF16, trials=64),
+    Suite(name="reductions", description="mean, variance and prefix sum as products with "
+          "ones, on the intrinsics", workloads=REDUCTIONS, trials=64),
     Suite(name="gemm-conv", description="a GEMM and a 3x3 conv2d, int8 and float32: a new "
           "target's first comparison (e.g. the AVX2 example against MetaSchedule)",
           workloads=(*_both(OPS_SHAPES[0]), *_both(OPS_SHAPES[4])), trials=64),

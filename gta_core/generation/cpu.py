@@ -58,7 +58,42 @@ class InlineContiguousOperands(GenerationRule):
 
     @staticmethod
     def _inlinable(context: ScheduleContext) -> set[str]:
-        return inlined_packing(context.workload, context.intrinsic, context.mapping)
+        names = inlined_packing(context.workload, context.intrinsic, context.mapping)
+        return {name for name in names if not _computed_elementwise(context.sch, name)}
+
+
+def _computed_elementwise(sch, packing: str) -> bool:
+    """Whether the packing stage ``packing`` copies a stage that does arithmetic on each
+    element (``x * x`` of a variance's moments): reading that stage in place would leave it a
+    pass of its own over memory, where :class:`InlinePaddingIntoPacking` computes it inside
+    the packing copy instead. A padding, a cast or a constant is no such stage (reading it in
+    place costs what it did)."""
+    from tvm import tirx
+
+    arithmetic = (tirx.Add, tirx.Sub, tirx.Mul, tirx.Div, tirx.FloorDiv, tirx.Min, tirx.Max)
+    try:
+        producers = sch.get_producers(sch.get_sblock(packing))
+    except Exception:  # noqa: BLE001 - no such stage in this program
+        return False
+    for producer in producers:
+        block = sch.get(producer)
+        if not block.iter_vars or any(v.iter_type != 0 for v in block.iter_vars):
+            continue
+        if isinstance(block.body, tirx.BufferStore) and _does_arithmetic(block.body.value,
+                                                                         arithmetic):
+            return True
+    return False
+
+
+def _does_arithmetic(expr, arithmetic: tuple) -> bool:
+    """Whether the value ``expr`` computes with the loaded values (its indices left out)."""
+    if isinstance(expr, arithmetic):
+        return True
+    children = [getattr(expr, name, None) for name in
+                ("value", "condition", "true_value", "false_value")]
+    children += list(getattr(expr, "args", None) or [])
+    return any(child is not None and not isinstance(child, str) and hasattr(child, "dtype")
+               and _does_arithmetic(child, arithmetic) for child in children)
 
 
 def inlined_packing(workload, intrinsic, mapping) -> set[str]:

@@ -13,6 +13,7 @@ from .operator import (
     numpy_dtype,
     random_array,
 )
+from .reduction import Mean, Scan, Variance
 from .spec import Expected, SpecError, Workload, parse_workload, throughput_unit
 
 BUILTIN_OPERATORS: tuple[Operator, ...] = (
@@ -24,6 +25,9 @@ BUILTIN_OPERATORS: tuple[Operator, ...] = (
     DepthwiseConv2d(),
     Conv3d(),
     Conv2dTranspose(),
+    Mean(),
+    Variance(),
+    Scan(),
 )
 
 __all__ = [
@@ -38,6 +42,9 @@ __all__ = [
     "Expected",
     "Gemm",
     "Gemv",
+    "Mean",
+    "Scan",
+    "Variance",
     "Operator",
     "OperatorParams",
     "ShapeError",
