@@ -58,14 +58,9 @@ def _f64(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float64)
 
 
-class Mean(Operator):
-    """Row mean ``y[M] = sum_k x[M, K] / K``, the sum a product with a vector of ones.
+class _RowStatistic(Operator):
+    """One float per row of ``x`` [M, K]: ``y`` [M] in ``acc_dtype``."""
 
-    Input: ``x`` [M, K]. Output ``y`` [M] in ``acc_dtype``.
-    """
-
-    name = "mean"
-    description = "row mean y[M] = mean_k x[M,K], as x @ ones[K]"
     Params = FloatRowsParams
 
     def inputs(self, p: RowsParams) -> list[TensorInfo]:
@@ -73,6 +68,13 @@ class Mean(Operator):
 
     def output_shape(self, p: RowsParams) -> tuple[int, ...]:
         return (p.M,)
+
+
+class Mean(_RowStatistic):
+    """Row mean ``y[M] = sum_k x[M, K] / K``, the sum a product with a vector of ones."""
+
+    name = "mean"
+    description = "row mean y[M] = mean_k x[M,K], as x @ ones[K]"
 
     def main_block(self, p: RowsParams) -> str:
         return "row_sum"
@@ -98,23 +100,15 @@ class Mean(Operator):
         return p.M * p.K
 
 
-class Variance(Operator):
+class Variance(_RowStatistic):
     """Row variance ``y[M] = mean_k x^2 - (mean_k x)^2`` (population), one product with ones.
 
-    Input: ``x`` [M, K]. Output ``y`` [M] in ``acc_dtype``. The stage ``moments`` [M, 2, K]
-    holds x and x^2 (in the accumulator dtype) and ``row_moments`` [M, 2] their sums, one
-    GEMV-shaped reduction over both.
+    The stage ``moments`` [M, 2, K] holds x and x^2 (in the accumulator dtype) and
+    ``row_moments`` [M, 2] their sums, one GEMV-shaped reduction over both.
     """
 
     name = "variance"
     description = "row variance y[M] = var_k x[M,K], both moments as one product with ones"
-    Params = FloatRowsParams
-
-    def inputs(self, p: RowsParams) -> list[TensorInfo]:
-        return _rows(p)
-
-    def output_shape(self, p: RowsParams) -> tuple[int, ...]:
-        return (p.M,)
 
     def main_block(self, p: RowsParams) -> str:
         return "row_moments"
