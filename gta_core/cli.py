@@ -245,6 +245,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.warm_caches and not args.model:
         raise UsageError("--warm-caches is for --model: workload specs are timed with warm "
                          "caches already")
+    if args.flush_to and (args.warm_caches or not args.model):
+        raise UsageError("--flush-to is for --model, whose functions are timed with caches "
+                         "flushed (not with --warm-caches)")
     if args.model:
         with _TuneProgress(enabled=not args.quiet) as progress:
             report = cmd_tune_model(args, progress.update)
@@ -401,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--warm-caches", action="store_true",
                       help="with --model: time each function with warm caches, not flushed "
                            "of its weights as in the model's run")
+    tune.add_argument("--flush-to", choices=("memory", "llc", "auto"),
+                      help="with --model: where each function's weights are before a timed "
+                           "run: memory (TVM's clflush; the default), llc (each core's own "
+                           "caches overwritten, the last-level cache kept, as when the model "
+                           "fits there) or auto (llc where the model fits half the last-level "
+                           "cache)")
     tune.add_argument("--cost-model", default="xgb", metavar="NAME",
                       help="the registered cost model that ranks candidates (default xgb; "
                            "gta plugins lists the loaded ones)")

@@ -130,13 +130,17 @@ def cmd_bench_network(args: argparse.Namespace) -> int:
 
 def measure_settings(args: argparse.Namespace):
     """The builder and runner settings ``gta tune``'s flags ask for: a model's functions
-    timed with caches flushed, as the model runs them, unless ``--warm-caches``."""
+    timed with caches flushed, as the model runs them (to where ``--flush-to`` says), unless
+    ``--warm-caches``."""
     from .measure import MeasureSettings, model_settings, parse_rpc
 
     given = {"build_timeout_s": args.build_timeout, "run_timeout_s": args.run_timeout}
     settings = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None,
                                **{k: v for k, v in given.items() if v is not None})
-    return model_settings(settings) if args.model and not args.warm_caches else settings
+    if not args.model or args.warm_caches:
+        return settings
+    flushed = model_settings(settings)
+    return flushed.model_copy(update={"flush_to": args.flush_to}) if args.flush_to else flushed
 
 
 def add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:

@@ -148,7 +148,9 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
 
     device = tvm.cpu()
     # timed as the tuning timed them: with caches flushed (a model's functions) or warm
-    preproc = "cache_flush_cpu_non_first_arg" if measure.enable_cpu_cache_flush else ""
+    from .measure.scrub import preprocessor
+
+    preproc = preprocessor(measure)
     inputs = workload.random_inputs(0)
     expected = workload.expected(inputs)
     args = [tvm.runtime.tensor(x, device) for x in inputs]

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelTask, channel_block, fuse, model_tasks
-from .measure.settings import MeasureSettings, model_settings
+from .measure import MeasureSettings, flushed_to_fit, model_settings
 from .plugins import Registry, default_registry
 from .tuning import TaskReport, TuneError, check_budget, tune_workloads
 
@@ -83,11 +83,13 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
 
     ``measure`` None times each function as the model runs it, caches flushed of all but
     its first argument (:func:`gta_core.measure.model_settings`); settings given are used
-    as they are."""
+    as they are, a ``flush_to`` of "auto" resolved for this model
+    (:func:`~gta_core.measure.settings.flushed_to_fit`)."""
     check_budget(trials, time_budget, scheduler)
-    measure = measure or model_settings()
     registry = registry or default_registry()
     chosen = registry.target(target)
+    measure = flushed_to_fit(measure or model_settings(), model.footprint_bytes(),
+                             chosen.resources.cache_bytes)
     if chosen.kind != "cpu":
         raise TuneError(f"models are tuned for CPU targets so far; {target} is a "
                         f"{chosen.kind} target")

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..frontends import Model, fuse
-from ..measure import MeasureSettings, make_builder, make_runner, model_settings
+from ..measure import (
+    MeasureSettings,
+    flushed_to_fit,
+    make_builder,
+    make_runner,
+    model_settings,
+)
 from ..models import Target
 
 TUNED = "tuned.json"
@@ -84,7 +90,9 @@ def tune_metaschedule(model: Model, target: Target, trials: int, out: str | Path
     where = metaschedule_dir(out)
     shutil.rmtree(where, ignore_errors=True)  # an unfinished run starts again (see above)
     where.mkdir(parents=True)
-    measure = measure or model_settings()  # as GTA's functions are timed
+    # as GTA's functions are timed
+    measure = flushed_to_fit(measure or model_settings(), model.footprint_bytes(),
+                             target.resources.cache_bytes)
     start = time.perf_counter()
     mod = _layout_free(model)
     per_round = trials_per_round(trials, len(ms.relax_integration.extract_tasks(

@@ -36,6 +36,25 @@ class Model:
     origin: Any = field(repr=False, default=None)
     quantized: Any = None  # QuantizedSummary
 
+    def footprint_bytes(self) -> int:
+        """Bytes of its inputs and constants (weights): what one inference reads at least."""
+        import math
+
+        import tvm
+
+        def size(shape, dtype) -> int:
+            return math.prod(int(d) for d in shape) * tvm.DataType(dtype).bits // 8
+
+        tensors = []  # a relax constant holds its tensor as ``value``; an IntImm, a number
+
+        def visit(expr) -> None:
+            value = getattr(expr, "value", None)
+            if isinstance(expr, tvm.ir.expr.Constant) and hasattr(value, "shape"):
+                tensors.append(size(value.shape, value.dtype))
+
+        tvm.relax.analysis.post_order_visit(self.mod["main"], visit)
+        return sum(tensors) + sum(size(i.shape, i.dtype) for i in self.inputs)
+
 
 def parse_input_shapes(items: list[str] | tuple[str, ...] | None) -> dict[str, tuple[int, ...]]:
     """``["x=1x3x224x224", ...]`` (``--input-shape``) as {name: shape}; ModelError on bad text."""

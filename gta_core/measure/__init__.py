@@ -8,10 +8,11 @@ from .settings import (
     RPCSettings,
     RPCSpecError,
     RPCUnavailable,
+    flushed_to_fit,
     model_settings,
     parse_rpc,
 )
 
 __all__ = ["MeasureSettings", "Measurement", "Outcome", "RPCSettings", "RPCSpecError",
-           "RPCUnavailable", "build", "garbage", "garbage_output", "make_builder",
+           "RPCUnavailable", "build", "flushed_to_fit", "garbage", "garbage_output", "make_builder",
            "make_runner", "measure_batch", "measure_program", "model_settings", "parse_rpc"]

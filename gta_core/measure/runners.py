@@ -80,16 +80,22 @@ def _device_type(target: tvm.target.Target) -> str:
 
 def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -> ms.runner.Runner:
     """A LocalRunner, or an RPCRunner over every server of ``settings.rpc``'s key (rpc.py).
-    Cache flushing applies to CPU targets only."""
+    Cache flushing applies to CPU targets only; a flush to the last-level cache
+    (``flush_to="llc"``, :mod:`.scrub`) to local runs only (a remote one flushes to memory)."""
     from tvm.s_tir import meta_schedule as ms
 
     cpu = _device_type(_tvm_target(target)) == "cpu"
+    flush = settings.enable_cpu_cache_flush and cpu
+    scrub = flush and settings.flush_to == "llc" and settings.rpc is None
     evaluator = ms.runner.EvaluatorConfig(
         number=settings.number, repeat=settings.repeat, min_repeat_ms=settings.min_repeat_ms,
-        enable_cpu_cache_flush=settings.enable_cpu_cache_flush and cpu)
+        enable_cpu_cache_flush=flush and not scrub)
     if settings.rpc is None:
+        from .scrub import run_evaluator
+
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
-                                     evaluator_config=evaluator)
+                                     evaluator_config=evaluator,
+                                     f_run_evaluator=run_evaluator if scrub else None)
     return make_rpc_runner(settings, evaluator)
 
 
