@@ -5,9 +5,9 @@ last touched a whole inference ago: gone from each core's private caches (L1, L2
 still in a shared last-level cache that holds the model. TVM's ``cache_flush_cpu_non_first_arg``
 (``clflush`` of every argument but the first) sends them to memory instead, which is right
 for a model larger than that cache and wrong for one that fits. On an Intel Xeon with a
-480 MB L3, ResNet-18's layer4 3x3 convolution (9.4 MB of weights, 4x4 outputs) took 686 us
-a call flushed and 290 us with its weights in L3; tuning flushed, the search picked a program
-that took 611 us from L3 (841 flushed) over one that took 290 (1055 flushed).
+480 MB L3, one program of ResNet-18's layer4 3x3 convolution (9.4 MB of weights, 4x4
+outputs) took 686 us a call flushed and 279-301 us with its weights in L3; the program a
+flushed search picked was timed at 760 us and ran at 440 us in the model.
 
 :func:`scrub_private_caches` is the other preprocessor: every thread of TVM's pool rewrites
 a buffer twice its core's L2, which pushes everything else out of the private caches (into
