@@ -48,8 +48,8 @@ def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
 
 def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path, capfd):
     report = run_network_bench("net-tiny-int8", tmp_path, trials=2,
-                               contenders=["gta", "onnxruntime", "gta-fp32", "onnxruntime-fp32"],
-                               repeat=1, quiet_wait_s=0)
+                               contenders=["gta", "onnxruntime", "torch-int8", "gta-fp32",
+                                           "onnxruntime-fp32"], repeat=1, quiet_wait_s=0)
     assert "pre-processing" not in capfd.readouterr().err  # quantize_static's advice
     by_name = {r.contender: r for r in report.results}
     for result in by_name.values():
@@ -57,7 +57,12 @@ def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path, c
         assert result.latency_ms and result.latency_ms > 0
     assert by_name["gta"].trials == 2 and by_name["gta-fp32"].trials == 2
     assert (tmp_path / "model-int8.onnx").is_file() and (tmp_path / "fp32" / "gta").is_dir()
-    assert {"gta/onnxruntime", "gta/gta-fp32", "gta/onnxruntime-fp32"} <= set(report.speedup)
+    assert {"gta/onnxruntime", "gta/gta-fp32", "gta/onnxruntime-fp32",
+            "gta/torch-int8"} <= set(report.speedup)
+    torch_int8 = by_name["torch-int8"]  # PyTorch's own quantization, held to the float model
+    assert torch_int8.quantized.within_one_step is None
+    assert 0 < torch_int8.quantized.relative_rms <= torch_int8.quantized.rms_bound
+    assert "checked against the float model" in torch_int8.note
     with pytest.raises(BenchError, match="unknown contender.*torch.*for net-tiny-int8"):
         run_network_bench("net-tiny-int8", tmp_path, trials=1, contenders=["gta", "torch"])
 
@@ -85,3 +90,20 @@ def test_metaschedule_rounds_shrink_so_every_task_gets_one():
     assert trials_per_round(5000, 19) == 64  # its default where the budget allows
     assert trials_per_round(1000, 19) == 26 and 19 * 26 <= 1000 // 2 + 19
     assert trials_per_round(300, 19) == 8 and trials_per_round(10, 50) == 8
+
+
+def test_pytorchs_int8_contender_runs_its_quantized_kernels():
+    import torch
+
+    from gta_core.bench.zoo import ZOO, build_model, quantize_torch
+
+    module = quantize_torch("tiny")
+    convs = [m for m in module.modules() if type(m).__module__.startswith(
+        "torch.ao.nn.intrinsic.quantized") or type(m).__module__.startswith(
+        "torch.ao.nn.quantized")]
+    assert any("Conv" in type(m).__name__ for m in convs)  # int8 convolutions, not float
+    x = torch.randn(*ZOO["tiny"].input_shape)
+    with torch.no_grad():
+        got, want = module(x), build_model("tiny")(x)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert float((got - want).norm() / want.norm()) < 0.2  # the float model's function

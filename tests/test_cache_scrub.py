@@ -14,8 +14,9 @@ CACHES = {"L1": 48 << 10, "L2": 2 << 20, "L3": 32 << 20}
 
 
 def test_auto_times_a_model_that_fits_half_the_last_level_cache_from_it():
-    assert model_settings().flush_to == "memory"  # the default: TVM's clflush
-    cold = model_settings().model_copy(update={"flush_to": "auto"})
+    assert MeasureSettings().flush_to == "memory"  # TVM's clflush, where a flush is asked
+    cold = model_settings()
+    assert cold.flush_to == "auto"  # a model's: where the model leaves its weights
     assert flushed_to_fit(cold, 16 << 20, CACHES).flush_to == "llc"
     assert flushed_to_fit(cold, (16 << 20) + 1, CACHES).flush_to == "memory"
     # no shared level above L2, or none known: memory, as TVM's flush
@@ -24,7 +25,6 @@ def test_auto_times_a_model_that_fits_half_the_last_level_cache_from_it():
     # a choice made, or no flush at all, is left as it is
     chosen = cold.model_copy(update={"flush_to": "memory"})
     assert flushed_to_fit(chosen, 1, CACHES).flush_to == "memory"
-    assert flushed_to_fit(model_settings(), 1, CACHES).flush_to == "memory"
     warm = MeasureSettings(flush_to="auto")
     assert flushed_to_fit(warm, 1, CACHES) == warm
 
@@ -37,10 +37,10 @@ def test_the_command_line_chooses_where_a_models_flush_leaves_it(tmp_path, capsy
         return measure_settings(build_parser().parse_args(["tune", *argv, "--target", "avx512",
                                                            "--trials", "1", "--db", "d"]))
 
-    assert settings("--model", "m.onnx").flush_to == "memory"
+    assert settings("--model", "m.onnx").flush_to == "auto"
     assert settings("--model", "m.onnx", "--flush-to", "llc").flush_to == "llc"
-    auto = settings("--model", "m.onnx", "--flush-to", "auto")
-    assert auto.flush_to == "auto" and auto.enable_cpu_cache_flush
+    memory = settings("--model", "m.onnx", "--flush-to", "memory")
+    assert memory.flush_to == "memory" and memory.enable_cpu_cache_flush
     for argv in (["gemm:M=16,N=16,K=16"], ["--model", "m.onnx", "--warm-caches"]):
         assert main(["tune", *argv, "--target", "avx512", "--trials", "1",
                      "--db", str(tmp_path), "--flush-to", "llc"]) == 2
@@ -49,10 +49,10 @@ def test_the_command_line_chooses_where_a_models_flush_leaves_it(tmp_path, capsy
 
 def test_each_choice_times_with_its_preprocessor():
     assert scrub.preprocessor(MeasureSettings()) == ""
-    flushed = model_settings()
+    flushed = model_settings()  # "auto", unresolved: memory, as TVM's flush
     assert scrub.preprocessor(flushed) == "cache_flush_cpu_non_first_arg"
-    unresolved = flushed.model_copy(update={"flush_to": "auto"})
-    assert scrub.preprocessor(unresolved) == "cache_flush_cpu_non_first_arg"
+    memory = flushed.model_copy(update={"flush_to": "memory"})
+    assert scrub.preprocessor(memory) == "cache_flush_cpu_non_first_arg"
     llc = flushed.model_copy(update={"flush_to": "llc"})
     assert scrub.preprocessor(llc) == scrub.PREPROC
     assert tvm.get_global_func(scrub.PREPROC) is not None

@@ -14,7 +14,7 @@ from gta_core.frontends import ModelError, fuse, load_onnx, model_tasks
 from gta_core.measure.settings import MeasureSettings, model_settings
 from gta_core.model_compile import CompileError, compile_model
 from gta_core.model_tuning import tune_model
-from gta_core.quantized_check import RMS_FLOOR, check_quantized
+from gta_core.quantized_check import RMS_FLOOR, check_independent, check_quantized
 from gta_core.workloads.spec import Expected, output_mismatch
 from gta_core.workloads.subgraph import ROUNDING_TIES, SubgraphWorkload
 
@@ -113,6 +113,20 @@ def test_a_quantized_model_is_held_to_its_frameworks_own_spread():
     assert check_quantized(wrong, want, spread, [0.05]).rms_bound > 0.1
     with pytest.raises(CompileError, match="has shape"):
         check_quantized([want[0][:10]], want, literal, [0.05])
+
+
+def test_a_model_quantized_on_its_own_is_held_to_the_float_model():
+    rng = np.random.default_rng(0)
+    float_want = [rng.standard_normal(4000)]
+    framework = [float_want[0] + 0.02 * rng.standard_normal(4000)]  # 2% from the float model
+    ours = [float_want[0] + 0.03 * rng.standard_normal(4000)]  # another rounding, 3%
+    check = check_independent(ours, float_want, framework)
+    assert 0.02 < check.relative_rms < 0.04 and 0.03 < check.rms_bound < 0.05
+    assert check.within_one_step is None
+    with pytest.raises(CompileError, match="from the float model's; at most"):
+        check_independent([float_want[0] * 1.2], float_want, framework)  # 20% off
+    with pytest.raises(CompileError, match="at most"):
+        check_independent([float_want[0] * np.nan], float_want, framework)
 
 
 def _qdq_conv(path, zero_point: np.ndarray) -> str:

@@ -38,9 +38,12 @@ SAMPLE_S = 0.3  # a sample runs the model this long at least (one call if it tak
 MAX_CALLS = 50
 
 NET_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch")
-# An int8 suite's: the quantized model's, then GTA and onnxruntime on the float model.
-INT8_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "gta-fp32",
-                   "onnxruntime-fp32")
+# An int8 suite's: the quantized model's (PyTorch's: the float model quantized by PyTorch,
+# zoo.quantize_torch), then GTA and onnxruntime on the float model.
+INT8_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch-int8",
+                   "gta-fp32", "onnxruntime-fp32")
+# Contenders that run a library as it ships (its own thread settings: host.library_defaults).
+LIBRARIES = LIBRARY_CONTENDERS | {"torch-int8"}
 
 
 class RunnerFailed(RuntimeError):
@@ -102,13 +105,13 @@ def make_runner(contender: str, job: dict[str, Any],
                                                providers=["CPUExecutionProvider"])
         feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
         return lambda: session.run(None, feeds)
-    if contender == "torch":
+    if contender in ("torch", "torch-int8"):
         import torch
 
-        from .zoo import build_model
+        from .zoo import build_model, quantize_torch
 
         torch.set_num_threads(cores)
-        module = build_model(job["model"])
+        module = (build_model if contender == "torch" else quantize_torch)(job["model"])
         tensors = [torch.from_numpy(x) for x in inputs]
 
         def run() -> list:
@@ -173,7 +176,7 @@ class NetRunner:
         self.connection, child = spawn.Pipe()
         self.process = spawn.Process(target=serve, args=(child, contender, job, inputs),
                                      daemon=True)
-        with library_defaults() if contender in LIBRARY_CONTENDERS else nullcontext():
+        with library_defaults() if contender in LIBRARIES else nullcontext():
             self.process.start()
         child.close()
         self._answer()

@@ -4,8 +4,9 @@ The model comes from the offline zoo (:mod:`.zoo`), exported once to ``OUT/model
 A ``net-MODEL-int8`` suite also quantizes it (``OUT/model-int8.onnx``, QDQ, as
 onnxruntime's ``quantize_static`` writes it) and runs the int8 model: GTA's integer
 programs, onnxruntime's int8 kernels, and MetaSchedule and untuned TVM on the QDQ model as
-TVM imports it (in float); beside them GTA and onnxruntime on the float model
-(``gta-fp32``, ``onnxruntime-fp32``; GTA's float records in ``OUT/fp32``). GTA and
+TVM imports it (in float), PyTorch's own int8 model (``torch-int8``, quantized from the
+float one, checked against the float model's outputs); beside them GTA and onnxruntime on
+the float model (``gta-fp32``, ``onnxruntime-fp32``; GTA's float records in ``OUT/fp32``). GTA and
 MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,
 resumable); then each contender is prepared in a process of its own (:mod:`.net_runners`),
 its outputs are checked against onnxruntime's on the same random inputs, and the checked
@@ -26,7 +27,7 @@ from pydantic import BaseModel
 from ..frontends import load_onnx
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
-from ..quantized_check import QuantizedCheck, check_quantized
+from ..quantized_check import QuantizedCheck, check_independent, check_quantized
 from .hotspots import Hotspot, function_times, hotspots, load_report
 from .hotspots import markdown as hotspot_lines
 from .net_runners import INT8_CONTENDERS, NET_CONTENDERS, NetRunner, RunnerFailed
@@ -240,7 +241,13 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
                 continue
             try:
                 got = runner.ask("output")
-                if steps and where is job:  # the quantized model: onnxruntime's yardstick
+                if contender == "torch-int8":  # its own quantization: the float model's
+                    result.quantized = check_independent(got, want[float_job["onnx"]],
+                                                         want[job["onnx"]])
+                    result.max_error = result.quantized.relative_rms
+                    result.note = ("quantized by PyTorch (FX, x86 backend) on the same "
+                                   "calibration inputs; checked against the float model")
+                elif steps and where is job:  # the quantized model: onnxruntime's yardstick
                     result.quantized = check_quantized(got, want[job["onnx"]], literal, steps)
                     result.max_error = result.quantized.relative_rms
                 else:

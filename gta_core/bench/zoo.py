@@ -10,6 +10,7 @@ so folding them is real arithmetic, not a multiplication by one.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -228,6 +229,34 @@ def export_qdq(name: str, float_path, path, seed: int = 0) -> None:
                         weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.getLogger().removeFilter(advice)
+
+
+def quantize_torch(name: str, seed: int = 0):
+    """The zoo's ``name`` quantized by PyTorch for its x86 backend (FX graph mode,
+    ``get_default_qconfig_mapping("x86")``: u8 activations, s8 weights per channel, oneDNN's
+    and FBGEMM's int8 kernels), calibrated on the inputs :func:`export_qdq` calibrates
+    onnxruntime's on. Its scales are its own, so its outputs are checked against the float
+    model's, not onnxruntime's int8 ones (:func:`gta_core.quantized_check.check_independent`).
+    """
+    import numpy as np
+
+    torch = _torch()
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    shape = ZOO[name].input_shape
+    rng = np.random.default_rng(seed)
+    calibration = [torch.from_numpy(rng.standard_normal(shape).astype("float32"))
+                   for _ in range(CALIBRATION_INPUTS)]
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice, every call
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(build_model(name, seed), get_default_qconfig_mapping("x86"),
+                              (calibration[0],))
+        with torch.no_grad():
+            for x in calibration:
+                prepared(x)
+        return convert_fx(prepared)
 
 
 class _DropPreprocessingAdvice(logging.Filter):
