@@ -14,7 +14,7 @@ from gta_core.frontends import ModelError, fuse, load_onnx, model_tasks
 from gta_core.measure.settings import MeasureSettings, model_settings
 from gta_core.model_compile import CompileError, compile_model
 from gta_core.model_tuning import tune_model
-from gta_core.quantized_check import RMS_FLOOR, check_independent, check_quantized
+from gta_core.quantized_check import RMS_FLOOR, check_own_quantization, check_quantized
 from gta_core.workloads.spec import Expected, output_mismatch
 from gta_core.workloads.subgraph import ROUNDING_TIES, SubgraphWorkload
 
@@ -115,18 +115,20 @@ def test_a_quantized_model_is_held_to_its_frameworks_own_spread():
         check_quantized([want[0][:10]], want, literal, [0.05])
 
 
-def test_a_model_quantized_on_its_own_is_held_to_the_float_model():
+def test_a_model_quantized_on_its_own_may_add_at_most_its_quantizations_error():
     rng = np.random.default_rng(0)
     float_want = [rng.standard_normal(4000)]
-    framework = [float_want[0] + 0.02 * rng.standard_normal(4000)]  # 2% from the float model
-    ours = [float_want[0] + 0.03 * rng.standard_normal(4000)]  # another rounding, 3%
-    check = check_independent(ours, float_want, framework)
-    assert 0.02 < check.relative_rms < 0.04 and 0.03 < check.rms_bound < 0.05
+    reference = [float_want[0] + 0.02 * rng.standard_normal(4000)]  # 2% from the float model
+    near = [reference[0] + 0.01 * rng.standard_normal(4000)]  # ties flipped: 1% more
+    check = check_own_quantization(near, reference, float_want)
+    assert 0.02 < check.relative_rms < check.rms_bound and 0.03 < check.rms_bound < 0.05
     assert check.within_one_step is None
     with pytest.raises(CompileError, match="from the float model's; at most"):
-        check_independent([float_want[0] * 1.2], float_want, framework)  # 20% off
+        check_own_quantization([float_want[0] * 1.1], reference, float_want)  # 10% off
     with pytest.raises(CompileError, match="at most"):
-        check_independent([float_want[0] * np.nan], float_want, framework)
+        check_own_quantization([float_want[0] * np.nan], reference, float_want)
+    exact = check_own_quantization([float_want[0] + 1e-4], [float_want[0]], float_want)
+    assert exact.rms_bound == RMS_FLOOR  # a quantization that loses nothing: the floor
 
 
 def _qdq_conv(path, zero_point: np.ndarray) -> str:

@@ -42,6 +42,8 @@ NET_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch")
 # zoo.quantize_torch), then GTA and onnxruntime on the float model.
 INT8_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch-int8",
                    "gta-fp32", "onnxruntime-fp32")
+# Not a contender: PyTorch's reference model of torch-int8's quantization, its yardstick.
+TORCH_INT8_REFERENCE = "torch-int8-reference"
 # Contenders that run a library as it ships (its own thread settings: host.library_defaults).
 LIBRARIES = LIBRARY_CONTENDERS | {"torch-int8"}
 
@@ -105,13 +107,14 @@ def make_runner(contender: str, job: dict[str, Any],
                                                providers=["CPUExecutionProvider"])
         feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
         return lambda: session.run(None, feeds)
-    if contender in ("torch", "torch-int8"):
+    if contender in ("torch", "torch-int8", TORCH_INT8_REFERENCE):
         import torch
 
         from .zoo import build_model, quantize_torch
 
         torch.set_num_threads(cores)
-        module = (build_model if contender == "torch" else quantize_torch)(job["model"])
+        module = (build_model(job["model"]) if contender == "torch" else quantize_torch(
+            job["model"], reference=contender == TORCH_INT8_REFERENCE))
         tensors = [torch.from_numpy(x) for x in inputs]
 
         def run() -> list:

@@ -4,9 +4,10 @@ The model comes from the offline zoo (:mod:`.zoo`), exported once to ``OUT/model
 A ``net-MODEL-int8`` suite also quantizes it (``OUT/model-int8.onnx``, QDQ, as
 onnxruntime's ``quantize_static`` writes it) and runs the int8 model: GTA's integer
 programs, onnxruntime's int8 kernels, and MetaSchedule and untuned TVM on the QDQ model as
-TVM imports it (in float), PyTorch's own int8 model (``torch-int8``, quantized from the
-float one, checked against the float model's outputs); beside them GTA and onnxruntime on
-the float model (``gta-fp32``, ``onnxruntime-fp32``; GTA's float records in ``OUT/fp32``). GTA and
+TVM imports it (in float); PyTorch's own int8 model (``torch-int8``, quantized from the
+float one, checked against PyTorch's reference model of that quantization); and GTA and
+onnxruntime on the float model (``gta-fp32``, ``onnxruntime-fp32``; GTA's float records in
+``OUT/fp32``). GTA and
 MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,
 resumable); then each contender is prepared in a process of its own (:mod:`.net_runners`),
 its outputs are checked against onnxruntime's on the same random inputs, and the checked
@@ -27,10 +28,16 @@ from pydantic import BaseModel
 from ..frontends import load_onnx
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
-from ..quantized_check import QuantizedCheck, check_independent, check_quantized
+from ..quantized_check import QuantizedCheck, check_own_quantization, check_quantized
 from .hotspots import Hotspot, function_times, hotspots, load_report
 from .hotspots import markdown as hotspot_lines
-from .net_runners import INT8_CONTENDERS, NET_CONTENDERS, NetRunner, RunnerFailed
+from .net_runners import (
+    INT8_CONTENDERS,
+    NET_CONTENDERS,
+    TORCH_INT8_REFERENCE,
+    NetRunner,
+    RunnerFailed,
+)
 from .net_tuning import gta_report_path, tune_gta, tune_metaschedule, tuned_state
 from .quiet import OtherLoad, settle, wait_for_quiet
 from .tuning_worker import first_line
@@ -85,6 +92,15 @@ def _tune(tuner: str, onnx_path: str, target: str, trials: int, out: str) -> Non
                           default_registry().target(target), trials, out)
     else:
         tune_gta(load_onnx(onnx_path), target, trials, out)
+
+
+def _outputs(runs: str, job: dict, inputs: list) -> list:
+    """The outputs of ``runs`` on ``inputs``, run in a process of its own."""
+    runner = NetRunner(runs, job, inputs)
+    try:
+        return runner.ask("output")
+    finally:
+        runner.close()
 
 
 def _variant(contender: str, job: dict, float_job: dict) -> tuple[str, dict]:
@@ -218,15 +234,18 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
         for variant in (job, float_job, {**job, "literal": True}) if steps else (job,):
             say(f"reference outputs: onnxruntime on {Path(variant['onnx']).name}"
                 + (" (graph optimizations off)" if variant.get("literal") else ""))
-            reference = NetRunner("onnxruntime", variant, inputs)
-            try:
-                outputs = reference.ask("output")
-            finally:
-                reference.close()
+            outputs = _outputs("onnxruntime", variant, inputs)
             if variant.get("literal"):
                 literal = outputs
             else:
                 want[variant["onnx"]] = outputs
+        torch_reference = None
+        if "torch-int8" in contenders:
+            say("reference outputs: PyTorch's reference model of its int8 quantization")
+            try:
+                torch_reference = _outputs(TORCH_INT8_REFERENCE, job, inputs)
+            except RunnerFailed as exc:
+                say(f"torch-int8: no reference model ({exc})")
         results, runners = [], {}
         for contender in contenders:
             result = NetResult(contender=contender, trials=tuned.get(contender, {}).get("trials"),
@@ -241,12 +260,15 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
                 continue
             try:
                 got = runner.ask("output")
-                if contender == "torch-int8":  # its own quantization: the float model's
-                    result.quantized = check_independent(got, want[float_job["onnx"]],
-                                                         want[job["onnx"]])
+                if contender == "torch-int8":  # scales of its own: its reference model's
+                    if torch_reference is None:
+                        raise RunnerFailed("its reference model could not be made")
+                    result.quantized = check_own_quantization(got, torch_reference,
+                                                              want[float_job["onnx"]])
                     result.max_error = result.quantized.relative_rms
                     result.note = ("quantized by PyTorch (FX, x86 backend) on the same "
-                                   "calibration inputs; checked against the float model")
+                                   "calibration inputs; checked against the float model, "
+                                   "by its reference model's error")
                 elif steps and where is job:  # the quantized model: onnxruntime's yardstick
                     result.quantized = check_quantized(got, want[job["onnx"]], literal, steps)
                     result.max_error = result.quantized.relative_rms

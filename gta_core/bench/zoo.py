@@ -231,18 +231,20 @@ def export_qdq(name: str, float_path, path, seed: int = 0) -> None:
         logging.getLogger().removeFilter(advice)
 
 
-def quantize_torch(name: str, seed: int = 0):
+def quantize_torch(name: str, seed: int = 0, reference: bool = False):
     """The zoo's ``name`` quantized by PyTorch for its x86 backend (FX graph mode,
     ``get_default_qconfig_mapping("x86")``: u8 activations, s8 weights per channel, oneDNN's
     and FBGEMM's int8 kernels), calibrated on the inputs :func:`export_qdq` calibrates
-    onnxruntime's on. Its scales are its own, so its outputs are checked against the float
-    model's, not onnxruntime's int8 ones (:func:`gta_core.quantized_check.check_independent`).
-    """
+    onnxruntime's on. ``reference``: the same quantization as PyTorch's reference model
+    (``convert_to_reference_fx``: each quantized op computed in float between quantize and
+    dequantize steps), the yardstick its int8 kernels are checked against, as onnxruntime's
+    literal run is for the QDQ model (its scales are its own, so onnxruntime's int8 outputs
+    are not)."""
     import numpy as np
 
     torch = _torch()
     from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    from torch.ao.quantization.quantize_fx import convert_fx, convert_to_reference_fx, prepare_fx
 
     torch.backends.quantized.engine = "x86"
     shape = ZOO[name].input_shape
@@ -256,7 +258,7 @@ def quantize_torch(name: str, seed: int = 0):
         with torch.no_grad():
             for x in calibration:
                 prepared(x)
-        return convert_fx(prepared)
+        return (convert_to_reference_fx if reference else convert_fx)(prepared)
 
 
 class _DropPreprocessingAdvice(logging.Filter):
