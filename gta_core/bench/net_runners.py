@@ -42,7 +42,7 @@ NET_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch")
 # zoo.quantize_torch), then GTA and onnxruntime on the float model.
 INT8_CONTENDERS = ("gta", "metaschedule", "tvm-untuned", "onnxruntime", "torch-int8",
                    "gta-fp32", "onnxruntime-fp32")
-# Not a contender: PyTorch's reference model of torch-int8's quantization, its yardstick.
+# Not a contender: PyTorch's reference model of torch-int8's quantization (its check's bound).
 TORCH_INT8_REFERENCE = "torch-int8-reference"
 # Contenders that run a library as it ships (its own thread settings: host.library_defaults).
 LIBRARIES = LIBRARY_CONTENDERS | {"torch-int8"}

@@ -5,7 +5,7 @@ A ``net-MODEL-int8`` suite also quantizes it (``OUT/model-int8.onnx``, QDQ, as
 onnxruntime's ``quantize_static`` writes it) and runs the int8 model: GTA's integer
 programs, onnxruntime's int8 kernels, and MetaSchedule and untuned TVM on the QDQ model as
 TVM imports it (in float); PyTorch's own int8 model (``torch-int8``, quantized from the
-float one, checked against PyTorch's reference model of that quantization); and GTA and
+float one, checked against the float model by its reference model's error); and GTA and
 onnxruntime on the float model (``gta-fp32``, ``onnxruntime-fp32``; GTA's float records in
 ``OUT/fp32``). GTA and
 MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,

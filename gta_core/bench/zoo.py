@@ -237,9 +237,8 @@ def quantize_torch(name: str, seed: int = 0, reference: bool = False):
     and FBGEMM's int8 kernels), calibrated on the inputs :func:`export_qdq` calibrates
     onnxruntime's on. ``reference``: the same quantization as PyTorch's reference model
     (``convert_to_reference_fx``: each quantized op computed in float between quantize and
-    dequantize steps), the yardstick its int8 kernels are checked against, as onnxruntime's
-    literal run is for the QDQ model (its scales are its own, so onnxruntime's int8 outputs
-    are not)."""
+    dequantize steps), whose distance from the float model bounds the int8 model's
+    (:func:`gta_core.quantized_check.check_own_quantization`)."""
     import numpy as np
 
     torch = _torch()
