@@ -88,11 +88,11 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
     check_budget(trials, time_budget, scheduler)
     registry = registry or default_registry()
     chosen = registry.target(target)
-    measure = flushed_to_fit(measure or model_settings(), model.footprint_bytes(),
-                             chosen.resources.cache_bytes)
     if chosen.kind != "cpu":
         raise TuneError(f"models are tuned for CPU targets so far; {target} is a "
                         f"{chosen.kind} target")
+    measure = flushed_to_fit(measure or model_settings(), model.footprint_bytes(),
+                             chosen.resources.cache_bytes)
     from .mapping import mapping_candidates
 
     start = time.perf_counter()

@@ -54,21 +54,14 @@ def check_quantized(got: list[np.ndarray], want: list[np.ndarray], literal: list
     """``got`` against the framework's outputs ``want``, with ``literal`` (its run with graph
     optimizations off) as the yardstick; ``steps`` per output its quantization step (None
     where it is not dequantized). Raises CompileError beyond the bound."""
-    from .model_compile import CompileError, check_shapes
+    from .model_compile import check_shapes
 
     check_shapes(got, want)
     ours = max(_relative_rms(g, w) for g, w in zip(got, want))
     theirs = max(_relative_rms(w, x) for w, x in zip(want, literal))
-    check = QuantizedCheck(relative_rms=ours, framework_relative_rms=theirs,
-                           rms_bound=max(RMS_FLOOR, 2 * theirs),
-                           within_one_step=_within_one_step(got, want, steps),
-                           framework_within_one_step=_within_one_step(literal, want, steps))
-    if not ours <= check.rms_bound:  # NaN fails
-        raise CompileError(f"the outputs are {ours:.3g} (relative RMS) from the framework's; "
-                           f"at most {check.rms_bound:.3g} allowed (twice the framework's "
-                           f"optimized and literal runs' {theirs:.3g}, {RMS_FLOOR:.3g} at "
-                           "least)")
-    return check
+    return _bounded(ours, theirs, "the framework's", "the framework's optimized and literal "
+                    "runs'", _within_one_step(got, want, steps),
+                    _within_one_step(literal, want, steps))
 
 
 def check_own_quantization(got: list[np.ndarray], reference: list[np.ndarray],
@@ -81,18 +74,28 @@ def check_own_quantization(got: list[np.ndarray], reference: list[np.ndarray],
     ResNet-18 at 128x128 moved 1.2% between one and two threads). So the int8 kernels may
     add at most the quantization's own error; a wrong layer adds far more. Raises
     CompileError beyond the bound."""
-    from .model_compile import CompileError, check_shapes
+    from .model_compile import check_shapes
 
     check_shapes(got, float_want)
     ours = max(_relative_rms(g, w) for g, w in zip(got, float_want))
     theirs = max(_relative_rms(r, w) for r, w in zip(reference, float_want))
+    return _bounded(ours, theirs, "the float model's", "its reference model's")
+
+
+def _bounded(ours: float, theirs: float, whose: str, yardstick: str,
+             within: float | None = None, framework_within: float | None = None
+             ) -> QuantizedCheck:
+    """The check of outputs ``ours`` (relative RMS) from ``whose`` outputs, held to twice the
+    ``yardstick``'s ``theirs`` (``RMS_FLOOR`` at least); CompileError beyond it."""
+    from .model_compile import CompileError
+
     check = QuantizedCheck(relative_rms=ours, framework_relative_rms=theirs,
-                           rms_bound=max(RMS_FLOOR, 2 * theirs), within_one_step=None,
-                           framework_within_one_step=None)
+                           rms_bound=max(RMS_FLOOR, 2 * theirs), within_one_step=within,
+                           framework_within_one_step=framework_within)
     if not ours <= check.rms_bound:  # NaN fails
-        raise CompileError(f"the outputs are {ours:.3g} (relative RMS) from the float model's; "
-                           f"at most {check.rms_bound:.3g} allowed (twice its reference "
-                           f"model's {theirs:.3g}, {RMS_FLOOR:.3g} at least)")
+        raise CompileError(f"the outputs are {ours:.3g} (relative RMS) from {whose}; at most "
+                           f"{check.rms_bound:.3g} allowed (twice {yardstick} {theirs:.3g}, "
+                           f"{RMS_FLOOR:.3g} at least)")
     return check
 
 

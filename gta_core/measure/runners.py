@@ -91,11 +91,11 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
         number=settings.number, repeat=settings.repeat, min_repeat_ms=settings.min_repeat_ms,
         enable_cpu_cache_flush=flush and not scrub)
     if settings.rpc is None:
-        from .scrub import run_evaluator
+        from . import scrub as scrubbing  # its import registers the preprocessor
 
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
                                      evaluator_config=evaluator,
-                                     f_run_evaluator=run_evaluator if scrub else None)
+                                     f_run_evaluator=scrubbing.run_evaluator if scrub else None)
     return make_rpc_runner(settings, evaluator)
 
 
