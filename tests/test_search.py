@@ -1,5 +1,6 @@
 """A task's search: its first proposal samples the design space (no evolutionary search),
-ranked by the cost model once it is warm; later proposals evolve."""
+ranked by their estimated time (or by the cost model once it is warm, where a sample has no
+estimate); later proposals evolve."""
 
 from __future__ import annotations
 
@@ -71,14 +72,30 @@ def evolutions(monkeypatch):
     return calls
 
 
-def test_a_first_proposal_samples_and_keeps_the_models_best(search, evolutions):
+def test_a_first_proposal_samples_and_keeps_the_best_estimated(search, evolutions):
+    from gta_core.scheduler.tile_cost import estimated_cycles
+
+    drawn = []
+    real = search._ranked
+    search._ranked = lambda context, samples: drawn.extend(samples) or real(context, samples)
     picked = search.propose(2)
     assert len(picked) == 2 and not evolutions
-    [(samples, scores)] = search.cost_model.asked
-    assert len(samples) == 6  # start_samples, as it is more than twice the trials asked for
-    best = sorted(scores, reverse=True)[:2]
-    assert [hash(str(c.sch.trace)) % 1000 for c in picked] == best
+    assert len(drawn) == 8  # four times the trials asked for, as that is more than 6
+    task = search.task
+    cycles = {str(c.sch.trace): estimated_cycles(c.sch, task.workload, task.mapping,
+                                                 task.intrinsic, task.target.resources)
+              for c in drawn}
+    assert [cycles[str(c.sch.trace)] for c in picked] == sorted(cycles.values())[:2]
+    assert not search.cost_model.asked  # the learned model has seen nothing of this workload
     assert search._pending == []  # the other samples are not measured later
+
+
+def test_samples_without_an_estimate_are_ranked_by_the_warm_cost_model(search, monkeypatch):
+    monkeypatch.setattr("gta_core.scheduler.search.estimated_cycles", lambda *a: None)
+    picked = search.propose(1)
+    [(samples, scores)] = search.cost_model.asked
+    assert len(samples) == 6  # start_samples, as it is more than four times the trials
+    assert hash(str(picked[0].sch.trace)) % 1000 == max(scores)
 
 
 def test_a_task_with_records_evolves(search, evolutions):
