@@ -54,16 +54,15 @@ def estimated_cycles(sch, workload, mapping, intrinsic, resources) -> float | No
     tiled: dict[str, int] = {}
     for loop in loops:
         tiled[loop.axis] = tiled.get(loop.axis, 1) * loop.extent
-    rest = []
+    rest: dict[str, int] = {}  # insertion order: the op's axes, outermost first
     for axis in op.axes:
         name = group_of.get(axis.name, axis.name)
-        inside = covered.get(axis.name, 1) * tiled.get(name, 1)
-        left = ceil(axis.extent / inside)
-        if left > 1 and name not in {r[0] for r in rest}:
-            rest.append((name, left))
-    parallel = prod(extent for name, extent in rest
+        left = ceil(axis.extent / (covered.get(axis.name, 1) * tiled.get(name, 1)))
+        if left > 1:
+            rest.setdefault(name, left)
+    parallel = prod(extent for name, extent in rest.items()
                     if op.axis(_op_axis(name, mapping)).kind == "spatial")
-    order = rest + [(loop.axis, loop.extent) for loop in loops]
+    order = list(rest.items()) + [(loop.axis, loop.extent) for loop in loops]
     register_tile = prod(loop.extent for loop in loops if loop.level == "S2")
 
     def extents(upto: int) -> dict[str, int]:
@@ -112,7 +111,9 @@ def _elements(access, ext: dict[str, int]) -> int:
 
 def _bytes(access, ext: dict[str, int]) -> int:
     """The footprint of ``access`` over ``ext`` in bytes, its contiguous run in whole lines."""
-    size = max(1, int("".join(ch for ch in access.dtype if ch.isdigit()) or 8) // 8)
+    from ..pruning.cpu import _bits
+
+    size = max(1, _bits(access.dtype) // 8)
     dims = [_span(index, ext) for index in access.indices]
     if not dims:
         return size
