@@ -180,6 +180,24 @@ def test_a_write_back_stage_is_walked_in_the_packed_order_with_the_outputs_rows_
     assert finished_correct(context)
 
 
+def test_a_padding_read_in_place_is_vectorised_and_split_into_fill_and_copy():
+    # FMA's broadcast scalar reads the padded input in place (its packing copy inlined):
+    # the padding stage is then the main block's producer, and was left serial and scalar
+    workload = load_workload("conv2d:N=1,C=16,H=30,W=32,K=16,R=3,S=3,pad=1,dtype=float32")
+    candidate = next(c for c in mapping_candidates(workload, "avx512", default_registry())
+                     if c.status == "kept" and c.intrinsic == "fma" and not c.padding)
+    context = reshaped(workload, candidate)
+    InlineContiguousOperands().apply(context)
+    sketches = VectorizePacking().apply(context)
+    assert [s.notes.get("padding") for s in sketches] == [None, "fill-then-copy"]
+    guarded, split = sketches
+    assert _loops_of_stage(guarded, "pad")[-1] == (34, "vectorized")
+    assert _loops_of_stage(split, "pad")[0][1] == "parallel"  # the inside, by planes
+    assert _loops_of_stage(split, "pad")[-1] == (32, "vectorized")
+    assert "pad_pad_const" in block_names(split)  # the zero fill
+    assert all(finished_correct(s) for s in sketches)
+
+
 @pytest.mark.parametrize("spec", [GEMM, CONV, "depthwise_conv2d:N=1,C=16,H=8,W=16,R=3,S=3,"
                                                "pad=1,dtype=int8"])
 def test_every_sketch_of_every_kept_mapping_is_correct(spec):
