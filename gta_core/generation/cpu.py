@@ -373,7 +373,7 @@ class VectorizePacking(GenerationRule):
         """Whether ``block`` is a zero padding the main block reads as it is, its packing
         copy inlined (FMA's broadcast scalar from a padded NCHWc input): left alone, it is
         a serial, scalar pass over the input before the parallel loop (ResNet-18's stem at
-        128x128: 307 us, 284 with the padding vectorised and parallel). A constant's
+        128x128: 307 us, 284 with the padding vectorised). A constant's
         padding is left to the compiled model's prepacking."""
         sch = context.sch
         stmt = sch.get(block)
