@@ -132,9 +132,11 @@ def test_a_blocked_convolution_is_mapped_with_lanes_on_the_channel_block_read_in
     assert sketches
     for sch in sketches:
         blocks = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
-        # the padding, the computation's own blocks (the epilogue inlined into the copy-out
-        # of an accumulator tile) or else the epilogue (the bias add) in a block of its own
-        assert {n for n in blocks if not n.startswith(anchor)} <= {"pad_temp", "T_add"}
+        # the padding (in one sketch a zero fill and a copy), the computation's own blocks
+        # (the epilogue inlined into the copy-out of an accumulator tile) or else the
+        # epilogue (the bias add) in a block of its own
+        assert {n for n in blocks if not n.startswith(anchor)} <= {
+            "pad_temp", "pad_temp_pad_const", "T_add"}
         if "T_add" in blocks:  # ... computed per tile, under the loop that computes it
             outer = sch.get_loops(blocks[f"{anchor}_update_o"])[0]
             assert sch.get(sch.get_loops(blocks["T_add"])[0]).same_as(sch.get(outer))
