@@ -370,16 +370,16 @@ class VectorizePacking(GenerationRule):
 
     @staticmethod
     def _padding_read_in_place(context: ScheduleContext, block) -> bool:
-        """Whether ``block`` is a zero padding the main block reads as it is, its packing
-        copy inlined (FMA's broadcast scalar from a padded NCHWc input): left alone, it is
-        a serial, scalar pass over the input before the parallel loop (ResNet-18's stem at
-        128x128: 307 us, 284 with the padding vectorised). A constant's
-        padding is left to the compiled model's prepacking."""
+        """Whether ``block``, a producer of the main block that is no packing stage, is a
+        zero padding the main block reads as it is, its packing copy inlined (FMA's
+        broadcast scalar from a padded NCHWc input): left alone, it is a serial, scalar
+        pass over the input before the parallel loop (ResNet-18's stem at 128x128: 307 us,
+        284 with the padding vectorised). A constant's padding is left to the compiled
+        model's prepacking."""
         sch = context.sch
         stmt = sch.get(block)
         loops = sch.get_loops(block)
-        return (not is_packing_stage(stmt.name_hint) and len(loops) > 2
-                and len(stmt.reads) == 1 and len(stmt.writes) == 1
+        return (len(loops) > 2 and len(stmt.reads) == 1 and len(stmt.writes) == 1
                 and all(v.iter_type == 0 for v in stmt.iter_vars)
                 and not context.reads_constant(block)
                 and sch.can_decompose_padding(block, loops[-2]))
