@@ -209,3 +209,20 @@ def test_a_chain_with_a_second_consumer_stays_as_convertlayout_left_it(tmp_path)
         {"relax.nn.conv2d": ["NCHW16c", "OIHW1i16o"]})(mod)
     assert block_outputs(converted, 16) is converted  # no chain to rewrite
     assert _layout_calls(fuse(load_onnx(path).mod, 16)) >= 2
+
+
+def test_a_quantized_layer_that_cannot_be_blocked_reads_its_input_transformed_as_u8(
+        tmp_path, model_makers):
+    """The 24-channel layer reads NCHW: its blocked producer requantizes in its own epilogue
+    and the transform between them moves u8, not the float32 before the requantization
+    (which left the requantization a pass of its own, 4x the bytes moved)."""
+    path = model_makers.quantized(_convolutions_onnx(tmp_path / "f.onnx"), tmp_path / "q.onnx")
+    model = load_onnx(path)
+    fused = fuse(model.mod, 16)
+    moved = {name: str(fused[name].params[0].dtype) for name in
+             (c.args[0].name_hint for c in call_tirs(fused["main"]))
+             if "layout_transform" in name}
+    assert moved and set(moved.values()) == {"uint8"}, moved
+    _, report = compile_model(model, "avx512", tmp_path)
+    assert report.quantized.within_one_step >= 0.999
+    assert report.quantized.relative_rms <= report.quantized.rms_bound

@@ -188,10 +188,10 @@ def test_a_quantized_model_tunes_its_integer_tasks_on_int8_intrinsics_and_compil
 
 
 def test_a_residual_read_as_u8_is_dequantized_inside_the_output_tile(tmp_path, model_makers):
-    """The second block's residual input is the first block's u8 output, dequantized in the
-    convolution's function: every sketch takes that dequantization into the epilogue (it
-    used to stay a pass of its own, and the epilogue behind it with it: 5x slower), and
-    computes the right u8 output."""
+    """Each block's residual input is u8 (the model's quantized input, the first block's
+    output), dequantized in the convolution's function: every sketch takes that
+    dequantization into the epilogue (it used to stay a pass of its own, and the epilogue
+    behind it with it: 5x slower), and computes the right u8 output."""
     import tvm
 
     from gta_core.mapping import mapping_candidates
@@ -203,12 +203,13 @@ def test_a_residual_read_as_u8_is_dequantized_inside_the_output_tile(tmp_path, m
     target = registry.target("avx512")
     make = model_makers
     model = load_onnx(make.quantized(make.two_blocks(tmp_path / "f.onnx"), tmp_path / "q.onnx"))
-    [task] = [t for t in model_tasks(fuse(model.mod, 16)) if t.workload.main_block
-              and sum(str(p.dtype) == "uint8" for p in t.func.params[:-1]) == 2]
-    kept = [c for c in mapping_candidates(task.workload, "avx512", registry)
-            if c.status == "kept"][:3]
-    assert kept
-    for candidate in kept:
+    tasks = [t for t in model_tasks(fuse(model.mod, 16)) if t.workload.main_block
+             and sum(str(p.dtype) == "uint8" for p in t.func.params[:-1]) == 2]
+    assert len(tasks) == 2
+    kept = [(task, c) for task in tasks for c in [c for c in mapping_candidates(
+        task.workload, "avx512", registry) if c.status == "kept"][:2]]
+    assert len(kept) == 4
+    for task, candidate in kept:
         program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
                        target)
         space = MappingSpace(program, list(registry.rules.values()), [])

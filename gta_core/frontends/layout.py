@@ -66,7 +66,12 @@ def transforms_first(mod):
     the chain: ``T(dequantize(x))`` becomes ``dequantize(T(x))``. In a quantized model a
     tensor feeds a convolution as integers and a residual add dequantized;
     ``ConvertLayout`` transforms the two separately (the second in float, 4x the bytes),
-    where moved in front they are one transform (``EliminateCommonSubexpr`` merges them)."""
+    where moved in front they are one transform (``EliminateCommonSubexpr`` merges them).
+
+    A transform never moves in front of an op that narrows its dtype: ``T(quantize(x))``
+    stays, so a blocked convolution feeding one that cannot be blocked (channels that do
+    not divide) requantizes in its own epilogue and the transform moves u8, where moved in
+    front it would move float32 and leave the requantization a pass of its own."""
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
@@ -76,7 +81,7 @@ def transforms_first(mod):
     def per_tensor(value) -> bool:
         op = value.op.name if isinstance(value, relax.Call) and hasattr(value.op, "name") \
             else None
-        if op not in _PER_TENSOR:
+        if op not in _PER_TENSOR or _bits(value.args[0]) > _bits(value):
             return False
         return all(getattr(a.ty, "shape", None) is not None and len(a.ty.shape) == 0
                    for a in value.args[1:])
@@ -107,6 +112,14 @@ def transforms_first(mod):
     hoist = Hoist(mod)
     hoist.builder_.update_func(mod.get_global_var("main"), hoist.visit_expr(func))
     return hoist.builder_.get()
+
+
+def _bits(expr) -> int:
+    """Bits per element of a tensor-valued Relax expression."""
+    from tvm import DataType
+
+    dtype = DataType(expr.ty.dtype)
+    return dtype.bits * dtype.lanes
 
 
 def legalize_map() -> dict[str, Any]:
