@@ -45,15 +45,64 @@ def blocked_layout(mod, block: int):
     from tvm import relax
 
     from .blocked_outputs import block_outputs
+    from .widen_channels import widen_channels
 
+    mod = widen_channels(mod, block)  # channels that do not divide widened to the block
     mod = relax.transform.ConvertLayout(
         {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW1i{block}o"]})(mod)
+    mod = pads_in_blocks(mod, block)
     mod = transforms_first(mod)
     # ConvertLayout transforms a tensor once per blocked consumer (a residual block's input
     # feeds a convolution and an add): one transform serves them all
     mod = relax.transform.EliminateCommonSubexpr()(mod)
     mod = relax.transform.DeadCodeElimination()(mod)
     return block_outputs(mod, block)  # a stem that cannot read blocks still writes them
+
+
+def pads_in_blocks(mod, block: int):
+    """``mod`` with each spatial ``nn.pad`` that ``ConvertLayout`` left between a transform
+    out of ``NCHW{block}c`` and one back into it computed in the blocks instead: it has no
+    layout rule for a pad, and a quantized model pads a convolution's input with its zero
+    point explicitly."""
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+    from tvm.tirx import IndexMap
+
+    from .blocked_outputs import _blocked, _op
+
+    func = mod["main"]
+    values = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
+    into = IndexMap.from_func(_blocked(block), index_dtype="int64")
+    out_of = IndexMap.from_func(lambda n, c, h, w, b: (n, c * block + b, h, w),
+                                index_dtype="int64")
+
+    def transform(value, index_map) -> bool:
+        return (_op(value) == "relax.layout_transform"
+                and value.attrs.index_map.is_equivalent_to(index_map))
+
+    def padded_blocks(value):
+        """The blocked tensor ``value`` pads and transforms back into blocks, or None."""
+        pad = values.get(value.args[0]) if transform(value, into) else None
+        if _op(pad) != "relax.nn.pad" or any(int(w) for w in list(pad.attrs.pad_width)[:4]):
+            return None
+        source = values.get(pad.args[0])
+        return source.args[0] if transform(source, out_of) else None
+
+    @mutator
+    class Rewrite(PyExprMutator):
+        def visit_var_binding_(self, binding):
+            source = padded_blocks(binding.value)
+            if source is None:
+                return super().visit_var_binding_(binding)
+            pad = values[binding.value.args[0]]
+            padded = self.builder_.emit(relax.op.nn.pad(
+                self.visit_expr(source), [*(int(w) for w in pad.attrs.pad_width), 0, 0],
+                pad.attrs.pad_mode, float(pad.attrs.pad_value)), name_hint=binding.var.name)
+            self.set_var_remap(binding.var, padded)
+
+    rewriter = Rewrite(mod)
+    rewriter.builder_.update_func(mod.get_global_var("main"), rewriter.visit_expr(func))
+    return rewriter.builder_.get()
 
 
 # Elementwise ops a layout transform moves in front of when their other operand is a scalar.
