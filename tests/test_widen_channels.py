@@ -92,11 +92,13 @@ def test_a_widened_tensor_is_cut_back_where_pooling_reads_it(tmp_path):
     assert report.max_error <= report.tolerance
 
 
-def test_channels_that_divide_are_left_as_they_are(tmp_path):
+@pytest.mark.parametrize("channels", [32, 4])
+def test_channels_that_divide_or_would_more_than_double_are_left_as_they_are(tmp_path,
+                                                                              channels):
     import tvm
 
     from gta_core.frontends.widen_channels import widen_channels
 
     mod = tvm.relax.transform.DecomposeOpsForInference()(
-        load_onnx(_narrow_onnx(tmp_path / "f.onnx", channels=32)).mod)
+        load_onnx(_narrow_onnx(tmp_path / "f.onnx", channels=channels)).mod)
     assert widen_channels(mod, 16) is mod

@@ -1,8 +1,9 @@
 """Convolutions whose input cannot be blocked still write blocked outputs.
 
 ``ConvertLayout`` blocks a conv2d only when both its channel counts divide into blocks, so
-a network's 3-channel stem (and MobileNet's 24-channel layers) stay in NCHW, and the
-layers after them pay a layout transform: in ResNet-18 the stem, its bias, ReLU and
+a network's 3-channel stem stays in NCHW (other channel counts that do not divide are
+widened first: :mod:`.widen_channels`), and the layers after it pay a layout transform:
+in ResNet-18 the stem, its bias, ReLU and
 max-pool all run in NCHW, then a transform copies the pooled tensor into NCHW16c.
 
 :func:`block_outputs` rewrites such a conv2d (NCHW input, output channels divisible by the

@@ -9,8 +9,10 @@ vector's lanes, so a float32 FMA mapping reads its activations, its weights
 
 Relax's own ``ConvertLayout`` rewrites the graph: every conv2d whose channels divide into
 blocks takes the blocked layout, the elementwise ops, pooling and reductions between them
-follow it, and the layout transforms left sit where a layer cannot be blocked (a flatten,
-a channel count that does not divide) and at the graph's edges; a convolution whose input
+follow it, and the layout transforms left sit where a layer cannot be blocked (a flatten)
+and at the graph's edges. Channel counts that do not divide are widened to the block
+first (:mod:`.widen_channels`); a spatial pad is computed in blocks
+(:func:`pads_in_blocks`); a convolution whose input
 cannot be blocked but whose output can (a 3-channel stem) reads NCHW and writes blocks
 (:mod:`.blocked_outputs`). TVM 0.27 cannot legalize a blocked conv2d
 (TOPI's ``conv`` takes 4-letter layouts only), so :func:`legalize_map` supplies it: the

@@ -7,7 +7,8 @@ transforms sit around them. onnxruntime's NCHWc kernels pad channels to the bloc
 :func:`widen_channels` does so on the graph, before ``ConvertLayout``:
 
 - a conv2d whose output channels ``K`` do not divide computes ``K' = ceil(K / b) * b``, the
-  extra weight rows zero;
+  extra weight rows zero, where that at most doubles its work (3 output channels stay: 16
+  would be 5x the work);
 - the elementwise ops after it compute on ``K'`` channels, each per-channel constant padded
   with its last channel's value (the extra channels stay finite: a zero weight times an
   infinity would not be zero);
@@ -63,6 +64,10 @@ def _pad(array: np.ndarray, axis: int, to: int, zero: bool) -> np.ndarray:
     return np.pad(array, widths, mode="constant" if zero else "edge")
 
 
+def _widened_to(channels: int, block: int) -> int:
+    return -(-channels // block) * block
+
+
 def widen_channels(mod, block: int):
     """``mod`` (Relax, before ``ConvertLayout``) with each conv2d's channel count that does
     not divide by ``block`` widened as the module docstring says; unchanged where none."""
@@ -72,7 +77,7 @@ def widen_channels(mod, block: int):
     def narrow(value) -> bool:
         out = _shape(value)
         return (_plain_conv(value) and out is not None and out[1] % block != 0
-                and int(value.attrs.groups) == 1)
+                and _widened_to(out[1], block) <= 2 * out[1] and int(value.attrs.groups) == 1)
 
     func = mod["main"]
     if not any(narrow(b.value) for blk in func.body.blocks for b in blk.bindings):
@@ -132,7 +137,6 @@ def widen_channels(mod, block: int):
             attrs, data = value.attrs, args[0]
             weight = _constant(value.args[1])
             groups, out = int(attrs.groups), weight.shape[0]
-            conv = relax.op.nn.conv2d
             if data in self.channels:
                 real, full = self.channels[data], _shape(data)[1]
                 if groups == 1:
@@ -141,31 +145,30 @@ def widen_channels(mod, block: int):
                     weight, groups = _pad(weight, 0, full, zero=True), full
                 else:
                     return None
-            elif groups != 1 or out % block == 0:
+            elif not narrow(value):
                 return None
-            real = _constant(value.args[1]).shape[0]
-            if groups == 1 and out % block:
-                weight = _pad(weight, 0, -(-out // block) * block, zero=True)
-            call = conv(data, relax.const(weight), attrs.strides, attrs.padding,
-                        attrs.dilation, groups, "NCHW", "OIHW", "NCHW", attrs.out_dtype or None)
-            return call, real if weight.shape[0] != real else None
+            if narrow(value):
+                weight = _pad(weight, 0, _widened_to(out, block), zero=True)
+            call = relax.op.nn.conv2d(data, relax.const(weight), attrs.strides, attrs.padding,
+                                      attrs.dilation, groups, "NCHW", "OIHW", "NCHW",
+                                      attrs.out_dtype or None)
+            return call, out if weight.shape[0] != out else None
+
+        def _rewritten(self, value):
+            """``value`` on the visited operands, and its real channel count if widened."""
+            if isinstance(value, relax.Tuple):
+                return self._sliced(relax.Tuple([self.visit_expr(f) for f in value.fields])), None
+            args = [self.visit_expr(a) for a in value.args]
+            widened = self._widened(value, args)
+            if widened is None:
+                return relax.Call(value.op, [self._sliced(a) for a in args], value.attrs,
+                                  value.ty_args), None
+            return widened
 
         def visit_var_binding_(self, binding):
-            value, widened, real = binding.value, None, None
-            if isinstance(value, relax.Tuple):
-                call = self._sliced(relax.Tuple([self.visit_expr(f) for f in value.fields]))
-            elif not isinstance(value, relax.Call):
+            if not isinstance(binding.value, (relax.Call, relax.Tuple)):
                 return super().visit_var_binding_(binding)
-            else:
-                args = [self.visit_expr(a) for a in value.args]
-                widened = self._widened(value, args)
-            if isinstance(value, relax.Tuple):
-                pass
-            elif widened is None:
-                call = relax.Call(value.op, [self._sliced(a) for a in args], value.attrs,
-                                  value.ty_args)
-            else:
-                call, real = widened
+            call, real = self._rewritten(binding.value)
             name = binding.var.name
             if isinstance(binding.var, relax.DataflowVar):
                 new = self.builder_.emit(call, name_hint=name)
