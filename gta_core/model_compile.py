@@ -27,6 +27,7 @@ from .plugins import Registry, default_registry
 from .quantized_check import QuantizedCheck, check_quantized
 from .weight_prepack import constant_arguments, mark_weight_packing, prepack_passes
 from .workloads.operator import random_array
+from .workloads.subgraph import narrowed
 
 # Outputs may differ from the framework's by this fraction of the largest output: 2^13
 # float32 roundoffs, room for every layer's sums to run in another order (each within 16
@@ -78,6 +79,8 @@ def _chosen_record(store, prefix: str):
 def schedule_model(model: Model, target: str, db: str | os.PathLike,
                    registry: Registry | None = None) -> tuple[Any, list[CompiledFunction]]:
     """``model`` fused, each function with a record in ``db`` replaced by its program."""
+    import tvm
+
     from .database import RecordStore
     from .mapping.realise import ensure_registered
     from .scheduler.space import task_prefix
@@ -100,8 +103,10 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
                                       why=f"no checked record of {workload.spec} in {db}")
                      for n in task.functions]
             continue
-        func = store.schedule(record).mod["main"].with_attr("tirx.is_scheduled", True)
-        for name in task.functions:
+        for name in task.functions:  # replayed on each: their float constants differ
+            own = narrowed(fused[name]).with_attr("global_symbol", "main")
+            func = store.schedule(record, tvm.IRModule({"main": own})).mod["main"]
+            func = func.with_attr("tirx.is_scheduled", True)
             marked, prepacked = mark_weight_packing(func, constants.get(name, set()))
             fused.update_func(fused.get_global_var(name),
                               marked.with_attr("global_symbol", name))

@@ -261,3 +261,45 @@ def test_only_a_function_that_computes_in_float_allows_ties(qdq):
 
     exact = SubgraphWorkload.from_function("matmul", integer.with_attr("global_symbol", "main"))
     assert exact.expected(exact.random_inputs()).ties == 0
+
+
+def _residual_chain_onnx(path) -> str:
+    """A 1x1 convolution with ReLU, then two residual blocks of one shape (1x1 convolution,
+    add the block's input, ReLU): quantized, the blocks differ only in their scales."""
+    rng = np.random.default_rng(5)
+    nodes, weights = [], []
+    source = "x"
+    for n in range(3):
+        weights += [numpy_helper.from_array(rng.standard_normal((16, 16, 1, 1))
+                                            .astype(np.float32) * 0.5, f"w{n}"),
+                    numpy_helper.from_array(rng.standard_normal(16).astype(np.float32),
+                                            f"b{n}")]
+        nodes.append(helper.make_node("Conv", [source, f"w{n}", f"b{n}"], [f"c{n}"]))
+        if n:
+            nodes.append(helper.make_node("Add", [f"c{n}", source], [f"s{n}"]))
+        nodes.append(helper.make_node("Relu", [f"s{n}" if n else f"c{n}"],
+                                      ["y" if n == 2 else f"r{n}"]))
+        source = f"r{n}"
+    graph = helper.make_graph(
+        nodes, "residual_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_layers_equal_up_to_their_scales_are_one_task_each_run_with_its_own(tmp_path,
+                                                                             model_makers):
+    """A quantized model's layers of one shape differ in the scales folded into their
+    functions: they are one task (one budget, one record), and the record's schedule is
+    replayed on each function, so each computes with its own scales."""
+    model = load_onnx(model_makers.quantized(_residual_chain_onnx(tmp_path / "f.onnx"),
+                                             tmp_path / "q.onnx"))
+    tasks = model_tasks(fuse(model.mod, 16))
+    [shared] = [t for t in tasks if len(t.functions) == 2]
+    assert shared.workload.main_block == "conv2d_NCHWc" and shared.weight == 2
+    tune_model(model, "avx512", 4, tmp_path / "db", measure=model_settings(FAST))
+    _, report = compile_model(model, "avx512", tmp_path / "db")
+    assert {f.schedule for f in report.functions if f.name in shared.functions} == {"gta"}
+    assert report.quantized.within_one_step >= 0.999
+    assert report.quantized.relative_rms <= report.quantized.rms_bound

@@ -304,11 +304,12 @@ class RecordStore:
         """The :func:`formats.trace_key` of every trace measured for ``task``."""
         return {r.trace_key for r in self.records(task)}
 
-    def schedule(self, record: Record) -> Any:
-        """``record``'s trace applied to its workload: the ``tvm.s_tir.Schedule`` it measured."""
+    def schedule(self, record: Record, mod: Any = None) -> Any:
+        """``record``'s trace applied to its workload: the ``tvm.s_tir.Schedule`` it measured;
+        with ``mod``, applied to that module instead (a function of the same structure)."""
         from tvm.s_tir import Schedule, Trace
 
-        sch = Schedule(self.workload_module(record.workload))
+        sch = Schedule(self.workload_module(record.workload) if mod is None else mod)
         Trace.apply_json_to_schedule(record.trace, sch)
         return sch
 

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..workloads.subgraph import SubgraphWorkload, digest, narrowed
+from ..workloads.subgraph import SubgraphWorkload, digest, narrowed, structure
 
 
 def fuse(mod, block: int | None = None):
@@ -42,9 +42,12 @@ def fuse(mod, block: int | None = None):
 class ModelTask:
     """One distinct fused function of a model.
 
-    ``functions`` are the names of the fused module's functions it stands for (equal up to
-    their names); ``weight`` counts the calls to them. Its ``workload`` has no main block
-    where the function has no multiply-accumulate anchor (``workload.why`` says so).
+    ``functions`` are the names of the fused module's functions it stands for: equal up to
+    their names and the float constants folded into them (:func:`structure`: a quantized
+    model's layers differ only in their scales), so one schedule serves them all, replayed
+    on each; ``weight`` counts the calls to them. ``digest`` and ``workload`` are the first
+    function's. Its ``workload`` has no main block where the function has no
+    multiply-accumulate anchor (``workload.why`` says so).
     """
 
     name: str
@@ -70,13 +73,13 @@ def model_tasks(fused) -> list[ModelTask]:
         if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
             continue
         func = narrowed(func).with_attr("global_symbol", "main")
-        key = digest(func)
+        key = structure(func)
         task = tasks.get(key)
         if task is None:
             workload = SubgraphWorkload.from_function(
                 gv.name_hint, func, frozenset(constants.get(gv.name_hint, ())),
                 scalars.get(gv.name_hint, ()))
-            task = tasks[key] = ModelTask(gv.name_hint, key, [], 0, workload, func)
+            task = tasks[key] = ModelTask(gv.name_hint, digest(func), [], 0, workload, func)
         else:  # a position is constant only where it is in every function of the task
             shared = task.workload.constant_inputs & frozenset(constants.get(gv.name_hint, ()))
             same = tuple(sorted(set(task.workload.scalars)

@@ -103,6 +103,22 @@ def digest(func) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+_FLOAT_LITERAL = re.compile(r"T\.(?:b?float\d+)\([^()]*\)")
+
+
+def structure(func) -> str:
+    """``func``'s content with its float literals masked and its parameters named by
+    position, hashed: functions equal up to the constants folded into them (a quantized
+    layer's scales, its zero points in float arithmetic) have one structure, and any
+    schedule of one replays on the others."""
+    text = _FLOAT_LITERAL.sub("F", func.with_attr("global_symbol", "main").script())
+    signature = re.search(r"def main\((.*?)\):\n", text, re.S)
+    names = set(re.findall(r"(\w+): T\.", signature.group(1))) if signature else set()
+    for i, name in enumerate(sorted(names, key=len, reverse=True)):
+        text = re.sub(rf"\b{re.escape(name)}\b", f"arg{i}", text)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def family(name: str) -> str:
     """``fused_conv2d3_add3_relu2`` -> ``fused_conv2d_add_relu``: the numbers Relax adds to
     tell functions apart differ between models; the digest tells them apart instead."""
