@@ -69,7 +69,9 @@ def model_tasks(fused) -> list[ModelTask]:
     constants = constant_arguments(fused)
     scalars = scalar_constants(fused)
     tasks: dict[str, ModelTask] = {}
-    for gv, func in fused.functions_items():
+    # by name: a task's first function names its records, whatever order the module's map
+    # iterates in (it differs between processes)
+    for gv, func in sorted(fused.functions_items(), key=lambda item: item[0].name_hint):
         if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
             continue
         func = narrowed(func).with_attr("global_symbol", "main")

@@ -113,8 +113,8 @@ def structure(func) -> str:
     schedule of one replays on the others."""
     text = _FLOAT_LITERAL.sub("F", func.with_attr("global_symbol", "main").script())
     signature = re.search(r"def main\((.*?)\):\n", text, re.S)
-    names = set(re.findall(r"(\w+): T\.", signature.group(1))) if signature else set()
-    for i, name in enumerate(sorted(names, key=len, reverse=True)):
+    names = re.findall(r"(\w+): T\.", signature.group(1)) if signature else []
+    for i, name in enumerate(names):  # by position: equal functions name theirs alike
         text = re.sub(rf"\b{re.escape(name)}\b", f"arg{i}", text)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
