@@ -209,14 +209,15 @@ def two_blocks_model(path, channels: int = 16) -> str:
     return str(path)
 
 
-def attention_model(path, tokens: int = 8, hidden: int = 16) -> str:
+def attention_model(path, tokens: int = 8, hidden: int = 16, relu: bool = True) -> str:
     """A projection with bias and ReLU, then a product of two activations (h @ h^T @ h),
-    then a second projection: the MatMuls a quantized transformer holds."""
+    then a second projection: the MatMuls a quantized transformer holds. Without ``relu``,
+    h is quantized with a zero point inside its range, as attention's Q, K and V are."""
     rng = np.random.default_rng(1)
     nodes = [
         helper.make_node("MatMul", ["x", "w1"], ["m1"]),
         helper.make_node("Add", ["m1", "b1"], ["a1"]),
-        helper.make_node("Relu", ["a1"], ["h"]),
+        helper.make_node("Relu" if relu else "Identity", ["a1"], ["h"]),
         helper.make_node("Transpose", ["h"], ["ht"], perm=[0, 2, 1]),
         helper.make_node("MatMul", ["h", "ht"], ["s"]),
         helper.make_node("MatMul", ["s", "h"], ["c"]),

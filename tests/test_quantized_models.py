@@ -80,20 +80,28 @@ def test_the_operator_form_runs_as_its_qdq_form(tmp_path, model_makers):
     assert report.quantized.within_one_step >= 0.999
 
 
-def test_products_of_two_activations_and_int8_activations_stay_float_and_are_named(
-        tmp_path, model_makers):
+@pytest.mark.parametrize("relu", [True, False], ids=["zero-points-0", "zero-points-inside"])
+def test_products_of_two_activations_run_on_u8_x_s8_with_both_zero_points_corrected(
+        tmp_path, model_makers, relu):
     make = model_makers
-    model = load_onnx(make.quantized(make.attention(tmp_path / "a.onnx"),
+    model = load_onnx(make.quantized(make.attention(tmp_path / "a.onnx", relu=relu),
                                      tmp_path / "aq.onnx"))
-    assert dict(model.quantized.integer) == {"MatMul": 2}
-    assert dict(model.quantized.kept_float) == {"MatMul of two activations": 2}
-    assert "left in float: MatMul of two activations x2" in str(model.quantized)
+    assert dict(model.quantized.integer) == {"MatMul": 4}
+    assert not model.quantized.kept_float
+    # h @ h^T and s @ h multiply u8 by the other operand shifted to s8 (w - 128, exact)
+    products = [t for t in _integer_anchors(model) if len(t.func.params) > 2]
+    assert sum(t.weight for t in _integer_anchors(model)) == 4 and products
     report = _untuned(model, tmp_path)
     assert report.quantized.within_one_step >= 0.999
+    assert report.quantized.relative_rms <= report.quantized.rms_bound
 
+
+def test_int8_activations_stay_float_and_are_named(tmp_path, model_makers):
+    make = model_makers
     signed = load_onnx(make.quantized(make.residual(tmp_path / "f.onnx"),
                                       tmp_path / "s8.onnx", activations="int8"))
     assert signed.quantized.kept_float["Conv of int8 activations"] == 3
+    assert "left in float: Conv of int8 activations x3" in str(signed.quantized)
     report = _untuned(signed, tmp_path)
     assert report.quantized.within_one_step >= 0.999
 

@@ -160,11 +160,11 @@ def _integer(bb, chains: Chains, quantize) -> tuple[str, object]:
     if str(xq.ty.dtype) != "uint8":
         raise NotInteger(f"{kind} of {xq.ty.dtype} activations")
     sx, zx = scalar(act.args[1]), zero_point(act.args[2], "uint8", f"{kind}'s input")
-    weight, wscale = _weight(chains, core.args[1], kind)
-    channel = 0 if kind == "Conv" else weight.ndim - 1
-    sw = _per_channel(wscale, channel, "weight scale")
-    sums = np.moveaxis(weight.astype(np.int64), channel, 0).reshape(weight.shape[channel], -1)
-    correction = -zx * sums.sum(axis=1)
+    other = _activation(chains, core.args[1]) if kind == "MatMul" else None
+    if other is not None:  # attention's Q K^T and softmax V: both operands computed
+        acc, correction, sw = _activation_product(bb, xq, zx, *other)
+    else:
+        acc, correction, sw = _weight_product(bb, chains, core, kind, xq, zx)
     unit = sx * sw  # the value of one accumulator step, per output channel
     shape = [int(d) for d in core.ty.shape]
     ndim, axis = len(shape), (1 if kind == "Conv" else len(shape) - 1)
@@ -175,29 +175,96 @@ def _integer(bb, chains: Chains, quantize) -> tuple[str, object]:
     def vector(values, dtype):
         return relax.const(along(np.asarray(values), ndim, axis).astype(dtype), dtype)
 
-    if kind == "Conv":
-        attrs = core.attrs
-        if (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW"):
-            raise NotInteger(f"Conv in layout {attrs.data_layout}/{attrs.kernel_layout}")
-        padding = [int(p) for p in attrs.padding]
-        data = xq
-        if zx != 0 and any(padding):
-            top, left, bottom, right = padding
-            data = bb.emit(relax.op.nn.pad(xq, [0, 0, 0, 0, top, bottom, left, right],
-                                           pad_value=float(zx)))
-            padding = [0, 0, 0, 0]
-        acc = bb.emit(relax.op.nn.conv2d(
-            data, relax.const(weight, "int8"), strides=attrs.strides, padding=padding,
-            dilation=attrs.dilation, groups=int(attrs.groups), data_layout=attrs.data_layout,
-            kernel_layout=attrs.kernel_layout, out_layout=attrs.out_layout,
-            out_dtype="int32"))
-    else:
-        acc = bb.emit(relax.op.matmul(xq, relax.const(weight, "int8"), out_dtype="int32"))
     acc = bb.emit(relax.op.add(acc, vector(correction, "int32")))
     scaled = relax.op.multiply(relax.op.astype(acc, "float32"), vector(unit / sy, "float32"))
     low = np.round(lo / sy) + zy if np.isfinite(lo) else -np.inf
     high = np.round(hi / sy) + zy if np.isfinite(hi) else np.inf
     return kind, bb.normalize(_saturated(scaled, zy, out_dtype, low, high))
+
+
+def _weight_product(bb, chains: Chains, core, kind: str, xq, zx: int):
+    """The u8 x s8 core on a constant weight: (s32 accumulator, the zero-point correction
+    ``-zx * sum(w)`` per output channel, the weight's scale per output channel)."""
+    from tvm import relax
+
+    weight, wscale = _weight(chains, core.args[1], kind)
+    channel = 0 if kind == "Conv" else weight.ndim - 1
+    sw = _per_channel(wscale, channel, "weight scale")
+    sums = np.moveaxis(weight.astype(np.int64), channel, 0).reshape(weight.shape[channel], -1)
+    correction = -zx * sums.sum(axis=1)
+    if kind == "MatMul":
+        return (bb.emit(relax.op.matmul(xq, relax.const(weight, "int8"), out_dtype="int32")),
+                correction, sw)
+    attrs = core.attrs
+    if (attrs.data_layout, attrs.kernel_layout) != ("NCHW", "OIHW"):
+        raise NotInteger(f"Conv in layout {attrs.data_layout}/{attrs.kernel_layout}")
+    padding = [int(p) for p in attrs.padding]
+    data = xq
+    if zx != 0 and any(padding):
+        top, left, bottom, right = padding
+        data = bb.emit(relax.op.nn.pad(xq, [0, 0, 0, 0, top, bottom, left, right],
+                                       pad_value=float(zx)))
+        padding = [0, 0, 0, 0]
+    acc = bb.emit(relax.op.nn.conv2d(
+        data, relax.const(weight, "int8"), strides=attrs.strides, padding=padding,
+        dilation=attrs.dilation, groups=int(attrs.groups), data_layout=attrs.data_layout,
+        kernel_layout=attrs.kernel_layout, out_layout=attrs.out_layout, out_dtype="int32"))
+    return acc, correction, sw
+
+
+def _activation(chains: Chains, expr) -> tuple[object, float, int] | None:
+    """(u8 or s8 tensor, scale, zero point) where ``expr`` dequantizes a computed tensor
+    with per-tensor parameters, maybe through ``permute_dims`` (applied to the integers,
+    since dequantizing is elementwise), else None (a constant weight, or not dequantized)."""
+    from tvm import relax
+
+    value = chains.bound(expr, single_use=False)
+    axes = False
+    if op(value, "relax.permute_dims"):
+        axes = None if value.attrs.axes is None else [int(a) for a in value.attrs.axes]
+        value = chains.bound(value.args[0], single_use=False)
+    if not op(value, "relax.dequantize") or is_constant(value.args[0]):
+        return None
+    tensor = value.args[0]
+    dtype = str(tensor.ty.dtype)
+    if dtype not in ("uint8", "int8"):
+        return None
+    found = scalar(value.args[1]), zero_point(value.args[2], dtype, "MatMul's second input")
+    if axes is not False:
+        tensor = relax.op.permute_dims(tensor, axes)
+    return (tensor, *found)
+
+
+def _activation_product(bb, xq, zx: int, wq, sw: float, zw: int):
+    """``sum_k (x - zx)(w - zw)`` of two computed tensors on VNNI's u8 x s8 product:
+    (s32 accumulator, the constant left to add, sw).
+
+    A u8 ``w`` goes in as ``s = w - 128`` (s8, exact; s = w for an s8 ``w``, shift 0).
+    The sums over k of x (per row) and of s (per column) carry the zero points:
+    ``x.s + (shift - zw) sum(x) - zx sum(s) + K zx (zw - shift)``."""
+    from tvm import relax
+
+    wq = bb.emit(wq) if not isinstance(wq, relax.Var) else wq
+    shift = 128 if str(wq.ty.dtype) == "uint8" else 0
+    signed = wq
+    if shift:
+        signed = bb.emit(relax.op.astype(relax.op.subtract(
+            relax.op.astype(wq, "int16"), relax.const(shift, "int16")), "int8"))
+    acc = bb.emit(relax.op.matmul(xq, signed, out_dtype="int32"))
+
+    def times(tensor, axis: int, factor: int):
+        # the factor is a tensor, not a scalar that TIR would inline as a literal: layers
+        # with other zero points stay one task (subgraph.structure masks float literals)
+        factor = relax.const(np.full((1,) * len(tensor.ty.shape), factor, "int32"))
+        return relax.op.multiply(bb.emit(relax.op.sum(relax.op.astype(tensor, "int32"),
+                                                      axis=[axis], keepdims=True)), factor)
+
+    if shift != zw:
+        acc = bb.emit(relax.op.add(acc, times(xq, -1, shift - zw)))
+    if zx:  # summed over s, not w, so that w has one reader and its producer writes s
+        acc = bb.emit(relax.op.subtract(acc, times(signed, -2, zx)))
+    depth = int(xq.ty.shape[-1])
+    return acc, np.array([depth * zx * (zw - shift)], dtype=np.int64), sw
 
 
 def _saturated(value, zero: float, dtype: str, low: float = -np.inf, high: float = np.inf):
