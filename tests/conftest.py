@@ -1,4 +1,5 @@
-"""Shared fixtures: small models built in the tests (no downloads)."""
+"""Shared fixtures: small models built in the tests (no downloads). ``graphs.py`` beside
+this file is importable from every test."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _weight(name: str, shape: tuple[int, ...], rng) -> onnx.TensorProto:

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import tvm
+from graphs import ConvGraph
 from onnx import TensorProto, helper
 
 from gta_core.frontends import channel_block, fuse, load_onnx, model_tasks
@@ -41,37 +42,18 @@ def _convolutions_onnx(path) -> str:
     blockable), stride 2, a depthwise layer with ReLU6, a grouped 1x1 (4 groups), a dilated
     3x3 with a residual add, a 24-channel layer (not a multiple of 16), then global pooling
     and a classifier."""
-    rng = np.random.default_rng(0)
-    weights, nodes = [], []
-
-    def conv(name, x, cin, cout, k, stride=1, pad=0, groups=1, dilation=1):
-        shape = (cout, cin // groups, k, k)
-        weights.append(helper.make_tensor(f"{name}_w", TensorProto.FLOAT, shape,
-                                          rng.standard_normal(shape).astype(np.float32)
-                                          .ravel() * 0.2))
-        weights.append(helper.make_tensor(f"{name}_b", TensorProto.FLOAT, (cout,),
-                                          rng.standard_normal(cout).astype(np.float32)))
-        nodes.append(helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [name],
-                                      strides=[stride] * 2, pads=[pad] * 4, group=groups,
-                                      dilations=[dilation] * 2))
-        return name
-
-    weights += [helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
-                helper.make_tensor("hi", TensorProto.FLOAT, [], [6.0]),
-                helper.make_tensor("fc_w", TensorProto.FLOAT, (24, 10),
-                                   rng.standard_normal(240).astype(np.float32))]
-    stem = conv("stem", "x", 3, 32, 3, stride=2, pad=1)
-    nodes.append(helper.make_node("Relu", [stem], ["stem_relu"]))
-    depthwise = conv("dw", "stem_relu", 32, 32, 3, pad=1, groups=32)
-    nodes.append(helper.make_node("Clip", [depthwise, "lo", "hi"], ["dw_relu6"]))
-    grouped = conv("grouped", "dw_relu6", 32, 32, 1, groups=4)
-    dilated = conv("dilated", grouped, 32, 32, 3, pad=2, dilation=2)
-    nodes.append(helper.make_node("Add", [dilated, "dw_relu6"], ["residual"]))
-    narrow = conv("narrow", "residual", 32, 24, 1)
-    nodes += [helper.make_node("GlobalAveragePool", [narrow], ["pool"]),
-              helper.make_node("Flatten", ["pool"], ["flat"]),
-              helper.make_node("MatMul", ["flat", "fc_w"], ["y"])]
-    return _save(path, "convolutions", nodes, weights, (1, 3, 16, 16))
+    g = ConvGraph(seed=0, scale=0.2)
+    g.weights += [helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
+                  helper.make_tensor("hi", TensorProto.FLOAT, [], [6.0])]
+    stem = g.conv("stem", "x", 3, 32, 3, stride=2, pad=1)
+    g.nodes.append(helper.make_node("Relu", [stem], ["stem_relu"]))
+    depthwise = g.conv("dw", "stem_relu", 32, 32, 3, pad=1, groups=32)
+    g.nodes.append(helper.make_node("Clip", [depthwise, "lo", "hi"], ["dw_relu6"]))
+    grouped = g.conv("grouped", "dw_relu6", 32, 32, 1, groups=4)
+    dilated = g.conv("dilated", grouped, 32, 32, 3, pad=2, dilation=2)
+    g.nodes.append(helper.make_node("Add", [dilated, "dw_relu6"], ["residual"]))
+    g.classifier(g.conv("narrow", "residual", 32, 24, 1), 24)
+    return g.save(path, (1, 3, 16, 16), (1, 10))
 
 
 def test_the_block_is_a_float32_vector_of_the_target():

@@ -4,10 +4,9 @@ model still computes what onnxruntime computes, in float and in int8."""
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
+from graphs import ConvGraph
+from onnx import helper
 
 from gta_core.frontends import fuse, load_onnx, model_tasks
 from gta_core.model_compile import compile_model
@@ -18,41 +17,19 @@ def _narrow_onnx(path, channels: int = 24, tail: str = "conv") -> str:
     """A 16 -> ``channels`` 1x1 projection (no activation), a 3x3 and a depthwise 3x3 on
     those channels with a residual add, then ``tail``: a 1x1 back to 16 channels ("conv"),
     or global pooling and a classifier ("pool", where the widened tensor must be cut)."""
-    rng = np.random.default_rng(3)
-    weights, nodes = [], []
-
-    def conv(name, x, cin, cout, k, groups=1):
-        shape = (cout, cin // groups, k, k)
-        weights.append(helper.make_tensor(f"{name}_w", TensorProto.FLOAT, shape,
-                                          rng.standard_normal(shape).astype(np.float32)
-                                          .ravel() * 0.3))
-        weights.append(helper.make_tensor(f"{name}_b", TensorProto.FLOAT, (cout,),
-                                          rng.standard_normal(cout).astype(np.float32)))
-        nodes.append(helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [name],
-                                      pads=[k // 2] * 4, group=groups))
-        return name
-
+    g = ConvGraph(seed=3, scale=0.3)
     c = channels
-    project = conv("project", "x", 16, c, 1)
-    nodes.append(helper.make_node("Relu", [conv("full", project, c, c, 3)], ["full_relu"]))
-    nodes.append(helper.make_node("Relu", [conv("dw", "full_relu", c, c, 3, groups=c)],
-                                  ["dw_relu"]))
-    nodes.append(helper.make_node("Add", ["dw_relu", project], ["residual"]))
+    project = g.conv("project", "x", 16, c, 1)
+    g.nodes.append(helper.make_node("Relu", [g.conv("full", project, c, c, 3, pad=1)],
+                                    ["full_relu"]))
+    g.nodes.append(helper.make_node("Relu", [g.conv("dw", "full_relu", c, c, 3, pad=1,
+                                                    groups=c)], ["dw_relu"]))
+    g.nodes.append(helper.make_node("Add", ["dw_relu", project], ["residual"]))
     if tail == "conv":
-        conv("y", "residual", c, 16, 1)
-        out = [1, 16, 8, 8]
-    else:
-        weights.append(helper.make_tensor("fc_w", TensorProto.FLOAT, (c, 10),
-                                          rng.standard_normal(c * 10).astype(np.float32)))
-        nodes += [helper.make_node("GlobalAveragePool", ["residual"], ["pool"]),
-                  helper.make_node("Flatten", ["pool"], ["flat"]),
-                  helper.make_node("MatMul", ["flat", "fc_w"], ["y"])]
-        out = [1, 10]
-    graph = helper.make_graph(
-        nodes, "narrow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return str(path)
+        g.conv("y", "residual", c, 16, 1)
+        return g.save(path, (1, 16, 8, 8), (1, 16, 8, 8))
+    g.classifier("residual", c)
+    return g.save(path, (1, 16, 8, 8), (1, 10))
 
 
 def _transforms(fused) -> list[str]:

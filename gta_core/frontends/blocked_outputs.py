@@ -17,52 +17,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from .relax_exprs import BINARY, into_blocks, op_name, static_shape
+
 _UNARY = {"relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.nn.silu", "relax.nn.gelu",
           "relax.tanh", "relax.astype", "relax.round"}
-_BINARY = {"relax.add", "relax.multiply", "relax.subtract", "relax.divide", "relax.maximum",
-           "relax.minimum"}
 _POOLS = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
-
-
-def _blocked(block: int):
-    return lambda n, c, h, w: (n, c // block, h, w, c % block)
-
-
-def _shape(expr) -> tuple[int, ...] | None:
-    shape = getattr(expr.ty, "shape", None)
-    try:
-        return tuple(int(d) for d in shape)
-    except (TypeError, ValueError):  # unknown or symbolic
-        return None
-
-
-def _op(expr) -> str | None:
-    from tvm import relax
-
-    return expr.op.name if isinstance(expr, relax.Call) and hasattr(expr.op, "name") else None
 
 
 def _starts_chain(value, block: int) -> bool:
     """A conv2d left in NCHW whose output channels divide into blocks."""
-    if _op(value) != "relax.nn.conv2d":
+    if op_name(value) != "relax.nn.conv2d":
         return False
-    attrs, out = value.attrs, _shape(value)
+    attrs, out = value.attrs, static_shape(value)
     return (attrs.data_layout == attrs.out_layout == "NCHW" and attrs.kernel_layout == "OIHW"
             and int(attrs.groups) == 1 and out is not None and out[1] % block == 0)
 
 
 def _follows(value, current) -> bool:
     """``value`` is an op the chain carries into the blocked layout (its data: ``current``)."""
-    op = _op(value)
+    op = op_name(value)
     if op in _UNARY:
         return True
     if op in _POOLS:
         return value.attrs.layout == value.attrs.out_layout == "NCHW"
-    if op in _BINARY:
+    if op in BINARY:
         others = [a for a in value.args if not a.same_as(current)]
         if len(others) != 1:
             return False
-        shape, channels = _shape(others[0]), _shape(current)[1]
+        shape, channels = static_shape(others[0]), static_shape(current)[1]
         return shape == () or shape == (1, channels, 1, 1)
     return False
 
@@ -71,9 +53,9 @@ def _ends_chain(value, current, block: int) -> bool:
     """The transform of ``current`` into ``NCHW{block}c``."""
     from tvm.tirx import IndexMap
 
-    return (_op(value) == "relax.layout_transform" and value.args[0].same_as(current)
+    return (op_name(value) == "relax.layout_transform" and value.args[0].same_as(current)
             and value.attrs.index_map.is_equivalent_to(
-                IndexMap.from_func(_blocked(block), index_dtype="int64")))
+                IndexMap.from_func(into_blocks(block), index_dtype="int64")))
 
 
 def _chains(func, block: int) -> list[list[Any]]:
@@ -121,7 +103,7 @@ def block_outputs(mod, block: int):
     @mutator
     class Rewrite(PyExprMutator):
         def _blocked_call(self, value):
-            op, args = _op(value), [self.visit_expr(a) for a in value.args]
+            op, args = op_name(value), [self.visit_expr(a) for a in value.args]
             if op == "relax.nn.conv2d":
                 attrs = value.attrs
                 weight = self.builder_.emit(relax.op.layout_transform(
@@ -136,9 +118,9 @@ def block_outputs(mod, block: int):
                 return pool(args[0], attrs.pool_size, attrs.strides, attrs.padding,
                             attrs.dilation, attrs.ceil_mode, attrs.count_include_pad, layout,
                             layout)
-            if op in _BINARY:  # the per-channel operand follows the data into blocks
-                args = [a if _shape(a) == () or len(_shape(a)) == 5 else
-                        self.builder_.emit(relax.op.layout_transform(a, _blocked(block)))
+            if op in BINARY:  # the per-channel operand follows the data into blocks
+                args = [a if static_shape(a) == () or len(static_shape(a)) == 5 else
+                        self.builder_.emit(relax.op.layout_transform(a, into_blocks(block)))
                         for a in args]
             return relax.Call(value.op, args, value.attrs)
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .relax_exprs import into_blocks, op_name, static_shape
+
 _BLOCKED_DATA = re.compile(r"NCHW(\d+)c")
 _BLOCKED_KERNEL = re.compile(r"OIHW(\d+)i(\d+)o")
 
@@ -70,22 +72,20 @@ def pads_in_blocks(mod, block: int):
     from tvm.relax.expr_functor import PyExprMutator, mutator
     from tvm.tirx import IndexMap
 
-    from .blocked_outputs import _blocked, _op
-
     func = mod["main"]
     values = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
-    into = IndexMap.from_func(_blocked(block), index_dtype="int64")
+    into = IndexMap.from_func(into_blocks(block), index_dtype="int64")
     out_of = IndexMap.from_func(lambda n, c, h, w, b: (n, c * block + b, h, w),
                                 index_dtype="int64")
 
     def transform(value, index_map) -> bool:
-        return (_op(value) == "relax.layout_transform"
+        return (op_name(value) == "relax.layout_transform"
                 and value.attrs.index_map.is_equivalent_to(index_map))
 
     def padded_blocks(value):
         """The blocked tensor ``value`` pads and transforms back into blocks, or None."""
         pad = values.get(value.args[0]) if transform(value, into) else None
-        if _op(pad) != "relax.nn.pad" or any(int(w) for w in list(pad.attrs.pad_width)[:4]):
+        if op_name(pad) != "relax.nn.pad" or any(int(w) for w in list(pad.attrs.pad_width)[:4]):
             return None
         source = values.get(pad.args[0])
         return source.args[0] if transform(source, out_of) else None
@@ -130,12 +130,9 @@ def transforms_first(mod):
     values = {b.var: b.value for blk in func.body.blocks for b in blk.bindings}
 
     def per_tensor(value) -> bool:
-        op = value.op.name if isinstance(value, relax.Call) and hasattr(value.op, "name") \
-            else None
-        if op not in _PER_TENSOR or _bits(value.args[0]) > _bits(value):
+        if op_name(value) not in _PER_TENSOR or _bits(value.args[0]) > _bits(value):
             return False
-        return all(getattr(a.ty, "shape", None) is not None and len(a.ty.shape) == 0
-                   for a in value.args[1:])
+        return all(static_shape(a) == () for a in value.args[1:])
 
     @mutator
     class Hoist(PyExprMutator):

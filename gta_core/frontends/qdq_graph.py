@@ -11,6 +11,8 @@ from collections import Counter
 
 import numpy as np
 
+from .relax_exprs import op_name
+
 
 class NotInteger(Exception):
     """A chain that stays float; the message says why (one short phrase)."""
@@ -18,13 +20,8 @@ class NotInteger(Exception):
 
 def op(expr, name: str | None = None) -> str | None:
     """The operator ``expr`` calls (when it is ``name``, if given), else None."""
-    import tvm
-    from tvm import relax
-
-    if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-        if name is None or expr.op.name == name:
-            return expr.op.name
-    return None
+    found = op_name(expr)
+    return found if name is None or found == name else None
 
 
 def constant(expr) -> np.ndarray:

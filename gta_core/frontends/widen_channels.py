@@ -26,36 +26,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .relax_exprs import BINARY, constant_value, op_name, static_shape
+
 _UNARY = {"relax.nn.relu", "relax.clip", "relax.astype", "relax.round"}
-_BINARY = {"relax.add", "relax.multiply", "relax.subtract", "relax.divide", "relax.maximum",
-           "relax.minimum"}
-
-
-def _shape(expr) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(d) for d in expr.ty.shape)
-    except (AttributeError, TypeError, ValueError):  # not a tensor, or symbolic
-        return None
-
-
-def _op(expr) -> str | None:
-    from tvm import relax
-
-    return expr.op.name if isinstance(expr, relax.Call) and hasattr(expr.op, "name") else None
 
 
 def _plain_conv(value) -> bool:
-    if _op(value) != "relax.nn.conv2d":
+    if op_name(value) != "relax.nn.conv2d":
         return False
     attrs = value.attrs
     return (attrs.data_layout == attrs.out_layout == "NCHW" and attrs.kernel_layout == "OIHW"
-            and _constant(value.args[1]) is not None)
-
-
-def _constant(expr) -> np.ndarray | None:
-    import tvm
-
-    return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
+            and constant_value(value.args[1]) is not None)
 
 
 def _pad(array: np.ndarray, axis: int, to: int, zero: bool) -> np.ndarray:
@@ -75,7 +56,7 @@ def widen_channels(mod, block: int):
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
     def narrow(value) -> bool:
-        out = _shape(value)
+        out = static_shape(value)
         return (_plain_conv(value) and out is not None and out[1] % block != 0
                 and _widened_to(out[1], block) <= 2 * out[1] and int(value.attrs.groups) == 1)
 
@@ -104,29 +85,29 @@ def widen_channels(mod, block: int):
         def _widened(self, value, args):
             """The call computing ``value`` on widened ``args``, with its real channel count;
             None where it cannot."""
-            op = _op(value)
+            op = op_name(value)
             wide = [a for a in args if a in self.channels]
             if op == "relax.nn.conv2d" and _plain_conv(value):
                 return self._conv(value, args)
             if not wide:
                 return None
             real = self.channels[wide[0]]
-            full = _shape(wide[0])[1]
+            full = static_shape(wide[0])[1]
             if op in _UNARY or op == "relax.nn.pad" and not any(  # spatial padding only
                     int(w) for w in list(value.attrs.pad_width)[:4]):
                 return relax.Call(value.op, args, value.attrs), real
-            if op not in _BINARY or (op == "relax.divide" and args[1] in self.channels):
+            if op not in BINARY or (op == "relax.divide" and args[1] in self.channels):
                 return None
             padded = []
             for arg in args:
-                shape = _shape(arg)
+                shape = static_shape(arg)
                 if arg in self.channels:
                     if self.channels[arg] != real or shape[1] != full:
                         return None
                     padded.append(arg)
                 elif shape is not None and len(shape) == 0:
                     padded.append(arg)
-                elif (data := _constant(arg)) is not None and len(shape) >= 3 \
+                elif (data := constant_value(arg)) is not None and len(shape) >= 3 \
                         and shape[-3] == real:
                     padded.append(relax.const(_pad(data, data.ndim - 3, full, zero=False)))
                 else:
@@ -135,10 +116,10 @@ def widen_channels(mod, block: int):
 
         def _conv(self, value, args):
             attrs, data = value.attrs, args[0]
-            weight = _constant(value.args[1])
+            weight = constant_value(value.args[1])
             groups, out = int(attrs.groups), weight.shape[0]
             if data in self.channels:
-                real, full = self.channels[data], _shape(data)[1]
+                real, full = self.channels[data], static_shape(data)[1]
                 if groups == 1:
                     weight = _pad(weight, 1, full, zero=True)
                 elif groups == real == out and weight.shape[1] == 1:  # depthwise
