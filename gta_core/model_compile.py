@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from .frontends import Model, ModelError, channel_block, fuse, model_tasks
 from .measure.check import build_config
-from .measure.fast_erf import register_fast_erf
+from .measure.fast_math import register_fast_math
 from .models import Target
 from .plugins import Registry, default_registry
 from .quantized_check import QuantizedCheck, check_quantized
@@ -132,7 +132,7 @@ def build_fused(fused, target: Target):
                   + cpu.finalize_passes(tvm_target))
         return tvm.transform.Sequential(passes)(mod)
 
-    register_fast_erf()  # as every GTA build (gta_core.measure.build)
+    register_fast_math()  # as every GTA build (gta_core.measure.build)
     with tvm_target, tvm.transform.PassContext(opt_level=3,
                                                config=build_config(tvm_target.kind.name)):
         return tvm.compile(fused, target=tvm_target, relax_pipeline=lower)

@@ -129,3 +129,29 @@ def test_a_pooling_task_keeps_its_generic_space_without_tvms_unknown_rule_warnin
     assert "Unknown schedule rule" not in err and "a line of GTA's own" in err
     assert len(kept) == len(context.space_generator.generate_design_space(mod)) > 1
     assert "Unknown schedule rule" in capfd.readouterr().err  # what is dropped
+
+
+def test_a_task_no_intrinsic_takes_races_its_unscheduled_program_first(tmp_path):
+    import tvm
+    from tvm import te, topi
+
+    from gta_core.workloads.subgraph import SubgraphWorkload
+
+    x = te.placeholder((1, 16, 16, 16), name="x")
+    pooled = topi.nn.pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), "max")
+    func = te.create_prim_func([x, pooled])
+    registry = default_registry()
+    task = Task(SubgraphWorkload.from_function("pool", func), None, None,
+                registry.target("avx512"))
+
+    def searched():
+        return TaskSearch(task, store=RecordStore(tmp_path), builder=None, runner=None,
+                          cost_model=RankingModel(), rules=[], constraints=[],
+                          settings=SearchSettings(start_samples=4))
+
+    picked = searched().propose(3)
+    assert len(picked) == 3
+    assert len(picked[0].sch.trace.insts) == 0  # TVM's program as it is, no schedule
+    tvm.ir.assert_structural_equal(picked[0].sch.mod["main"].body, func.body)
+    assert all(len(c.sch.trace.insts) > 0 for c in picked[1:])  # then the space's samples
+    assert len(searched().propose(1)) == 1  # one trial: the unscheduled program alone

@@ -44,9 +44,9 @@ def build(program, target: Target | tvm.target.Target) -> tvm.runtime.Executable
     """
     import tvm
 
-    from .fast_erf import register_fast_erf
+    from .fast_math import register_fast_math
 
-    register_fast_erf()
+    register_fast_math()
     tvm_target = target.tvm_target() if isinstance(target, Target) else target
     with tvm.transform.PassContext(config=build_config(tvm_target.kind.name)):
         return tvm.compile(program, target=tvm_target)

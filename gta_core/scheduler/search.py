@@ -105,7 +105,9 @@ class TaskSearch:
             if context is None or self._pending:
                 break
             if self.outcome.measured == 0:
-                self._pending = self._sample_start(context, trials)
+                first = self._unscheduled(context)
+                self._pending = first + (self._sample_start(context, trials - len(first))
+                                         if trials > len(first) else [])
             if not self._pending:  # past its start, or no random sample passed the checks
                 self._pending = list(context.search_strategy.generate_measure_candidates() or [])
             if not self._pending:
@@ -175,6 +177,19 @@ class TaskSearch:
                                            self.cost_model)
         self._context, self._spaces, self._database = context, spaces, database
         return context
+
+    def _unscheduled(self, context) -> list:
+        """A task no intrinsic takes starts with TVM's own program for it, unscheduled (what
+        the model compiles to with no record), so its best is never slower than leaving it
+        untuned: at 2 threads, MetaSchedule's samples of a small pooling ran slower than its
+        plain loops."""
+        from tvm.s_tir import Schedule
+        from tvm.s_tir import meta_schedule as ms
+
+        if self.task.mapping is not None:
+            return []
+        return [ms.MeasureCandidate(Schedule(context.mod),
+                                    ms.arg_info.ArgInfo.from_prim_func(context.mod["main"]))]
 
     def _sample_start(self, context, trials: int) -> list:
         """The first candidates of a task with nothing on record: random samples of its
