@@ -31,44 +31,59 @@ def loops_of(sch) -> list:
     return [node for node in _statements(sch.mod["main"].body) if isinstance(node, tirx.For)]
 
 
-def _statements(root) -> list:
-    """``root`` and every statement under it."""
+def _children(node) -> list:
+    """The statements directly under ``node``, last first (the order a stack walk pops)."""
     from tvm import tirx
 
+    found = [child for child in (getattr(node, name, None) for name in
+                                 ("body", "block", "then_case", "else_case", "init"))
+             if isinstance(child, tirx.Stmt)]
+    found.extend(getattr(node, "seq", None) or [])
+    return found[::-1]
+
+
+def _statements(root) -> list:
+    """``root`` and every statement under it, each before the statements under it."""
     found, stack = [], [root]
     while stack:
         node = stack.pop()
         found.append(node)
-        for name in ("body", "block", "then_case", "else_case", "init"):
-            child = getattr(node, name, None)
-            if isinstance(child, tirx.Stmt):
-                stack.append(child)
-        stack.extend(getattr(node, "seq", None) or [])
+        stack.extend(reversed(_children(node)))
     return found
 
 
 def tiled_loops(sch) -> list[TiledLoop]:
-    """Loops the tiling rule annotated, read back from the program (so replays work too).
+    """Loops the tiling rule annotated, read back from the program (so replays work too),
+    in :func:`loops_of`'s order, in one walk of the IR (the constraints ask it of every
+    sample).
 
     ``decompose_reduction`` copies the S1 and S2 loops around the init block it splits
-    off, annotations and all; those copies are left out, or every tile would count
-    twice (a register tile of 4 read as 16).
+    off, annotations and all; those copies (loops whose blocks are all ``_init`` blocks)
+    are left out, or every tile would count twice (a register tile of 4 read as 16).
     """
-    out = []
-    for loop in loops_of(sch):
-        value = loop.annotations.get(LEVEL_KEY)
-        if value is not None and not _init_only(loop):
-            level, _, axis = str(value).partition("/")
-            out.append(TiledLoop(level, axis, int(loop.extent)))
-    return out
-
-
-def _init_only(loop) -> bool:
-    """Whether every block under ``loop`` is an init block ``decompose_reduction`` made."""
+    from tvm import tirx
     from tvm.s_tir import SBlock
 
-    blocks = [node.name_hint for node in _statements(loop.body) if isinstance(node, SBlock)]
-    return bool(blocks) and all(name.endswith("_init") for name in blocks)
+    out: list[TiledLoop | None] = []
+
+    def visit(node) -> tuple[bool, bool]:
+        """(any block at or under ``node``, any such block that is not an init block)"""
+        at, loop = len(out), isinstance(node, tirx.For)
+        if loop:
+            out.append(None)  # its place, filled once its blocks are known
+        block = isinstance(node, SBlock)
+        any_block, any_real = block, block and not node.name_hint.endswith("_init")
+        for child in _children(node):
+            below, real = visit(child)
+            any_block, any_real = any_block or below, any_real or real
+        value = node.annotations.get(LEVEL_KEY) if loop else None
+        if value is not None and (any_real or not any_block):
+            level, _, axis = str(value).partition("/")
+            out[at] = TiledLoop(level, axis, int(node.extent))
+        return any_block, any_real
+
+    visit(sch.mod["main"].body)
+    return [loop for loop in out if loop is not None]
 
 
 def parallel_extent(sch) -> int:
