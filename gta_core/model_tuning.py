@@ -28,7 +28,8 @@ from .tuning import TaskReport, TuneError, check_budget, tune_workloads
 class ModelTaskReport(BaseModel):
     """One fused function of the model: what it is, how it was tuned, what it costs."""
 
-    name: str  # the fused function, as the model's module names it
+    name: str  # the fused function, as the model's module names it (the first of functions)
+    functions: list[str] = []  # every function it stands for: equal up to their constants
     workload: str  # the records' key
     weight: int  # calls in the model
     anchor: str | None  # the anchor block: what the intrinsic computes (None: no anchor)
@@ -110,7 +111,8 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
         why = workload.why or (None if kept[task.digest] else
                                f"no mapping of its anchor onto {target}'s intrinsics")
         rows.append(ModelTaskReport(
-            name=task.name, workload=workload.spec, weight=task.weight,
+            name=task.name, functions=task.functions, workload=workload.spec,
+            weight=task.weight,
             anchor=workload.main_block, gflops_work=workload.flops / 1e9,
             mappings=kept[task.digest], untuned_us=_untuned_us(task, chosen.tvm_target()),
             tuned=tuned.get(workload.spec),

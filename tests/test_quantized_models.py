@@ -9,11 +9,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tvm.script import tirx as T
 
+from gta_core.bench.hotspots import hotspots
 from gta_core.cli import main
 from gta_core.frontends import ModelError, fuse, load_onnx, model_tasks
 from gta_core.measure.settings import MeasureSettings, model_settings
 from gta_core.model_compile import CompileError, compile_model
 from gta_core.model_tuning import tune_model
+from gta_core.plugins import default_registry
 from gta_core.quantized_check import RMS_FLOOR, check_own_quantization, check_quantized
 from gta_core.workloads.spec import Expected, output_mismatch
 from gta_core.workloads.subgraph import ROUNDING_TIES, SubgraphWorkload
@@ -306,8 +308,13 @@ def test_layers_equal_up_to_their_scales_are_one_task_each_run_with_its_own(tmp_
     tasks = model_tasks(fuse(model.mod, 16))
     [shared] = [t for t in tasks if len(t.functions) == 2]
     assert shared.workload.main_block == "conv2d_NCHWc" and shared.weight == 2
-    tune_model(model, "avx512", 4, tmp_path / "db", measure=model_settings(FAST))
+    tuned = tune_model(model, "avx512", 4, tmp_path / "db", measure=model_settings(FAST))
     _, report = compile_model(model, "avx512", tmp_path / "db")
     assert {f.schedule for f in report.functions if f.name in shared.functions} == {"gta"}
+    # the bench's table of where the time goes names the mapping of each, not the first only
+    times = [(name, 1, 10.0) for name in shared.functions]
+    spots = hotspots(times, tuned, {}, default_registry(), top=len(times))
+    assert [h.anchor for h in spots] == ["conv2d_NCHWc"] * 2
+    assert len({h.mapping for h in spots}) == 1 and spots[0].mapping
     assert report.quantized.within_one_step >= 0.999
     assert report.quantized.relative_rms <= report.quantized.rms_bound

@@ -80,7 +80,7 @@ def hotspots(times: list[tuple[str, int, float]], report: ModelTuneReport,
     """The ``top`` functions by calls x time (:func:`function_times`); ``report`` (GTA's
     tuning of the model) names their anchors and mappings, ``measured`` is GOPS per
     intrinsic (:func:`~.run.measured_peaks`)."""
-    tasks = {t.name: t for t in report.tasks}
+    tasks = {name: t for t in report.tasks for name in (t.functions or [t.name])}
     total = sum(calls * us for _, calls, us in times) or 1.0
     rows = []
     for name, calls, us in sorted(times, key=lambda t: -t[1] * t[2])[:top]:
