@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelTask, channel_block, fuse, model_tasks
-from .measure import MeasureSettings, flushed_to_fit, model_settings
+from .measure import MeasureSettings, build, flushed_to_fit, model_settings
 from .plugins import Registry, default_registry
 from .tuning import TaskReport, TuneError, check_budget, tune_workloads
 
@@ -35,7 +35,7 @@ class ModelTaskReport(BaseModel):
     anchor: str | None  # the anchor block: what the intrinsic computes (None: no anchor)
     gflops_work: float  # the anchor's work per call, GFLOP (GOP for integers)
     mappings: int  # kept mappings on the target
-    untuned_us: float | None  # TVM with no schedule, timed here
+    untuned_us: float | None  # TVM with no schedule, timed here as the tuned programs are
     tuned: TaskReport | None
     why: str | None = None  # why it is tuned without an intrinsic
 
@@ -56,20 +56,23 @@ class ModelTuneReport(BaseModel):
     quantized: str | None = None  # a quantized model: which layers run as integers
 
 
-def _untuned_us(task: ModelTask, tvm_target) -> float | None:
-    """The task's function built for the target with no schedule, timed (median of 3) on
-    random inputs."""
+def _untuned_us(task: ModelTask, target, settings: MeasureSettings) -> float | None:
+    """The task's function built for ``target`` with no schedule, timed (median of 3) on
+    random inputs as ``settings`` time a tuned one (caches flushed where they say), so the
+    report's speedup compares like with like."""
     import tvm
 
+    from .measure.scrub import preprocessor
     from .workloads.operator import random_array
 
     rng = np.random.default_rng(0)
     try:
-        lib = tvm.compile(tvm.IRModule({"main": task.func}), target=tvm_target).jit()
+        lib = build(tvm.IRModule({"main": task.func}), target).jit()
         device = tvm.cpu()
         args = [tvm.runtime.tensor(random_array(tuple(int(d) for d in b.shape), str(b.dtype),
                                                 rng), device) for b in task.func.params]
-        timer = lib.time_evaluator("main", device, number=1, repeat=3)
+        timer = lib.time_evaluator("main", device, number=1, repeat=3,
+                                   f_preproc=preprocessor(settings))
         return float(np.median(timer(*args).results)) * 1e6
     except Exception:  # noqa: BLE001 - an untimed function is reported as such, not fatal
         return None
@@ -114,7 +117,7 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
             name=task.name, functions=task.functions, workload=workload.spec,
             weight=task.weight,
             anchor=workload.main_block, gflops_work=workload.flops / 1e9,
-            mappings=kept[task.digest], untuned_us=_untuned_us(task, chosen.tvm_target()),
+            mappings=kept[task.digest], untuned_us=_untuned_us(task, chosen, measure),
             tuned=tuned.get(workload.spec),
             why=why and f"MetaSchedule's generic rules: {why}"))
     return ModelTuneReport(model=model.name, target=target, tasks=rows, trials=trials,
