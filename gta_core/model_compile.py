@@ -27,7 +27,6 @@ from .plugins import Registry, default_registry
 from .quantized_check import QuantizedCheck, check_quantized
 from .weight_prepack import constant_arguments, mark_weight_packing, prepack_passes
 from .workloads.operator import random_array
-from .workloads.subgraph import narrowed
 
 # Outputs may differ from the framework's by this fraction of the largest output: 2^13
 # float32 roundoffs, room for every layer's sums to run in another order (each within 16
@@ -104,8 +103,8 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
                      for n in task.functions]
             continue
         for name in task.functions:  # replayed on each: their float constants differ
-            own = narrowed(fused[name]).with_attr("global_symbol", "main")
-            func = store.schedule(record, tvm.IRModule({"main": own})).mod["main"]
+            own = tvm.IRModule({"main": task.narrowed[name]})
+            func = store.schedule(record, own).mod["main"]
             func = func.with_attr("tirx.is_scheduled", True)
             marked, prepacked = mark_weight_packing(func, constants.get(name, set()))
             fused.update_func(fused.get_global_var(name),

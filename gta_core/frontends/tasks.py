@@ -55,7 +55,8 @@ class ModelTask:
     functions: list[str]
     weight: int
     workload: SubgraphWorkload
-    func: Any = field(default=None, repr=False)  # the narrowed PrimFunc
+    func: Any = field(default=None, repr=False)  # the first function, narrowed
+    narrowed: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> narrowed
 
 
 def model_tasks(fused) -> list[ModelTask]:
@@ -88,5 +89,6 @@ def model_tasks(fused) -> list[ModelTask]:
                                 & set(scalars.get(gv.name_hint, ()))))
             task.workload = replace(task.workload, constant_inputs=shared, scalars=same)
         task.functions.append(gv.name_hint)
+        task.narrowed[gv.name_hint] = func
         task.weight += calls[gv.name_hint]
     return sorted(tasks.values(), key=lambda t: t.name)
