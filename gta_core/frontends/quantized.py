@@ -16,10 +16,14 @@ such chain into what onnxruntime's int8 kernels compute, and what GTA's VNNI map
 The epilogue is elementwise, so fusion puts it in the integer task, and GTA computes it
 in the output tile as it is written back: an int8 layer reads u8 and writes u8.
 
+A MatMul of two computed tensors (attention's ``Q K^T`` and ``softmax V``) runs on the same
+u8 x s8 core: the second operand shifted to s8, both zero points corrected by sums over
+the depth (:func:`_activation_product`).
+
 A chain is left in float (and named in the summary) when it is not of that form: int8
 activations, weights that are not constant int8 with zero points of 0, a per-tensor
-parameter that is not a scalar constant, a product of two activations (attention), or an
-intermediate value that something else also reads.
+parameter that is not a scalar constant, or an intermediate value that something else
+also reads.
 """
 
 from __future__ import annotations
