@@ -95,7 +95,10 @@ def gta_register_constraints(register):
     :param register: call ``register(constraint)`` with an instance of a
         :class:`gta_core.pruning.Constraint` subclass, which has a ``name``, a
         docstring, ``applies(target)`` and ``check(context)`` returning the
-        reason for rejecting a candidate or ``None``.
+        reason for rejecting a candidate or ``None``. One that reads nothing of the
+        program but its tile loops (``context.tiled_loops()``) sets
+        ``reads_tiles_only = True``: the search then asks it of the tile sizes it draws,
+        before any program is replayed.
     :return: ignored.
     """
 

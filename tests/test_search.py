@@ -72,34 +72,91 @@ def evolutions(monkeypatch):
     return calls
 
 
-def test_a_first_proposal_samples_and_keeps_the_best_estimated(search, evolutions):
+def test_a_first_proposal_draws_tiles_and_replays_only_the_best_estimated(search, evolutions,
+                                                                         monkeypatch):
+    from gta_core.scheduler import drawn_search
     from gta_core.scheduler.tile_cost import estimated_cycles
+    from gta_core.scheduler.tile_draw import SketchDraw
 
-    drawn = []
-    real = search._ranked
-    search._ranked = lambda context, samples: drawn.extend(samples) or real(context, samples)
+    drawn, replayed = [], []
+    real_draw, real_replay = drawn_search.draw_inside, SketchDraw.replay
+    monkeypatch.setattr(drawn_search, "draw_inside",
+                        lambda *a, **k: drawn.extend(real_draw(*a, **k)) or drawn[-8:])
+    monkeypatch.setattr(SketchDraw, "replay",
+                        lambda self, *a: replayed.append(1) or real_replay(self, *a))
     picked = search.propose(2)
     assert len(picked) == 2 and not evolutions
     assert len(drawn) == 8  # four times the trials asked for, as that is more than 6
+    assert len(replayed) == 2  # the best two by estimate passed the postprocessors
     task = search.task
-    cycles = {str(c.sch.trace): estimated_cycles(c.sch, task.workload, task.mapping,
-                                                 task.intrinsic, task.target.resources)
-              for c in drawn}
-    assert [cycles[str(c.sch.trace)] for c in picked] == sorted(cycles.values())[:2]
+
+    def cycles(program):
+        return estimated_cycles(program, task.workload, task.mapping, task.intrinsic,
+                                task.target.resources)
+
+    best = sorted(cycles(search._draws.sketches[k].tiles(tiles)) for k, tiles in drawn)[:2]
+    assert [cycles(c.sch) for c in picked] == pytest.approx(best)
     assert not search.cost_model.asked  # the learned model has seen nothing of this workload
     assert search._pending == []  # the other samples are not measured later
 
 
 def test_samples_without_an_estimate_are_ranked_by_the_warm_cost_model(search, monkeypatch):
-    monkeypatch.setattr("gta_core.scheduler.search.estimated_cycles", lambda *a: None)
+    """Without an estimate the drawn tiles cannot be ranked before their replay: the start
+    is MetaSchedule's replay, ranked by the cost model."""
+    for module in ("search", "drawn_search"):
+        monkeypatch.setattr(f"gta_core.scheduler.{module}.estimated_cycles", lambda *a: None)
     picked = search.propose(1)
     [(samples, scores)] = search.cost_model.asked
     assert len(samples) == 6  # start_samples, as it is more than four times the trials
     assert hash(str(picked[0].sch.trace)) % 1000 == max(scores)
 
 
-def test_a_task_with_records_evolves(search, evolutions):
+def measured(search, candidates, latencies):
+    """As absorb() records a measured batch, without building anything."""
+    search.outcome.measured += len(candidates)
+    search._draws.learn(candidates, latencies)
+
+
+def test_a_cold_cost_model_leaves_the_picks_to_the_estimate(search, evolutions):
+    """A cold model would rank at random; fresh draws ranked by the estimate, never the
+    tiles of an earlier proposal again."""
+    search.cost_model.num_warmup_samples, search.cost_model.data_size = 16, 0
+    measured(search, search.propose(1), [10.0])
+    assert len(search.propose(2)) == 2 and not evolutions and not search.cost_model.asked
+    assert len(search._draws.drawn) == 3  # three tile draws replayed, none twice
+
+
+def test_a_warm_cost_model_ranks_neighbours_of_the_fastest_and_fresh_draws(search, evolutions,
+                                                                          monkeypatch):
+    from gta_core.scheduler.drawn_search import DrawnSearch
+
+    first = search.propose(2)
+    measured(search, first, [20.0, 10.0])
+    draws = search._draws
+    fastest = min(draws.latency, key=draws.latency.get)
+    replayed = []
+    real = DrawnSearch._replayed
+    monkeypatch.setattr(DrawnSearch, "_replayed",
+                        lambda self, tiles, *a, **k: replayed.extend(tiles) or real(self, tiles,
+                                                                                   *a, **k))
+    picked = search.propose(3)
+    [(population, scores)] = search.cost_model.asked
+    assert not evolutions and len(picked) == 3 and 0 < len(population) <= len(replayed)
+    assert {str(c.sch.trace) for c in picked} == {  # the model's best three
+        str(population[j].sch.trace) for j in np.argsort(-scores)[:3]}
+    near = [(k, tiles) for k, tiles in replayed if k == fastest[0]
+            and sum(a != b for a, b in zip(tiles, fastest[1])) == 1]
+    assert len(near) >= SearchSettings().population // 4 // 2  # its share, between 2 parents
+    assert len(replayed) > len(near)  # and fresh draws
+    failed = len(replayed) - len(population)  # rejected by a postprocessor: never again
+    assert len(draws.drawn) == 2 + 3 + failed  # the others may be drawn again
+
+
+def test_a_task_whose_tiles_cannot_be_drawn_evolves_with_metaschedule(search, evolutions,
+                                                                       monkeypatch):
+    monkeypatch.setattr("gta_core.scheduler.drawn_search.SketchDraw.of", lambda sch: None)
     search.propose(1)
+    assert search._draws is None
     search.outcome.measured = 1  # as absorb() counts a measured start
     assert len(search.propose(2)) == 2
     assert len(evolutions) == 1
@@ -114,14 +171,18 @@ def test_a_pooling_task_keeps_its_generic_space_without_tvms_unknown_rule_warnin
     import tvm
     from tvm import te, topi
 
-    from gta_core.scheduler.search import _unknown_rule_warnings_dropped
+    from gta_core.scheduler.search import (
+        _stock_intrinsics_skipped,
+        _unknown_rule_warnings_dropped,
+    )
     from gta_core.scheduler.space import generic_space
 
     x = te.placeholder((1, 8, 16, 16), name="x")
     pooled = topi.nn.pool2d(x, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), "max")
     mod = tvm.IRModule({"main": te.create_prim_func([x, pooled])})
-    context = ms.TuneContext(mod=mod, target=tvm.target.Target({"kind": "llvm", "num-cores": 2}),
-                             space_generator=generic_space())
+    with _stock_intrinsics_skipped(True):  # as the search makes it: a CPU needs none
+        context = ms.TuneContext(mod=mod, space_generator=generic_space(),
+                                 target=tvm.target.Target({"kind": "llvm", "num-cores": 2}))
     with _unknown_rule_warnings_dropped(True):
         print("a line of GTA's own", file=sys.stderr, flush=True)
         kept = context.space_generator.generate_design_space(mod)

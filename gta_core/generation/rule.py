@@ -34,6 +34,9 @@ class ScheduleContext:
     intrinsic's own loops; tiling rules replace ``spatial`` and ``reduce``
     with their tiles and record the levels in ``levels`` (a :data:`TileLevel`
     -> its loops, outermost first), which later rules and the constraints read.
+
+    ``tiles``, where given, are the tile loops of a program not built yet (tile sizes the
+    search drew): constraints that read nothing else check them with ``sch`` None.
     """
 
     sch: object  # tvm.s_tir.Schedule
@@ -47,6 +50,14 @@ class ScheduleContext:
     inner: list = field(default_factory=list)
     levels: dict[TileLevel, list] = field(default_factory=dict)
     notes: dict[str, object] = field(default_factory=dict)
+    tiles: list | None = None  # of gta_core.pruning.cpu.TiledLoop
+
+    def tiled_loops(self) -> list:
+        """The tile loops: ``tiles`` where given, else read from ``sch``
+        (:func:`gta_core.pruning.cpu.tiled_loops`)."""
+        from ..pruning.cpu import tiled_loops
+
+        return self.tiles if self.tiles is not None else tiled_loops(self.sch)
 
     def reads_constant(self, block) -> bool:
         """Whether ``block`` reads nothing but inputs the model holds constant (its weights):

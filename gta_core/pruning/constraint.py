@@ -14,6 +14,11 @@ class Constraint(ABC):
     """One resource constraint; subclasses set ``name`` and write a docstring."""
 
     name: ClassVar[str]
+    reads_tiles_only: ClassVar[bool] = False
+    """True where :meth:`check` reads nothing of the program but its tile loops
+    (``context.tiled_loops()``) and what the context was made for: the search then asks it
+    of tile sizes it drew, before replaying them into a program (``context.sch`` None), so
+    samples are drawn inside the constraint instead of built and rejected."""
 
     @abstractmethod
     def applies(self, target: Target) -> bool:

@@ -32,14 +32,14 @@ def loops_of(sch) -> list:
 
 
 def _children(node) -> list:
-    """The statements directly under ``node``, last first (the order a stack walk pops)."""
+    """The statements directly under ``node``, in program order."""
     from tvm import tirx
 
     found = [child for child in (getattr(node, name, None) for name in
                                  ("body", "block", "then_case", "else_case", "init"))
              if isinstance(child, tirx.Stmt)]
     found.extend(getattr(node, "seq", None) or [])
-    return found[::-1]
+    return found
 
 
 def _statements(root) -> list:
@@ -105,6 +105,7 @@ class RegisterTile(Constraint):
     """
 
     name = "register-tile"
+    reads_tiles_only = True
 
     def applies(self, target: Target) -> bool:
         return target.kind == "cpu" and bool(target.resources.vector_registers
@@ -115,7 +116,7 @@ class RegisterTile(Constraint):
             return None
         resources = context.target.resources
         per_call = _registers_per_call(context)
-        tile = prod(loop.extent for loop in tiled_loops(context.sch) if loop.level == "S2")
+        tile = prod(loop.extent for loop in context.tiled_loops() if loop.level == "S2")
         inputs = _input_registers(context)
         needed = tile * per_call + inputs
         if needed > resources.vector_registers:
@@ -138,6 +139,7 @@ class RegisterTileLatency(Constraint):
     """
 
     name = "register-tile-latency"
+    reads_tiles_only = True
 
     @staticmethod
     def accumulators(resources) -> int:
@@ -149,7 +151,7 @@ class RegisterTileLatency(Constraint):
     def check(self, context: ScheduleContext) -> str | None:
         if context.intrinsic is None or context.mapping is None or context.workload is None:
             return None
-        loops = [loop for loop in tiled_loops(context.sch) if loop.level == "S2"]
+        loops = [loop for loop in context.tiled_loops() if loop.level == "S2"]
         if not loops:
             return None
         per_call = _registers_per_call(context)
@@ -197,6 +199,7 @@ class CacheWorkingSet(Constraint):
     """
 
     name = "cache-working-set"
+    reads_tiles_only = True
 
     def applies(self, target: Target) -> bool:
         caches = target.resources.cache_bytes
@@ -205,7 +208,7 @@ class CacheWorkingSet(Constraint):
     def check(self, context: ScheduleContext) -> str | None:
         if context.mapping is None or context.workload is None:
             return None
-        loops = tiled_loops(context.sch)
+        loops = context.tiled_loops()
         caches = context.target.resources.cache_bytes
         for level, levels, inside in (("L2", {"R1", "S2"}, "cache tile"),
                                       ("L1", {"S2"}, "reduction step")):
@@ -247,7 +250,7 @@ class ParallelExtent(Constraint):
 
     def check(self, context: ScheduleContext) -> str | None:
         cores = context.target.resources.cores
-        available = prod(loop.extent for loop in tiled_loops(context.sch)
+        available = prod(loop.extent for loop in context.tiled_loops()
                          if loop.level.startswith("S"))
         extent = parallel_extent(context.sch)
         if extent < min(cores, available):
@@ -259,6 +262,7 @@ class PaddingWaste(Constraint):
     """A mapping may not spend more than ``max_waste`` of its work on padding."""
 
     name = "padding-waste"
+    reads_tiles_only = True
     max_waste = 0.5
 
     def applies(self, target: Target) -> bool:

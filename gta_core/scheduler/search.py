@@ -4,7 +4,9 @@ The dual-task scheduler advances each task's :class:`TaskSearch` a batch at a
 time. Each batch: the search proposes candidates (the cost model ranks mutated
 traces; the constraints reject what cannot fit before anything is built),
 the builder and runner measure them, every result goes to the record store
-at once, and the search and cost model learn from it.
+at once, and the search and cost model learn from it. Where a task's tile sizes can be
+drawn inside its constraints (a CPU mapping's), the candidates come from
+:mod:`.drawn_search`; elsewhere from MetaSchedule's evolutionary search.
 
 A CPU candidate timed here is then checked: the artifact the runner timed is run once
 more on the workload's inputs and compared with the numpy reference. A wrong one is
@@ -31,6 +33,7 @@ from ..measure.rpc import check_farm
 from ..measure.runners import error_line, remove_artifact
 from ..pruning.constraint import Constraint
 from ..weight_prepack import as_model_runs
+from .drawn_search import DrawnSearch
 from .space import MappingSpace, Task, generic_space
 from .tile_cost import estimated_cycles
 
@@ -91,6 +94,7 @@ class TaskSearch:
         self._context = None
         self._workload: int | None = None
         self._pending: list = []  # candidates the search picked that are not measured yet
+        self._draws: DrawnSearch | None = None  # where its tiles can be drawn, made at start
         # Outputs are checked where the runner ran the artifact on this machine's CPU;
         # ``reference`` lets the mappings of one workload share its expected output.
         self.check = (ArtifactCheck(task.workload, reference)
@@ -108,6 +112,13 @@ class TaskSearch:
                 first = self._unscheduled(context)
                 self._pending = first + (self._sample_start(context, trials - len(first))
                                          if trials > len(first) else [])
+            elif self._draws is not None and not _model_warm(self.cost_model):
+                self._pending = self._draws.estimated(context.mod, trials,
+                                                      self._start_count(trials)) or []
+            elif self._draws is not None:
+                self._pending = self._draws.evolved(context, trials, self.cost_model,
+                                                    self.settings.population,
+                                                    self.settings.eps_greedy)
             if not self._pending:  # past its start, or no random sample passed the checks
                 self._pending = list(context.search_strategy.generate_measure_candidates() or [])
             if not self._pending:
@@ -145,8 +156,11 @@ class TaskSearch:
         self.outcome.new += len(candidates)
         self.outcome.measured += len(candidates)
         _best_from_store(self.outcome, self.store)
+        latencies = [r.latency_us if r.ok else None for r in records]
+        if self._draws is not None:
+            self._draws.learn(candidates, latencies)
         self.outcome.seconds += time.perf_counter() - start
-        return [r.latency_us if r.ok else None for r in records]
+        return latencies
 
     def _start(self):
         import tvm
@@ -176,6 +190,7 @@ class TaskSearch:
         context.search_strategy.pre_tuning(self.max_trials, settings.batch, spaces, database,
                                            self.cost_model)
         self._context, self._spaces, self._database = context, spaces, database
+        self._draws = DrawnSearch.of(task, spaces, space, settings.seed)
         return context
 
     def _unscheduled(self, context) -> list:
@@ -193,11 +208,16 @@ class TaskSearch:
 
     def _sample_start(self, context, trials: int) -> list:
         """The first candidates of a task with nothing on record: random samples of its
-        design space (MetaSchedule's ReplayTrace: each sketch's trace replayed with fresh
-        decisions, through the same postprocessors), the best ``trials`` by :meth:`_ranked`."""
+        design space, the best ``trials`` by their estimated time. Drawn inside the tile
+        constraints where its sketches allow (:meth:`_drawn_start`), else MetaSchedule's
+        ReplayTrace (each sketch's trace replayed with fresh decisions, through the same
+        postprocessors), ranked by :meth:`_ranked`."""
         from tvm.s_tir import meta_schedule as ms
 
-        count = max(self.settings.start_samples, 4 * trials)
+        count = self._start_count(trials)
+        drawn = self._draws.estimated(context.mod, trials, count) if self._draws else None
+        if drawn is not None:
+            return drawn
         replay = ms.search_strategy.ReplayTrace(max_fail_count=8 * count)
         replay._initialize_with_tune_context(context)
         replay.pre_tuning(count, count, self._spaces, self._database, self.cost_model)
@@ -208,6 +228,9 @@ class TaskSearch:
         if len(samples) > trials:
             samples = self._ranked(context, samples)
         return samples[:trials]
+
+    def _start_count(self, trials: int) -> int:
+        return max(self.settings.start_samples, 4 * trials)
 
     def _ranked(self, context, samples: list) -> list:
         """``samples`` best first: by their tile loops' estimated time where every one has

@@ -155,6 +155,21 @@ class ConstraintCheck(ms.postproc.PyPostproc):
             return False
         return True
 
+    def fits(self, tiles: list) -> bool:
+        """Whether tile loops drawn for a program not replayed yet pass every constraint
+        that reads tiles only (``Constraint.reads_tiles_only``); rejections count as
+        :meth:`apply`'s do."""
+        task = self.task
+        context = ScheduleContext(sch=None, block=task.workload.main_block, target=task.target,
+                                  workload=task.workload, intrinsic=task.intrinsic,
+                                  mapping=task.mapping, tiles=tiles)
+        for constraint in self.constraints:
+            if constraint.reads_tiles_only and self._guarded(constraint, constraint.check,
+                                                             context):
+                self.pruned[constraint.name] += 1
+                return False
+        return True
+
     def clone(self) -> ConstraintCheck:
         return ConstraintCheck(self.task, self.constraints, self.pruned, self.left_out)
 

@@ -29,14 +29,16 @@ L3_BYTES_PER_CYCLE = 10.0
 LINE = 64
 
 
-def estimated_cycles(sch, workload, mapping, intrinsic, resources) -> float | None:
-    """The estimated cycles of the program ``sch`` (a realised mapping's tiled schedule),
-    or None where it has no tile loops to read (lower is faster; only ratios mean much)."""
+def estimated_cycles(program, workload, mapping, intrinsic, resources) -> float | None:
+    """The estimated cycles of ``program`` (a realised mapping's tiled schedule, or its tile
+    loops: :class:`~gta_core.pruning.cpu.TiledLoop` s, outermost first), or None where it has
+    no tile loops to read (lower is faster; only ratios mean much)."""
     from ..mapping.access import intrinsic_computation
     from ..mapping.builtin import workload_computation
     from ..pruning.cpu import tiled_loops
 
-    loops = [loop for loop in tiled_loops(sch) if loop.level != "S0"]
+    tiles = program if isinstance(program, list) else tiled_loops(program)
+    loops = [loop for loop in tiles if loop.level != "S0"]
     if not loops or mapping is None:
         return None
     op = workload_computation(workload)

@@ -1,0 +1,113 @@
+"""One task's search over tile sizes drawn inside its constraints (:mod:`.tile_draw`).
+
+Where every sketch of a task's design space has tiles the constraints can read before the
+replay (a CPU mapping's), its candidates come from here, not from MetaSchedule's
+evolutionary search, whose random population is drawn freely and rejected after each
+replay (about 13 of 14 samples of an int8 convolution; ~4 s a batch here):
+
+- while the learned cost model is cold (it ranks at random until it has seen
+  ``num_warmup_samples`` trials), fresh draws ranked by their estimated time
+  (:mod:`.tile_cost`), and only the best replayed;
+- once it is warm, a population of neighbours of the task's fastest measured draws (one
+  loop's tiles drawn again) and fresh draws, replayed, ranked by the cost model, a share
+  ``eps_greedy`` of the batch picked at random.
+
+No tiles are replayed twice in a search.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .tile_cost import estimated_cycles
+from .tile_draw import SketchDraw, draw_inside, neighbours
+
+
+class DrawnSearch:
+    """The draws of one task: which tiles it replayed, and how fast those measured."""
+
+    parents = 4  # the fastest measured draws whose neighbours join each population
+
+    def __init__(self, task, spaces: list, space, seed: int) -> None:
+        self.task, self.space = task, space  # space: the task's MappingSpace
+        self.sketches = [SketchDraw.of(sch) for sch in spaces]
+        self.rng = random.Random(f"{seed}/{task.key}")
+        self.drawn: set = set()  # (sketch index, tiles) replayed
+        self.latency: dict[tuple, float] = {}  # measured draws -> us
+        self._proposed: dict[int, tuple] = {}  # id(candidate) -> (candidate, its draw)
+
+    @classmethod
+    def of(cls, task, spaces: list, space, seed: int) -> DrawnSearch | None:
+        """The drawn search of a task, or None where its tiles cannot be drawn so."""
+        if task.mapping is None or task.target.kind != "cpu" or not spaces:
+            return None
+        search = cls(task, spaces, space, seed)
+        return search if None not in search.sketches else None
+
+    def estimated(self, mod, trials: int, count: int) -> list | None:
+        """``count`` fresh draws, the best estimated replayed until ``trials`` pass the
+        postprocessors; None where a draw has no estimate."""
+        task = self.task
+        draws = draw_inside(self.sketches, count, self.space.check.fits, self.rng,
+                            exclude=self.drawn)
+        estimates = [estimated_cycles(self.sketches[k].tiles(tiles), task.workload,
+                                      task.mapping, task.intrinsic, task.target.resources)
+                     for k, tiles in draws]
+        if None in estimates:
+            return None
+        order = sorted(range(len(draws)), key=estimates.__getitem__)
+        return self._replayed([draws[j] for j in order], mod, limit=trials)
+
+    def evolved(self, context, trials: int, cost_model, population: int,
+                eps_greedy: float) -> list:
+        """``trials`` candidates the cost model ranks best among ``population`` neighbours
+        of the fastest measured draws and fresh draws (``eps_greedy`` of them at random)."""
+        fits, rng = self.space.check.fits, self.rng
+        pool: set = set()
+        parents = sorted(self.latency, key=self.latency.__getitem__)[:self.parents]
+        for parent in parents:
+            pool.update(neighbours(self.sketches, parent, population // (2 * len(parents)),
+                                   fits, rng, exclude=self.drawn | pool))
+        pool.update(draw_inside(self.sketches, population - len(pool), fits, rng,
+                                exclude=self.drawn | pool))
+        candidates = self._replayed(sorted(pool), context.mod)
+        if not candidates:
+            return []
+        scores = cost_model.predict(context, candidates)
+        ranked = [candidates[j] for j in sorted(range(len(candidates)),
+                                                key=lambda j: -float(scores[j]))]
+        picked = ranked[:trials - round(eps_greedy * trials)]
+        rest = ranked[len(picked):]
+        picked += rng.sample(rest, min(len(rest), trials - len(picked)))
+        for candidate in ranked:
+            if not any(candidate is p for p in picked):
+                self.drawn.discard(self._proposed.pop(id(candidate))[1])  # may come again
+        return picked
+
+    def learn(self, candidates: list, latencies: list[float | None]) -> None:
+        """The measured latencies (None: failed) of candidates this search proposed."""
+        for candidate, latency in zip(candidates, latencies):
+            entry = self._proposed.get(id(candidate))
+            if entry is not None and entry[0] is candidate:
+                del self._proposed[id(candidate)]
+                if latency is not None:
+                    self.latency[entry[1]] = latency
+
+    def _replayed(self, draws: list, mod, limit: int | None = None) -> list:
+        """Candidates of ``draws`` that pass the postprocessors, in order, at most
+        ``limit``; each draw replayed is remembered in :attr:`drawn`."""
+        from tvm.s_tir import meta_schedule as ms
+
+        args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+        out = []
+        for k, tiles in draws:
+            if limit is not None and len(out) == limit:
+                break
+            self.drawn.add((k, tiles))
+            sch = self.sketches[k].replay(mod, tiles, self.space.postprocs,
+                                          self.rng.randrange(1, 1 << 30))
+            if sch is not None:
+                candidate = ms.MeasureCandidate(sch, args)
+                self._proposed[id(candidate)] = (candidate, (k, tiles))
+                out.append(candidate)
+        return out
