@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 
@@ -83,6 +85,7 @@ def test_the_operator_tutorial_runs_as_written(tmp_path):
     assert outputs[-1].strip() == "int8 GEMM matches numpy"
 
 
+@pytest.mark.slow  # 2 minutes each; every command in it also runs in a default test
 def test_the_model_tutorial_runs_as_written(tmp_path):
     found = blocks("docs/tutorial-models.md")
     assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "python", "python", "sh",
@@ -98,6 +101,7 @@ def test_the_model_tutorial_runs_as_written(tmp_path):
     assert "onnxruntime" in outputs[7] and (tmp_path / "runs/bench-tiny/results.json").exists()
 
 
+@pytest.mark.slow  # 2 minutes each; every command in it also runs in a default test
 def test_the_int8_tutorial_runs_as_written(tmp_path):
     found = blocks("docs/tutorial-int8.md")
     assert [kind for kind, _ in found] == ["sh", "sh", "sh", "python", "sh"]

@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from kit import GEMM, GEMM_B, assert_store_whole, gta, tune_args
 
 from gta_core.database import RecordStore
@@ -46,6 +47,7 @@ def _measured_again_only_after_failing(records: list, trials: int) -> None:
         assert all(r.error for r in runs[:-1]), [r.error for r in runs]
 
 
+@pytest.mark.slow  # two tunings through a farm, ~2 minutes
 def test_a_farm_survives_losing_a_server_and_ends_cleanly_when_the_tracker_goes(rpc_farm,
                                                                                 tmp_path):
     farm = rpc_farm(servers=2, key="gta-farm")
