@@ -79,8 +79,9 @@ class DrawnSearch:
         picked = ranked[:trials - round(eps_greedy * trials)]
         rest = ranked[len(picked):]
         picked += rng.sample(rest, min(len(rest), trials - len(picked)))
+        chosen = {id(candidate) for candidate in picked}
         for candidate in ranked:
-            if not any(candidate is p for p in picked):
+            if id(candidate) not in chosen:
                 self.drawn.discard(self._proposed.pop(id(candidate))[1])  # may come again
         return picked
 

@@ -209,9 +209,9 @@ class TaskSearch:
     def _sample_start(self, context, trials: int) -> list:
         """The first candidates of a task with nothing on record: random samples of its
         design space, the best ``trials`` by their estimated time. Drawn inside the tile
-        constraints where its sketches allow (:meth:`_drawn_start`), else MetaSchedule's
-        ReplayTrace (each sketch's trace replayed with fresh decisions, through the same
-        postprocessors), ranked by :meth:`_ranked`."""
+        constraints where its sketches allow (:meth:`.DrawnSearch.estimated`), else
+        MetaSchedule's ReplayTrace (each sketch's trace replayed with fresh decisions,
+        through the same postprocessors), ranked by :meth:`_ranked`."""
         from tvm.s_tir import meta_schedule as ms
 
         count = self._start_count(trials)
