@@ -34,6 +34,7 @@ from ..measure.runners import error_line, remove_artifact
 from ..pruning.constraint import Constraint
 from ..weight_prepack import as_model_runs
 from .drawn_search import DrawnSearch
+from .retime import timed_again_where_stalled
 from .space import MappingSpace, Task, generic_space
 from .tile_cost import estimated_cycles
 
@@ -367,6 +368,7 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
         ran = [f.result() for f in runner.run(inputs)] if inputs else []
         if ran and all(r.error_msg is not None for r in ran):
             check_farm(runner)  # a tracker that went away ends the run, not every candidate
+        ran = timed_again_where_stalled(runner, inputs, ran, [flat[i][0] for i in where])
         for index, result in zip(where, ran):
             results[index] = result
             if result.error_msg is not None:
