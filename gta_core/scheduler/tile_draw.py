@@ -70,12 +70,12 @@ class SketchDraw:
             n, innermost = (int(a) for a in inst.attrs)
             sites.append(TileSite(inst, tuple(parts), _tilings(prod(decision), n,
                                                                 innermost)))
-        # Where each tile loop sits in the sketch's program: rules after the tiling may
-        # move a level (a local accumulator puts R0 inside S1).
-        order = {(loop.level, loop.axis): k for k, loop in enumerate(tiled_loops(sketch))}
         keys = [part for site in sites for part in site.parts]
         if not sites or len(set(keys)) < len(keys):
             return None
+        # Where each tile loop sits in the sketch's program: rules after the tiling may
+        # move a level (a local accumulator puts R0 inside S1).
+        order = {(loop.level, loop.axis): k for k, loop in enumerate(tiled_loops(sketch))}
         return cls(trace, sites, order)
 
     def draw(self, rng: random.Random) -> tuple[tuple[int, ...], ...]:
@@ -110,15 +110,11 @@ def draw_inside(sketches: list[SketchDraw], count: int, fits, rng: random.Random
     """Up to ``count`` distinct draws ``(sketch index, tiles)``, each from a sketch picked
     at random, whose tiles ``fits`` accepts and that ``exclude`` does not hold; gives up
     after ``attempts`` draws per draw asked for."""
-    found: dict[tuple, None] = {}  # insertion-ordered, so a seeded draw repeats
-    for _ in range(attempts * count):
-        if len(found) == count:
-            break
+    def fresh() -> tuple:
         k = rng.randrange(len(sketches))
-        key = (k, sketches[k].draw(rng))
-        if key not in found and key not in exclude and fits(sketches[k].tiles(key[1])):
-            found[key] = None
-    return list(found)
+        return k, sketches[k].draw(rng)
+
+    return _distinct(fresh, sketches, count * attempts, count, fits, exclude)
 
 
 def neighbours(sketches: list[SketchDraw], parent: tuple, count: int, fits,
@@ -129,15 +125,27 @@ def neighbours(sketches: list[SketchDraw], parent: tuple, count: int, fits,
     hold: MetaSchedule's tile-size mutation, inside the constraints."""
     k, tiles = parent
     sites = sketches[k].sites
-    found: dict[tuple, None] = {}
-    for _ in range(attempts * count):
+
+    def changed() -> tuple | None:
+        i = rng.randrange(len(sites))
+        key = (k, tiles[:i] + (rng.choice(sites[i].choices),) + tiles[i + 1:])
+        return key if key != parent else None
+
+    return _distinct(changed, sketches, count * attempts, count, fits, exclude)
+
+
+def _distinct(next_draw, sketches: list[SketchDraw], tries: int, count: int, fits,
+              exclude) -> list[tuple]:
+    """Up to ``count`` distinct draws of ``next_draw`` (None: no draw) in ``tries`` calls,
+    that ``exclude`` does not hold and whose tiles ``fits`` accepts, in the order drawn."""
+    found: dict[tuple, None] = {}  # insertion-ordered, so a seeded draw repeats
+    for _ in range(tries):
         if len(found) == count:
             break
-        i = rng.randrange(len(sites))
-        changed = (k, tiles[:i] + (rng.choice(sites[i].choices),) + tiles[i + 1:])
-        if (changed != parent and changed not in found and changed not in exclude
-                and fits(sketches[k].tiles(changed[1]))):
-            found[changed] = None
+        key = next_draw()
+        if (key is not None and key not in found and key not in exclude
+                and fits(sketches[key[0]].tiles(key[1]))):
+            found[key] = None
     return list(found)
 
 
