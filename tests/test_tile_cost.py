@@ -3,19 +3,12 @@ the estimate keeps on real samples of a design space."""
 
 from __future__ import annotations
 
-import tempfile
-
 import pytest
-from tvm.s_tir import meta_schedule as ms
+from searches import first_mapping_search
 
-from gta_core.database import RecordStore
-from gta_core.mapping import mapping_candidates
 from gta_core.mapping.access import Access
-from gta_core.plugins import default_registry
-from gta_core.scheduler.search import SearchSettings, TaskSearch
-from gta_core.scheduler.space import Task
+from gta_core.scheduler.search import SearchSettings
 from gta_core.scheduler.tile_cost import _span, _traffic, estimated_cycles
-from gta_core.workloads import parse_workload
 
 
 def test_a_window_spans_its_range_and_a_mixed_radix_its_product():
@@ -58,18 +51,10 @@ def test_traffic_is_the_footprint_where_it_fits_and_refetched_where_it_does_not(
 
 @pytest.fixture(scope="module")
 def samples():
-    registry = default_registry()
-    workload = parse_workload("conv2d:N=1,C=256,H=14,W=14,K=256,R=3,S=3,pad=1,dtype=float32",
-                              registry.operators)
-    mapping = next(c for c in mapping_candidates(workload, "avx512", registry)
-                   if c.status == "kept")
-    task = Task(workload, mapping, registry.intrinsics[mapping.intrinsic],
-                registry.target("avx512"))
-    search = TaskSearch(task, store=RecordStore(tempfile.mkdtemp()), builder=None,
-                        runner=None, cost_model=ms.cost_model.RandomModel(),
-                        rules=list(registry.rules.values()),
-                        constraints=list(registry.constraints.values()),
-                        settings=SearchSettings(start_samples=12))
+    search = first_mapping_search(
+        "conv2d:N=1,C=256,H=14,W=14,K=256,R=3,S=3,pad=1,dtype=float32",
+        SearchSettings(start_samples=12))
+    task = search.task
     context = search._start()
     search._ranked = lambda context, drawn: drawn
     drawn = search._sample_start(context, 12)

@@ -5,22 +5,15 @@ program."""
 from __future__ import annotations
 
 import random
-import tempfile
 from itertools import product
 from math import prod
 
 import pytest
-from tvm.s_tir import meta_schedule as ms
+from searches import first_mapping_search
 
-from gta_core.database import RecordStore
 from gta_core.generation import ScheduleContext
-from gta_core.mapping import mapping_candidates
-from gta_core.plugins import default_registry
 from gta_core.pruning.cpu import tiled_loops
-from gta_core.scheduler.search import TaskSearch
-from gta_core.scheduler.space import Task
 from gta_core.scheduler.tile_draw import SketchDraw, _tilings, draw_inside
-from gta_core.workloads import parse_workload
 
 SPECS = ["conv2d:N=1,C=32,H=14,W=14,K=32,R=3,S=3,pad=1,stride=2,dtype=int8",
          "gemm:M=48,N=64,K=96,dtype=int8",
@@ -29,16 +22,7 @@ SPECS = ["conv2d:N=1,C=32,H=14,W=14,K=32,R=3,S=3,pad=1,stride=2,dtype=int8",
 
 @pytest.fixture(scope="module", params=SPECS)
 def started(request):
-    registry = default_registry()
-    workload = parse_workload(request.param, registry.operators)
-    mapping = next(c for c in mapping_candidates(workload, "avx512", registry)
-                   if c.status == "kept")
-    task = Task(workload, mapping, registry.intrinsics[mapping.intrinsic],
-                registry.target("avx512"))
-    search = TaskSearch(task, store=RecordStore(tempfile.mkdtemp()), builder=None,
-                        runner=None, cost_model=ms.cost_model.RandomModel(),
-                        rules=list(registry.rules.values()),
-                        constraints=list(registry.constraints.values()))
+    search = first_mapping_search(request.param)
     context = search._start()
     yield search, context
     search.close()
