@@ -239,6 +239,38 @@ def attention_model(path, tokens: int = 8, hidden: int = 16, relu: bool = True) 
     return str(path)
 
 
+def ffn_model(path, tokens: int = 8, hidden: int = 16, inner: int = 64) -> str:
+    """A transformer's feed-forward block: MatMul + bias, GELU as BERT's ONNX export writes
+    it (``x * (1 + erf(x / sqrt 2)) * 0.5``: Div, Erf, Add, Mul, Mul), MatMul + bias."""
+    rng = np.random.default_rng(3)
+
+    def scalar(name: str, value: float) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(value, dtype="float32"), name)
+
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["h"]),
+        helper.make_node("Div", ["h", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["e1"]),
+        helper.make_node("Mul", ["h", "e1"], ["g2"]),
+        helper.make_node("Mul", ["g2", "half"], ["g"]),
+        helper.make_node("MatMul", ["g", "w2"], ["m2"]),
+        helper.make_node("Add", ["m2", "b2"], ["y"]),
+    ]
+    inits = [_weight("w1", (hidden, inner), rng), _weight("b1", (inner,), rng),
+             _weight("w2", (inner, hidden), rng), _weight("b2", (hidden,), rng),
+             scalar("sqrt2", 2 ** 0.5), scalar("one", 1.0), scalar("half", 0.5)]
+    graph = helper.make_graph(
+        nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                     [1, tokens, hidden])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, hidden])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
 def quantized_model(float_path, path, operators: bool = False,
                     activations: str = "uint8") -> str:
     """``float_path`` quantized by onnxruntime (calibrated on random inputs; s8 weights per
@@ -273,11 +305,12 @@ def quantized_model(float_path, path, operators: bool = False,
 @pytest.fixture(scope="session")
 def model_makers():
     """The ONNX model writers above, for tests that combine them:
-    ``.residual(path)``, ``.two_blocks(path)``, ``.attention(path)``,
+    ``.residual(path)``, ``.two_blocks(path)``, ``.attention(path)``, ``.ffn(path)``,
     ``.quantized(float_path, path, ...)``."""
     class Makers:
         residual = staticmethod(residual_model)
         attention = staticmethod(attention_model)
+        ffn = staticmethod(ffn_model)
         two_blocks = staticmethod(two_blocks_model)
         quantized = staticmethod(quantized_model)
 

@@ -3,7 +3,7 @@
 Lowering is TVM's own (``DecomposeOpsForInference``, ``LegalizeOps``,
 ``AnnotateTIROpPattern``, ``FoldConstant``, ``FuseOps``, ``FuseTIR``: what MetaSchedule's
 ``compile_relax`` runs), after GTA's graph-wide blocked layout where one is asked for
-(:mod:`.layout`), so a convolution arrives with its bias add, ReLU or residual add fused
+(:mod:`.layout`) and its lookup tables for 8-bit elementwise chains (:mod:`.lookup_tables`), so a convolution arrives with its bias add, ReLU or residual add fused
 behind it. Structurally equal functions are one task whose weight is how many times
 the model calls them.
 """
@@ -24,18 +24,22 @@ def fuse(mod, block: int | None = None):
     from tvm import relax
 
     from .layout import blocked_layout, legalize_map
+    from .lookup_tables import lookup_tables, mark_lookups_elementwise
 
     mod = relax.transform.DecomposeOpsForInference()(mod)
     if block:
         mod = blocked_layout(mod, block)
-    passes = tvm.ir.transform.Sequential([
+    mod, _ = lookup_tables(mod)
+    mod = tvm.ir.transform.Sequential([
         relax.transform.LegalizeOps(legalize_map() if block else None),
         relax.transform.AnnotateTIROpPattern(),
+    ])(mod)
+    passes = tvm.ir.transform.Sequential([
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
     ])
-    return passes(mod)
+    return passes(mark_lookups_elementwise(mod))
 
 
 @dataclass
