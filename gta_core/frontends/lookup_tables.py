@@ -187,6 +187,26 @@ def lookup_tables(mod) -> tuple[Any, int]:
     functions computed as ``take(table, x)``: (new module, chains replaced)."""
     from tvm import relax
 
+    @relax.expr_functor.mutator
+    class Rewriter(relax.PyExprMutator):
+        def __init__(self, module, lookups: dict) -> None:
+            super().__init__(module)
+            self.lookups = lookups
+
+        def visit_var_binding_(self, binding) -> None:
+            found = self.lookups.get(binding.var)
+            if found is None:
+                super().visit_var_binding_(binding)
+                return
+            chain, table = found
+            index = self.visit_expr(chain.source)
+            if _dtype(chain.source) == "int8":  # table[0] is -128
+                index = relax.op.add(relax.op.astype(index, "int32"),
+                                     relax.const(128, "int32"))
+            value = relax.op.take(relax.const(table), index, axis=0)
+            self.builder_.emit_normalized(
+                relax.VarBinding(binding.var, self.builder_.normalize(value)))
+
     replaced = 0
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, relax.Function):
@@ -195,24 +215,7 @@ def lookup_tables(mod) -> tuple[Any, int]:
         if not chains:
             continue
         lookups = {c.result: (c, t) for c, t in zip(chains, _tables(func, chains))}
-
-        @relax.expr_functor.mutator
-        class Rewriter(relax.PyExprMutator):
-            def visit_var_binding_(self, binding) -> None:
-                found = lookups.get(binding.var)
-                if found is None:
-                    super().visit_var_binding_(binding)
-                    return
-                chain, table = found
-                index = self.visit_expr(chain.source)
-                if _dtype(chain.source) == "int8":  # table[0] is -128
-                    index = relax.op.add(relax.op.astype(index, "int32"),
-                                         relax.const(128, "int32"))
-                value = relax.op.take(relax.const(table), index, axis=0)
-                self.builder_.emit_normalized(
-                    relax.VarBinding(binding.var, self.builder_.normalize(value)))
-
-        mod.update_func(gv, Rewriter(mod).visit_expr(func))
+        mod.update_func(gv, Rewriter(mod, lookups).visit_expr(func))
         replaced += len(chains)
     if replaced:
         mod = relax.transform.DeadCodeElimination()(mod)

@@ -3,7 +3,8 @@
 Lowering is TVM's own (``DecomposeOpsForInference``, ``LegalizeOps``,
 ``AnnotateTIROpPattern``, ``FoldConstant``, ``FuseOps``, ``FuseTIR``: what MetaSchedule's
 ``compile_relax`` runs), after GTA's graph-wide blocked layout where one is asked for
-(:mod:`.layout`) and its lookup tables for 8-bit elementwise chains (:mod:`.lookup_tables`), so a convolution arrives with its bias add, ReLU or residual add fused
+(:mod:`.layout`) and its lookup tables for 8-bit elementwise chains
+(:mod:`.lookup_tables`), so a convolution arrives with its bias add, ReLU or residual add fused
 behind it. Structurally equal functions are one task whose weight is how many times
 the model calls them.
 """
