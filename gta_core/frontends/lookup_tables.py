@@ -10,9 +10,11 @@ arithmetic the chain would run per element, and replaces the chain with ``take(t
 x)``. The results are the same bits.
 
 A chain is tabled when its one computed input is an 8-bit tensor, everything else it reads
-is a scalar constant, it keeps the input's shape and ends in an 8-bit tensor, and it is
-worth a load: a transcendental op, or two quantizations in a row (a plain requantize or a
-ReLU stays arithmetic, a few vector instructions).
+is a scalar constant, it keeps the input's shape and ends in an 8-bit tensor, and it
+computes a transcendental op. LLVM reads a table one byte per element (extract the index,
+load, insert: about five instructions), where a requantization is about eight vector
+instructions per 16 elements: chains of requantizations alone stay arithmetic. (BERT's
+attention scores, two requantizations, took 128 us a call as a table against 118.)
 
 ``take`` is opaque to ``FuseOps``; :func:`mark_lookups_elementwise` (between
 ``AnnotateTIROpPattern`` and ``FuseOps``) lets the lookup fuse where the chain did, into
@@ -128,7 +130,7 @@ class _Cones:
 
 
 def _worth_a_table(chain: Chain) -> bool:
-    return bool(set(chain.ops) & _TRANSCENDENTAL) or chain.ops.count("relax.round") >= 2
+    return bool(set(chain.ops) & _TRANSCENDENTAL)
 
 
 def tableable_chains(func) -> list[Chain]:
@@ -203,7 +205,8 @@ def lookup_tables(mod) -> tuple[Any, int]:
             if _dtype(chain.source) == "int8":  # table[0] is -128
                 index = relax.op.add(relax.op.astype(index, "int32"),
                                      relax.const(128, "int32"))
-            value = relax.op.take(relax.const(table), index, axis=0)
+            # "clip": every index is in range, and "fast" warns on every legalization
+            value = relax.op.take(relax.const(table), index, axis=0, mode="clip")
             self.builder_.emit_normalized(
                 relax.VarBinding(binding.var, self.builder_.normalize(value)))
 
