@@ -55,7 +55,8 @@ def test_describe_shows_tensors_work_and_fitting_intrinsics(capsys):
     assert [t["dtype"] for t in report["inputs"]] == ["uint8", "int8"]
     # By dtype: the elementwise u8 x s8 intrinsic fits too (though no GEMM loop maps onto it).
     assert {i["name"] for i in report["intrinsics"]} == {"vnni", "vnni-act-lanes", "mac16-u8s8",
-                                                        "mac16-u8s8-bcast", "vnni-window"}
+                                                        "mac16-u8s8-bcast", "vnni-window",
+                                                        "vnni-lanes"}
 
 
 def test_mappings_json_lists_every_candidate_with_status_reason_axes_and_padding(capsys):
@@ -117,7 +118,7 @@ def test_peak_measures_every_avx512_intrinsic_but_mac16_which_says_why(capsys):
     rows = {p["intrinsic"]: p for p in json.loads(out)["peaks"]}
     peaks = {name: row["measurement"] for name, row in rows.items() if row["measurement"]}
     assert set(peaks) == {"vnni", "vnni-act-lanes", "bf16", "fma", "fma16-elementwise",
-                          "vnni-window"}
+                          "vnni-window", "vnni-lanes"}
     assert all(m["gops"] > 0 and m["cores"] >= 1 for m in peaks.values())
     assert peaks["vnni"]["gops"] > peaks["fma"]["gops"]
     assert rows["mac16-u8s8"]["measurement"] is None and "hoists" in rows["mac16-u8s8"]["skipped"]

@@ -67,7 +67,8 @@ def test_conv2d_int8_maps_in_several_distinct_ways():
 def test_depthwise_lanes_come_from_the_width_for_dot_products_and_the_channel_elementwise():
     candidates = kept("depthwise_conv2d:N=1,C=128,H=56,W=56,R=3,S=3,pad=1,dtype=int8")
     assert {c.intrinsic for c in candidates} == {"vnni-act-lanes", "mac16-u8s8",
-                                                 "mac16-u8s8-bcast", "vnni-window"}
+                                                 "mac16-u8s8-bcast", "vnni-window",
+                                                 "vnni-lanes"}
     dot = [c for c in candidates if c.intrinsic == "vnni-act-lanes"]
     assert any(c.axes["i"] == ["w"] for c in dot)
     assert not any("c" in c.axes["i"] for c in dot)  # the weight would need c in both
@@ -78,6 +79,10 @@ def test_depthwise_lanes_come_from_the_width_for_dot_products_and_the_channel_el
     # The sliding window A[i + k] only where the input's last dimension is w + s.
     assert [c.axes for c in candidates if c.intrinsic == "vnni-window"] == [
         {"i": ["w"], "k": ["s"]}]
+    # Both operands in the lanes (channels) with a reduction of 3 taps: the window's taps.
+    assert sorted(str(c.axes["k"]) for c in candidates if c.intrinsic == "vnni-lanes") \
+        == ["['r', 's']", "['r']", "['s']"]
+    assert all(c.axes["i"] == ["c"] for c in candidates if c.intrinsic == "vnni-lanes")
 
 
 def test_a_shape_that_does_not_divide_is_kept_through_padding():

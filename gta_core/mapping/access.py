@@ -31,6 +31,7 @@ class Access:
     dtype: str
     indices: tuple[tuple[tuple[str, int], ...], ...]  # per dimension, sorted (var, coeff) pairs
     output: bool = False
+    shape: tuple[int, ...] | None = None  # the buffer's, where known (an operator's block)
 
     def depends_on(self, var: str) -> bool:
         return any(v == var for index in self.indices for v, c in index if c)
@@ -206,7 +207,10 @@ def block_computation(sch, block_name: str) -> Computation:
             if int(r.extent) != 1:
                 raise NotAffine(f"{buffer.name} is read as a window, not element by element")
             indices.append(_freeze(index_form(r.min)))
-        return Access(buffer.name, str(buffer.dtype), tuple(indices), output=output)
+        shape = tuple(int(d) for d in buffer.shape) \
+            if all(hasattr(d, "value") for d in buffer.shape) else None
+        return Access(buffer.name, str(buffer.dtype), tuple(indices), output=output,
+                      shape=shape)
 
     if len(block.writes) != 1:
         raise NotAffine(f"block {block_name} writes {len(block.writes)} buffers, not one")

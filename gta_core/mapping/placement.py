@@ -15,13 +15,13 @@ def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandida
     """Inputs read where they are, with no packing stage: their read indices.
 
     An input qualifies when ``reindex`` would duplicate it (a sliding window: it depends on more
-    operator loops than it has dimensions) and its intrinsic window is one-dimensional, each of
-    its variables fed by one operator loop that steps through the input's last dimension alike
-    and indexes no other: each window (``pad[n, c, h + r, w0 + s : w0 + s + 16]`` for lanes from
-    ``w``; ``pad[.., w0 + s0 : w0 + s0 + 19]`` for ``A[i + k]`` with ``i <- w, k <- s``) is then
-    a contiguous run of it already, which tensorize takes at any offset. Never in a padded
-    mapping (a CPU candidate that pads such a loop is realised from a widened program; see
-    :mod:`.rewrite`).
+    operator loops than it has dimensions) and its intrinsic window is already a block of its
+    trailing dimensions (:func:`_window_where_it_is`): each window (``pad[n, c, h + r, w0 + s :
+    w0 + s + 16]`` for lanes from ``w``; ``pad[.., w0 + s0 : w0 + s0 + 19]`` for ``A[i + k]``
+    with ``i <- w, k <- s``; ``pad[n, c, h + r, w + s0 : w + s0 + 3, 0:16]`` for ``A[k, i]``
+    with ``k <- s, i <- lane`` in NCHW16c) is then contiguous, which tensorize takes at any
+    offset. Never in a padded mapping (a CPU candidate that pads such a loop is realised from
+    a widened program; see :mod:`.rewrite`).
     """
     if candidate.padding:
         return set()
@@ -29,13 +29,34 @@ def reads_in_place(op: Computation, intr: Computation, candidate: MappingCandida
     role = {tensor: name for name, tensor in candidate.operands.items()}
     out = set()
     for index, access in enumerate(op.inputs):
-        window = intr_inputs[role[access.tensor]].indices
-        if len(access.variables) <= len(access.indices) or len(window) != 1:
-            continue
-        steps = mapped_steps(window[0], candidate.axes)
-        if steps and access.dimension_of(steps) == len(access.indices) - 1:
+        window = intr_inputs[role[access.tensor]]
+        if len(access.variables) > len(access.indices) and _window_where_it_is(
+                op, intr, window, access, candidate):
             out.add(index)
     return out
+
+
+def _window_where_it_is(op: Computation, intr: Computation, window, access,
+                        candidate: MappingCandidate) -> bool:
+    """Whether ``window`` (an intrinsic input) is a block of ``access``'s trailing dimensions:
+    its first index fed by loops that step through the matching dimension alike and index no
+    other (other loops may index it too: ``w + s``), each later one a whole dimension, one
+    loop over all of it (so the window's rows follow each other in memory)."""
+    indices = window.indices
+    first = len(access.indices) - len(indices)
+    steps = mapped_steps(indices[0], candidate.axes)
+    if not steps or access.dimension_of(steps) != first:
+        return False
+    for offset, index in enumerate(indices[1:], start=first + 1):
+        [*terms] = [(v, c) for v, c in index if v and c]
+        if len(terms) != 1 or terms[0][1] != 1 or len(candidate.axes[terms[0][0]]) != 1:
+            return False
+        loop = candidate.axes[terms[0][0]][0]
+        extent = intr.axis(terms[0][0]).extent
+        if (access.indices[offset] != ((loop, 1),) or op.axis(loop).extent != extent
+                or access.shape is None or access.shape[offset] != extent):
+            return False
+    return True
 
 
 def in_place_inputs(op: Computation, intr: Computation,

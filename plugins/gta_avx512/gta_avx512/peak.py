@@ -53,6 +53,7 @@ from .tvm_intrinsics import (
     MAC_16_U8S8_BCAST,
     VNNI_16X4,
     VNNI_16X4_ACT_LANES,
+    VNNI_LANES_16X3,
     VNNI_WINDOW_16X4,
 )
 
@@ -133,6 +134,7 @@ _BY_TENSOR_INTRINSIC = {
     VNNI_16X4: _INSTRUCTIONS["vnni"],
     VNNI_16X4_ACT_LANES: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, operands swapped
     VNNI_WINDOW_16X4: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, after a byte shuffle
+    VNNI_LANES_16X3: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, after a byte transpose
     BF16_16X2: _INSTRUCTIONS["bf16"],
     FMA_16: _INSTRUCTIONS["fma"],
     FMA_16_ELEMENTWISE: _INSTRUCTIONS["fma"],  # the same vfmadd; the kernel's A is a vector

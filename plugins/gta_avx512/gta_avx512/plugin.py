@@ -143,6 +143,24 @@ INTRINSICS = (
            "then vpdpwssd (vpmulld + vpaddd without VNNI)",
            ("uint8", "i"), ("int8", "0"), "int32", "gta_avx512_mac_16_u8s8_bcast"),
     Intrinsic(
+        name="vnni-lanes",
+        target=TARGET,
+        description="vpdpbusd with both operands in the lanes: C[i] += sum_k A[k, i] * "
+                    "B[i, k], 3 rows of 16 u8 lanes (a depthwise convolution's 3 taps in "
+                    "NCHW16c) and s8 weights [i, k], each spread into 4-byte words by a permute",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
+                       IterVar(name="k", extent=3, kind="reduce")],
+            operands=[
+                Operand(name="A", role="input", dtype="uint8", indices=["k", "i"]),
+                Operand(name="B", role="input", dtype="int8", indices=["i", "k"]),
+                Operand(name="C", role="output", dtype="int32", indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": "gta_avx512_vnni_lanes_16x3"},
+        tvm_module=TVM_MODULE,
+    ),
+    Intrinsic(
         name="vnni-window",
         target=TARGET,
         description="vpdpbusd over a sliding window: C[i] += sum_k A[i + k] * B[k], 16 lanes "

@@ -1,6 +1,6 @@
 """AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
 
-Importing this module registers eight desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+Importing this module registers nine desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
 
 - ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
 - ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
@@ -16,6 +16,11 @@ Importing this module registers eight desc/impl pairs with ``tvm.s_tir.TensorInt
 - ``gta_avx512_vnni_window_16x4``: C[i] s32 += sum_k A[i + k] u8 * B[k] s8, a 1-D convolution of
   4 taps over 19 consecutive bytes: vpermt2b spreads them into the 16 overlapping 4-byte words
   vpdpbusd takes, with the 4 weights broadcast.
+- ``gta_avx512_vnni_lanes_16x3``: C[i] s32 += sum_{k<3} A[k, i] u8 * B[i, k] s8, both operands
+  in the lanes: 48 contiguous bytes of A (3 rows of 16 lanes: a depthwise convolution's 3 taps
+  of 16 channels in NCHW16c) and of B spread into 16 words of 4 (the fourth byte 0) by a byte
+  permute each, then one vpdpbusd. A depthwise 3x3 takes three where the elementwise
+  ``mac_16_u8s8`` takes nine, each three instructions.
 
 (Plus ``_mirrored`` descs of the same-dtype ones, see below.)
 
@@ -43,6 +48,7 @@ MAC_16_U8S8 = "gta_avx512_mac_16_u8s8"
 FMA_16_ELEMENTWISE = "gta_avx512_fma_16_elementwise"
 MAC_16_U8S8_BCAST = "gta_avx512_mac_16_u8s8_bcast"
 VNNI_WINDOW_16X4 = "gta_avx512_vnni_window_16x4"
+VNNI_LANES_16X3 = "gta_avx512_vnni_lanes_16x3"
 
 INTRINSIC_NAMES: dict[str, str] = {
     "vnni": VNNI_16X4,
@@ -53,6 +59,7 @@ INTRINSIC_NAMES: dict[str, str] = {
     "fma16_elementwise": FMA_16_ELEMENTWISE,
     "mac16_u8s8_bcast": MAC_16_U8S8_BCAST,
     "vnni_window": VNNI_WINDOW_16X4,
+    "vnni_lanes": VNNI_LANES_16X3,
 }
 
 _VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -193,6 +200,62 @@ def vnni_window_16x4_impl(
             T.reinterpret(_sliding_words(A.vload([0], "uint8x16"), A.vload([3], "uint8x16")),
                           dtype="int8x64"),
             T.reinterpret(T.broadcast(b_word, 16), dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# VNNI with both operands in the lanes, 3 taps: A[k, i] (3 rows of 16 lanes, as NCHW16c holds
+# 3 consecutive pixels) and B[i, k] spread into the [i, 4] words vpdpbusd takes, each word's
+# fourth byte 0. 48-byte loads: a 64-byte one would read past a row's last window.
+# ---------------------------------------------------------------------------------------------
+
+
+def _words_of_three(thirds, dtype: str, row_major: bool):
+    """The 64 bytes [v[i, k] for i < 16 for k < 4] (0 for k = 3) of 48 bytes holding v as
+    [k, i] (``row_major``: A) or [i, k] (B), loaded as three 16-byte ``thirds``: one vpermb
+    over them and zeros. (Loaded as one 48-byte vector, or as unequal parts, the permute went
+    byte by byte; 64 bytes would read past the window.)"""
+    from tvm import tirx
+
+    zeros = tirx.Broadcast(tirx.IntImm(dtype, 0), 16)
+    picks = [(k * 16 + i if row_major else i * 3 + k) if k < 3 else 48
+             for i in range(16) for k in range(4)]
+    return tirx.Shuffle([*thirds, zeros], [tirx.IntImm("int32", p) for p in picks])
+
+
+@T.prim_func(s_tir=True)
+def vnni_lanes_16x3_desc(
+    A: T.Buffer((3, 16), "uint8", offset_factor=1),
+    B: T.Buffer((16, 3), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:3, 0:16], B[0:16, 0:3])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 3):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk, vi], "int32") * T.cast(B[vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def vnni_lanes_16x3_impl(
+    A: T.Buffer((3, 16), "uint8", offset_factor=1, strides=[16, 1]),
+    B: T.Buffer((16, 3), "int8", offset_factor=1, strides=[3, 1]),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:3, 0:16], B[0:16, 0:3])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(_VPDPBUSD),
+            C.vload([0], dtype="int32x16"),
+            T.reinterpret(_words_of_three([A.vload([k, 0], "uint8x16") for k in range(3)],
+                                          "uint8", True), dtype="int8x64"),
+            _words_of_three([B.vload(at, "int8x16") for at in ([0, 0], [5, 1], [10, 2])],
+                            "int8", False),
             dtype="int32x16",
         )
 
@@ -487,6 +550,7 @@ _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     MAC_16_U8S8: (mac_16_u8s8_desc, mac_16_u8s8_impl),
     MAC_16_U8S8_BCAST: (mac_16_u8s8_bcast_desc, mac_16_u8s8_bcast_impl),
     VNNI_WINDOW_16X4: (vnni_window_16x4_desc, vnni_window_16x4_impl),
+    VNNI_LANES_16X3: (vnni_lanes_16x3_desc, vnni_lanes_16x3_impl),
     FMA_16_ELEMENTWISE: (fma_16_elementwise_desc, fma_16_elementwise_impl),
     FMA_16_ELEMENTWISE_MIRRORED: (fma_16_elementwise_mirrored_desc, fma_16_elementwise_impl),
 }
