@@ -13,8 +13,7 @@ A chain is tabled when its one computed input is an 8-bit tensor, everything els
 is a scalar constant, it keeps the input's shape and ends in an 8-bit tensor, and it
 computes a transcendental op. LLVM reads a table one byte per element (extract the index,
 load, insert: about five instructions), where a requantization is about eight vector
-instructions per 16 elements: chains of requantizations alone stay arithmetic. (BERT's
-attention scores, two requantizations, took 128 us a call as a table against 118.)
+instructions per 16 elements: chains of requantizations alone stay arithmetic.
 
 ``take`` is opaque to ``FuseOps``; :func:`mark_lookups_elementwise` (between
 ``AnnotateTIROpPattern`` and ``FuseOps``) lets the lookup fuse where the chain did, into
@@ -210,6 +209,9 @@ def lookup_tables(mod) -> tuple[Any, int]:
             self.builder_.emit_normalized(
                 relax.VarBinding(binding.var, self.builder_.normalize(value)))
 
+    import tvm
+
+    mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)  # the caller's stays
     replaced = 0
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, relax.Function):

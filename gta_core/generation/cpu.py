@@ -390,16 +390,14 @@ class VectorizePacking(GenerationRule):
 
     def _vector_and_parallel(self, sch, loops: list, interleaved: bool = False) -> None:
         if interleaved:  # the last two loops are LLVM's to vectorise
-            self._parallel(sch, loops[:-2], self._elements(sch, loops[:-1]))
+            self._parallel(sch, loops[:-2], self._large(sch, loops[:-1]))
             return
         loops = self._at_most_max_lanes(sch, loops)
         vector = self._vectorize(sch, loops[-1])
         serial = loops[:-1] if vector else loops
         # the innermost serial loop stays: a vector of it is too little work per thread
-        if vector and (self._elements(sch, loops) or 0) >= self.min_parallel_vector_elements:
-            self._parallel(sch, serial[:-1] or serial, self.min_parallel_elements)
-            return
-        self._parallel(sch, serial[:-1] or serial, self._elements(sch, serial))
+        self._parallel(sch, serial[:-1] or serial, self._large(sch, serial) or vector and (
+            self._elements(sch, loops) or 0) >= self.min_parallel_vector_elements)
 
     def _vectorize(self, sch, loop) -> bool:
         extent = sch.get(loop).extent
@@ -412,13 +410,13 @@ class VectorizePacking(GenerationRule):
         """A padded copy (``if_then_else(inside, x, 0)``), per plane of its last two loops,
         as a zero fill and an unguarded copy of the inside: both vectorise, where the
         guarded load would not (an interleaved copy by LLVM). The planes run on the cores."""
-        elements = self._elements(sch, loops)
+        large = self._large(sch, loops)
         fill = sch.decompose_padding(block, loops[-2])
         plane = sch.fuse(*sch.get_loops(fill)[-2:])  # one run of zeros: 58 x 67 -> 67 x 58
         vectors = [plane] if interleaved else [plane, sch.get_loops(block)[-1]]
         for last in vectors:
             self._vectorize(sch, self._at_most_max_lanes(sch, [last])[-1])
-        self._parallel(sch, loops[:-2], elements)
+        self._parallel(sch, loops[:-2], large)
 
     def _at_most_max_lanes(self, sch, loops: list) -> list:
         """``loops``, the innermost split by its largest divisor up to ``max_lanes`` when it
@@ -429,11 +427,16 @@ class VectorizePacking(GenerationRule):
         lanes = max(d for d in range(1, self.max_lanes + 1) if extent.value % d == 0)
         return loops if lanes == 1 else [*loops[:-1], *sch.split(loops[-1], [None, lanes])]
 
-    def _parallel(self, sch, outer: list, elements: int | None) -> None:
-        """``outer`` fused and run on the cores when the stage is large: ``elements`` (its
-        iterations outside the vector; a split stage's whole planes) reach the threshold."""
-        if outer and elements is not None and elements >= self.min_parallel_elements:
+    @staticmethod
+    def _parallel(sch, outer: list, large: bool) -> None:
+        """``outer`` fused and run on the cores when the stage is ``large``."""
+        if outer and large:
             sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+
+    def _large(self, sch, loops: list) -> bool:
+        """Whether ``loops`` (a stage's iterations outside the vector; a split stage's whole
+        planes) reach the threshold."""
+        return (self._elements(sch, loops) or 0) >= self.min_parallel_elements
 
     @staticmethod
     def _elements(sch, loops: list) -> int | None:
