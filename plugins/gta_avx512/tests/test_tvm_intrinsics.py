@@ -75,11 +75,33 @@ def _run(sch: tvm.s_tir.Schedule, inputs: list[np.ndarray], out_shape: tuple[int
 
 def test_names_registered_and_reimport_is_harmless() -> None:
     assert set(INTRINSIC_NAMES) == {"vnni", "vnni_act_lanes", "bf16", "fma", "mac16_u8s8",
-                                    "fma16_elementwise", "mac16_u8s8_bcast", "vnni_window"}
+                                    "fma16_elementwise", "mac16_u8s8_bcast", "vnni_window",
+                                    "vnni_lanes"}
     importlib.reload(tvm_intrinsics)
     tvm_intrinsics.register_all()
     for name in INTRINSIC_NAMES.values():
         assert tvm.s_tir.TensorIntrin.get(name, allow_missing=True) is not None
+
+
+def test_vnni_lanes_three_taps_of_sixteen_channels_exact() -> None:
+    # out[w, l] = sum_k data[w + k, l] * weight[l, k]: a depthwise row, 16 channels in lanes.
+    width = 8
+    data = te.placeholder((width + 2, 16), "uint8", name="data")
+    weight = te.placeholder((16, 3), "int8", name="weight")
+    r = te.reduce_axis((0, 3), "k")
+    out = te.compute(
+        (width, 16),
+        lambda w, lane: te.sum(
+            data[w + r, lane].astype("int32") * weight[lane, r].astype("int32"), axis=r),
+        name="out",
+    )
+    sch = _schedule([data, weight, out], "out", 16, 3, INTRINSIC_NAMES["vnni_lanes"])
+    d, wt = _u8((width + 2, 16)), _s8((16, 3))
+    got, asm = _run(sch, [d, wt], (width, 16), "int32")
+    want = sum(d[k:k + width].astype(np.int32) * wt[:, k].astype(np.int32) for k in range(3))
+    np.testing.assert_array_equal(got, want)
+    assert "vpdpbusd" in asm
+    assert "vpinsrb" not in asm  # the bytes permuted as vectors, not one by one
 
 
 def test_vnni_gemm_exact() -> None:
