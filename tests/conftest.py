@@ -213,6 +213,18 @@ def two_blocks_model(path, channels: int = 16) -> str:
     return str(path)
 
 
+def _token_model(path, name: str, nodes, inits, tokens: int, hidden: int) -> str:
+    """``nodes`` as a checked ONNX model at ``path``: x and y both [1, tokens, hidden]."""
+    def value(n: str):
+        return helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, tokens, hidden])
+
+    graph = helper.make_graph(nodes, name, [value("x")], [value("y")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
 def attention_model(path, tokens: int = 8, hidden: int = 16, relu: bool = True) -> str:
     """A projection with bias and ReLU, then a product of two activations (h @ h^T @ h),
     then a second projection: the MatMuls a quantized transformer holds. Without ``relu``,
@@ -229,14 +241,7 @@ def attention_model(path, tokens: int = 8, hidden: int = 16, relu: bool = True) 
     ]
     inits = [_weight("w1", (hidden, hidden), rng), _weight("b1", (hidden,), rng),
              _weight("w2", (hidden, hidden), rng)]
-    graph = helper.make_graph(
-        nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                           [1, tokens, hidden])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, hidden])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return str(path)
+    return _token_model(path, "attention", nodes, inits, tokens, hidden)
 
 
 def ffn_model(path, tokens: int = 8, hidden: int = 16, inner: int = 64) -> str:
@@ -261,14 +266,7 @@ def ffn_model(path, tokens: int = 8, hidden: int = 16, inner: int = 64) -> str:
     inits = [_weight("w1", (hidden, inner), rng), _weight("b1", (inner,), rng),
              _weight("w2", (inner, hidden), rng), _weight("b2", (hidden,), rng),
              scalar("sqrt2", 2 ** 0.5), scalar("one", 1.0), scalar("half", 0.5)]
-    graph = helper.make_graph(
-        nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                     [1, tokens, hidden])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, hidden])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return str(path)
+    return _token_model(path, "ffn", nodes, inits, tokens, hidden)
 
 
 def quantized_model(float_path, path, operators: bool = False,
