@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..hookspecs import hookimpl
 from .cpu import CPU_RULES
 from .epilogue import FuseEpilogue
+from .write_back_lanes import MarkWriteBackLanes
 
 
 @hookimpl
 def gta_register_rules(register):
-    for rule in (*CPU_RULES, FuseEpilogue()):
+    for rule in (*CPU_RULES, FuseEpilogue(), MarkWriteBackLanes()):
         register(rule)

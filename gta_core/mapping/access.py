@@ -158,7 +158,7 @@ def intrinsic_computation(intrinsic: Intrinsic) -> Computation:
 
 # --- operator side: the main TensorIR block -------------------------------------------
 
-def _affine_from_expr(expr, names: dict) -> Affine:
+def affine_from_expr(expr, names: dict) -> Affine:
     from tvm import tirx
 
     if isinstance(expr, tirx.IntImm):
@@ -168,12 +168,12 @@ def _affine_from_expr(expr, names: dict) -> Affine:
             raise NotAffine(f"index uses {expr.name}, which is not a block iteration variable")
         return {names[expr]: 1}
     if isinstance(expr, tirx.Cast):
-        return _affine_from_expr(expr.value, names)
+        return affine_from_expr(expr.value, names)
     if isinstance(expr, (tirx.Add, tirx.Sub)):
-        return _add(_affine_from_expr(expr.a, names), _affine_from_expr(expr.b, names),
+        return _add(affine_from_expr(expr.a, names), affine_from_expr(expr.b, names),
                     1 if isinstance(expr, tirx.Add) else -1)
     if isinstance(expr, tirx.Mul):
-        return _multiply(_affine_from_expr(expr.a, names), _affine_from_expr(expr.b, names),
+        return _multiply(affine_from_expr(expr.a, names), affine_from_expr(expr.b, names),
                          str(expr))
     raise NotAffine(f"index {expr} is not affine")
 
@@ -195,7 +195,7 @@ def block_computation(sch, block_name: str) -> Computation:
     unit = {names[iv.var] for iv in block.iter_vars if int(iv.dom.extent) == 1}
 
     def index_form(expr) -> Affine:
-        form = _affine_from_expr(expr, names)
+        form = affine_from_expr(expr, names)
         if sum(1 for v, c in form.items() if v and c and v not in unit) >= 1:
             form = {v: c for v, c in form.items() if v not in unit}
         return form

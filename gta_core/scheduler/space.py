@@ -16,6 +16,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..generation.engine import apply_rules, describe
 from ..generation.rule import GenerationRule, ScheduleContext
+from ..generation.write_back_lanes import VectorizeMarkedLanes
 from ..mapping.realise import RealisationError, ensure_registered, finisher, reshape
 from ..mapping.rewrite import cpu_program_for, program_for
 from ..models import Intrinsic, MappingCandidate, Target
@@ -185,7 +186,9 @@ class MappingSpace(ms.space_generator.PySpaceGenerator):
         self.check = ConstraintCheck(task, constraints, pruned, left_out)
         # The fields MetaSchedule's search reads from a space generator.
         self.sch_rules = []
-        self.postprocs = [self.check, ms.postproc.RewriteParallelVectorizeUnroll()]
+        # Lanes first: the check's lowering then sees the program as it will be built.
+        self.postprocs = [VectorizeMarkedLanes(), self.check,
+                          ms.postproc.RewriteParallelVectorizeUnroll()]
         self.mutator_probs = {ms.mutator.MutateTileSize(): 0.9, ms.mutator.MutateUnroll(): 0.1}
 
     @property

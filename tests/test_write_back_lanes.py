@@ -1,0 +1,104 @@
+"""The stage writing a tile's results out is vectorised over its lanes by a postprocessor,
+where every access is contiguous along them; elsewhere it is left to LLVM."""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm.script import tirx as T
+from tvm.tirx import ForKind
+
+from gta_core.frontends import fuse, load_onnx, model_tasks
+from gta_core.generation.write_back_lanes import MARK, VectorizeMarkedLanes
+from gta_core.mapping import mapping_candidates
+from gta_core.measure import measure_program
+from gta_core.plugins import default_registry
+from gta_core.scheduler.space import MappingSpace, Task
+
+
+@T.prim_func(s_tir=True)
+def _three_stages(a: T.Buffer((8, 32), "float32"), bias: T.Buffer((32,), "float32"),
+                  table: T.Buffer((256,), "float32"), idx: T.Buffer((8, 32), "int32"),
+                  out: T.Buffer((8, 32), "float32"), transposed: T.Buffer((32, 8), "float32"),
+                  gathered: T.Buffer((8, 32), "float32")):
+    for i, j in T.grid(8, 32):
+        with T.sblock("biased"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            out[vi, vj] = T.max(a[vi, vj] + bias[vj], T.float32(0))
+    for i, j in T.grid(8, 32):
+        with T.sblock("transposed"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            transposed[vj, vi] = a[vi, vj]
+    for i, j in T.grid(8, 32):
+        with T.sblock("gathered"):
+            vi, vj = T.axis.remap("SS", [i, j])
+            gathered[vi, vj] = table[idx[vi, vj]]
+
+
+def _innermost_kind(sch, name: str):
+    return sch.get(sch.get_loops(sch.get_sblock(name))[-1]).kind
+
+
+def test_only_a_stage_contiguous_along_its_innermost_loop_is_vectorised():
+    sch = tvm.s_tir.Schedule(tvm.IRModule({"main": _three_stages}))
+    for name in ("biased", "transposed", "gathered"):
+        sch.annotate(sch.get_sblock(name), MARK, 16)
+    assert VectorizeMarkedLanes().apply(sch)
+    # 32 lanes split to the mark's 16
+    assert _innermost_kind(sch, "biased") == ForKind.VECTORIZED
+    assert [sch.get(lp).extent.value for lp in sch.get_loops(sch.get_sblock("biased"))] \
+        == [8, 2, 16]
+    assert _innermost_kind(sch, "transposed") == ForKind.SERIAL  # strided write
+    assert _innermost_kind(sch, "gathered") == ForKind.SERIAL  # a load's index is a load
+    assert MARK not in sch.get(sch.get_sblock("biased")).annotations
+    assert MARK not in sch.get(sch.get_sblock("transposed")).annotations
+
+
+def test_a_fused_convolutions_copy_out_is_vectorised_and_correct(residual_onnx, tmp_path):
+    """Every design space of a fused conv + bias + relu marks the stages after the main
+    block; after the postprocessors, the one that writes the output is vectorised where
+    the output's lanes are its innermost loop, and every program computes correctly."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(residual_onnx(tmp_path / "m.onnx"))
+    task = next(t for t in model_tasks(fuse(model.mod)) if t.weight == 2)
+    candidates = [c for c in mapping_candidates(task.workload, "avx512", registry)
+                  if c.status == "kept" and not c.padding]
+    vectorised = 0
+    for candidate in candidates[:2]:
+        program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
+                       target)
+        space = MappingSpace(program, list(registry.rules.values()), [])
+        mod = tvm.IRModule({"main": task.workload.prim_func()})
+        for sch in space.generate_design_space(mod):
+            sch.enter_postproc()
+            assert all(p.apply(sch) for p in space.postprocs)
+            script = sch.mod.script()
+            assert MARK not in script
+            root = sch.get_sblock("root")
+            allocated = {b.name for b in sch.get(root).alloc_buffers}
+            writer = [b for b in sch.get_child_blocks(root)  # the one writing a parameter
+                      if sch.get(b).writes[0].source.name not in allocated]
+            vectorised += any(_innermost_kind(sch, sch.get(b).name_hint)
+                              == ForKind.VECTORIZED for b in writer)
+            result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
+            assert result.correct, result.mismatch
+    assert vectorised, "no copy-out vectorised"
+
+
+def test_a_vectorised_copy_out_matches_numpy():
+    """The postprocessor's vector computes what the scalar loop did."""
+    sch = tvm.s_tir.Schedule(tvm.IRModule({"main": _three_stages}))
+    sch.annotate(sch.get_sblock("biased"), MARK, 64)
+    VectorizeMarkedLanes().apply(sch)
+    lib = tvm.compile(sch.mod, target="llvm")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((8, 32)).astype("float32")
+    bias = rng.standard_normal(32).astype("float32")
+    idx = rng.integers(0, 256, (8, 32)).astype("int32")
+    table = rng.standard_normal(256).astype("float32")
+    args = [tvm.runtime.tensor(x) for x in (a, bias, table, idx)]
+    outs = [tvm.runtime.tensor(np.full(s, np.nan, "float32")) for s in ((8, 32), (32, 8), (8, 32))]
+    lib["main"](*args, *outs)
+    np.testing.assert_array_equal(outs[0].numpy(), np.maximum(a + bias, 0))
+    np.testing.assert_array_equal(outs[2].numpy(), table[idx])
