@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..hookspecs import hookimpl
 from .cpu import CPU_RULES
 from .epilogue import FuseEpilogue
-from .write_back_lanes import MarkWriteBackLanes
+from .padding_at_tile import PaddingAtTile
+from .stage_lanes import MarkWriteBackLanes
 
 
 @hookimpl
 def gta_register_rules(register):
-    for rule in (*CPU_RULES, FuseEpilogue(), MarkWriteBackLanes()):
+    for rule in (*CPU_RULES, FuseEpilogue(), MarkWriteBackLanes(), PaddingAtTile()):
         register(rule)

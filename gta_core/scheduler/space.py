@@ -16,13 +16,13 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..generation.engine import apply_rules, describe
 from ..generation.rule import GenerationRule, ScheduleContext
-from ..generation.write_back_lanes import VectorizeMarkedLanes
 from ..mapping.realise import RealisationError, ensure_registered, finisher, reshape
 from ..mapping.rewrite import cpu_program_for, program_for
 from ..models import Intrinsic, MappingCandidate, Target
 from ..pruning.constraint import Constraint
 from ..workloads import Workload
 from .prior import prior_cycles
+from .vectorize_lanes import VectorizeMarkedLanes
 
 
 def task_prefix(spec: str, target: Target) -> str:

@@ -1,60 +1,12 @@
-"""The stage that writes a tile's results out, vectorised over its contiguous lanes.
-
-Moved under the tile loops (the accumulator's copy-out, a write-back, an epilogue run per
-tile), a stage gets new loops that nothing vectorises but LLVM, and LLVM does it poorly
-where the epilogue is fused in: MobileNet-V2's first depthwise layer (112x112x32, bias
-and ReLU6 fused) took 193 us a call, of which 137 us were that copy-out, and 58 us with
-its 16 lanes vectorised by TVM.
-
-How many loops the moved stage has depends on the sampled tile sizes (unit loops
-vanish), and a trace whose queries return a decision-dependent number of loops cannot
-be replayed. So the rule only marks the stages (:class:`MarkWriteBackLanes`), and a
-postprocessor, which runs on each replayed program, vectorises what is marked
-(:class:`VectorizeMarkedLanes`): the innermost loop, where every access steps through
-the last dimension of its buffer by one element per iteration or not at all.
-"""
+"""The postprocessor vectorising the stages rules marked with
+:data:`~gta_core.generation.stage_lanes.MARK` (why: see that module)."""
 
 from __future__ import annotations
 
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
-from .cpu import _is_cpu
-from .rule import GenerationRule, ScheduleContext
-
-MARK = "gta.vector_lanes"  # block annotation: vectorise the innermost loop, up to these lanes
-MAX_LANES = 64
-
-
-def _elementwise(sch, block) -> bool:
-    from tvm.tirx import IterVar
-
-    return all(iv.iter_type == IterVar.DataPar for iv in sch.get(block).iter_vars)
-
-
-class MarkWriteBackLanes(GenerationRule):
-    """Mark the stages after the main block, its accumulator's copy-out, and the stages
-    after that (each elementwise: a write-back or an epilogue left as its own block) for
-    :class:`VectorizeMarkedLanes`."""
-
-    name = "mark-write-back-lanes"
-    stage = 36  # after fuse-epilogue: the epilogue is in the stage it was inlined into
-
-    def applies(self, context: ScheduleContext) -> bool:
-        return _is_cpu(context)
-
-    def apply(self, context: ScheduleContext) -> None:
-        sch = context.sch
-        seen = set()
-        stages = sch.get_consumers(sch.get_sblock(context.block))
-        while stages:
-            block = stages.pop()
-            name = sch.get(block).name_hint
-            if name in seen or not _elementwise(sch, block):
-                continue
-            seen.add(name)
-            sch.annotate(block, MARK, MAX_LANES)
-            stages += sch.get_consumers(block)
+from ..generation.stage_lanes import MARK
 
 
 def _lanes_step(sch, block, loop) -> bool:
@@ -95,7 +47,7 @@ def _lanes_step(sch, block, loop) -> bool:
 
 @derived_object
 class VectorizeMarkedLanes(ms.postproc.PyPostproc):
-    """Vectorise the innermost loop of each block marked by :class:`MarkWriteBackLanes`
+    """Vectorise the innermost loop of each block marked with :data:`MARK`
     (split to at most its lanes) where :func:`_lanes_step` holds; then drop the mark."""
 
     def _initialize_with_tune_context(self, context) -> None:

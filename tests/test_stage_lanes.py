@@ -8,12 +8,13 @@ import tvm
 from tvm.script import tirx as T
 from tvm.tirx import ForKind
 
-from gta_core.frontends import fuse, load_onnx, model_tasks
-from gta_core.generation.write_back_lanes import MARK, VectorizeMarkedLanes
+from gta_core.frontends import channel_block, fuse, load_onnx, model_tasks
+from gta_core.generation.stage_lanes import MARK
 from gta_core.mapping import mapping_candidates
 from gta_core.measure import measure_program
 from gta_core.plugins import default_registry
 from gta_core.scheduler.space import MappingSpace, Task
+from gta_core.scheduler.vectorize_lanes import VectorizeMarkedLanes
 
 
 @T.prim_func(s_tir=True)
@@ -102,3 +103,51 @@ def test_a_vectorised_copy_out_matches_numpy():
     lib["main"](*args, *outs)
     np.testing.assert_array_equal(outs[0].numpy(), np.maximum(a + bias, 0))
     np.testing.assert_array_equal(outs[2].numpy(), table[idx])
+
+
+def _depthwise_onnx(path, channels: int = 32, size: int = 10) -> str:
+    """A depthwise 3x3 convolution, padded by one, with its bias and ReLU6 (MobileNet's)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.uniform(-1, 1, (channels, 1, 3, 3)).astype("float32"), "w")
+    b = numpy_helper.from_array(rng.uniform(-1, 1, channels).astype("float32"), "b")
+    low, high = (numpy_helper.from_array(np.array(v, "float32"), n)
+                 for n, v in (("low", 0.0), ("high", 6.0)))
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1],
+                              group=channels),
+             helper.make_node("Clip", ["c", "low", "high"], ["y"])]
+    shape = [1, channels, size, size]
+    graph = helper.make_graph(nodes, "depthwise",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+                              [w, b, low, high])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_a_padding_read_in_place_is_also_computed_per_tile_and_vectorised(tmp_path):
+    """A blocked depthwise layer reads its padded input in place: one of its sketches pads
+    per parallel tile, the padding's lanes vectorised by the postprocessor; every sketch
+    computes correctly."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(_depthwise_onnx(tmp_path / "dw.onnx"))
+    [task] = [t for t in model_tasks(fuse(model.mod, channel_block(target)))
+              if t.workload.main_block]
+    candidate = next(c for c in mapping_candidates(task.workload, "avx512", registry)
+                     if c.status == "kept" and c.intrinsic == "fma16-elementwise")
+    program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic], target)
+    space = MappingSpace(program, list(registry.rules.values()), [])
+    per_tile = 0
+    for sch in space.generate_design_space(tvm.IRModule({"main": task.workload.prim_func()})):
+        sch.enter_postproc()
+        assert all(p.apply(sch) for p in space.postprocs)
+        loops = [sch.get(lp) for lp in sch.get_loops(sch.get_sblock("pad_temp"))]
+        if loops[0].kind == ForKind.PARALLEL and loops[0].annotations.get("gta_tile"):
+            per_tile += 1  # under the tile loop, the lanes vectorised
+            assert loops[-1].kind == ForKind.VECTORIZED and loops[-1].extent.value == 16
+        result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
+        assert result.correct, result.mismatch
+    assert per_tile
