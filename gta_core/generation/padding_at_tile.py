@@ -21,8 +21,9 @@ from .stage_lanes import MARK, MAX_LANES
 class PaddingAtTile(GenerationRule):
     """Fork a sketch where each zero padding read in place (still one guarded copy, not
     split into a fill and a copy, whose buffer would have two writers) is computed under
-    the last S0 loop, marked for :class:`~.stage_lanes.VectorizeMarkedLanes`; the
-    search compares it with the padding done whole."""
+    the last S0 loop, marked for the lanes postprocessor
+    (:class:`~gta_core.scheduler.vectorize_lanes.VectorizeMarkedLanes`); the search
+    compares it with the padding done whole."""
 
     name = "padding-at-tile"
     stage = 45  # after the parallel loop exists, so the padding runs inside it
