@@ -302,6 +302,16 @@ class UnrollRegisterTile(GenerationRule):
         sch.annotate(sch.get_sblock("root"), "meta_schedule.unroll_explicit", step)
 
 
+def split_to_lanes(sch, loops: list, lanes: int) -> list:
+    """``loops``, the innermost split by its largest divisor up to ``lanes`` when it is
+    longer (a widened input's 66 columns: 2 x 33); unchanged where no divisor but 1 fits."""
+    extent = sch.get(loops[-1]).extent
+    if not hasattr(extent, "value") or extent.value <= lanes:
+        return loops
+    divisor = max(d for d in range(1, lanes + 1) if extent.value % d == 0)
+    return loops if divisor == 1 else [*loops[:-1], *sch.split(loops[-1], [None, divisor])]
+
+
 class VectorizePacking(GenerationRule):
     """Vectorise the innermost loop of each packing and write-back stage; run large ones in
     parallel (their loops but the innermost vector and serial ones fused on the cores).
@@ -392,7 +402,7 @@ class VectorizePacking(GenerationRule):
         if interleaved:  # the last two loops are LLVM's to vectorise
             self._parallel(sch, loops[:-2], self._large(sch, loops[:-1]))
             return
-        loops = self._at_most_max_lanes(sch, loops)
+        loops = split_to_lanes(sch, loops, self.max_lanes)
         vector = self._vectorize(sch, loops[-1])
         serial = loops[:-1] if vector else loops
         # the innermost serial loop stays: a vector of it is too little work per thread
@@ -415,17 +425,9 @@ class VectorizePacking(GenerationRule):
         plane = sch.fuse(*sch.get_loops(fill)[-2:])  # one run of zeros: 58 x 67 -> 67 x 58
         vectors = [plane] if interleaved else [plane, sch.get_loops(block)[-1]]
         for last in vectors:
-            self._vectorize(sch, self._at_most_max_lanes(sch, [last])[-1])
+            self._vectorize(sch, split_to_lanes(sch, [last], self.max_lanes)[-1])
         self._parallel(sch, loops[:-2], large)
 
-    def _at_most_max_lanes(self, sch, loops: list) -> list:
-        """``loops``, the innermost split by its largest divisor up to ``max_lanes`` when it
-        is longer (a widened input's 66 columns: 2 x 33)."""
-        extent = sch.get(loops[-1]).extent
-        if not hasattr(extent, "value") or extent.value <= self.max_lanes:
-            return loops
-        lanes = max(d for d in range(1, self.max_lanes + 1) if extent.value % d == 0)
-        return loops if lanes == 1 else [*loops[:-1], *sch.split(loops[-1], [None, lanes])]
 
     @staticmethod
     def _parallel(sch, outer: list, large: bool) -> None:

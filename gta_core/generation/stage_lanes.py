@@ -18,12 +18,12 @@ iteration or not at all.
 
 from __future__ import annotations
 
-from .cpu import _is_cpu
+from .cpu import VectorizePacking, _is_cpu
 from .epilogue import _elementwise
 from .rule import GenerationRule, ScheduleContext
 
 MARK = "gta.vector_lanes"  # block annotation: vectorise the innermost loop, up to these lanes
-MAX_LANES = 64
+MAX_LANES = VectorizePacking.max_lanes  # as many lanes as a packing stage's vector
 
 
 class MarkWriteBackLanes(GenerationRule):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from ..generation.cpu import split_to_lanes
 from ..generation.stage_lanes import MARK
 
 
@@ -67,13 +68,9 @@ class VectorizeMarkedLanes(ms.postproc.PyPostproc):
             if (loop.kind != ForKind.SERIAL or extent is None or extent < 2
                     or not _lanes_step(sch, block, loops[-1])):
                 continue
-            inner = loops[-1]
-            if extent > lanes:
-                divisor = max(d for d in range(1, lanes + 1) if extent % d == 0)
-                if divisor == 1:
-                    continue
-                inner = sch.split(inner, [None, divisor])[-1]
-            sch.vectorize(inner)
+            inner = split_to_lanes(sch, loops[-1:], lanes)[-1]
+            if sch.get(inner).extent.value <= lanes:  # else no divisor but 1 fits
+                sch.vectorize(inner)
         return True
 
     def clone(self) -> VectorizeMarkedLanes:
