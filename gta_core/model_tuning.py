@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel
 
-from .frontends import Model, ModelTask, channel_block, fuse, model_tasks
+from .frontends import Model, ModelTask, channel_block, fuse, model_tasks, written_bytes
 from .measure import MeasureSettings, build, flushed_to_fit, model_settings
 from .plugins import Registry, default_registry
 from .tuning import TaskReport, TuneError, check_budget, tune_workloads
@@ -95,12 +95,14 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
     if chosen.kind != "cpu":
         raise TuneError(f"models are tuned for CPU targets so far; {target} is a "
                         f"{chosen.kind} target")
-    measure = flushed_to_fit(measure or model_settings(), model.footprint_bytes(),
+    fused = fuse(model.mod, channel_block(chosen))
+    measure = flushed_to_fit(measure or model_settings(),
+                             model.footprint_bytes() + written_bytes(fused),
                              chosen.resources.cache_bytes)
     from .mapping import mapping_candidates
 
     start = time.perf_counter()
-    tasks = model_tasks(fuse(model.mod, channel_block(chosen)))
+    tasks = model_tasks(fused)
     kept = {t.digest: sum(c.status == "kept" for c in mapping_candidates(
         t.workload, target, registry)) if t.workload.main_block else 0 for t in tasks}
     report = tune_workloads([t.workload for t in tasks], [float(t.weight) for t in tasks],

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .tile_major_weights import lay_out_by_tile
+
 PREPROC = "meta_schedule.layout_rewrite_preproc"
 
 
@@ -85,7 +87,8 @@ def mark_weight_packing(func, constant: set[int]) -> tuple[Any, list[str]]:
     such stages (a transpose, then a padding copy) is first made one, each inlined into the
     next (:func:`_inline_chains`): ``SplitLayoutRewritePreproc`` moves out only stages that
     read a parameter. Left per call, the padding copy made a 1280x1000 Gemm with a
-    transposed weight take 174-268 us a call instead of 32-35.
+    transposed weight take 174-268 us a call instead of 32-35. Each marked stage's buffer
+    is then laid out tile by tile (:mod:`.tile_major_weights`).
     """
     from tvm.s_tir import Schedule
 
@@ -98,7 +101,7 @@ def mark_weight_packing(func, constant: set[int]) -> tuple[Any, list[str]]:
     for block in _stages(sch, weights):
         sch.annotate(block, PREPROC, 1)
         marked.append(sch.get(block).name_hint)
-    return sch.mod["main"], marked
+    return lay_out_by_tile(sch.mod["main"], marked), marked
 
 
 def _stages(sch, sources: list) -> list:

@@ -120,3 +120,22 @@ def test_a_models_footprint_counts_its_weights_and_inputs(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     assert load_onnx(path).footprint_bytes() == weight.nbytes + 4 * 16 * 4
+
+
+def test_what_an_inference_writes_is_its_fused_functions_outputs(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gta_core.frontends import fuse, load_onnx, written_bytes
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "v"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2])],
+        [numpy_helper.from_array(np.ones((16, 8), "float32"), "w"),
+         numpy_helper.from_array(np.ones((8, 2), "float32"), "v")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    # the first MatMul and its ReLU are one function: its 4x8 output, then the 4x2 one
+    assert written_bytes(fuse(load_onnx(path).mod)) == (4 * 8 + 4 * 2) * 4

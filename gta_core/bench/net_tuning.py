@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..frontends import Model, fuse
+from ..frontends import Model, fuse, written_bytes
 from ..measure import (
     MeasureSettings,
     flushed_to_fit,
@@ -90,11 +90,12 @@ def tune_metaschedule(model: Model, target: Target, trials: int, out: str | Path
     where = metaschedule_dir(out)
     shutil.rmtree(where, ignore_errors=True)  # an unfinished run starts again (see above)
     where.mkdir(parents=True)
-    # as GTA's functions are timed
-    measure = flushed_to_fit(measure or model_settings(), model.footprint_bytes(),
-                             target.resources.cache_bytes)
     start = time.perf_counter()
     mod = _layout_free(model)
+    # as GTA's functions are timed
+    measure = flushed_to_fit(measure or model_settings(),
+                             model.footprint_bytes() + written_bytes(mod),
+                             target.resources.cache_bytes)
     per_round = trials_per_round(trials, len(ms.relax_integration.extract_tasks(
         mod, target.tvm_target())))
     ms.relax_integration.tune_relax(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from .layout import channel_block
 from .model import Model, ModelError, ModelInput, parse_input_shapes
 from .onnx_import import load_onnx
-from .tasks import ModelTask, fuse, model_tasks
+from .tasks import ModelTask, fuse, model_tasks, written_bytes
 from .torch_import import from_torch
 
 __all__ = ["Model", "ModelError", "ModelInput", "ModelTask", "channel_block", "from_torch",
-           "fuse", "load_onnx", "model_tasks", "parse_input_shapes"]
+           "fuse", "load_onnx", "model_tasks", "parse_input_shapes", "written_bytes"]

@@ -43,6 +43,25 @@ def fuse(mod, block: int | None = None):
     return passes(mark_lookups_elementwise(mod))
 
 
+def written_bytes(fused) -> int:
+    """Bytes of the tensors one inference of ``fused`` (a fused module) writes: each binding
+    of its ``main`` with a static tensor shape (what passes through the caches between two
+    uses of a weight)."""
+    import math
+
+    import tvm
+    from tvm import relax
+
+    total = 0
+    for block in fused["main"].body.blocks:
+        for binding in block.bindings:
+            ty = binding.var.ty
+            if isinstance(ty, relax.TensorType) and isinstance(ty.shape, relax.ShapeExpr):
+                total += (math.prod(int(d) for d in ty.shape.values)
+                          * tvm.DataType(str(ty.dtype)).bits // 8)
+    return total
+
+
 @dataclass
 class ModelTask:
     """One distinct fused function of a model.

@@ -88,9 +88,16 @@ def model_settings(settings: MeasureSettings | None = None) -> MeasureSettings:
 def flushed_to_fit(settings: MeasureSettings, model_bytes: int,
                    cache_bytes: dict[str, int]) -> MeasureSettings:
     """``settings`` with a flush left at "auto" resolved for a model of ``model_bytes``
-    (weights and inputs) on a CPU whose caches per level are ``cache_bytes``: "llc" when
-    the model takes at most half the last-level cache (the rest is the other functions'
-    activations and whatever else runs), else "memory".
+    (what one inference reads and writes: inputs, weights and the tensors its functions
+    write, :func:`gta_core.frontends.written_bytes`) on a CPU whose caches per level are
+    ``cache_bytes``: "llc" when that takes at most half the last-level cache (the rest is
+    whatever else runs), else "memory".
+
+    The activations count: between two uses of a weight they all pass through the cache.
+    MobileNet-V2's 14.6 MB of weights fit half this Zen 4's 32 MB L3, but an inference also
+    writes 27 MB. Its 960 -> 320 projection, as tuned with the weights in L3 at 1000
+    trials, took 130 us then and 190-200 in the model; a program tuned with them in
+    memory took 140 in both.
 
     In a compiled model each function's weights were last used an inference ago: in the
     last-level cache when the model fits there, in memory when it does not. On an Intel
