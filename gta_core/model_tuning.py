@@ -95,13 +95,13 @@ def tune_model(model: Model, target: str, trials: int, db: str | os.PathLike, *,
     if chosen.kind != "cpu":
         raise TuneError(f"models are tuned for CPU targets so far; {target} is a "
                         f"{chosen.kind} target")
+    from .mapping import mapping_candidates
+
+    start = time.perf_counter()
     fused = fuse(model.mod, channel_block(chosen))
     measure = flushed_to_fit(measure or model_settings(),
                              model.footprint_bytes() + written_bytes(fused),
                              chosen.resources.cache_bytes)
-    from .mapping import mapping_candidates
-
-    start = time.perf_counter()
     tasks = model_tasks(fused)
     kept = {t.digest: sum(c.status == "kept" for c in mapping_candidates(
         t.workload, target, registry)) if t.workload.main_block else 0 for t in tasks}
