@@ -216,3 +216,29 @@ def test_a_task_no_intrinsic_takes_races_its_unscheduled_program_first(tmp_path)
     tvm.ir.assert_structural_equal(picked[0].sch.mod["main"].body, func.body)
     assert all(len(c.sch.trace.insts) > 0 for c in picked[1:])  # then the space's samples
     assert len(searched().propose(1)) == 1  # one trial: the unscheduled program alone
+
+
+def test_a_resumed_search_starts_from_its_records_draws(search):
+    """Resumed, a task's search does not draw its recorded tiles again, and its fastest
+    records are the parents of its first evolution."""
+    first = search.propose(3)
+    target = search.task.target.tvm_target()
+    for candidate, latency in zip(first, [30.0, 10.0, None]):
+        search.store.append(search.task.key, search.task.mapping_id, search._workload,
+                            candidate.sch.trace, [latency * 1e-6] if latency else [],
+                            target, candidate.args_info,
+                            error=None if latency else "failed", correct=bool(latency),
+                            latency_us=latency)
+    registry = default_registry()
+    resumed = TaskSearch(search.task, store=search.store, builder=None, runner=None,
+                         cost_model=RankingModel(), rules=list(registry.rules.values()),
+                         constraints=list(registry.constraints.values()),
+                         settings=SearchSettings(start_samples=6))
+    resumed._start()
+    try:
+        assert resumed._draws.drawn == search._draws.drawn  # the three draws, known
+        assert sorted(resumed._draws.latency.values()) == [10.0, 30.0]  # the failure: none
+        fastest = min(resumed._draws.latency, key=resumed._draws.latency.get)
+        assert fastest in search._draws.drawn
+    finally:
+        resumed.close()

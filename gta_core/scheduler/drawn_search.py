@@ -12,7 +12,7 @@ replay (about 13 of 14 samples of an int8 convolution; ~4 s a batch here):
   loop's tiles drawn again) and fresh draws, replayed, ranked by the cost model, a share
   ``eps_greedy`` of the batch picked at random.
 
-No tiles are replayed twice in a search.
+No tiles are replayed twice in a search, nor those of the task's records when it resumes.
 """
 
 from __future__ import annotations
@@ -84,6 +84,20 @@ class DrawnSearch:
             if id(candidate) not in chosen:
                 self.drawn.discard(self._proposed.pop(id(candidate))[1])  # may come again
         return picked
+
+    def remember(self, measured: list[tuple]) -> None:
+        """Programs measured before this search began (a resumed task's records), as
+        ``(trace, latency us or None)``: the draws they replayed are not drawn again, and
+        the fastest are parents from the first evolution on."""
+        for trace, latency in measured:
+            for k, sketch in enumerate(self.sketches):
+                tiles = sketch.drawn_in(trace)
+                if tiles is None:
+                    continue
+                self.drawn.add((k, tiles))
+                if latency is not None:
+                    self.latency[k, tiles] = min(latency, self.latency.get((k, tiles), latency))
+                break
 
     def learn(self, candidates: list, latencies: list[float | None]) -> None:
         """The measured latencies (None: failed) of candidates this search proposed."""

@@ -192,7 +192,23 @@ class TaskSearch:
                                            self.cost_model)
         self._context, self._spaces, self._database = context, spaces, database
         self._draws = DrawnSearch.of(task, spaces, space, settings.seed)
+        if self._draws is not None:
+            self._draws.remember(self._recorded(mod))
         return context
+
+    def _recorded(self, mod) -> list[tuple]:
+        """The task's records (a resumed search's) as ``(trace, latency us or None)``; a
+        record whose trace no longer applies (older rules) is left out."""
+        from tvm.s_tir.schedule import ScheduleError
+
+        recorded = []
+        for record in self.store.records(self.task.key):
+            try:
+                trace = self.store.schedule(record, mod).trace
+            except (ScheduleError, RuntimeError):
+                continue
+            recorded.append((trace, record.latency_us if record.ok else None))
+        return recorded
 
     def _unscheduled(self, context) -> list:
         """A task no intrinsic takes starts with TVM's own program for it, unscheduled (what

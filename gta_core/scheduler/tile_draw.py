@@ -36,6 +36,7 @@ class SketchDraw:
 
     def __init__(self, trace, sites: list[TileSite], order: dict[tuple[str, str], int]) -> None:
         self.trace, self.sites, self.order = trace, sites, order
+        self.instructions = _instructions(trace)  # what a replay of it shares with it
 
     @classmethod
     def of(cls, sketch) -> SketchDraw | None:
@@ -81,6 +82,20 @@ class SketchDraw:
     def draw(self, rng: random.Random) -> tuple[tuple[int, ...], ...]:
         return tuple(rng.choice(site.choices) for site in self.sites)
 
+    def drawn_in(self, trace) -> tuple[tuple[int, ...], ...] | None:
+        """The tiles ``trace`` (a measured program's) drew where it is a replay of this
+        sketch: the same instructions, each sampled tiling one its site may draw; else
+        None."""
+        replayed = trace.simplified(remove_postproc=True)
+        if _instructions(replayed) != self.instructions:
+            return None
+        sampled = [inst for inst in replayed.insts if inst.kind.name == "SamplePerfectTile"]
+        drawn = tuple(tuple(int(v) for v in replayed.decisions[inst]) for inst in sampled)
+        if len(drawn) != len(self.sites) or any(
+                tiles not in site.choices for site, tiles in zip(self.sites, drawn)):
+            return None
+        return drawn
+
     def tiles(self, drawn: tuple[tuple[int, ...], ...]) -> list[TiledLoop]:
         """The tile loops ``drawn`` makes, outermost first as in the sketch's program (the
         parallel level, which the program fuses into one loop, first)."""
@@ -103,6 +118,14 @@ class SketchDraw:
             return sch if all(postproc.apply(sch) for postproc in postprocs) else None
         except Exception:  # noqa: BLE001 - a replay that fails is a rejected sample
             return None
+
+
+def _instructions(trace) -> str:
+    """``trace``'s instructions as text, without its decisions: two sketches of a space may
+    differ only in an instruction's attributes (where a stage is computed)."""
+    from tvm.s_tir.schedule import Trace
+
+    return str(Trace(list(trace.insts), {}))
 
 
 def draw_inside(sketches: list[SketchDraw], count: int, fits, rng: random.Random,
