@@ -21,9 +21,9 @@ Latency = Callable[[int], float | None]  # a mapping's latency at its n-th trial
 
 
 def simulate(app: dict[str, tuple[float, dict[str, Latency]]], budget: int, policy=decide,
-             ) -> dict[str, SubgraphState]:
+             settings: AllocationSettings | None = None) -> dict[str, SubgraphState]:
     """Run ``policy`` to the end of ``budget`` on fake mappings; the final states by name."""
-    settings = AllocationSettings()
+    settings = settings or AllocationSettings()
     states = [SubgraphState(name, weight, [MappingState(m) for m in mappings])
               for name, (weight, mappings) in app.items()]
     measure = [list(mappings.values()) for _, mappings in app.values()]
@@ -65,6 +65,18 @@ def test_a_mapping_that_only_looks_good_after_a_few_trials_still_gets_them():
     trials = trials_of(state)
     assert state.best_us == 0.5
     assert trials["late"] > trials["steady"]
+
+
+@pytest.mark.parametrize("budget", [64, 30])
+def test_a_mapping_whose_first_draws_were_poor_is_not_dropped_on_them(budget):
+    """`good`'s first three trials are 2.5x `fair`'s (three poor tile draws of thousands),
+    then it is the faster space. In two 1000-trial runs of MobileNet-V2 the winning mapping
+    changed in four tasks, and in three of them the second run had dropped the first's
+    winner after exactly three trials."""
+    [state] = simulate({"g": (1, {"fair": lambda t: 1.0,
+                                  "good": lambda t: 2.5 if t < 3 else 0.7})}, budget).values()
+    assert not state.mappings[1].dropped
+    assert state.best_us == 0.7
 
 
 def test_a_mapping_started_later_is_judged_at_equal_effort():
@@ -161,16 +173,39 @@ def test_over_many_noisy_applications_dual_beats_the_even_split():
         bases[rng.randrange(24)] = 0.7
         draws = [[rng.lognormvariate(0, 0.7) for _ in range(64)] for _ in bases]
 
-        def sample(base: float, draw: list[float]) -> Latency:
-            return lambda t: base * (1 + max(0.0, draw[t] - 0.5) * (3 * math.exp(-t / 10) + 0.3))
-
-        mappings = {f"m{k}": sample(b, d) for k, (b, d) in enumerate(zip(bases, draws))}
+        mappings = {f"m{k}": _heavy_tailed(b, d) for k, (b, d) in enumerate(zip(bases, draws))}
         even = simulate({"g": (1, mappings)}, 64, decide_even)["g"].best_us
         dual = simulate({"g": (1, mappings)}, 64)["g"].best_us
         wins += dual <= even
         ratios.append(even / dual)
     assert wins >= 85
-    assert math.exp(sum(map(math.log, ratios)) / len(ratios)) > 1.05
+    # 1.053 when a mapping 1.5x behind could be dropped after 2 trials (drop_after=2): the
+    # few trials that rule saves here are what the next test's close mappings need
+    assert math.exp(sum(map(math.log, ratios)) / len(ratios)) > 1.04
+
+
+def _heavy_tailed(base: float, draw: list[float]) -> Latency:
+    return lambda t: base * (1 + max(0.0, draw[t] - 0.5) * (3 * math.exp(-t / 10) + 0.3))
+
+
+@pytest.mark.parametrize("budget", [29, 64])
+def test_close_mappings_are_not_dropped_on_their_first_few_draws(budget):
+    """Five mappings within 0.7-1.3x of each other, heavy-tailed single trials, a model
+    task's share of the budget (MobileNet-V2: 1000 trials over 34 tasks): the dual
+    scheduler ends nearer the best space than when it drops a mapping after 2 trials."""
+    def gap(settings: AllocationSettings) -> float:
+        logs = []
+        for seed in range(200):
+            rng = random.Random(seed)
+            bases = [rng.uniform(0.7, 1.3) for _ in range(5)]
+            mappings = {f"m{k}": _heavy_tailed(b, [rng.lognormvariate(0, 0.7)
+                                                   for _ in range(budget)])
+                        for k, b in enumerate(bases)}
+            best = simulate({"g": (1, mappings)}, budget, settings=settings)["g"].best_us
+            logs.append(math.log(best / min(bases)))
+        return math.exp(sum(logs) / len(logs))
+
+    assert gap(AllocationSettings()) < gap(AllocationSettings(drop_after=2))
 
 
 def simulate_with_priors(mappings: dict[str, tuple[float, Latency]], budget: int,

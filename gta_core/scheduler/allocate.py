@@ -101,6 +101,10 @@ class AllocationSettings:
     alpha: float = 0.2  # weight of the measured slope against the optimistic decay (Ansor)
     focus: float = 2.0  # how sharply trials favour the most promising mapping
     drop_ratio: float = 1.5  # a mapping this many times slower than the best may be dropped
+    drop_after: int = 6  # ... once it has had this many trials, unless it is clear_ratio
+    clear_ratio: float = 3.0  # times slower: its first few are a handful of draws from
+    # thousands of tilings (in two 1000-trial runs of MobileNet-V2, three of the four tasks
+    # whose winning mapping changed had it dropped after 3 trials at 1.7-1.8x the leader)
     model_floor: float = 0.5  # the cost model may lower a mapping's estimate at most to this
 
 
@@ -248,6 +252,8 @@ def _drops(s: SubgraphState, start: int, left: int,
             drops.append((j, f"all {m.trials} trials failed to build or run"))
             continue
         if m is leader or _promise_us(m, s, settings) < settings.drop_ratio * best:
+            continue
+        if m.trials < settings.drop_after and _equal_effort_us(m, s) < settings.clear_ratio * best:
             continue
         rate = _improvement_per_trial(m, settings.window)
         if m.best_us - rate * left > best:
