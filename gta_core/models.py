@@ -101,7 +101,9 @@ class Target(_Model):
     ``realisation`` names the module (imported when first needed) whose
     ``realise(workload, candidate, intrinsic, target)`` and ``finish(sch, block, reduce,
     inner, compute)`` build this target's programs; None takes the core's CPU realisation
-    (a ``cpu`` target), and a ``gpu`` target must name one.
+    (a ``cpu`` target), and a ``gpu`` target must name one. ``tir_pipeline`` names the TVM
+    TIR pipeline its programs build with, as ``module:name`` (importing ``module`` registers
+    ``name`` with ``tvm.tirx.compilation_pipeline.register_tir_pipeline``); None: TVM's default.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -113,6 +115,7 @@ class Target(_Model):
     arch: str | None = None
     archs: dict[str, TargetArch] = Field(default_factory=dict)
     realisation: str | None = None
+    tir_pipeline: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
 
     def for_arch(self, arch: str | None) -> Target:
         """This target generating for ``arch`` (None: as declared); UnknownArch if undeclared."""

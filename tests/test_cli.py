@@ -92,10 +92,9 @@ def test_mappings_on_cuda_tc_list_every_candidate_with_its_reason(capsys):
     rows = json.loads(out)["mappings"]
     intrinsics = {r["intrinsic"] for r in rows}
     assert {"wmma-m16n16k16-f16f32", "mma-m16n8k16-f16f32"} <= intrinsics
-    assert {r["status"] for r in rows} == {"kept", "pruned"}
-    pruned = [r for r in rows if r["status"] == "pruned"]
-    assert all(r["reason"] for r in pruned)
-    assert {r["intrinsic"] for r in pruned} == {"mma-m16n8k16-f16f32"}  # not realised yet
+    # --check builds each (wmma and mma.sync alike); with no GPU here none is run
+    assert {r["status"] for r in rows} == {"kept"}
+    assert all(r["compiled"] for r in rows)
 
 
 def test_codegen_writes_cuda_and_reports_json(capsys, tmp_path):

@@ -1,13 +1,11 @@
-"""Realising cuda-tc mapping candidates: every kept wmma candidate becomes a CUDA kernel.
+"""Realising cuda-tc mapping candidates: every kept candidate becomes a CUDA kernel.
 
 No GPU here: each kept candidate is realised with the cuda-tc target, built with
-``gta_core.measure.build`` and its CUDA source checked for ``wmma::mma_sync`` on the
-intrinsic's fragment shape, and the sources (a sample for the convolutions) are compiled with
-``nvcc -arch=sm_80 -c`` (skipped without nvcc). Running against numpy needs a CUDA device and
-is skipped here.
-
-mma.sync candidates (TVM's ldmatrix / mma intrinsics keep fragments in "warp" memory) are not
-realised yet: they must fail with a RealisationError that says so, never silently.
+``gta_core.measure.build`` and its CUDA source checked for its instruction on the intrinsic's
+fragment shape (``wmma::mma_sync``, or ``ldmatrix`` and ``mma.sync`` for the intrinsics whose
+fragments live in "warp" memory), and the sources (a sample for the convolutions) are compiled
+with ``nvcc -arch=sm_80 -c`` (skipped without nvcc). Running against numpy needs a CUDA device
+and is skipped here.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
 
 TARGET = "cuda-tc"
 NVCC = shutil.which("nvcc")
-DEFERRED = "mma.sync realisation needs the warp-memory pipeline; not done yet"
 
 WORKLOADS = {
     "gemm-f32": "gemm:M=64,N=64,K=64,dtype=float16",
@@ -47,8 +44,8 @@ WORKLOADS = {
     # u8 x s8 on the s8 x s8 intrinsic, through the signed form (gta_core.mapping.rewrite)
     "gemm-int8": "gemm:M=64,N=64,K=64,dtype=int8",
 }
-# The convolutions have 46 and 24 wmma candidates: all are built (~0.1 s each), nvcc compiles a
-# deterministic sample (all 70 compiled when checked by hand; ~1-2 s each on 2 cores).
+# The convolutions have 46 and 24 wmma candidates, and their mma.sync ones: all are built
+# (~0.1 s each), nvcc compiles a deterministic sample (~1-2 s each on 2 cores).
 NVCC_EVERY = {"conv2d": 5, "grouped": 5}
 
 
@@ -63,7 +60,6 @@ class Built:
 class Realisations:
     kept: int
     built: list[Built]
-    deferred: list[MappingCandidate]  # mma.sync candidates, refused with DEFERRED
 
 
 @functools.cache
@@ -73,24 +69,21 @@ def _registry():
 
 @functools.cache
 def _realise_all(name: str) -> Realisations:
-    """Every kept candidate of WORKLOADS[name]: built, or refused as mma.sync (nothing else)."""
+    """Every kept candidate of WORKLOADS[name], realised and built."""
     registry = _registry()
     workload = load_workload(WORKLOADS[name])
     target = registry.target(TARGET)
     kept = [c for c in mapping_candidates(workload, TARGET, registry) if c.status == "kept"]
-    built, deferred = [], []
+    built = []
     for candidate in kept:
         intrinsic = registry.intrinsics[candidate.intrinsic]
         try:
             realised = realise(workload, candidate, intrinsic, target)
         except RealisationError as exc:
-            if DEFERRED not in str(exc):
-                raise AssertionError(f"{candidate.id}: {exc}") from exc
-            deferred.append(candidate)
-            continue
+            raise AssertionError(f"{candidate.id}: {exc}") from exc
         source = build(realised.sch.mod, target).mod.imports[0].inspect_source()
         built.append(Built(candidate, intrinsic, source))
-    return Realisations(kept=len(kept), built=built, deferred=deferred)
+    return Realisations(kept=len(kept), built=built)
 
 
 def _shape(intrinsic: Intrinsic) -> tuple[int, int, int]:
@@ -98,19 +91,26 @@ def _shape(intrinsic: Intrinsic) -> tuple[int, int, int]:
     return extent("i"), extent("j"), extent("k")
 
 
+def _warp(intrinsic: Intrinsic) -> bool:
+    return intrinsic.compute.operands[0].scope == "warp"
+
+
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_every_kept_wmma_candidate_builds_with_mma_sync(name: str) -> None:
+def test_every_kept_candidate_builds_with_its_tensor_core_instruction(name: str) -> None:
     result = _realise_all(name)
-    assert result.built, f"no candidate of {WORKLOADS[name]} built"
-    assert len(result.built) + len(result.deferred) == result.kept
+    assert len(result.built) == result.kept and result.kept
+    assert {_warp(b.intrinsic) for b in result.built} == {False, True}  # wmma and mma.sync
     for item in result.built:
         m, n, k = _shape(item.intrinsic)
+        if _warp(item.intrinsic):
+            # each m x n x k tile is two m16n8kK instructions on fragments loaded by ldmatrix
+            assert f"mma.sync.aligned.m{m}n{n // 2}k{k}.row.col" in item.source, item.candidate.id
+            assert "ldmatrix.sync.aligned.m8n8.x4" in item.source, item.candidate.id
+            assert "wmma::" not in item.source, item.candidate.id
+            continue
         assert "wmma::mma_sync" in item.source, item.candidate.id
         for role in ("matrix_a", "matrix_b", "accumulator"):
             assert f"wmma::{role}, {m}, {n}, {k}," in item.source, (item.candidate.id, role)
-    for candidate in result.deferred:
-        compute = _registry().intrinsics[candidate.intrinsic].tvm_intrinsics["compute"]
-        assert compute.startswith("mma_"), f"{candidate.id} refused but is not mma.sync"
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
@@ -121,7 +121,7 @@ def test_every_wmma_shape_and_both_operand_orders_are_realised(name: str) -> Non
     out_dtype = load_workload(WORKLOADS[name]).params.acc_dtype
     shapes = {i.name for i in registry.intrinsics_for(TARGET)
               if i.tvm_intrinsics["compute"].startswith("gta_wmma") and i.output_dtype == out_dtype}
-    built = _realise_all(name).built
+    built = [b for b in _realise_all(name).built if not _warp(b.intrinsic)]
     assert {b.intrinsic.name for b in built} == shapes
     assert len({b.candidate.operands["A"] for b in built}) == 2
 
@@ -156,23 +156,15 @@ def test_int8_maps_through_its_signed_form(spec: str) -> None:
     registry = _registry()
     workload = load_workload(spec)
     kept = [c for c in mapping_candidates(workload, TARGET, registry) if c.status == "kept"]
-    assert kept and {c.intrinsic for c in kept} == {"wmma-m16n16k16-s8s32"}
-    candidate = next(c for c in kept if "A_signed" in c.operands.values()
-                     or "pad_signed" in c.operands.values())
-    realised = realise(workload, candidate, registry.intrinsics[candidate.intrinsic],
-                       registry.target(TARGET))
-    source = build(realised.sch.mod, registry.target(TARGET)).mod.imports[0].inspect_source()
-    assert "wmma::mma_sync" in source and "signed char" in source
-
-
-def test_mma_sync_is_refused_with_the_reason() -> None:
-    registry = _registry()
-    workload = load_workload(WORKLOADS["gemm-f32"])
-    candidate = next(c for c in mapping_candidates(workload, TARGET, registry)
-                     if c.intrinsic.startswith("mma-"))
-    with pytest.raises(RealisationError, match="warp-memory pipeline; not done yet"):
-        realise(workload, candidate, registry.intrinsics[candidate.intrinsic],
-                registry.target(TARGET))
+    assert {c.intrinsic for c in kept} == {"wmma-m16n16k16-s8s32", "mma-m16n8k32-s8s32"}
+    for intrinsic, instruction in (("wmma-m16n16k16-s8s32", "wmma::mma_sync"),
+                                   ("mma-m16n8k32-s8s32", "mma.sync.aligned.m16n8k32")):
+        candidate = next(c for c in kept if c.intrinsic == intrinsic and (
+            "A_signed" in c.operands.values() or "pad_signed" in c.operands.values()))
+        realised = realise(workload, candidate, registry.intrinsics[intrinsic],
+                           registry.target(TARGET))
+        source = build(realised.sch.mod, registry.target(TARGET)).mod.imports[0].inspect_source()
+        assert instruction in source and "signed char" in source
 
 
 def _has_gpu() -> bool:

@@ -78,7 +78,7 @@ def _int(expr) -> int:
     return int(expr.value)
 
 
-def host_launches(sch_mod, tvm_target, params: list[str]):
+def host_launches(sch_mod, target, params: list[str]):
     """(launches, workspaces) of the lowered host function of ``sch_mod``.
 
     launches: [{kernel, args: [{"buffer": name} | {"scalar": v, "dtype": d}], grid, block,
@@ -86,13 +86,15 @@ def host_launches(sch_mod, tvm_target, params: list[str]):
     """
     import tvm
     from tvm.tirx.build import split_host_device_mods
+    from tvm.tirx.compilation_pipeline import get_tir_pipeline
 
-    from gta_core.measure.check import build_config
+    from gta_core.measure.check import build_config, tir_pipeline
 
     with tvm.transform.PassContext(config=build_config("cuda")):
-        target = tvm_target.with_host(tvm.target.Target("llvm"))
-        mod = tvm.tirx.transform.BindTarget(target)(sch_mod)
-        pipeline, _host_passes, _device_passes = tvm.tirx.get_default_tir_pipeline(tvm_target)
+        bound = target.tvm_target().with_host(tvm.target.Target("llvm"))
+        mod = tvm.tirx.transform.BindTarget(bound)(sch_mod)
+        # The pipeline the program builds with (gta_core.measure.build), up to the split.
+        pipeline, _host_passes, _device_passes = get_tir_pipeline(tir_pipeline(target))
         mod = pipeline(mod)
         host, devices = split_host_device_mods(mod)
     device_params = {}
@@ -277,7 +279,7 @@ def main() -> int:
                 func = sch.mod["main"]
                 params = [{"name": b.name, "shape": [int(s) for s in b.shape],
                            "dtype": str(b.dtype)} for b in func.params]
-                launches, workspaces = host_launches(sch.mod, tvm_target,
+                launches, workspaces = host_launches(sch.mod, target,
                                                      [q["name"] for q in params])
             except Exception as exc:  # noqa: BLE001
                 log(f"  {set_id}: SKIPPED ({type(exc).__name__}: {str(exc)[:300]})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,7 +50,17 @@ def build(program, target: Target | tvm.target.Target) -> tvm.runtime.Executable
     register_fast_math()
     tvm_target = target.tvm_target() if isinstance(target, Target) else target
     with tvm.transform.PassContext(config=build_config(tvm_target.kind.name)):
-        return tvm.compile(program, target=tvm_target)
+        return tvm.compile(program, target=tvm_target, tir_pipeline=tir_pipeline(target))
+
+
+def tir_pipeline(target: Target | tvm.target.Target) -> str:
+    """The TIR pipeline ``target``'s programs build with (``Target.tir_pipeline``, registered
+    by importing its module), or TVM's default."""
+    if not isinstance(target, Target) or target.tir_pipeline is None:
+        return "default"
+    module, name = target.tir_pipeline.split(":")
+    importlib.import_module(module)
+    return name
 
 
 def measure_program(program, workload: Workload, target: Target, *, number: int = 3,

@@ -6,6 +6,9 @@ CUDA intrinsic module (a ~17 s import here) must not be imported yet.
 
 from __future__ import annotations
 
+# The TIR pipeline tvm_intrinsics registers (mma.sync's warp memory needs it).
+WARP_MMA_PIPELINE = "gta_warp_mma"
+
 SHORT = {"float16": "f16", "float32": "f32", "int8": "s8", "int32": "s32"}
 
 
@@ -22,7 +25,8 @@ def wmma_names(m: int, n: int, k: int, in_dtype: str, out_dtype: str) -> dict[st
     }
 
 
-# mma.sync: TVM's own ldmatrix/mma intrinsics, 16x16x16 tiles issued as two m16n8k16.
+# mma.sync: TVM's own ldmatrix/mma intrinsics, 16x16x16 (fp16) or 16x16x32 (int8) tiles
+# issued as two m16n8k16 / m16n8k32.
 MMA_F16_F32 = {
     "init": "mma_fill_16x16_f32",
     "load_a": "mma_ldmatrix_f16_a",
@@ -36,4 +40,11 @@ MMA_F16_F16 = {
     "load_b": "mma_ldmatrix_f16_b",
     "compute": "mma_f16f16f16",
     "store": "mma_store_16x16_f16_global_",
+}
+MMA_S8_S32 = {
+    "init": "mma_fill_16x16_i32",
+    "load_a": "mma_ldmatrix_i8_a",
+    "load_b": "mma_ldmatrix_i8_b",
+    "compute": "mma_i8i8i32",
+    "store": "mma_store_16x16_i32_global_",
 }

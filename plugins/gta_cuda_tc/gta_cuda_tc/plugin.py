@@ -19,7 +19,7 @@ from gta_core.sdk import (
 
 from .archs import ARCHS, DEFAULT_ARCH
 from .constraints import GPU_CONSTRAINTS
-from .names import MMA_F16_F16, MMA_F16_F32, SHORT, wmma_names
+from .names import MMA_F16_F16, MMA_F16_F32, MMA_S8_S32, SHORT, WARP_MMA_PIPELINE, wmma_names
 from .rules import GPU_RULES
 
 GTA_API_VERSION = "1.0"  # the gta_core.sdk this plugin is written for
@@ -49,12 +49,18 @@ def _target() -> Target:
         arch=DEFAULT_ARCH,
         archs=ARCHS,
         realisation="gta_cuda_tc.realisation",
+        # mma.sync's warp-scope fragments need it; wmma programs build the same way through it.
+        tir_pipeline=f"{TVM_MODULE}:{WARP_MMA_PIPELINE}",
     )
 
 
+WMMA_SCOPES = ("wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
+MMA_SCOPES = ("warp",) * 3  # mma.sync: fragments in a warp's registers, [lane, register]
+
+
 def _matmul(name: str, description: str, m: int, n: int, k: int, in_dtype: str, out_dtype: str,
-            tvm_intrinsics: dict[str, str]) -> Intrinsic:
-    """``C[i, j] += A[i, k] * B[k, j]`` on fragments in the wmma scopes."""
+            tvm_intrinsics: dict[str, str], scopes: tuple[str, str, str]) -> Intrinsic:
+    """``C[i, j] += A[i, k] * B[k, j]`` on fragments in ``scopes`` (A's, B's, C's)."""
     return Intrinsic(
         name=name,
         target=TARGET,
@@ -65,11 +71,11 @@ def _matmul(name: str, description: str, m: int, n: int, k: int, in_dtype: str, 
                        IterVar(name="k", extent=k, kind="reduce")],
             operands=[
                 Operand(name="A", role="input", dtype=in_dtype, indices=["i", "k"],
-                        scope="wmma.matrix_a", load=tvm_intrinsics["load_a"]),
+                        scope=scopes[0], load=tvm_intrinsics["load_a"]),
                 Operand(name="B", role="input", dtype=in_dtype, indices=["k", "j"],
-                        scope="wmma.matrix_b", load=tvm_intrinsics["load_b"]),
+                        scope=scopes[1], load=tvm_intrinsics["load_b"]),
                 Operand(name="C", role="output", dtype=out_dtype, indices=["i", "j"],
-                        scope="wmma.accumulator", store=tvm_intrinsics["store"]),
+                        scope=scopes[2], store=tvm_intrinsics["store"]),
             ],
         ),
         tvm_intrinsics=tvm_intrinsics,
@@ -81,7 +87,8 @@ def _wmma(m: int, n: int, k: int, in_dtype: str, out_dtype: str) -> Intrinsic:
     i, o = SHORT[in_dtype], SHORT[out_dtype]
     return _matmul(f"wmma-m{m}n{n}k{k}-{i}{o}",
                    f"wmma::mma_sync m{m}n{n}k{k}, {in_dtype} inputs, {out_dtype} accumulate",
-                   m, n, k, in_dtype, out_dtype, wmma_names(m, n, k, in_dtype, out_dtype))
+                   m, n, k, in_dtype, out_dtype, wmma_names(m, n, k, in_dtype, out_dtype),
+                   WMMA_SCOPES)
 
 
 INTRINSICS = (
@@ -90,13 +97,14 @@ INTRINSICS = (
     _wmma(16, 16, 16, "int8", "int32"),
     _matmul("mma-m16n8k16-f16f32", "mma.sync.aligned.m16n8k16 fp16 -> fp32 (a 16x16x16 tile is "
             "two instructions), operands through ldmatrix", 16, 16, 16, "float16", "float32",
-            MMA_F16_F32),
+            MMA_F16_F32, MMA_SCOPES),
     _matmul("mma-m16n8k16-f16f16", "mma.sync.aligned.m16n8k16 fp16 -> fp16 (a 16x16x16 tile is "
             "two instructions), operands through ldmatrix", 16, 16, 16, "float16", "float16",
-            MMA_F16_F16),
+            MMA_F16_F16, MMA_SCOPES),
+    _matmul("mma-m16n8k32-s8s32", "mma.sync.aligned.m16n8k32 s8 -> s32 (a 16x16x32 tile is two "
+            "instructions), operands through ldmatrix", 16, 16, 32, "int8", "int32",
+            MMA_S8_S32, MMA_SCOPES),
 )
-# mma.sync's operands live in warp-distributed registers, loaded by ldmatrix.
-_WARP_MEMORY = {i.name for i in INTRINSICS if i.tvm_intrinsics["load_a"].startswith("mma_ldmatrix")}
 
 
 @hookimpl
@@ -136,13 +144,3 @@ def gta_mapping_candidates(workload, intrinsic, target):
     except RealisationError:  # e.g. a main stage that is not the output: no signed form
         return None
     return enumerate_mappings(op, intrinsic_computation(intrinsic), intrinsic.name)
-
-
-@hookimpl
-def gta_mapping_veto(candidate, workload, intrinsic, target):
-    """mma.sync mappings are enumerated (``gta mappings`` lists them) but not kept: their
-    realisation needs the warp-memory pipeline (ldmatrix fragments), not built yet."""
-    if intrinsic.name in _WARP_MEMORY:
-        return ("mma.sync realisation needs the warp-memory pipeline (ldmatrix fragments); "
-                "not built yet")
-    return None

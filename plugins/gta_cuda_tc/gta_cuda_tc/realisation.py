@@ -7,6 +7,7 @@ scopes the intrinsic declares. The core calls :func:`realise` (an untuned progra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gta_core.sdk import (
@@ -60,12 +61,15 @@ class Memory:
     staging: str  # the scope its load intrinsic reads from / its store intrinsic writes to
     move: str  # the TVM intrinsic that loads it (inputs) or stores it (the output)
     dims: int  # dimensions of its window: the innermost loops a load / store tensorizes
+    # "warp" fragments (mma.sync): window indices -> (lane, register), as ``move`` lays them out
+    lanes: Callable | None = None
 
 
 # Block annotations naming the TVM intrinsic that finish_gpu tensorizes a block with: on a
 # load / store block, and on the main block for its accumulator's initialisation.
 TENSORIZE = "gta.tensorize"
 TENSORIZE_INIT = "gta.tensorize_init"
+WARP = "warp"  # mma.sync's fragments: a warp's registers, addressed [lane, register]
 ELEMENTWISE_THREADS = 128  # threads per block of the kernels left at the root (packing...)
 
 
@@ -105,17 +109,64 @@ def fragment_scopes(intrinsic: Intrinsic) -> dict[str, Memory]:
                 "needs a fragment scope and the intrinsic moving it")
         read, written = _desc_scopes(move)
         fragment, staging = (written, read) if operand.role == "input" else (read, written)
-        if fragment == "warp":
-            raise RealisationError(
-                f"{intrinsic.name}: {move} keeps operand {operand.name} in 'warp' memory: "
-                "mma.sync realisation needs the warp-memory pipeline; not done yet")
         if fragment != operand.scope:
             raise RealisationError(
                 f"{intrinsic.name}: operand {operand.name} declares scope {operand.scope!r} "
                 f"but {move} moves it to/from {fragment!r}")
         out[operand.name] = Memory(fragment=fragment, staging=staging, move=move,
-                                   dims=len(operand.indices))
+                                   dims=len(operand.indices),
+                                   lanes=_lanes(move) if fragment == WARP else None)
     return out
+
+
+def _lanes(tvm_intrinsic: str) -> Callable:
+    """How a registered TVM intrinsic moving a "warp" fragment lays out its window.
+
+    Its description copies element ``[v0, v1]`` of the window (the staging side's indices)
+    to or from ``warp[lane, register]``; the function returned gives those two indices for
+    any window indices, read off the description rather than restated here.
+    """
+    from tvm.s_tir import TensorIntrin
+    from tvm.tirx import For
+
+    stmt = TensorIntrin.get(tvm_intrinsic).desc.body.block.body
+    while isinstance(stmt, For):
+        stmt = stmt.body
+    block = stmt.block
+    regions = [*block.reads, *block.writes]
+    warp = next(r for r in regions if r.source.scope() == WARP)
+    window = next(r for r in regions if r.source.scope() != WARP)
+    window_vars = [r.min for r in window.region]
+    lanes = [r.min for r in warp.region]
+
+    def layout(*indices):
+        bound = dict(zip(window_vars, indices))
+        return tuple(_rebuilt(lane, bound, str(indices[0].ty), tvm_intrinsic) for lane in lanes)
+
+    return layout
+
+
+def _rebuilt(expr, bound: dict, dtype: str, source: str):
+    """``expr`` (integer arithmetic on the description's variables) over ``bound``'s
+    expressions, its constants in ``dtype`` (the buffer's index type, int64 in models)."""
+    from tvm import tirx
+
+    if isinstance(expr, tirx.Var):
+        return bound[expr]
+    if isinstance(expr, tirx.IntImm):
+        return tirx.IntImm(dtype, expr.value)
+    if isinstance(expr, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod)):
+        return type(expr)(_rebuilt(expr.a, bound, dtype, source),
+                          _rebuilt(expr.b, bound, dtype, source))
+    raise RealisationError(f"{source}: cannot read its warp layout ({type(expr).__name__} "
+                           "in an index)")
+
+
+def _in_warp_layout(sch, block, buffer: tuple[str, int], memory: Memory) -> None:
+    """Lay a "warp" fragment buffer out as its mover reads or writes it: the window's
+    ``dims`` innermost indices become (lane, register), the outer ones stay."""
+    dims = memory.dims
+    sch.transform_layout(block, buffer, lambda *i: (*i[:-dims], *memory.lanes(*i[-dims:])))
 
 
 def block_memory(program: Workload, candidate: MappingCandidate,
@@ -160,6 +211,8 @@ def stage_operands(sch, block_name: str, inputs: list[Memory], output: Memory,
     store = sch.cache_write(block, 0, output.fragment)
     _move_under(sch, store, staging.accumulator_at, after=True)
     sch.annotate(store, TENSORIZE, output.move)
+    if output.lanes is not None:
+        _in_warp_layout(sch, store, ("read", 0), output)
     for index, memory in enumerate(inputs):
         if memory.staging != "global":
             staged = sch.cache_read(block, index, memory.staging)
@@ -169,6 +222,8 @@ def stage_operands(sch, block_name: str, inputs: list[Memory], output: Memory,
         load = sch.cache_read(block, index, memory.fragment)
         _move_under(sch, load, staging.fragment_at)
         sch.annotate(load, TENSORIZE, memory.move)
+        if memory.lanes is not None:
+            _in_warp_layout(sch, load, ("write", 0), memory)
     sch.annotate(block, TENSORIZE_INIT, intrinsic.tvm_intrinsics["init"])
 
 

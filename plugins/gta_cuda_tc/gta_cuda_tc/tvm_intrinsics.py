@@ -25,6 +25,7 @@ fails: "Cannot find warp index(threadIdx.x) within the scope of warp memory"); b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import tvm
@@ -36,7 +37,7 @@ from tvm.tirx import PrimFunc
 from tvm.tirx import stmt as _s
 from tvm.tirx.compilation_pipeline import get_tir_pipeline, register_tir_pipeline
 
-from gta_cuda_tc.names import wmma_names
+from gta_cuda_tc.names import WARP_MMA_PIPELINE, wmma_names
 
 # (m, n, k, in_dtype, out_dtype): the fragment shapes CUDA's wmma API offers for these dtypes.
 WMMA_SHAPES: list[tuple[int, int, int, str, str]] = [
@@ -47,8 +48,6 @@ WMMA_SHAPES: list[tuple[int, int, int, str, str]] = [
     ],
     (16, 16, 16, "int8", "int32"),
 ]
-
-WARP_MMA_PIPELINE = "gta_warp_mma"
 
 _SHARED = "shared"
 
@@ -75,7 +74,7 @@ for _shape in WMMA_SHAPES:
 # ---------------------------------------------------------------------------------------------
 # A build pipeline for TVM's warp-scope mma.sync intrinsics (names.MMA_*).
 #
-# Three TVM 0.27 defects stop them, each worked around here:
+# Four TVM 0.27 defects stop them, each worked around here:
 # 1. LiftThreadBinding / UnifyThreadBinding put the single threadIdx.x launch above the "warp"
 #    AllocBuffers, while LowerWarpMemory looks for threadIdx.x *below* each allocation. We hoist
 #    the warp allocations (registers: their lifetime can grow) to just above that launch.
@@ -84,6 +83,10 @@ for _shape in WMMA_SHAPES:
 # 3. LowerWarpMemory needs the index as `... + threadIdx.x * c + ...`; CommonSubexprElim hides
 #    threadIdx.x * 8 in a let variable ("require positive constant coefficient on warp index"),
 #    so the pipeline runs with "tirx.disable_cse_tir".
+# 4. The mma.sync codegen (src/target/source/ptx.cc, PrintMMAAssembly) fills its operands in by
+#    replacing the letters A, B, C, D, E, F one after the other, so an operand whose name holds
+#    a later letter is mangled ("B_shared_warp" as A becomes "A_shared_warp..._shared_warp"
+#    once B is replaced). The warp buffers, the only operands it names, are renamed lower case.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -154,6 +157,33 @@ def _lower_warp_memory_for_mma(mod: tvm.IRModule, _ctx: tvm.transform.PassContex
     return mod
 
 
+def _warp_names_lowercased(mod: tvm.IRModule) -> tvm.IRModule:
+    """``mod`` with the names of its "warp" buffers in lower case (defect 4).
+
+    TVM renames nodes only through C++ mutators it does not expose to Python; its JSON form
+    keeps every node and reference, so the names are changed there.
+    """
+    graph = json.loads(tvm.ir.save_json(mod))
+    nodes = graph["nodes"]
+
+    def warp(type_index) -> bool:
+        data = nodes[type_index].get("data")
+        scope = data.get("storage_scope") if isinstance(data, dict) else None
+        return scope is not None and nodes[scope].get("data") == "warp"
+
+    renamed = False
+    for node in list(nodes):
+        data = node.get("data")
+        if node.get("type") != "ir.Var" or not isinstance(data, dict) or not warp(data["ty"]):
+            continue
+        name = nodes[data["name"]]["data"]
+        if name != name.lower():
+            nodes.append({"type": "ffi.String", "data": name.lower()})
+            data["name"] = len(nodes) - 1  # a new string: the old one may be shared
+            renamed = True
+    return tvm.ir.load_json(json.dumps(graph)) if renamed else mod
+
+
 def _warp_mma() -> tuple[tvm.transform.Pass, Callable[[], tvm.transform.Pass],
                          Callable[[], tvm.transform.Pass]]:
     """TVM's s_tir pipeline, CSE off, with the warp-memory fix before device finalization."""
@@ -166,7 +196,7 @@ def _warp_mma() -> tuple[tvm.transform.Pass, Callable[[], tvm.transform.Pass],
         config = {**ctx.config, "tirx.disable_cse_tir": True}
         with tvm.transform.PassContext(opt_level=ctx.opt_level, required_pass=ctx.required_pass,
                                        disabled_pass=ctx.disabled_pass, config=config):
-            return lower(mod)
+            return lower(_warp_names_lowercased(mod))
 
     def _finalize_device() -> tvm.transform.Pass:
         return tvm.transform.Sequential([_lower_warp_memory_for_mma, finalize_device()])

@@ -40,6 +40,21 @@ def generated(name: str, out_dir: str, arch: str | None = None):
     return codegen(WORKLOADS[name], out, target="cuda-tc", arch=arch)
 
 
+# The mma.sync intrinsic each workload is generated with in the mma tests.
+MMA = {"gemm": "mma-m16n8k16-f16f32", "conv2d": "mma-m16n8k16-f16f32",
+       "batch_gemm": "mma-m16n8k16-f16f32", "gemm-int8": "mma-m16n8k32-s8s32"}
+
+
+@functools.cache
+def generated_mma(name: str, out_dir: str, arch: str | None = None):
+    spec = WORKLOADS[name]
+    mapping = next(c.id for c in mapping_candidates(load_workload(spec), "cuda-tc",
+                                                    default_registry())
+                   if c.status == "kept" and c.intrinsic == MMA[name])
+    out = Path(out_dir) / f"{name}-mma-{arch or 'default'}.cu"
+    return codegen(spec, out, target="cuda-tc", arch=arch, mapping=mapping)
+
+
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("codegen"))
@@ -73,6 +88,19 @@ def test_codegen_for_sm_90_compiles_for_sm_90(out_dir: str):
     result = generated("gemm", out_dir, "sm_90")
     assert result.arch == "sm_90"
     nvcc(Path(result.source), "sm_90")
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_mma_mappings_give_ldmatrix_and_mma_sync_kernels(name: str, out_dir: str):
+    result = generated_mma(name, out_dir)
+    source = Path(result.source).read_text()
+    assert result.instructions == ["mma.sync"]
+    shape = "m16n8k32" if name == "gemm-int8" else "m16n8k16"
+    assert f"mma.sync.aligned.{shape}.row.col" in source
+    assert "ldmatrix.sync.aligned.m8n8.x4" in source  # A's fragments at least
+    assert "__shared__" in source and "wmma::" not in source
+    for arch in ("sm_80", "sm_90"):
+        nvcc(Path(result.source), arch)
 
 
 def test_int8_kernel_multiplies_signed_fragments(out_dir: str):
@@ -146,9 +174,10 @@ def test_sampled_kernels_match_numpy_on_the_gpu(spec: str):
     registry = default_registry()
     workload = load_workload(spec)
     target = registry.target("cuda-tc")
-    for candidate in _candidates(workload, "cuda-tc", None, registry)[:4]:
-        if not candidate.intrinsic.startswith("wmma"):
-            continue
+    candidates = _candidates(workload, "cuda-tc", None, registry)
+    # The first mapping of each instruction family (wmma, mma.sync).
+    firsts = {c.intrinsic.split("-")[0]: c for c in reversed(candidates)}
+    for candidate in firsts.values():
         sch = _sampled(workload, target, [candidate], 1, 8, registry, print)[0]
         module = build(sch.mod, target).jit()
         inputs = workload.random_inputs(0)

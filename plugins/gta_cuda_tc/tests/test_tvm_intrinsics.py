@@ -27,10 +27,15 @@ import tvm
 
 # Imported once for the whole file: ~17 s, TVM's CUDA intrinsic module.
 from gta_cuda_tc import tvm_intrinsics
-from gta_cuda_tc.names import MMA_F16_F16, MMA_F16_F32, wmma_names
+from gta_cuda_tc.names import MMA_F16_F16, MMA_F16_F32, MMA_S8_S32, wmma_names
+from gta_cuda_tc.realisation import _lanes
 from tvm import te
 from tvm.s_tir import Schedule
-from tvm.s_tir.tensor_intrin.cuda import shared_16x16_to_ldmatrix_32x8_layout
+from tvm.s_tir.tensor_intrin.cuda import (
+    shared_16x16_to_ldmatrix_32x8_layout,
+    shared_16x32_to_ldmatrix_32x16_layout,
+    shared_32x16_to_ldmatrix_32x16_layout,
+)
 
 # TVM compiles CUDA itself only where a CUDA runtime is loaded (the GPU run); its default,
 # nvrtc, needs Python CUDA bindings that the project does not install.
@@ -207,9 +212,31 @@ def test_all_names_registered() -> None:
     for shape in tvm_intrinsics.WMMA_SHAPES:
         for name in wmma_names(*shape).values():
             assert get(name, allow_missing=True) is not None, name
-    for group in (MMA_F16_F32, MMA_F16_F16):
+    for group in (MMA_F16_F32, MMA_F16_F16, MMA_S8_S32):
         for name in group.values():
             assert get(name, allow_missing=True) is not None, name
+
+
+@pytest.mark.parametrize(("mover", "window", "layout"), [
+    (MMA_F16_F32["load_a"], (16, 16), shared_16x16_to_ldmatrix_32x8_layout),
+    (MMA_F16_F32["load_b"], (16, 16), shared_16x16_to_ldmatrix_32x8_layout),
+    (MMA_F16_F32["store"], (16, 16), shared_16x16_to_ldmatrix_32x8_layout),
+    (MMA_S8_S32["load_a"], (16, 32), shared_16x32_to_ldmatrix_32x16_layout),
+    (MMA_S8_S32["load_b"], (32, 16), shared_32x16_to_ldmatrix_32x16_layout),
+    (MMA_S8_S32["store"], (16, 16), shared_16x16_to_ldmatrix_32x8_layout),
+])
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_warp_layouts_are_read_off_the_movers(mover: str, window: tuple[int, int],
+                                              layout: Callable, dtype: str) -> None:
+    """The realisation's (lane, register) of every window element is TVM's, in the index
+    type of the buffer (int64 in models)."""
+    lanes = _lanes(mover)
+    analyzer = tvm.sym.Analyzer()
+    for i in range(window[0]):
+        for j in range(window[1]):
+            got = lanes(tvm.tirx.IntImm(dtype, i), tvm.tirx.IntImm(dtype, j))
+            assert all(str(g.ty) == dtype for g in got)
+            assert tuple(analyzer.simplify(g).value for g in got) == tuple(layout(i, j))
 
 
 def test_reimport_is_harmless() -> None:
