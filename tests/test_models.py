@@ -79,6 +79,7 @@ def test_tvm_intrinsics_must_name_the_compute_one():
     ({"peak": {"int4": 1.0}}, "peak dtype 'int4'"),
     ({"peak": {"int8": -1.0}}, "must be positive"),
     ({"kind": "fpga"}, "'cpu' or 'gpu'"),
+    ({"tir_pipeline": "no_module_named"}, "should match pattern"),
 ])
 def test_a_malformed_target_is_rejected(fields, message):
     base = {"name": "t", "kind": "cpu", "tvm": {"kind": "llvm"}}

@@ -167,6 +167,18 @@ def test_int8_maps_through_its_signed_form(spec: str) -> None:
         assert instruction in source and "signed char" in source
 
 
+def test_cuda_tc_programs_build_through_the_pipeline_the_target_names() -> None:
+    from tvm.tirx.compilation_pipeline import get_tir_pipeline
+
+    from gta_core.measure.check import tir_pipeline
+
+    target = _registry().target(TARGET)
+    assert target.tir_pipeline == "gta_cuda_tc.tvm_intrinsics:gta_warp_mma"
+    assert tir_pipeline(target) == "gta_warp_mma"  # its module imported: registered
+    assert get_tir_pipeline("gta_warp_mma") is not None
+    assert tir_pipeline(_registry().target("avx512")) == "default"
+
+
 def _has_gpu() -> bool:
     import tvm
 
