@@ -206,7 +206,7 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
     start = time.perf_counter()
     model = guarded(registry.cost_models[cost_model].factory)
     result = run_schedule(
-        subgraphs, trials, store=store, builder=make_builder(measure),
+        subgraphs, trials, store=store, builder=make_builder(measure, chosen),
         runner=make_runner(measure, chosen), cost_model=model,
         rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
         time_budget=time_budget, policy=scheduler, search=search, progress=progress)

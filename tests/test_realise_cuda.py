@@ -170,13 +170,34 @@ def test_int8_maps_through_its_signed_form(spec: str) -> None:
 def test_cuda_tc_programs_build_through_the_pipeline_the_target_names() -> None:
     from tvm.tirx.compilation_pipeline import get_tir_pipeline
 
-    from gta_core.measure.check import tir_pipeline
+    from gta_core.measure.check import registered
 
     target = _registry().target(TARGET)
     assert target.tir_pipeline == "gta_cuda_tc.tvm_intrinsics:gta_warp_mma"
-    assert tir_pipeline(target) == "gta_warp_mma"  # its module imported: registered
+    assert registered(target.tir_pipeline) == "gta_warp_mma"  # its module imported
     assert get_tir_pipeline("gta_warp_mma") is not None
-    assert tir_pipeline(_registry().target("avx512")) == "default"
+    assert registered(_registry().target("avx512").tir_pipeline) == "default"
+
+
+def test_the_builder_workers_build_mma_sync_through_the_targets_pipeline() -> None:
+    """Tuning on a GPU builds in worker processes that get only the TVM target: the GTA
+    target's pipeline reaches them through the builder (TVM's default cannot lower warp
+    memory)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from gta_core.measure.runners import make_builder
+    from gta_core.measure.settings import MeasureSettings
+
+    registry = _registry()
+    workload = load_workload(WORKLOADS["gemm-f32"])
+    target = registry.target(TARGET)
+    candidate = next(c for c in mapping_candidates(workload, TARGET, registry)
+                     if c.status == "kept" and c.intrinsic.startswith("mma-"))
+    realised = realise(workload, candidate, registry.intrinsics[candidate.intrinsic], target)
+    inputs = [ms.builder.BuilderInput(realised.sch.mod, target.tvm_target())]
+    settings = MeasureSettings(builder_workers=1)
+    assert make_builder(settings, target).build(inputs)[0].error_msg is None
+    assert "warp" in make_builder(settings).build(inputs)[0].error_msg
 
 
 def _has_gpu() -> bool:

@@ -88,13 +88,13 @@ def host_launches(sch_mod, target, params: list[str]):
     from tvm.tirx.build import split_host_device_mods
     from tvm.tirx.compilation_pipeline import get_tir_pipeline
 
-    from gta_core.measure.check import build_config, tir_pipeline
+    from gta_core.measure.check import build_config, registered
 
     with tvm.transform.PassContext(config=build_config("cuda")):
         bound = target.tvm_target().with_host(tvm.target.Target("llvm"))
         mod = tvm.tirx.transform.BindTarget(bound)(sch_mod)
         # The pipeline the program builds with (gta_core.measure.build), up to the split.
-        pipeline, _host_passes, _device_passes = get_tir_pipeline(tir_pipeline(target))
+        pipeline, _host_passes, _device_passes = get_tir_pipeline(registered(target.tir_pipeline))
         mod = pipeline(mod)
         host, devices = split_host_device_mods(mod)
     device_params = {}

@@ -36,12 +36,15 @@ def build_config(target_kind: str) -> dict[str, object]:
     return {}
 
 
-def build(program, target: Target | tvm.target.Target) -> tvm.runtime.Executable:
+def build(program, target: Target | tvm.target.Target, *,
+          pipeline: str | None = None) -> tvm.runtime.Executable:
     """Compile ``program`` for ``target``: the one way GTA builds a program.
 
     Tuning's builder workers (``runners.build_candidate``), the final pick, the checks and
     ``gta bench`` all build through here, with the same passes and config, so the program
-    checked is the program timed.
+    checked is the program timed. The TIR pipeline is the GTA target's
+    (``Target.tir_pipeline``), or ``pipeline`` where ``target`` is a TVM target (the builder
+    workers get only that).
     """
     import tvm
 
@@ -49,16 +52,18 @@ def build(program, target: Target | tvm.target.Target) -> tvm.runtime.Executable
 
     register_fast_math()
     tvm_target = target.tvm_target() if isinstance(target, Target) else target
+    if isinstance(target, Target):
+        pipeline = target.tir_pipeline
     with tvm.transform.PassContext(config=build_config(tvm_target.kind.name)):
-        return tvm.compile(program, target=tvm_target, tir_pipeline=tir_pipeline(target))
+        return tvm.compile(program, target=tvm_target, tir_pipeline=registered(pipeline))
 
 
-def tir_pipeline(target: Target | tvm.target.Target) -> str:
-    """The TIR pipeline ``target``'s programs build with (``Target.tir_pipeline``, registered
-    by importing its module), or TVM's default."""
-    if not isinstance(target, Target) or target.tir_pipeline is None:
+def registered(pipeline: str | None) -> str:
+    """The TVM name of a ``module:name`` TIR pipeline, its module imported (which registers
+    it); TVM's default for None."""
+    if pipeline is None:
         return "default"
-    module, name = target.tir_pipeline.split(":")
+    module, name = pipeline.split(":")
     importlib.import_module(module)
     return name
 

@@ -33,7 +33,8 @@ class Outcome(BaseModel):
 
 
 def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
-                    _params: dict | None = None) -> tvm.runtime.Module:
+                    _params: dict | None = None, *,
+                    pipeline: str | None = None) -> tvm.runtime.Module:
     """The builder workers' build function: MetaSchedule's default without its imports.
 
     TVM's default first imports every registered tensor intrinsic (tvm.s_tir.tensor_intrin,
@@ -47,16 +48,20 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
     difference is MetaSchedule's: its ``RewriteLayout`` postprocessor adds blocks that
     re-lay the weights, which tuning removes (it assumes weights laid out ahead of time).
     GTA's programs have no such block. ``gta bench`` builds every TVM contender with its
-    blocks kept, so all of them pay their weight transform on every call.
+    blocks kept, so all of them pay their weight transform on every call. ``pipeline`` is
+    the GTA target's ``tir_pipeline`` (the workers get only the TVM target).
     """
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return build(mod, target).mod
+    return build(mod, target, pipeline=pipeline).mod
 
 
-def make_builder(settings: MeasureSettings) -> ms.builder.Builder:
-    """A LocalBuilder with the settings' timeout and workers, building with ``build_candidate``."""
+def make_builder(settings: MeasureSettings, target: Target | None = None) -> ms.builder.Builder:
+    """A LocalBuilder with the settings' timeout and workers, building with ``build_candidate``
+    (through ``target``'s TIR pipeline, where it names one)."""
+    import functools
+
     from tvm.s_tir import meta_schedule as ms
 
     workers = settings.builder_workers
@@ -64,9 +69,12 @@ def make_builder(settings: MeasureSettings) -> ms.builder.Builder:
         from ..host import cpu_cores
 
         workers = cpu_cores()  # a farm measures elsewhere: every local core builds
+    f_build = build_candidate
+    if target is not None and target.tir_pipeline is not None:
+        f_build = functools.partial(build_candidate, pipeline=target.tir_pipeline)
     return ms.builder.LocalBuilder(max_workers=workers,
                                    timeout_sec=settings.build_timeout_s,
-                                   f_build=build_candidate)
+                                   f_build=f_build)
 
 
 def _tvm_target(target: Target | tvm.target.Target) -> tvm.target.Target:
