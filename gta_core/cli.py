@@ -230,6 +230,7 @@ def cmd_peak(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from .measure.offline import RoundWritten
     from .tuning import tune
 
     measure = measure_settings(args)
@@ -248,17 +249,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.flush_to and (args.warm_caches or not args.model):
         raise UsageError("--flush-to is for --model, whose functions are timed with caches "
                          "flushed (not with --warm-caches)")
-    if args.model:
+    try:
         with _TuneProgress(enabled=not args.quiet) as progress:
-            report = cmd_tune_model(args, progress.update)
+            if args.model:
+                report = cmd_tune_model(args, progress.update)
+            else:
+                report = tune(args.specs, args.target, args.trials, args.db,
+                              weights=args.weights, arch=args.arch,
+                              time_budget=args.time_budget, scheduler=args.scheduler,
+                              measure=measure, progress=progress.update,
+                              cost_model=args.cost_model)
+    except RoundWritten as written:
+        print(f"{written}; measure it on the GPU: python3 benchmarks/gpu_check/run_on_gpu.py "
+              f"--kernels {written.path} --out {written.path}, then run this command again")
+        return 0
+    if args.model:
         if report is not None:
             _print_json(report)
         return 0
-    with _TuneProgress(enabled=not args.quiet) as progress:
-        report = tune(args.specs, args.target, args.trials, args.db, weights=args.weights,
-                      arch=args.arch,
-                      time_budget=args.time_budget, scheduler=args.scheduler, measure=measure,
-                      progress=progress.update, cost_model=args.cost_model)
     if args.report:
         from .tuning_report import write_report
 
@@ -397,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--scheduler", choices=["dual", "even"], default="dual",
                       help="dual-task scheduling (default) or an even split, for comparison")
     tune.add_argument("--rpc", help="measure through a TVM RPC tracker: tracker=HOST:PORT,key=KEY")
+    tune.add_argument("--measure-offline", type=Path, metavar="DIR",
+                      help="measure elsewhere, in rounds: take back DIR's measured rounds, "
+                           "write the next round of candidates (CUDA source and launches) to "
+                           "DIR/round-N and stop; a GPU runs benchmarks/gpu_check/"
+                           "run_on_gpu.py on it")
     tune.add_argument("--build-timeout", type=_positive_float, metavar="SECONDS",
                       help="a candidate's build fails after this long (default 300)")
     tune.add_argument("--run-timeout", type=_positive_float, metavar="SECONDS",

@@ -135,7 +135,12 @@ def measure_settings(args: argparse.Namespace):
     from .measure import MeasureSettings, model_settings, parse_rpc
 
     given = {"build_timeout_s": args.build_timeout, "run_timeout_s": args.run_timeout}
-    settings = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None,
+    offline = getattr(args, "measure_offline", None)
+    if args.rpc and offline:
+        from .cli import UsageError
+
+        raise UsageError("--rpc and --measure-offline are two places to measure: pick one")
+    settings = MeasureSettings(rpc=parse_rpc(args.rpc) if args.rpc else None, offline=offline,
                                **{k: v for k, v in given.items() if v is not None})
     if not args.model or args.warm_caches:
         return settings

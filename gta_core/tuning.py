@@ -173,7 +173,8 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
     workloads = [w for w, _ in merged.values()]
     weight_of = [weight for _, weight in merged.values()]
     measure = measure or MeasureSettings()
-    if chosen.kind != "cpu" and measure.rpc is None and not _local_gpu():
+    if chosen.kind != "cpu" and measure.rpc is None and measure.offline is None \
+            and not _local_gpu():
         raise TuneError(f"target {target} needs a GPU or an RPC tracker: this machine has no GPU "
                         "that TVM sees; pass --rpc tracker=HOST:PORT,key=KEY to measure on a "
                         "GPU host")
@@ -203,11 +204,22 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
                             f"(see gta mappings '{workload.spec}' --target {target})")
         subgraphs.append(Subgraph(workload.spec, weight, tasks))
     store = RecordStore(path)
+    if measure.offline is not None:
+        from .measure.offline import OfflineRound, RoundPending, take_back
+
+        measure.offline.mkdir(parents=True, exist_ok=True)
+        try:
+            take_back(measure.offline, store)
+        except RoundPending as exc:
+            raise TuneError(str(exc)) from None
+        runner = OfflineRound(measure.offline, chosen)
+    else:
+        runner = make_runner(measure, chosen)
     start = time.perf_counter()
     model = guarded(registry.cost_models[cost_model].factory)
     result = run_schedule(
         subgraphs, trials, store=store, builder=make_builder(measure, chosen),
-        runner=make_runner(measure, chosen), cost_model=model,
+        runner=runner, cost_model=model,
         rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
         time_budget=time_budget, policy=scheduler, search=search, progress=progress)
     reports = [_report(w, chosen, weight, state, outcomes, store, measure, registry)

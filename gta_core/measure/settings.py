@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -61,6 +62,8 @@ class MeasureSettings(BaseModel):
     flush_to: Literal["auto", "memory", "llc"] = "memory"
     builder_workers: int = Field(default=1, ge=1)
     rpc: RPCSettings | None = None
+    # Measured elsewhere, in rounds written to and read back from this directory (offline.py)
+    offline: Path | None = None
 
     @field_validator("rpc", mode="before")
     @classmethod

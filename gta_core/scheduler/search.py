@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from ..database import trace_key
 from ..generation.rule import GenerationRule
 from ..measure.artifact_check import ArtifactCheck, Reference
+from ..measure.offline import OfflineRound
 from ..measure.rpc import check_farm
 from ..measure.runners import error_line, remove_artifact
 from ..pruning.constraint import Constraint
@@ -360,6 +361,8 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
 
     builder, runner = picks[0][0].builder, picks[0][0].runner
     flat = [(search, c) for search, candidates in picks for c in candidates]
+    if isinstance(runner, OfflineRound):
+        runner.write(flat)  # measured elsewhere: the run stops here (RoundWritten)
     # A model's function is built, timed and checked as the compiled model runs it, its
     # constant weights laid out once beforehand (weight_prepack): a trial that paid the
     # layout on every call was timed at 1.1-45x the compute the model runs.
