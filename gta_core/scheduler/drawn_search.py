@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 from .tile_cost import estimated_cycles
-from .tile_draw import SketchDraw, draw_inside, neighbours
+from .tile_draw import SketchDraw, as_replay, draw_inside, neighbours
 
 
 class DrawnSearch:
@@ -90,8 +90,9 @@ class DrawnSearch:
         ``(trace, latency us or None)``: the draws they replayed are not drawn again, and
         the fastest are parents from the first evolution on."""
         for trace, latency in measured:
+            replay = as_replay(trace)
             for k, sketch in enumerate(self.sketches):
-                tiles = sketch.drawn_in(trace)
+                tiles = sketch.drawn_in(replay)
                 if tiles is None:
                     continue
                 self.drawn.add((k, tiles))

@@ -82,12 +82,12 @@ class SketchDraw:
     def draw(self, rng: random.Random) -> tuple[tuple[int, ...], ...]:
         return tuple(rng.choice(site.choices) for site in self.sites)
 
-    def drawn_in(self, trace) -> tuple[tuple[int, ...], ...] | None:
-        """The tiles ``trace`` (a measured program's) drew where it is a replay of this
-        sketch: the same instructions, each sampled tiling one its site may draw; else
-        None."""
-        replayed = trace.simplified(remove_postproc=True)
-        if _instructions(replayed) != self.instructions:
+    def drawn_in(self, replay: tuple) -> tuple[tuple[int, ...], ...] | None:
+        """The tiles a measured program drew where it is a replay of this sketch: the same
+        instructions, each sampled tiling one its site may draw; else None. ``replay`` is
+        :func:`as_replay` of the program's trace (made once for all sketches)."""
+        replayed, instructions = replay
+        if instructions != self.instructions:
             return None
         sampled = [inst for inst in replayed.insts if inst.kind.name == "SamplePerfectTile"]
         drawn = tuple(tuple(int(v) for v in replayed.decisions[inst]) for inst in sampled)
@@ -118,6 +118,13 @@ class SketchDraw:
             return sch if all(postproc.apply(sch) for postproc in postprocs) else None
         except Exception:  # noqa: BLE001 - a replay that fails is a rejected sample
             return None
+
+
+def as_replay(trace) -> tuple:
+    """(``trace`` without its postprocessing, its instructions as text): what
+    :meth:`SketchDraw.drawn_in` compares with a sketch."""
+    replayed = trace.simplified(remove_postproc=True)
+    return replayed, _instructions(replayed)
 
 
 def _instructions(trace) -> str:
