@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from gta_core.sdk import Constraint, ScheduleContext, Target, index_variables
 
-FRAGMENT_SCOPES = ("wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator")
+# wmma's fragments, and mma.sync's ("warp": a warp's registers, [lane, register])
+FRAGMENT_SCOPES = ("wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator", "warp")
 BASE_REGISTERS = 32  # per thread beside fragments: addresses, loop counters, copy vectors
 
 
@@ -24,6 +25,8 @@ class KernelUsage:
     threads: int = 1  # per thread block
     fragment_bytes: dict[str, int] = field(default_factory=dict)  # per warp, by scope
     fragment_elements: dict[str, int] = field(default_factory=dict)  # per warp, by scope
+    # per warp: the fragments a block initialises (writes, reading nothing), whatever scope
+    accumulator_elements: int = 0
 
 
 def _bytes(buffer) -> int:
@@ -49,9 +52,14 @@ def _kernel_usage(kernel) -> KernelUsage:
     extents: dict[str, int] = defaultdict(lambda: 1)
     fragments: dict[str, int] = defaultdict(int)
     elements: dict[str, int] = defaultdict(int)
+    sizes: dict[str, int] = {}  # elements of each fragment buffer, by name
+    initialised: set[str] = set()
     stack = [kernel]
     while stack:
         node = stack.pop()
+        if hasattr(node, "writes") and not node.reads:
+            initialised.update(r.source.name for r in node.writes
+                               if r.source.scope() in FRAGMENT_SCOPES)
         binding = getattr(node, "thread_binding", None)
         if getattr(node, "kind", None) == ForKind.THREAD_BINDING and binding is not None:
             tag = binding.thread_tag
@@ -67,10 +75,12 @@ def _kernel_usage(kernel) -> KernelUsage:
                 for extent in buffer.shape:
                     count *= int(extent)
                 elements[scope] += count
+                sizes[buffer.name] = count
         stack.extend(_children(node))
     for extent in extents.values():
         usage.threads *= extent
     usage.fragment_bytes, usage.fragment_elements = dict(fragments), dict(elements)
+    usage.accumulator_elements = sum(sizes.get(name, 0) for name in initialised)
     return usage
 
 
@@ -98,6 +108,7 @@ def kernel_usage(sch) -> KernelUsage:
             total.fragment_bytes[scope] = max(total.fragment_bytes.get(scope, 0), size)
         for scope, count in usage.fragment_elements.items():
             total.fragment_elements[scope] = max(total.fragment_elements.get(scope, 0), count)
+        total.accumulator_elements = max(total.accumulator_elements, usage.accumulator_elements)
     return total
 
 
@@ -187,7 +198,10 @@ class AccumulatorFragments(Constraint):
         per_fragment = 1
         for var in {v for index in output.indices for v in index_variables(index)}:
             per_fragment *= compute.extent(var)
-        count = usage_of(context).fragment_elements.get("wmma.accumulator", 0) // per_fragment
+        usage = usage_of(context)
+        # the initialised fragments; before the reduction is split, all in the output's scope
+        count = (usage.accumulator_elements
+                 or usage.fragment_elements.get(output.scope, 0)) // per_fragment
         if count > self.max_fragments:
             return (f"a warp holds {count} accumulator fragments; at most {self.max_fragments} "
                     "stay in registers")

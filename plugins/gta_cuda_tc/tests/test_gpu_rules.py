@@ -36,13 +36,13 @@ def registry() -> Registry:
 
 
 @functools.cache
-def task() -> Task:
+def task(intrinsic: str = "wmma-m16n16k16-f16f32") -> Task:
     from gta_core.api import load_workload
 
     reg = registry()
     workload = load_workload(SPEC, reg)
     candidate = next(c for c in mapping_candidates(workload, "cuda-tc", reg)
-                     if c.intrinsic == "wmma-m16n16k16-f16f32")
+                     if c.intrinsic == intrinsic)
     return Task(workload, candidate, reg.intrinsics[candidate.intrinsic], reg.target("cuda-tc"))
 
 
@@ -54,16 +54,18 @@ def reshaped(target=None) -> ScheduleContext:
                            spatial=shaped.spatial, reduce=shaped.reduce, inner=shaped.inner)
 
 
-def space() -> MappingSpace:
+def space(intrinsic: str = "wmma-m16n16k16-f16f32") -> MappingSpace:
     reg = registry()
-    return MappingSpace(task(), list(reg.rules.values()), list(reg.constraints.values()))
+    return MappingSpace(task(intrinsic), list(reg.rules.values()),
+                        list(reg.constraints.values()))
 
 
-def replayed(fragments: int, warps: int, k_fragments: int) -> Schedule:
+def replayed(fragments: int, warps: int, k_fragments: int,
+             intrinsic: str = "wmma-m16n16k16-f16f32") -> Schedule:
     """The design space with every tile size chosen: per spatial axis ``fragments`` per warp
     and ``warps`` warps, ``k_fragments`` per k-step (the GEMM has 64 fragments per axis)."""
-    mod = tvm.IRModule({"main": task().workload.prim_func()})
-    trace = space().generate_design_space(mod)[0].trace
+    mod = tvm.IRModule({"main": task(intrinsic).workload.prim_func()})
+    trace = space(intrinsic).generate_design_space(mod)[0].trace
     tiles = [inst for inst in trace.insts if inst.kind.name == "SamplePerfectTile"]
     # Per spatial axis: [outer, fragments] then [blocks, warps]; then the reduction's split.
     chosen = [[64 // fragments, fragments], [64 // fragments // warps, warps]] * 2 \
@@ -74,8 +76,8 @@ def replayed(fragments: int, warps: int, k_fragments: int) -> Schedule:
     return sch
 
 
-def checked(sch: Schedule) -> ScheduleContext:
-    t = task()
+def checked(sch: Schedule, intrinsic: str = "wmma-m16n16k16-f16f32") -> ScheduleContext:
+    t = task(intrinsic)
     return ScheduleContext(sch=sch, block=t.workload.main_block, target=t.target,
                            workload=t.workload, intrinsic=t.intrinsic, mapping=t.mapping)
 
@@ -149,6 +151,21 @@ def test_a_fitting_schedule_passes_every_constraint():
     # 64 x 64 fp32 output tile.
     assert usage.shared_bytes == 2 * (64 * 32 * 2) + 64 * 64 * 4
     assert usage.fragment_elements["wmma.accumulator"] == 4 * 256  # per warp
+    assert usage.accumulator_elements == 4 * 256
+
+
+def test_mma_sync_fragments_in_warp_registers_are_counted():
+    """mma.sync's fragments are all in "warp" memory: the accumulators are those the kernel
+    initialises, the registers all of them."""
+    mma = "mma-m16n8k16-f16f32"
+    fits = kernel_usage(replayed(fragments=2, warps=2, k_fragments=2, intrinsic=mma))
+    assert fits.accumulator_elements == 4 * 256  # 2 x 2 fragments of 16 x 16 per warp
+    # and per warp the A and B fragments of one k-fragment each: 2 + 2 of 16 x 16 fp16
+    assert fits.fragment_bytes == {"warp": 4 * 256 * 4 + 4 * 256 * 2}
+    context = checked(replayed(fragments=8, warps=1, k_fragments=1, intrinsic=mma), mma)
+    assert registry().constraints["accumulator-fragments"].check(context) == \
+        "a warp holds 64 accumulator fragments; at most 16 stay in registers"
+    assert "registers" in registry().constraints["registers-per-thread"].check(context)
 
 
 def test_shared_memory_per_block_rejects_an_overflowing_schedule():
