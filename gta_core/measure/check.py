@@ -31,8 +31,9 @@ class Measurement(BaseModel):
 def build_config(target_kind: str) -> dict[str, object]:
     """The PassContext config a program for a target of this TVM kind builds with."""
     if target_kind == "cuda":
-        # Without it most tensorized CUDA programs fail in LowerIntrin (shared TVM notes).
-        return {"tirx.disable_storage_rewrite": True}
+        # Without it most tensorized CUDA programs fail in LowerIntrin (shared TVM notes);
+        # async copies: the copies of software-pipelined stages become cp.async (sm_80+).
+        return {"tirx.disable_storage_rewrite": True, "tirx.use_async_copy": True}
     return {}
 
 

@@ -21,7 +21,7 @@ BASE_REGISTERS = 32  # per thread beside fragments: addresses, loop counters, co
 class KernelUsage:
     """What the most demanding kernel of a program uses, per thread block and per warp."""
 
-    shared_bytes: int = 0  # per thread block
+    shared_bytes: int = 0  # per thread block, each software-pipeline stage's copy counted
     threads: int = 1  # per thread block
     fragment_bytes: dict[str, int] = field(default_factory=dict)  # per warp, by scope
     fragment_elements: dict[str, int] = field(default_factory=dict)  # per warp, by scope
@@ -54,12 +54,17 @@ def _kernel_usage(kernel) -> KernelUsage:
     elements: dict[str, int] = defaultdict(int)
     sizes: dict[str, int] = {}  # elements of each fragment buffer, by name
     initialised: set[str] = set()
+    shared: dict[str, int] = {}  # bytes of each shared buffer, by name
+    copies: dict[str, int] = {}  # shared buffers a software pipeline keeps this many of
     stack = [kernel]
     while stack:
         node = stack.pop()
         if hasattr(node, "writes") and not node.reads:
             initialised.update(r.source.name for r in node.writes
                                if r.source.scope() in FRAGMENT_SCOPES)
+        stages = (getattr(node, "annotations", None) or {}).get("software_pipeline_stage")
+        if stages is not None:
+            _pipelined(node, [int(stage) for stage in stages], copies)
         binding = getattr(node, "thread_binding", None)
         if getattr(node, "kind", None) == ForKind.THREAD_BINDING and binding is not None:
             tag = binding.thread_tag
@@ -68,7 +73,7 @@ def _kernel_usage(kernel) -> KernelUsage:
         for buffer in getattr(node, "alloc_buffers", None) or []:
             scope = buffer.scope()
             if scope == "shared":
-                usage.shared_bytes += _bytes(buffer)
+                shared[buffer.name] = _bytes(buffer)
             elif scope in FRAGMENT_SCOPES:
                 fragments[scope] += _bytes(buffer)
                 count = 1
@@ -81,7 +86,27 @@ def _kernel_usage(kernel) -> KernelUsage:
         usage.threads *= extent
     usage.fragment_bytes, usage.fragment_elements = dict(fragments), dict(elements)
     usage.accumulator_elements = sum(sizes.get(name, 0) for name in initialised)
+    usage.shared_bytes = sum(size * copies.get(name, 1) for name, size in shared.items())
     return usage
+
+
+def _pipelined(loop, stages: list[int], copies: dict[str, int]) -> None:
+    """Note the shared buffers that ``loop``'s software pipeline multiplies: each written in
+    a stage before the last is kept once per stage from its own to the last, plus one."""
+    body = loop.body
+    children = list(body.seq) if hasattr(body, "seq") else [body]
+    last = max(stages)
+    for child, stage in zip(children, stages):
+        if stage == last:
+            continue
+        stack = [child]
+        while stack:
+            node = stack.pop()
+            for region in getattr(node, "writes", None) or []:
+                if region.source.scope() == "shared":
+                    name = region.source.name
+                    copies[name] = max(copies.get(name, 1), last - stage + 1)
+            stack.extend(_children(node))
 
 
 def kernel_usage(sch) -> KernelUsage:

@@ -16,8 +16,8 @@ Every tile size is sampled with ``sample_perfect_tile`` and every unroll depth w
 ``sample_categorical``, so a design space is a trace whose decisions MetaSchedule mutates and
 replays; the placement and tensorization are shared with the untuned realisation
 (:func:`gta_cuda_tc.realisation.stage_operands`, :func:`~gta_cuda_tc.realisation.finish`).
-Software pipelining is not done: TVM's ``software_pipeline_*`` annotations need the async
-copies of ``cp.async`` staging, which these rules do not generate yet.
+The R0 loop is then a two-stage software pipeline whose copies are ``cp.async``
+(:class:`SoftwarePipeline`).
 """
 
 from __future__ import annotations
@@ -124,6 +124,52 @@ class StageThroughShared(GenerationRule):
                        warp_size(context.target))
 
 
+class SoftwarePipeline(GenerationRule):
+    """Load the next k-step's tiles while the Tensor Cores work on this one.
+
+    The k-step loop (the last R0 loop) becomes a two-stage software pipeline: its
+    global -> shared copies are stage 0, issued as asynchronous copies (``cp.async``, sm_80+)
+    one k-step ahead into a second set of shared buffers, and the fragment loads and
+    products are stage 1. TVM's ``InjectSoftwarePipeline`` builds it from the
+    ``software_pipeline_*`` annotations set here, its ``InjectPTXAsyncCopy`` the copies
+    (``tirx.use_async_copy``, set for CUDA builds); the shared-memory constraint counts the
+    doubled buffers.
+    """
+
+    name = "software-pipeline"
+    stage = 40
+
+    def applies(self, context: ScheduleContext) -> bool:
+        return tensor_core(context) and bool(context.levels.get("R0"))
+
+    def apply(self, context: ScheduleContext) -> None:
+        sch = context.sch
+        step = context.levels["R0"][-1]
+        body = sch.get(step).body
+        children = list(body.seq) if hasattr(body, "seq") else [body]
+        stages = [0 if _copies_to_shared(child) else 1 for child in children]
+        if 0 not in stages or 1 not in stages:
+            return  # nothing to overlap
+        sch.annotate(step, "software_pipeline_stage", stages)
+        sch.annotate(step, "software_pipeline_order", list(range(len(stages))))
+        sch.annotate(step, "software_pipeline_async_stages", [0])
+
+
+def _copies_to_shared(stmt) -> bool:
+    """Whether every block under ``stmt`` writes shared memory (a staging copy)."""
+    blocks, stack = [], [stmt]
+    while stack:
+        node = stack.pop()
+        block = getattr(node, "block", None)
+        if block is not None and hasattr(block, "writes"):
+            blocks.append(block)
+            node = block
+        stack.extend(child for name in ("body", "then_case", "else_case")
+                     if (child := getattr(node, name, None)) is not None)
+        stack.extend(getattr(node, "seq", None) or [])
+    return bool(blocks) and all(r.source.scope() == "shared" for b in blocks for r in b.writes)
+
+
 class UnrollKernel(GenerationRule):
     """Let the compiler unroll the kernel's loops up to a sampled depth (0, 16, 64 or 512).
 
@@ -148,4 +194,4 @@ def _bits(dtype: str) -> int:
     return int("".join(ch for ch in dtype if ch.isdigit()) or 8)
 
 
-GPU_RULES = (WarpTiling(), StageThroughShared(), UnrollKernel())
+GPU_RULES = (WarpTiling(), StageThroughShared(), SoftwarePipeline(), UnrollKernel())

@@ -75,6 +75,8 @@ def test_codegen_writes_a_tensor_core_kernel(name: str, out_dir: str):
     source = Path(result.source).read_text()
     assert result.instructions == ["wmma::mma_sync"]
     assert "wmma::mma_sync" in source and "__shared__" in source
+    # the k-step's tiles copied asynchronously one step ahead (software-pipeline)
+    assert "cp.async.commit_group" in source and "cp.async.wait_group 1" in source
     assert result.origin == "sampled" and result.seed >= 1 and result.arch == "sm_80"
     assert result.workload == load_workload(WORKLOADS[name]).spec
 

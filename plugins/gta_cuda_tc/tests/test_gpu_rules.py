@@ -24,7 +24,7 @@ from gta_core.plugins import Registry, load
 from gta_core.scheduler.space import MappingSpace, Task
 
 SPEC = "gemm:M=1024,N=1024,K=1024,dtype=float16"
-RULES = ["warp-tiling", "stage-through-shared", "unroll-kernel"]
+RULES = ["warp-tiling", "stage-through-shared", "software-pipeline", "unroll-kernel"]
 CONSTRAINTS = ["shared-memory-per-block", "threads-per-block", "accumulator-fragments",
                "registers-per-thread"]
 
@@ -114,6 +114,16 @@ def test_stage_through_shared_stages_every_operand_and_names_its_intrinsics():
     assert "T.vectorized" in script  # 16-byte global -> shared copies
 
 
+def test_software_pipeline_overlaps_the_copies_with_the_tensor_core_work():
+    context = reshaped()
+    for name in RULES[:3]:
+        registry().rules[name].apply(context)
+    step = context.sch.get(context.levels["R0"][-1])
+    # A's and B's global -> shared copies are stage 0 (asynchronous), the k-fragment loop 1
+    assert [int(v) for v in step.annotations["software_pipeline_stage"]] == [0, 0, 1]
+    assert [int(v) for v in step.annotations["software_pipeline_async_stages"]] == [0]
+
+
 def test_unroll_kernel_samples_the_unroll_depth():
     context = reshaped()
     for name in RULES:
@@ -147,9 +157,9 @@ def test_a_fitting_schedule_passes_every_constraint():
         assert registry().constraints[name].check(context) is None, name
     usage = kernel_usage(context.sch)
     assert usage.threads == 4 * 32
-    # A: 2 warps x 2 fragments x 16 rows by 2 k-fragments x 16, and B alike, in fp16; C's
-    # 64 x 64 fp32 output tile.
-    assert usage.shared_bytes == 2 * (64 * 32 * 2) + 64 * 64 * 4
+    # A: 2 warps x 2 fragments x 16 rows by 2 k-fragments x 16, and B alike, in fp16, each
+    # twice (the software pipeline's two stages); C's 64 x 64 fp32 output tile.
+    assert usage.shared_bytes == 2 * 2 * (64 * 32 * 2) + 64 * 64 * 4
     assert usage.fragment_elements["wmma.accumulator"] == 4 * 256  # per warp
     assert usage.accumulator_elements == 4 * 256
 
