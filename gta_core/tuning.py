@@ -205,12 +205,12 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
         subgraphs.append(Subgraph(workload.spec, weight, tasks))
     store = RecordStore(path)
     if measure.offline is not None:
-        from .measure.offline import OfflineRound, RoundPending, take_back
+        from .measure.offline import OfflineRound, RoundError, take_back
 
         measure.offline.mkdir(parents=True, exist_ok=True)
         try:
             take_back(measure.offline, store)
-        except RoundPending as exc:
+        except RoundError as exc:
             raise TuneError(str(exc)) from None
         runner = OfflineRound(measure.offline, chosen)
     else:

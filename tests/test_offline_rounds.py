@@ -67,6 +67,11 @@ def test_rounds_go_out_as_kernel_sets_and_come_back_as_records(tmp_path: Path) -
     with pytest.raises(TuneError, match="round-1 waits for its measurements"):
         _round(db, rounds, trials)
 
+    (first.path / RESULTS).write_text('{"results": [{"correct": true}]}')  # no "id"
+    with pytest.raises(TuneError, match="round-1: its manifest or gpu_results.json cannot "
+                                        "be read"):
+        _round(db, rounds, trials)
+
     timed = _stand_in(first.path)
     second = _round(db, rounds, trials)
     records = RecordStore(db).records()

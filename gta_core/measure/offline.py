@@ -44,8 +44,8 @@ class RoundWritten(Exception):  # noqa: N818 - not an error: the run stops for m
         self.count = count
 
 
-class RoundPending(ValueError):
-    """A round written earlier has no measurements yet; the message is one line."""
+class RoundError(ValueError):
+    """A round that cannot be taken back (no measurements yet, unreadable ones); one line."""
 
 
 def rounds(directory: Path) -> list[Path]:
@@ -58,19 +58,24 @@ def rounds(directory: Path) -> list[Path]:
 def take_back(directory: Path, store) -> int:
     """Add the measurements of every round not taken yet to ``store``; how many records.
 
-    RoundPending where a round has none yet.
+    RoundError where a round has none yet or they cannot be read.
     """
     added = 0
     for path in rounds(directory):
         if (path / TAKEN).exists():
             continue
         if not (path / RESULTS).exists():
-            raise RoundPending(
+            raise RoundError(
                 f"{path} waits for its measurements ({RESULTS}): run benchmarks/gpu_check/"
                 f"run_on_gpu.py --kernels {path} --out {path} on the GPU, or delete {path} "
                 "to draw that round anew")
-        manifest = json.loads((path / "manifest.json").read_text())
-        results = {r["id"]: r for r in json.loads((path / RESULTS).read_text())["results"]}
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            results = {r["id"]: r for r in json.loads((path / RESULTS).read_text())["results"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RoundError(f"{path}: its manifest or {RESULTS} cannot be read "
+                             f"({type(exc).__name__}: {str(exc)[:120]}); measure it again with "
+                             "run_on_gpu.py, or delete it") from None
         for kset in manifest["kernel_sets"]:
             result = results.get(kset["id"], {"status": "missing from the results"})
             run_secs, error, correct = _outcome(result)
