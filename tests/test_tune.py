@@ -69,7 +69,7 @@ def test_a_candidate_that_fails_to_build_does_not_stop_tuning(tmp_path, monkeypa
             return [ms.builder.BuilderResult(None, "RuntimeError: injected build failure")
                     if next(count) % 2 == 0 else r for r in results]
 
-    monkeypatch.setattr(runners, "make_builder", lambda settings: HalfBroken(real(settings)))
+    monkeypatch.setattr(runners, "make_builder", lambda *args: HalfBroken(real(*args)))
     task = tune([GEMM], "avx512", 4, tmp_path, measure=FAST).tasks[0]
     errors = [r.error for r in RecordStore(tmp_path).records()]
     assert task.trials == 4 and errors.count("RuntimeError: injected build failure") == 2

@@ -265,8 +265,9 @@ def test_mma_gemm_builds(group: dict[str, str], tmp_path: Path) -> None:
     assert "ldmatrix.sync.aligned.m8n8.x4" in source
     # Warp memory lowered: 2x2 accumulator fragments are 2*2*8 registers a thread, not 32x that.
     c_type = "float" if out_dtype == "float32" else "half"
-    assert f"{c_type} C_warp_ptr[32];" in source
-    assert "half A_shared_warp_ptr[16];" in source and "half B_shared_warp_ptr[16];" in source
+    # (warp buffers renamed lower case: TVM's mma codegen would mangle A..F in their names)
+    assert f"{c_type} c_warp_ptr[32];" in source
+    assert "half a_shared_warp_ptr[16];" in source and "half b_shared_warp_ptr[16];" in source
     _nvcc(source, tmp_path)
 
 
