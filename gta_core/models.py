@@ -165,6 +165,14 @@ class Operand(_Model):
     operand must be in (``"global"``, ``"wmma.matrix_a"``...); ``load`` and
     ``store`` name the TVM tensor intrinsics that move it into and out of that
     scope, where one is needed.
+
+    ``layout`` is how the intrinsic reads its window from memory, where that is not in the
+    order of ``indices``: one index expression per memory dimension over the operand's
+    variables, outermost first. AMX reads ``B[k, j]`` as ``["k // 4", "j", "k % 4"]``
+    (16 columns of 4 consecutive k per 64-byte row); the realisation packs the operand that
+    way. ``held`` says where the operand stays between calls: ``"registers"`` (a register
+    tile of calls keeps it in vector registers: the CPU register constraints count it) or
+    ``"memory"`` (each call loads and stores it itself, as AMX's tile loads do).
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -174,6 +182,23 @@ class Operand(_Model):
     scope: str = "global"
     load: str | None = None
     store: str | None = None
+    layout: list[str] | None = Field(default=None, min_length=1)
+    held: Literal["registers", "memory"] = "registers"
+
+    @model_validator(mode="after")
+    def _layout_over_indices(self) -> Operand:
+        if self.layout is None:
+            return self
+        own = set().union(*(index_variables(i) for i in self.indices))
+        for expression in self.layout:
+            unknown = index_variables(expression) - own
+            if unknown:
+                raise ValueError(f"operand {self.name} layout {expression!r} uses "
+                                 f"{sorted(unknown)}, which index no dimension of it")
+        if any(len(index_variables(i)) != 1 for i in self.indices):
+            raise ValueError(f"operand {self.name} declares a layout, so each of its indices "
+                             "must be one variable")
+        return self
 
 
 _AFFINE_NODES = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub,

@@ -134,12 +134,25 @@ def _prepare(workload: Workload, candidate: MappingCandidate, intrinsic: Intrins
     where = _Where(direct=reads_in_place(op, intr, candidate) if pack_in_place else set(),
                    packed=in_place_inputs(op, intr, candidate) if pack_in_place else {},
                    output=pack_in_place and writes_in_place(op, intr, candidate))
+    layouts = _declared_layouts(op, candidate, intrinsic)
+    where = where.without(layouts)
     _to_einsum(sch, block_name, op, where)
     _relayout_buffers(sch, block_name, op, intr, candidate, order, where)
     _relayout_block(sch, block_name, op, order)
     _pad(sch, block_name, op, intr, candidate, order)
     _split_windows(sch, block_name, op, intr, candidate, order, where)
+    _lay_out_windows(sch, block_name, op, intr, candidate, order, layouts)
     return sch, block_name, op, intr, order, candidate
+
+
+def _declared_layouts(op: Computation, candidate: MappingCandidate,
+                      intrinsic: Intrinsic) -> dict[tuple[str, int], list[str]]:
+    """(``"read"``/``"write"``, index) -> the window layout its intrinsic operand declares."""
+    declared = {o.name: o.layout for o in intrinsic.compute.operands if o.layout}
+    role = {tensor: name for name, tensor in candidate.operands.items()}
+    sides = (("read", op.inputs), ("write", (op.output,)))
+    return {(kind, n): declared[role[access.tensor]] for kind, accesses in sides
+            for n, access in enumerate(accesses) if role[access.tensor] in declared}
 
 
 def _bindings(sch, block) -> list:
@@ -297,6 +310,14 @@ class _Where:
         for index in self.direct:  # read where it is beats a copy
             self.packed.pop(index, None)
 
+    def without(self, operands) -> _Where:
+        """The same, with ``operands`` (``(kind, index)`` pairs) going through the einsum
+        form: an operand whose intrinsic declares a layout of its own is packed into it."""
+        reads = {index for kind, index in operands if kind == "read"}
+        return _Where(direct=self.direct - reads,
+                      packed={i: w for i, w in self.packed.items() if i not in reads},
+                      output=self.output and ("write", 0) not in operands)
+
     def keeps(self, operand: _Operand) -> bool:
         """Whether ``operand`` skips the einsum layout (its own, or no layout change at all)."""
         if operand.kind == "write":
@@ -391,6 +412,38 @@ def _split_windows(sch, block_name: str, op: Computation, intr: Computation,
         sch.transform_layout(block, (operand.kind, operand.index), IndexMap.from_func(
             _split(len(operand.outer), sizes), ndim=len(operand.outer) + len(sizes),
             index_dtype="int32"))
+
+
+@realisation_step("transform_layout (intrinsic's window layout)")
+def _lay_out_windows(sch, block_name: str, op: Computation, intr: Computation,
+                     candidate: MappingCandidate, order: _Order,
+                     layouts: dict[tuple[str, int], list[str]]) -> None:
+    """Each window an intrinsic operand reads in a layout of its own (``Operand.layout``)
+    to that layout: its trailing window dims, named by the operand's variables, become the
+    layout's dims."""
+    from tvm.tirx import IndexMap
+
+    block = sch.get_sblock(block_name)
+    for operand in _operands(op, intr, candidate, order):
+        layout = layouts.get((operand.kind, operand.index))
+        if layout is None:
+            continue
+        leading = len(operand.outer) + len(operand.window)  # then the windows (_split_windows)
+        sch.transform_layout(block, (operand.kind, operand.index), IndexMap.from_func(
+            _in_layout(leading, operand.window, layout),
+            ndim=leading + len(operand.window), index_dtype="int32"))
+
+
+def _in_layout(leading: int, window: tuple[str, ...], layout: list[str]):
+    """Index map: [leading..., window...] -> [leading..., layout's expressions of the window]."""
+    code = [compile(expression, "<layout>", "eval") for expression in layout]
+
+    def lay_out(*values):
+        named = dict(zip(window, values[leading:]))
+        # The expressions were checked to be affine over these names (models.Operand).
+        return [*values[:leading], *(eval(c, {"__builtins__": {}}, named) for c in code)]
+
+    return lay_out
 
 
 def _split(n_outer: int, sizes: list[int]):

@@ -155,6 +155,8 @@ class RegisterTileLatency(Constraint):
         if not loops:
             return None
         per_call = _registers_per_call(context)
+        if not per_call:  # the output is held in memory: no chain of calls on a register
+            return None
         tile = prod(loop.extent for loop in loops) * per_call
         bound = min(self.accumulators(context.target.resources),
                     self._largest_tile(context, per_call))
@@ -289,6 +291,10 @@ def _input_registers(context: ScheduleContext) -> int:
 
 
 def _registers(context: ScheduleContext, operand) -> int:
+    """Vector registers ``operand`` occupies across calls: none where each call loads and
+    stores it itself (``held="memory"``: AMX's tiles)."""
+    if operand.held == "memory":
+        return 0
     compute = context.intrinsic.compute
     elements = prod(compute.extent(v) for v in {n for i in operand.indices
                                                  for n in index_variables(i)})
