@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelError, channel_block, fuse, model_tasks
-from .measure.check import build_config
+from .measure.check import build_config, registered
 from .measure.fast_math import register_fast_math
 from .models import Target
 from .plugins import Registry, default_registry
@@ -119,7 +119,7 @@ def build_fused(fused, target: Target):
     """A fused, scheduled module built for ``target``: marked weight packing run on the
     constants (:mod:`.weight_prepack`), then TVM's CPU lowering and finalizing passes only
     (its default pipeline would legalize and fuse again), with the configuration
-    :func:`gta_core.measure.build` uses."""
+    and the target's TIR pipeline :func:`gta_core.measure.build` uses."""
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
@@ -134,7 +134,8 @@ def build_fused(fused, target: Target):
     register_fast_math()  # as every GTA build (gta_core.measure.build)
     with tvm_target, tvm.transform.PassContext(opt_level=3,
                                                config=build_config(tvm_target.kind.name)):
-        return tvm.compile(fused, target=tvm_target, relax_pipeline=lower)
+        return tvm.compile(fused, target=tvm_target, relax_pipeline=lower,
+                           tir_pipeline=registered(target.tir_pipeline))
 
 
 def run_model(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
