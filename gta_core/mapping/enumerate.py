@@ -167,5 +167,5 @@ def _candidate(intrinsic: str, intr: Computation, assignment: dict[str, Access],
     key = f"{intrinsic}|{sorted(operands.items())}|{sorted(axes.items())}"
     identifier = f"{intrinsic}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"
     return MappingCandidate(id=identifier, intrinsic=intrinsic, operands=operands, axes=axes,
-                            padding=padding, waste=round(waste, 4))
+                            padding=padding, waste=min(round(waste, 4), 0.9999))  # < 1
 

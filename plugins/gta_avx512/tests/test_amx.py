@@ -109,3 +109,16 @@ def test_a_library_asks_for_the_tiles_itself(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("True")
+
+
+def test_a_tiny_workload_is_all_padding_and_pruned_not_an_error():
+    """A 1 x 1 x 1 product on a 32 x 32 x 128 call is 99.999% padding: its waste must stay a
+    valid fraction below 1 (it once rounded to 1.0 and failed validation) and be pruned."""
+    workload = load_workload("gemm:M=1,N=1,K=1,dtype=int8")
+    [candidate] = enumerate_mappings(workload_computation(workload),
+                                     intrinsic_computation(DECLARED[0]), DECLARED[0].name)
+    assert 0.999 < candidate.waste < 1
+    rows = [row for row in mappings("gemm:M=1,N=1,K=1,dtype=int8", "avx512").mappings
+            if row.intrinsic.startswith("amx-")]
+    assert len(rows) == len(AMX_INTRINSICS) * 1  # one mapping each (i <- m, j <- n, k <- k)
+    assert all(row.status == "pruned" and "padding" in row.reason for row in rows)
