@@ -24,11 +24,12 @@ def test_the_probe_says_why_it_cannot_run_or_computes_exactly():
     if why:
         assert "AMX" in why
         pytest.skip(f"no AMX here: {why}")
-    for steps in (1, 4):  # one tdpbusd per call, and a chain of four in one tile
-        row = probe.measure(256, steps, repeat=1)
+    # one tdpbusd per call, a chain of four in one tile, 2 x 2 tiles on prepacked weights
+    for steps, tiles, prepacked in ((1, 1, False), (4, 1, False), (2, 2, True)):
+        row = probe.measure(256, steps, repeat=1, tiles=tiles, prepacked=prepacked)
         assert row["exact"] and row["gops"] > 0
 
 
 def test_a_size_the_blocks_do_not_divide_is_refused_in_one_line():
-    with pytest.raises(SystemExit, match="multiple of 16 and of 64"):
+    with pytest.raises(SystemExit, match="multiple of 16 .16 x tiles. and of 64"):
         _probe().build(200, 4)

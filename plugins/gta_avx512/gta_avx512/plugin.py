@@ -243,7 +243,8 @@ def amx_tvm_name(a: str, b: str, depth: int) -> str:
 
 
 # 128 deep (a 3 x 3 convolution's c x s over 64 channels pads by a third at most) and 512
-# (2.6 TOPS on a 1024^3 GEMM on a 2-core Xeon, 1.4x its VNNI peak; 64 deep: 1.2 TOPS).
+# (3.0 TOPS on a 1024^3 GEMM, weights packed, on a 2-core Xeon: 1.6x its VNNI peak; 64 deep:
+# 1.4 TOPS; benchmarks/amx_probe.py).
 AMX_DEPTHS = (128, 512)
 AMX_SIGNS = (("uint8", "int8"), ("int8", "uint8"))  # tdpbusd, tdpbsud
 # Registered only where the host runs them (``amx_refused``).
