@@ -63,6 +63,24 @@ def test_a_compute_without_an_output_is_rejected():
             Operand(name="B", role="input", dtype="int8", indices=["i"])])
 
 
+@pytest.mark.parametrize("indices, layout, message", [
+    (["k", "i"], ["k // 4", "j", "k % 4"], "uses ['j'], which index no dimension of it"),
+    (["k", "i"], ["k // 4", "i", "k ** 4"], "only names, integers"),
+    (["k * 4 + i"], ["k", "i"], "each of its indices must be one variable"),
+    (["k", "i"], [], "at least 1 item"),
+])
+def test_a_window_layout_must_rearrange_the_operands_own_variables(indices, layout, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Operand(name="B", role="input", dtype="int8", indices=indices, layout=layout)
+
+
+def test_an_operand_is_held_in_registers_unless_declared_otherwise():
+    operand = Operand(name="C", role="output", dtype="int32", indices=["i"])
+    assert operand.held == "registers" and operand.layout is None
+    with pytest.raises(ValidationError):
+        Operand(name="C", role="output", dtype="int32", indices=["i"], held="tiles")
+
+
 def test_index_variables_reads_affine_expressions():
     assert index_variables("k * 4 + j") == {"k", "j"}
     assert index_variables("0") == set()

@@ -267,5 +267,8 @@ def gta_register_intrinsics(register):
 def gta_intrinsic_peak(intrinsic, target):
     if intrinsic.target != TARGET:
         return None
+    if intrinsic.tvm_module == AMX_MODULE:
+        from .amx_peak import measure_amx_peak
+        return measure_amx_peak(intrinsic, target)
     from .peak import measure_peak
     return measure_peak(intrinsic, target)

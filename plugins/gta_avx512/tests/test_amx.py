@@ -122,3 +122,27 @@ def test_a_tiny_workload_is_all_padding_and_pruned_not_an_error():
             if row.intrinsic.startswith("amx-")]
     assert len(rows) == len(AMX_INTRINSICS) * 1  # one mapping each (i <- m, j <- n, k <- k)
     assert all(row.status == "pruned" and "padding" in row.reason for row in rows)
+
+
+@needs_amx
+@pytest.mark.parametrize("name", ["amx-u8s8-k128", "amx-s8u8-k512"])
+def test_the_peak_kernel_repeats_the_call_exactly_and_is_measured(name):
+    """``gta peak``'s AMX kernel: each worker's C is ``trips`` times its A @ B, exactly; the
+    measurement counts 2 x 32 x 32 x depth ops per call."""
+    import tvm
+    from gta_avx512.amx_peak import _dtype, _kernel, _shape, measure_amx_peak
+
+    from gta_core.measure import build
+
+    registry = default_registry()
+    intrinsic, target = registry.intrinsics[name], registry.target("avx512")
+    module = build(_kernel(intrinsic, 2), target).jit()
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(-128 if _dtype(intrinsic, x) == "int8" else 0, 128,
+                         (2, *_shape(intrinsic, x)), dtype=_dtype(intrinsic, x)) for x in "AB")
+    out = tvm.runtime.tensor(np.full((2, 32, 32), -5, np.int32))
+    module["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out, 3)
+    unpacked = b.transpose(0, 1, 3, 2).reshape(2, -1, 32).astype(np.int64)  # [w, k, j]
+    assert np.array_equal(out.numpy(), 3 * (a.astype(np.int64) @ unpacked))
+    peak = measure_amx_peak(intrinsic, target, repeats=2, target_seconds=0.05)
+    assert peak.gops > 0 and peak.cores == target.resources.cores
