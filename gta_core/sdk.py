@@ -60,6 +60,8 @@ _NAMES = {
     "Reshaped": "mapping.realise", "reshape": "mapping.realise",
     "realisation_step": "mapping.realise", "ensure_registered": "mapping.realise",
     "program_for": "mapping.rewrite",
+    # building a program as GTA builds it (its fast math, config and the target's pipeline)
+    "build": "measure.check",
     # host probes
     "cpu_cores": "host", "cpu_flags": "host", "cpu_vendor": "host", "cpu_cache_bytes": "host",
     # the conformance kit

@@ -14,7 +14,7 @@ import statistics
 import numpy as np
 import tvm
 
-from gta_core.sdk import Intrinsic, PeakMeasurement, Target
+from gta_core.sdk import Intrinsic, PeakMeasurement, Target, build
 
 from .peak import _seconds, _with_threads, _workers
 
@@ -51,8 +51,6 @@ def _kernel(intrinsic: Intrinsic, workers: int):
 def measure_amx_peak(intrinsic: Intrinsic, target: Target, repeats: int = 5,
                      target_seconds: float = 0.2) -> PeakMeasurement:
     """The call's throughput on all of ``target``'s cores (see the module docstring)."""
-    from gta_core.measure import build
-
     workers = _workers(target)
     module = build(_kernel(intrinsic, workers), target).jit()
     rng = np.random.default_rng(0)

@@ -132,7 +132,7 @@ def test_the_peak_kernel_repeats_the_call_exactly_and_is_measured(name):
     import tvm
     from gta_avx512.amx_peak import _dtype, _kernel, _shape, measure_amx_peak
 
-    from gta_core.measure import build
+    from gta_core.sdk import build
 
     registry = default_registry()
     intrinsic, target = registry.intrinsics[name], registry.target("avx512")
