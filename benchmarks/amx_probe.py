@@ -21,90 +21,30 @@ ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)``); says so and exits 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import time
 
 import numpy as np
+from gta_avx512.plugin import MCPU, amx_refused
 
 import gta_core  # noqa: F401 - sets TVM_NUM_THREADS before TVM starts
-from gta_core.host import cpu_cores, cpu_flags
-
-_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
-
-
-def amx_available() -> str | None:
-    """None when this process may run AMX-INT8 instructions, else why not."""
-    if "amx_int8" not in cpu_flags():
-        return "this CPU has no AMX-INT8"
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) != 0:
-        return f"the kernel refused AMX tile data (errno {ctypes.get_errno()})"
-    return None
+from gta_core.host import cpu_cores
 
 
 def _register(depth: int, tiles: int) -> str:
-    """A TVM tensor intrinsic: ``16 * tiles`` squared outputs, ``depth`` of K, per call."""
-    import tvm
-    from tvm import s_tir, tirx
+    """The plugin's u8 x s8 tile intrinsic with ``tiles`` x ``tiles`` tiles per call."""
+    from gta_avx512 import amx
     from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
 
     rows = 16 * tiles
     name = f"gta_probe_amx_{rows}x{rows}x{depth}"
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (rows, depth), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (depth // 4, rows, 4), "int8", offset_factor=1)
-        C = T.match_buffer(c, (rows, rows), "int32", offset_factor=1)
-        with T.sblock("root"):
-            T.reads(C[0:rows, 0:rows], A[0:rows, 0:depth], B[0:depth // 4, 0:rows, 0:4])
-            T.writes(C[0:rows, 0:rows])
-            for i, j, k in T.grid(rows, rows, depth):
-                with T.sblock("update"):
-                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
-                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], "int32") * T.cast(
-                        B[vk // 4, vj, vk % 4], "int32")
-
-    sa, sb, sc = tirx.Var("sa", "int32"), tirx.Var("sb", "int32"), tirx.Var("sc", "int32")
-    a_buf = tirx.decl_buffer((rows, depth), "uint8", "A", strides=[sa, 1], offset_factor=1)
-    b_buf = tirx.decl_buffer((depth // 4, rows, 4), "int8", "B", strides=[sb, 4, 1],
-                             offset_factor=1)
-    c_buf = tirx.decl_buffer((rows, rows), "int32", "C", strides=[sc, 1], offset_factor=1)
-    shape = (tirx.const(16, "int16"), tirx.const(64, "int16"))
-
-    def load(buf, indices, stride):
-        return tirx.call_llvm_intrin(
-            "handle", "llvm.x86.tileloadd64.internal", *shape,
-            tirx.address_of(tirx.BufferLoad(buf, indices)), tirx.Cast("int64", stride))
-
-    stores = []
-    for row in range(tiles):
-        for col in range(tiles):
-            out = [row * 16, col * 16]
-            acc = load(c_buf, out, sc * 4)
-            for step in range(depth // 64):  # one nested expression: LLVM keeps it in a tile
-                acc = tirx.call_llvm_intrin(
-                    "handle", "llvm.x86.tdpbusd.internal", *shape, tirx.const(64, "int16"),
-                    acc, load(a_buf, [row * 16, step * 64], sa),
-                    load(b_buf, [step * 16, col * 16, 0], sb))
-            stores.append(tirx.Evaluate(tirx.call_llvm_intrin(
-                "void", "llvm.x86.tilestored64.internal", *shape,
-                tirx.address_of(tirx.BufferLoad(c_buf, out)), tirx.Cast("int64", sc * 4),
-                acc)))
-    region = [tirx.BufferRegion(buf, [tvm.ir.Range(0, extent) for extent in buf.shape])
-              for buf in (c_buf, a_buf, b_buf)]
-    body = stores[0] if len(stores) == 1 else tirx.SeqStmt(stores)
-    root = s_tir.SBlock([], region, region[:1], "root", body)
-    impl = tirx.PrimFunc([a_buf, b_buf, c_buf], s_tir.SBlockRealize([], True, root))
-    TensorIntrin.register(name, desc, impl, override=True)
+    TensorIntrin.register(name, amx.desc("uint8", "int8", depth, tiles),
+                          amx.impl("uint8", "int8", depth, tiles), override=True)
     return name
 
 
 def build(size: int, steps: int, tiles: int = 1, prepacked: bool = False):
     """The tensorized GEMM, compiled for this CPU."""
     import tvm
-    from gta_avx512.plugin import MCPU
     from tvm import s_tir, te
 
     depth, rows = 64 * steps, 16 * tiles
@@ -176,7 +116,7 @@ def main() -> None:
                         help="B given in the tiles' layout (a model's packed-once weights)")
     parser.add_argument("--repeat", type=int, default=7)
     options = parser.parse_args()
-    why = amx_available()
+    why = amx_refused()
     if why:
         print(f"no AMX probe: {why}")
         return

@@ -20,7 +20,7 @@ def _probe():
 
 def test_the_probe_says_why_it_cannot_run_or_computes_exactly():
     probe = _probe()
-    why = probe.amx_available()
+    why = probe.amx_refused()
     if why:
         assert "AMX" in why
         pytest.skip(f"no AMX here: {why}")

@@ -37,16 +37,16 @@ from tvm.script import tirx as T
 from tvm.target.codegen import llvm_lookup_intrinsic_id
 from tvm.tirx.compilation_pipeline import get_tir_pipeline, register_tir_pipeline
 
-from .plugin import AMX_DEPTHS, AMX_SIGNS, amx_tvm_name
+from .plugin import AMX_DEPTHS, AMX_SIGNS, ASK_FOR_TILE_DATA, amx_tvm_name
 
-ROWS = COLS = 32  # 2 x 2 tiles of 16 x 16
+TILES = 2  # per side: 2 x 2 tiles of 16 x 16, all 8 tile registers with 2 of A and 2 of B
 AMX_PIPELINE = "gta_amx"
 INSTRUCTIONS = dict(zip(AMX_SIGNS, ("tdpbusd", "tdpbsud")))
 
-_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
 
-
-def _desc(a_dtype: str, b_dtype: str, depth: int) -> tirx.PrimFunc:
+def desc(a_dtype: str, b_dtype: str, depth: int, tiles: int = TILES) -> tirx.PrimFunc:
+    """``C[i, j] += A[i, k] * B[k // 4, j, k % 4]`` over ``16 * tiles`` squared outputs."""
+    ROWS = COLS = 16 * tiles  # noqa: N806 - TVMScript reads them as the shapes' constants
     # Two bodies, not one with a branch: TVMScript evaluates no Python around its statements.
     @T.prim_func(s_tir=True)
     def reads_a_first(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -79,8 +79,9 @@ def _desc(a_dtype: str, b_dtype: str, depth: int) -> tirx.PrimFunc:
     return reads_a_first if a_dtype == "uint8" else reads_b_first
 
 
-def _impl(a_dtype: str, b_dtype: str, depth: int) -> tirx.PrimFunc:
-    """The 2 x 2 tiles: each accumulator loaded, ``depth / 64`` products, stored."""
+def impl(a_dtype: str, b_dtype: str, depth: int, tiles: int = TILES) -> tirx.PrimFunc:
+    """``tiles`` x ``tiles`` tiles: each accumulator loaded, ``depth / 64`` products, stored."""
+    ROWS = COLS = 16 * tiles  # noqa: N806
     sa, sb, sc = (tirx.Var(name, "int32") for name in ("sa", "sb", "sc"))
     a = tirx.decl_buffer((ROWS, depth), a_dtype, "A", strides=[sa, 1], offset_factor=1)
     b = tirx.decl_buffer((depth // 4, COLS, 4), b_dtype, "B", strides=[sb, 4, 1], offset_factor=1)
@@ -111,14 +112,15 @@ def _impl(a_dtype: str, b_dtype: str, depth: int) -> tirx.PrimFunc:
                 out, tirx.Cast("int64", sc * 4), tile)))
     order = (c, a, b) if a_dtype == "uint8" else (c, b, a)
     region = [tirx.BufferRegion(x, [tvm.ir.Range(0, e) for e in x.shape]) for x in order]
-    root = s_tir.SBlock([], region, region[:1], "root", tirx.SeqStmt(stores))
+    body = stores[0] if len(stores) == 1 else tirx.SeqStmt(stores)
+    root = s_tir.SBlock([], region, region[:1], "root", body)
     return tirx.PrimFunc([a, b, c], s_tir.SBlockRealize([], True, root))
 
 
 for _a, _b in AMX_SIGNS:
     for _depth in AMX_DEPTHS:
-        TensorIntrin.register(amx_tvm_name(_a, _b, _depth), _desc(_a, _b, _depth),
-                              _impl(_a, _b, _depth), override=True)
+        TensorIntrin.register(amx_tvm_name(_a, _b, _depth), desc(_a, _b, _depth),
+                              impl(_a, _b, _depth), override=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,8 +144,7 @@ def _uses_tiles(func: tirx.PrimFunc) -> bool:
 
 def _asks_for_tiles(func: tirx.PrimFunc) -> tirx.PrimFunc:
     ask = tirx.Evaluate(tirx.call_extern(
-        "int64", "syscall", tirx.const(_SYS_ARCH_PRCTL, "int64"),
-        tirx.const(_ARCH_REQ_XCOMP_PERM, "int64"), tirx.const(_XFEATURE_XTILEDATA, "int64")))
+        "int64", "syscall", *(tirx.const(value, "int64") for value in ASK_FOR_TILE_DATA)))
     return func.with_body(tirx.SeqStmt([ask, func.body]))
 
 

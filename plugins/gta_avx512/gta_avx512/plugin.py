@@ -59,6 +59,11 @@ _GHZ = 3.7
 _PER_CYCLE = {"float32": 2 * 16 * 2, "bfloat16": 2 * 32 * 2, "int8": 2 * 64 * 2}
 
 
+# syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): Linux's permission to use
+# the tile data, asked here and at the entry of every program using the tiles (gta_avx512.amx).
+ASK_FOR_TILE_DATA = (158, 0x1023, 18)
+
+
 def amx_refused() -> str | None:
     """None when this host's programs may use AMX-INT8 tiles, else why not.
 
@@ -70,7 +75,7 @@ def amx_refused() -> str | None:
     if MCPU not in ("sapphirerapids", "emeraldrapids", "graniterapids"):
         return f"programs are built for {MCPU}, which has no AMX"
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(158, 0x1023, 18) != 0:  # SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XTILEDATA
+    if libc.syscall(*ASK_FOR_TILE_DATA) != 0:
         return f"the kernel refused AMX tile data (errno {ctypes.get_errno()})"
     return None
 
@@ -242,7 +247,7 @@ def amx_tvm_name(a: str, b: str, depth: int) -> str:
     return f"gta_avx512_amx_{_signs(a, b)}_32x32x{depth}"
 
 
-# 128 deep (a 3 x 3 convolution's c x s over 64 channels pads by a third at most) and 512
+# 128 deep (a 3 x 3 convolution's c x s over 64 channels, 192, pads by a quarter) and 512
 # (3.0 TOPS on a 1024^3 GEMM, weights packed, on a 2-core Xeon: 1.6x its VNNI peak; 64 deep:
 # 1.4 TOPS; benchmarks/amx_probe.py).
 AMX_DEPTHS = (128, 512)
