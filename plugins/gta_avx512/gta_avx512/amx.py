@@ -16,8 +16,9 @@ realisation packs. Each call loads its 4 accumulator tiles, multiplies ``depth /
 (2 tile loads of ``A``, 2 of ``B``, 4 ``tdp*`` each) and stores them back: LLVM carries a
 tile through one nested expression but not through memory, so the accumulators cannot live
 across calls. The impl is written with LLVM's ``*.internal`` AMX intrinsics, so LLVM
-allocates the 8 tile registers and writes the tile configuration (``ldtilecfg``) itself
-(measured: docs/design-notes.md, "Intrinsics: AMX").
+allocates the tile registers and writes the tile configuration (``ldtilecfg``) itself; as
+four nested chains it uses three of them (measured, with the alternative tried:
+docs/design-notes.md, "Intrinsics: AMX").
 
 Linux lets a process use the tiles only after it asks (``arch_prctl(ARCH_REQ_XCOMP_PERM,
 XFEATURE_XTILEDATA)``); the first tile instruction is SIGILL otherwise. Programs built with
@@ -39,7 +40,7 @@ from tvm.tirx.compilation_pipeline import get_tir_pipeline, register_tir_pipelin
 
 from .plugin import AMX_DEPTHS, AMX_SIGNS, ASK_FOR_TILE_DATA, amx_tvm_name
 
-TILES = 2  # per side: 2 x 2 tiles of 16 x 16, all 8 tile registers with 2 of A and 2 of B
+TILES = 2  # per side: 2 x 2 tiles of 16 x 16 outputs
 AMX_PIPELINE = "gta_amx"
 INSTRUCTIONS = dict(zip(AMX_SIGNS, ("tdpbusd", "tdpbsud")))
 
