@@ -15,6 +15,9 @@ class RealisationError(RuntimeError):
 PACKED_IN_PLACE = "_global"
 """Name suffix of an input's in-place packing stage (``cache_read``'s block, as ``pad_global``);
 the einsum-form packing stages end in ``_reindex_reindex``, the output's in ``_reindex``."""
+PADDED = "_reindex_pad"
+"""Name suffix of a packed input's padding stage (``pad_einsum``'s copy), which a CPU
+realisation makes the input's one packing stage (``_pack_into_padding``)."""
 WIDE = "_wide"
 """Name suffix of a widened program's zero-extended input (see :mod:`.rewrite`)."""
 CROPPED = "_crop"
@@ -24,7 +27,7 @@ CROPPED = "_crop"
 def is_packing_stage(name: str) -> bool:
     """Whether a producer of the main block named ``name`` is a packing stage realisation made
     (or a widened input, which is one)."""
-    return name.endswith(("_reindex_reindex", PACKED_IN_PLACE, WIDE))
+    return name.endswith(("_reindex_reindex", PACKED_IN_PLACE, PADDED, WIDE))
 
 
 def is_write_back_stage(name: str) -> bool:
