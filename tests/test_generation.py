@@ -227,6 +227,22 @@ def test_a_padded_input_is_one_copy_on_the_cores(spec, padded, vector):
         assert any("packing" not in sketch.notes for sketch in sketches)
 
 
+def test_a_padded_input_whose_packing_does_not_inline_keeps_two_copies(monkeypatch):
+    import gta_core.mapping.realise as realisation
+
+    def refuse(expr, new):
+        raise ValueError("an index this does not rebuild")
+
+    monkeypatch.setattr(realisation, "_rebuilt", refuse)
+    workload = load_workload("gemm:M=20,N=64,K=64,dtype=int8")
+    registry = default_registry()
+    candidate = next(c for c in mapping_candidates(workload, "avx512", registry)
+                     if c.status == "kept" and c.padding)
+    context = reshaped(workload, candidate)  # realised all the same
+    assert {"A_reindex_reindex", "A_reindex_pad"} <= block_names(context)
+    assert all(finished_correct(s) for s in apply_rules(context, registry.rules.values()))
+
+
 @pytest.mark.parametrize("spec", [GEMM, CONV, "depthwise_conv2d:N=1,C=16,H=8,W=16,R=3,S=3,"
                                                "pad=1,dtype=int8"])
 def test_every_sketch_of_every_kept_mapping_is_correct(spec):

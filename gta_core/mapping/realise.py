@@ -65,7 +65,7 @@ from .access import (
 )
 from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
 from .rewrite import cpu_program_for
-from .stages import RealisationError
+from .stages import PADDED, RealisationError
 
 
 @dataclass
@@ -513,11 +513,11 @@ def _pack_into_padding(sch, block_name: str) -> None:
     with its rows rounded up to the intrinsic's: 56 of ResNet-50's layer3 3x3's 147 us on
     AMX). Walking the packing stage in the order of the buffer it writes makes it a plain
     copy, which inlines; the padding stage is then the packing stage, which the generation
-    rules vectorise, run in parallel and inline the convolution's own padding into.
+    rules vectorise, run in parallel and inline the convolution's own padding into. An
+    input whose packing cannot be inlined so (an index this does not rebuild) keeps its two
+    copies: the merge is an optimisation, never a reason to lose a candidate.
     """
     from tvm import tirx
-
-    from .stages import PADDED
 
     main = sch.get_sblock(block_name)
     for pad in sch.get_producers(main):
@@ -528,9 +528,12 @@ def _pack_into_padding(sch, block_name: str) -> None:
             if not stmt.name_hint.endswith("_reindex_reindex"):
                 continue
             variables = [v.var for v in stmt.iter_vars]
-            sch.transform_block_layout(packing, tirx.IndexMap.from_func(
-                _written_at(stmt), ndim=len(variables), index_dtype=str(variables[0].ty)))
-            sch.compute_inline(packing)
+            try:
+                sch.transform_block_layout(packing, tirx.IndexMap.from_func(
+                    _written_at(stmt), ndim=len(variables), index_dtype=str(variables[0].ty)))
+                sch.compute_inline(packing)
+            except Exception:  # noqa: BLE001 - TVM raises many kinds; the primitives are atomic
+                continue
 
 
 def _written_at(stmt):
@@ -550,7 +553,7 @@ def _rebuilt(expr, new: dict):
         return expr
     if isinstance(expr, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod)):
         return type(expr)(_rebuilt(expr.a, new), _rebuilt(expr.b, new))
-    raise RealisationError(f"a packing index the padding cannot take: {expr}")
+    raise ValueError(f"an index this does not rebuild: {expr}")
 
 
 def _compute_name(op: Computation, intr: Computation, candidate: MappingCandidate,
