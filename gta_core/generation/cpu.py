@@ -145,6 +145,8 @@ class InlinePaddingIntoPacking(GenerationRule):
                 continue
             for block in sch.get_producers(packing):
                 consumers = sch.get_consumers(block)
+                if is_packing_stage(sch.get(block).name_hint):  # an unmerged padded input's
+                    continue
                 if all(v.iter_type == 0 for v in sch.get(block).iter_vars) and consumers and all(
                         is_packing_stage(sch.get(c).name_hint) for c in consumers) and not any(
                         sch.get(block).same_as(sch.get(b)) for b in out):
