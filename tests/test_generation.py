@@ -236,7 +236,7 @@ def test_a_padded_input_whose_packing_does_not_inline_keeps_two_copies(monkeypat
     def refuse(expr, new):
         raise ValueError("an index this does not rebuild")
 
-    monkeypatch.setattr(realisation, "_rebuilt", refuse)
+    monkeypatch.setattr(realisation, "rebuild_index", refuse)
     workload = load_workload("gemm:M=20,N=64,K=64,dtype=int8")
     registry = default_registry()
     candidate = next(c for c in mapping_candidates(workload, "avx512", registry)

@@ -10,6 +10,7 @@ register-resident accumulator tile around the intrinsic.
 
 from __future__ import annotations
 
+from ..mapping.rewrite import uses_var
 from ..mapping.stages import PADDED, is_packing_stage, is_write_back_stage
 from .rule import GenerationRule, ScheduleContext
 
@@ -402,7 +403,7 @@ class VectorizePacking(GenerationRule):
         inner = stmt.iter_vars[-1].var
         source = stmt.reads[0] if len(stmt.reads) == 1 else None
         extent = sch.get(loops[-1]).extent
-        if source is None or not hasattr(extent, "value") or not _uses(
+        if source is None or not hasattr(extent, "value") or not uses_var(
                 source.region[-1].min, inner):  # a transposing copy: as an unpadded one,
             interleaved = self._in_packed_order(sch, block, True)  # but on the cores when
             loops = sch.get_loops(block)  # large (an im2col's 2-D tiles are few and long)
@@ -542,15 +543,6 @@ class VectorizePacking(GenerationRule):
         except ScheduleError:  # not one-to-one (an iterator used twice, or not at all)
             return False
         return isinstance(packed[-1], tirx.FloorMod)
-
-
-def _uses(expr, var) -> bool:
-    """Whether the index ``expr`` depends on ``var``."""
-    from tvm import tirx
-
-    if isinstance(expr, tirx.Var):
-        return expr.same_as(var)
-    return any(_uses(getattr(expr, side), var) for side in ("a", "b") if hasattr(expr, side))
 
 
 CPU_RULES = (InlineContiguousOperands(), InlinePaddingIntoPacking(), MultiLevelTiling(),

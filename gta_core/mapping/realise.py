@@ -64,7 +64,7 @@ from .access import (
     intrinsic_computation,
 )
 from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
-from .rewrite import cpu_program_for
+from .rewrite import cpu_program_for, rebuild_index
 from .stages import PADDED, RealisationError
 
 
@@ -544,20 +544,7 @@ def _written_at(stmt):
     """The index map from ``stmt``'s iteration variables to the indices it writes."""
     variables = [v.var for v in stmt.iter_vars]
     written = [r.min for r in stmt.writes[0].region]
-    return lambda *new: [_rebuilt(index, dict(zip(variables, new))) for index in written]
-
-
-def _rebuilt(expr, new: dict):
-    """``expr`` (an affine index of block variables) over the variables ``new`` maps them to."""
-    from tvm import tirx
-
-    if isinstance(expr, tirx.Var):
-        return next(n for v, n in new.items() if v.same_as(expr))
-    if isinstance(expr, tirx.IntImm):
-        return expr
-    if isinstance(expr, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod)):
-        return type(expr)(_rebuilt(expr.a, new), _rebuilt(expr.b, new))
-    raise ValueError(f"an index this does not rebuild: {expr}")
+    return lambda *new: [rebuild_index(index, dict(zip(variables, new))) for index in written]
 
 
 def _compute_name(op: Computation, intr: Computation, candidate: MappingCandidate,

@@ -210,7 +210,7 @@ def _map_blocks(func, change):
 # --- signed -------------------------------------------------------------------------------------
 
 
-def _rebuild(expr, values: dict):
+def rebuild_index(expr, values: dict):
     """An index expression with its variables replaced by ``values`` (Var -> PrimExpr)."""
     from tvm import tirx
 
@@ -219,9 +219,9 @@ def _rebuild(expr, values: dict):
     if isinstance(expr, (tirx.IntImm,)):
         return expr
     if isinstance(expr, tirx.Cast):
-        return tirx.Cast(expr.dtype, _rebuild(expr.value, values))
+        return tirx.Cast(expr.dtype, rebuild_index(expr.value, values))
     if hasattr(expr, "a") and hasattr(expr, "b"):  # Add, Sub, Mul, FloorDiv, FloorMod, Min...
-        return type(expr)(_rebuild(expr.a, values), _rebuild(expr.b, values))
+        return type(expr)(rebuild_index(expr.a, values), rebuild_index(expr.b, values))
     raise RewriteError(f"index expression {expr} is not affine arithmetic")
 
 
@@ -261,7 +261,7 @@ def _product(reduce, spatial: list, x: tuple, y: tuple, acc: str,
     reduced = [axis.var for axis in reduce.axis]
 
     def factor(tensor, indices, values):
-        value = tensor(*[_rebuild(i, values) for i in indices])
+        value = tensor(*[rebuild_index(i, values) for i in indices])
         return value if tensor.dtype == acc else value.astype(acc)
 
     def product(*index):
@@ -294,13 +294,13 @@ def signed_te(tensors: list, main_block: str) -> list:
                       name=main_block, varargs_names=names)
     # The weight sums depend on the output axes that index the weight only.
     used = [n for n, var in enumerate(spatial)
-            if any(_uses(i, var) for i in iy)]
+            if any(uses_var(i, var) for i in iy)]
 
     def weight_sum(*index):
         axes = _fresh_axes(reduce)
         values = {**{spatial[n]: v for n, v in zip(used, index)},
                   **dict(zip(reduced, [a.var for a in axes]))}
-        return te.sum(y(*[_rebuild(i, values) for i in iy]).astype(acc), axis=axes)
+        return te.sum(y(*[rebuild_index(i, values) for i in iy]).astype(acc), axis=axes)
 
     sums = te.compute([out.shape[n] for n in used], weight_sum, name=f"{main_block}_weight_sum",
                       varargs_names=[names[n] for n in used])
@@ -310,12 +310,13 @@ def signed_te(tensors: list, main_block: str) -> list:
     return [*inputs, result]
 
 
-def _uses(expr, var) -> bool:
+def uses_var(expr, var) -> bool:
+    """Whether the index expression ``expr`` depends on ``var``."""
     from tvm import tirx
 
     if isinstance(expr, tirx.Var):
         return expr.same_as(var)
-    return any(_uses(getattr(expr, name), var) for name in ("a", "b", "value")
+    return any(uses_var(getattr(expr, name), var) for name in ("a", "b", "value")
                if hasattr(expr, name) and not isinstance(getattr(expr, name), (int, str)))
 
 
@@ -343,7 +344,7 @@ def widened_te(tensors: list, main_block: str, widen: dict[str, int]) -> list:
 
     def wide(tensor, indices):
         """``tensor`` grown by zeros along the dimensions a widened axis indexes."""
-        added = [sum(g for var, g in grow.items() if _uses(index, var)) for index in indices]
+        added = [sum(g for var, g in grow.items() if uses_var(index, var)) for index in indices]
         if not any(added):
             return tensor
         old = [int(n) for n in tensor.shape]
