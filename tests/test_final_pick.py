@@ -3,6 +3,8 @@ does not decide what `gta tune` reports and `gta bench` times."""
 
 from __future__ import annotations
 
+import pytest
+
 from gta_core.database import RecordStore
 from gta_core.final_pick import (
     FILE,
@@ -49,6 +51,7 @@ def test_tune_reports_the_median_of_its_fastest_records_timed_again_and_reuses_i
     assert len((tmp_path / FILE).read_text().splitlines()) == 1
 
 
+@pytest.mark.timing
 def test_a_lucky_measurement_does_not_make_the_pick(tmp_path):
     tune([GEMM], "avx512", 4, tmp_path, measure=FAST)
     store = RecordStore(tmp_path)

@@ -162,6 +162,7 @@ def test_a_build_past_its_timeout_is_a_timeout(avx512, runner):
     assert outcome.failed_at == "build" and outcome.error == "timeout"
 
 
+@pytest.mark.timing
 def test_a_gta_tensorized_program_times_as_measure_program_does(
         avx512, builder, runner, tensorized):
     mod, workload = tensorized

@@ -3,10 +3,10 @@
 Lowering is TVM's own (``DecomposeOpsForInference``, ``LegalizeOps``,
 ``AnnotateTIROpPattern``, ``FoldConstant``, ``FuseOps``, ``FuseTIR``: what MetaSchedule's
 ``compile_relax`` runs), after GTA's graph-wide blocked layout where one is asked for
-(:mod:`.layout`) and its lookup tables for 8-bit elementwise chains
-(:mod:`.lookup_tables`), so a convolution arrives with its bias add, ReLU or residual add fused
-behind it. Structurally equal functions are one task whose weight is how many times
-the model calls them.
+(:mod:`.layout`), its lookup tables for 8-bit elementwise chains (:mod:`.lookup_tables`)
+and its cheaper requantizing arithmetic (:mod:`.requantize`), so a convolution arrives with
+its bias add, ReLU or residual add fused behind it. Structurally equal functions are one
+task whose weight is how many times the model calls them.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ def fuse(mod, block: int | None = None):
 
     from .layout import blocked_layout, legalize_map
     from .lookup_tables import lookup_tables, mark_lookups_elementwise
+    from .requantize import cheaper_requantize
 
     mod = relax.transform.DecomposeOpsForInference()(mod)
     if block:
         mod = blocked_layout(mod, block)
     mod, _ = lookup_tables(mod)
+    mod, _ = cheaper_requantize(mod)
     mod = tvm.ir.transform.Sequential([
         relax.transform.LegalizeOps(legalize_map() if block else None),
         relax.transform.AnnotateTIROpPattern(),

@@ -1,0 +1,85 @@
+"""A quantized model's requantizing arithmetic made cheaper keeps every value: the exact
+quotient is numpy's float32 division, and a model computes the same outputs with and
+without the rewrite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import te
+
+from gta_core.frontends import fuse, load_onnx, model_tasks
+from gta_core.frontends import requantize as rq
+from gta_core.measure import build
+from gta_core.model_compile import compile_model, model_inputs, run_model
+from gta_core.plugins import default_registry
+
+
+def _quotients(x: np.ndarray, divisor: float) -> np.ndarray:
+    """``x / divisor`` through :func:`exact_quotient`, as the avx512 target builds it."""
+    source = te.placeholder(x.shape, "float32", name="x")
+    out = te.compute(x.shape, lambda i: rq.exact_quotient(source[i], divisor), name="q")
+    func = te.create_prim_func([source, out])
+    sch = tvm.s_tir.Schedule(func)
+    outer, inner = sch.split(sch.get_loops(sch.get_sblock("q"))[0], [None, 16])
+    sch.vectorize(inner)  # the vector FMA, as an epilogue's tile runs it
+    module = build(sch.mod, default_registry().target("avx512")).jit()
+    got = tvm.runtime.tensor(np.full(x.shape, np.nan, "float32"))
+    module["main"](tvm.runtime.tensor(x), got)
+    return got.numpy()
+
+
+def test_the_exact_quotient_is_the_correctly_rounded_division_for_every_significand():
+    rng = np.random.default_rng(0)
+    # Every float32 significand, each with a random sign and exponent over the range the
+    # rewrite claims (|x| >= 2^-100), against divisors with every kind of significand:
+    # a scale from ResNet-50 int8, a third, all ones, a power of two, random ones.
+    bits = np.arange(1 << 23, dtype=np.uint32) | np.uint32(127 << 23)
+    x = bits.view(np.float32) * np.ldexp(1.0, rng.integers(-100, 100, bits.size))
+    x = (x * rng.choice([-1.0, 1.0], bits.size)).astype(np.float32)
+    divisors = [0.0211106538772583, 1 / 3, float(np.float32(2) - np.spacing(np.float32(1))),
+                0.5, 2.0 ** -20, 2.0 ** 20, *np.exp2(rng.uniform(-20, 20, 6))]
+    for divisor in divisors:
+        divisor = float(np.float32(divisor))
+        want = x / np.float32(divisor)
+        got = _quotients(x, divisor)
+        wrong = np.flatnonzero(got.view(np.uint32) != want.view(np.uint32))
+        assert wrong.size == 0, (divisor, x[wrong[:3]], got[wrong[:3]], want[wrong[:3]])
+
+
+def test_the_exact_quotient_rounds_tiny_and_keeps_non_finite_dividends():
+    x = np.array([0.0, -0.0, 1e-40, -1e-38, 2.0 ** -101, np.inf, -np.inf, np.nan,
+                  np.finfo(np.float32).max, 0.5, 2.5], np.float32)
+    for divisor in (2.0 ** -20, 0.0211106538772583, 2.0 ** 20):
+        got = _quotients(np.resize(x, 16), divisor)[:x.size]
+        want = x / np.float32(divisor)
+        assert np.array_equal(np.round(got), np.round(want), equal_nan=True), divisor
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory, model_makers):
+    where = tmp_path_factory.mktemp("requantize")
+    return load_onnx(model_makers.quantized(model_makers.two_blocks(where / "f.onnx"),
+                                            where / "q.onnx"))
+
+
+def test_a_residual_blocks_epilogue_drops_its_round_trip_and_divides_exactly(qdq):
+    mod, rewrites = rq.cheaper_requantize(qdq.mod)
+    assert rewrites >= 4  # per block: the convolution's u8 round trip and the add's quotient
+    tasks = [t for t in model_tasks(fuse(qdq.mod, 16)) if "exact_divide" in t.name]
+    residual = [t for t in tasks if "conv2d" in t.name]
+    assert residual, [t.name for t in tasks]  # the add stays in the convolution's task
+    for task in residual:  # the convolution's u8 output is not cast to float again
+        assert 'T.Cast("float32", T.Cast("uint8"' not in task.func.script()
+
+
+def test_a_model_computes_the_same_outputs_with_and_without_the_rewrite(qdq, tmp_path,
+                                                                         monkeypatch):
+    inputs = model_inputs(qdq)
+    (tmp_path / "db").mkdir()
+    rewritten = run_model(compile_model(qdq, "avx512", tmp_path / "db")[0], inputs)
+    monkeypatch.setattr(rq, "cheaper_requantize", lambda mod: (mod, 0))
+    plain = run_model(compile_model(qdq, "avx512", tmp_path / "db")[0], inputs)
+    for a, b in zip(rewritten, plain):
+        assert np.array_equal(a, b)
