@@ -36,7 +36,9 @@ def _bytes(buffer) -> int:
     return elements * buffer.dtype.bits * buffer.dtype.lanes // 8
 
 
-def _children(node) -> list:
+def child_statements(node) -> list:
+    """The statements directly under ``node`` (a block's init left out: it writes the
+    accumulator, never a staging buffer)."""
     from tvm import tirx
 
     found = [getattr(node, name, None) for name in ("body", "block", "then_case", "else_case")]
@@ -81,7 +83,7 @@ def _kernel_usage(kernel) -> KernelUsage:
                     count *= int(extent)
                 elements[scope] += count
                 sizes[buffer.name] = count
-        stack.extend(_children(node))
+        stack.extend(child_statements(node))
     for extent in extents.values():
         usage.threads *= extent
     usage.fragment_bytes, usage.fragment_elements = dict(fragments), dict(elements)
@@ -106,7 +108,7 @@ def _pipelined(loop, stages: list[int], copies: dict[str, int]) -> None:
                 if region.source.scope() == "shared":
                     name = region.source.name
                     copies[name] = max(copies.get(name, 1), last - stage + 1)
-            stack.extend(_children(node))
+            stack.extend(child_statements(node))
 
 
 def kernel_usage(sch) -> KernelUsage:
@@ -146,7 +148,7 @@ def _kernels(body) -> list:
         if binding is not None and binding.thread_tag.startswith("blockIdx"):
             found.append(node)
             continue
-        stack.extend(_children(node))
+        stack.extend(child_statements(node))
     return found
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from gta_core.sdk import GenerationRule, Intrinsic, RealisationError, ScheduleContext
 
+from .constraints import child_statements
 from .realisation import Staging, block_memory, fragment_scopes, stage_operands, warp_size
 
 COPY_BYTES = 16  # what one lane moves per global -> shared load: a 128-bit vector
@@ -160,13 +161,9 @@ def _copies_to_shared(stmt) -> bool:
     blocks, stack = [], [stmt]
     while stack:
         node = stack.pop()
-        block = getattr(node, "block", None)
-        if block is not None and hasattr(block, "writes"):
-            blocks.append(block)
-            node = block
-        stack.extend(child for name in ("body", "then_case", "else_case")
-                     if (child := getattr(node, name, None)) is not None)
-        stack.extend(getattr(node, "seq", None) or [])
+        if hasattr(node, "writes") and hasattr(node, "alloc_buffers"):  # a block
+            blocks.append(node)
+        stack.extend(child_statements(node))
     return bool(blocks) and all(r.source.scope() == "shared" for b in blocks for r in b.writes)
 
 
