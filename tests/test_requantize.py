@@ -83,3 +83,30 @@ def test_a_model_computes_the_same_outputs_with_and_without_the_rewrite(qdq, tmp
     plain = run_model(compile_model(qdq, "avx512", tmp_path / "db")[0], inputs)
     for a, b in zip(rewritten, plain):
         assert np.array_equal(a, b)
+
+
+def test_a_round_trip_that_is_a_functions_output_stays_well_formed_and_equal():
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((4, 16), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            value = bb.emit(relax.op.divide(x, relax.const(0.05, "float32")))
+            value = bb.emit(relax.op.round(value))
+            value = bb.emit(relax.op.add(value, relax.const(3.0, "float32")))
+            value = bb.emit(relax.op.maximum(value, relax.const(0.0, "float32")))
+            clipped = bb.emit(relax.op.minimum(value, relax.const(255.0, "float32")))
+            out = bb.emit_output(relax.op.astype(bb.emit(relax.op.astype(clipped, "uint8")),
+                                                 "float32"))
+        bb.emit_func_output(out)
+    mod = relax.transform.Normalize()(bb.get())
+    rewritten, rewrites = rq.cheaper_requantize(mod)
+    assert rewrites == 2
+    relax.analysis.well_formed(rewritten)  # raises on a violation
+    data = np.random.default_rng(0).normal(0, 5, (4, 16)).astype("float32")
+    results = []
+    for module in (mod, rewritten):
+        vm = relax.VirtualMachine(tvm.compile(module, target="llvm"), tvm.cpu())
+        results.append(vm["main"](tvm.runtime.tensor(data)).numpy())
+    assert np.array_equal(*results)

@@ -78,8 +78,10 @@ def cheaper_requantize(mod) -> tuple[object, int]:
                 super().visit_var_binding_(binding)
                 return
             self.rewrites += 1
-            if isinstance(value, relax.Var):  # read in its place: an alias binding would cut
-                self.set_var_remap(binding.var, value)  # the fusion there
+            # read in its place: an alias binding would cut the fusion there (a block's
+            # output keeps its own variable)
+            if isinstance(value, relax.Var) and isinstance(binding.var, relax.DataflowVar):
+                self.set_var_remap(binding.var, value)
                 return
             self.builder_.emit_normalized(
                 relax.VarBinding(binding.var, self.builder_.normalize(value)))
