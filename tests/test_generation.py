@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import prod
+
 import pytest
 from tvm.tirx import ForKind
 
@@ -203,8 +205,9 @@ def test_a_padding_read_in_place_is_vectorised_and_split_into_fill_and_copy():
     ("gemm:M=400,N=32,K=256,dtype=int8", "A_reindex_pad", True),
     # a 3x3 im2col over NCHW reads pad[n, c, h + r, w + s]: merged, its copy would gather
     ("conv2d:N=1,C=64,H=14,W=14,K=32,R=3,S=3,pad=1,dtype=int8", "pad_reindex_pad", False),
+    # a stem: 2w + s over its taps fused, a gather; 2w + rx over a row of 7 taps, a run
     ("conv2d:N=1,C=3,H=32,W=32,K=16,R=7,S=7,stride=2,pad=3,dtype=int8", "pad_reindex_pad",
-     False),  # a stem: 2w + s
+     None),
 ])
 def test_a_padded_input_is_one_copy_on_the_cores_where_its_rows_are_contiguous(
         spec, padded, merged):
@@ -218,16 +221,25 @@ def test_a_padded_input_is_one_copy_on_the_cores_where_its_rows_are_contiguous(
                 if c.status == "kept" and c.padding]
     contexts = [c for c in contexts if padded in block_names(c)]
     assert contexts
+    packing = padded.replace("_pad", "_reindex")
+    seen = set()
     for context in contexts:
-        two = padded.replace("_pad", "_reindex") in block_names(context)
-        assert two != merged, context.mapping.id
+        two = packing in block_names(context)
+        seen.add(not two)
+        assert merged is None or two != merged, context.mapping.id
         sketches = apply_rules(context, registry.rules.values())
         for sketch in sketches:
-            kinds = [kind for _, kind in _loops_of_stage(sketch, padded)]
-            assert not merged or "packing" in sketch.notes or "parallel" in kinds and (
-                kinds[-1] == "vectorized"), context.mapping.id
+            loops = _loops_of_stage(sketch, padded)
+            kinds = [kind for _, kind in loops]
+            large = prod(e for e, _ in loops) >= VectorizePacking.min_parallel_vector_elements
+            assert two or "packing" in sketch.notes or kinds[-1] == "vectorized" and (
+                "parallel" in kinds or not large), context.mapping.id
+            # the packing copy kept before the padding copy is vectorised as well (it was
+            # left serial and scalar: 470 of ResNet-50's stem's 818 us in the two copies)
+            assert not two or _loops_of_stage(sketch, packing)[-1][1] == "vectorized"
             assert finished_correct(sketch), f"{context.mapping.id} {sketch.notes}"
         assert any("packing" not in sketch.notes for sketch in sketches)
+    assert merged is not None or seen == {True, False}  # the stem: both kinds
 
 
 def test_a_padded_input_whose_packing_does_not_inline_keeps_two_copies(monkeypatch):

@@ -368,6 +368,10 @@ class VectorizePacking(GenerationRule):
                 continue
             if producer and name.endswith(PADDED):
                 self._padded_packing(sch, block)
+                for packing in sch.get_producers(block):  # not merged into it: two copies
+                    if is_packing_stage(sch.get(packing).name_hint):
+                        self._vector_and_parallel(sch, sch.get_loops(packing),
+                                                  self._in_packed_order(sch, packing, True))
                 continue
             interleaved = self._in_packed_order(sch, block, producer)
             loops = sch.get_loops(block)
@@ -398,6 +402,8 @@ class VectorizePacking(GenerationRule):
         with the copy scalar and serial)."""
         from math import gcd
 
+        from tvm import tirx
+
         stmt = sch.get(block)
         loops = sch.get_loops(block)
         inner = stmt.iter_vars[-1].var
@@ -413,7 +419,9 @@ class VectorizePacking(GenerationRule):
             else:
                 self._vector_and_parallel(sch, loops, interleaved)
             return
-        run = gcd(int(extent.value), int(source.source.shape[-1]))
+        # a channel loop sweeps its source's blocks (gcd); an offset row (2w + rx) is one run
+        run = gcd(int(extent.value), int(source.source.shape[-1])) if isinstance(
+            source.region[-1].min, tirx.Var) else int(extent.value)
         if 1 < run < extent.value:
             loops = [*loops[:-1], *sch.split(loops[-1], [None, run])]
         self._vector_and_parallel(sch, loops)
