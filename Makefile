@@ -23,10 +23,12 @@ demo: install
 
 # On two workers (pytest-xdist: 17 min against 28 serially on CI's two cores), then the tests
 # that compare timings alone: beside another worker a parallel program waits on its thread
-# pool (a 64^3 GEMM took 4 ms against 82 us scalar).
+# pool (a 64^3 GEMM took 4 ms against 82 us scalar). The second pass collects only the files
+# that mark tests `timing` (collecting the whole suite took a minute of its 85 s).
+TIMING_FILES = $(shell grep -rl --include='test_*.py' 'mark.timing' tests plugins)
 test: install
 	$(BIN)/python -m pytest -n 2 -m "not slow and not timing"
-	$(BIN)/python -m pytest -m "timing and not slow"
+	$(BIN)/python -m pytest -m "timing and not slow" $(TIMING_FILES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info

@@ -54,6 +54,7 @@ _NAMES = {
     "needs_signed": "mapping.rewrite", "signed_form": "mapping.rewrite",
     "stage_role": "mapping.stages", "movable_stages": "generation.cpu",
     "TiledLoop": "pruning.cpu", "tiled_loops": "pruning.cpu",
+    "child_statements": "pruning.cpu",
     "parallel_extent": "pruning.cpu",
     # realisation: what a target's own realisation module (Target.realisation) builds on
     "RealisationError": "mapping.stages", "Realised": "mapping.realise",

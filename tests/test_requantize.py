@@ -110,3 +110,54 @@ def test_a_round_trip_that_is_a_functions_output_stays_well_formed_and_equal():
         vm = relax.VirtualMachine(tvm.compile(module, target="llvm"), tvm.cpu())
         results.append(vm["main"](tvm.runtime.tensor(data)).numpy())
     assert np.array_equal(*results)
+
+
+def _requantized(z: float, add: float | None = None, rounded: bool = True):
+    """``(clip(round(x / 0.05) + z, 0, 255) as u8 as float - z') * 0.5``, ``z'`` = ``add``."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((4, 16), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            value = bb.emit(relax.op.divide(x, relax.const(0.05, "float32")))
+            if rounded:
+                value = bb.emit(relax.op.round(value))
+            value = bb.emit(relax.op.add(value, relax.const(z, "float32")))
+            value = bb.emit(relax.op.maximum(value, relax.const(0.0, "float32")))
+            value = bb.emit(relax.op.minimum(value, relax.const(255.0, "float32")))
+            if rounded:
+                value = bb.emit(relax.op.astype(bb.emit(relax.op.astype(value, "uint8")),
+                                                "float32"))
+            offset = z if add is None else add
+            value = bb.emit(relax.op.subtract(value, relax.const(offset, "float32")))
+            out = bb.emit_output(relax.op.multiply(value, relax.const(0.5, "float32")))
+        bb.emit_func_output(out)
+    return relax.transform.Normalize()(bb.get())
+
+
+def _outputs(module, data: np.ndarray) -> np.ndarray:
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.compile(module, target="llvm"), tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(data)).numpy()
+
+
+def test_a_zero_point_added_before_the_clip_and_taken_off_after_is_folded_into_it():
+    rng = np.random.default_rng(1)
+    data = np.concatenate([rng.normal(0, 5, 40), rng.normal(0, 1e7, 16),  # r + z inexact
+                           [np.inf, -np.inf, np.nan, 0.0, -0.0, 6.35, -6.45, 1e30]]
+                          ).astype("float32").reshape(4, 16)
+    mod = _requantized(128.0)
+    rewritten, rewrites = rq.cheaper_requantize(mod)
+    assert rewrites == 3  # the round trip, the quotient and the fold
+    script = rewritten.script()
+    assert "R.subtract" not in script and "R.add" not in script
+    assert np.array_equal(_outputs(mod, data), _outputs(rewritten, data), equal_nan=True)
+
+
+@pytest.mark.parametrize("add, rounded", [(127.0, True), (128.0, False)])
+def test_an_offset_clip_is_kept_where_folding_it_could_change_a_value(add, rounded):
+    # another constant taken off; or r not a whole number (r + z rounds: 0.3 + 128 - 128)
+    rewritten, _ = rq.cheaper_requantize(_requantized(128.0, add, rounded))
+    assert "R.subtract" in rewritten.script()

@@ -8,6 +8,10 @@ convolution spent 120 of its 270 us in that epilogue, against a 148 us core):
 
 * the casts to ``u8`` and back are an identity on a clipped whole number in the dtype's
   range: the float value is kept, and the four conversions go (:func:`_whole_in`);
+* the zero point added before the clip and taken off again by the dequantize,
+  ``clip(r + z, lo, hi) - z`` with ``r`` a whole number, is ``clip(r, lo - z, hi - z)``:
+  equal wherever ``r + z`` is exact (``|r| < 2^24``) and clipped to the same bound where it
+  is not (:func:`_offset_clip`);
 * ``round(w / s)`` divides by a constant; a vector division takes about ten cycles. The
   quotient is computed as ``q = w * (1/s)`` corrected once, ``q + fma(-q, s, w) * (1/s)``
   (Markstein), which is the correctly rounded ``w / s`` whenever the remainder is exact:
@@ -63,8 +67,14 @@ def cheaper_requantize(mod) -> tuple[object, int]:
 
         def visit_var_binding_(self, binding) -> None:
             value = _round_trip(self.chains, binding.value)
+            folded = None if value is not None else _offset_clip(self.chains, binding.value)
             if value is not None:
                 value = self.visit_expr(value)
+            elif folded is not None:
+                value, clips = self.visit_expr(folded[0]), folded[1]
+                for i, (name, limit) in enumerate(clips):
+                    clipped = getattr(relax.op, name)(value, relax.const(limit, "float32"))
+                    value = clipped if i == len(clips) - 1 else self.builder_.emit(clipped)
             else:
                 divided = _rounded_quotient(self.chains, binding.value)
                 if divided is not None:
@@ -111,21 +121,51 @@ def _round_trip(chains: Chains, value):
     return clipped if _whole_in(chains, clipped, info.min, info.max) else None
 
 
+def _offset_clip(chains: Chains, value):
+    """For ``clip(r + z, ...) - z`` (``r`` a whole number, ``z`` and the clip's bounds
+    whole constants, every step read once), seen through a dropped round trip:
+    ``(r, [(maximum/minimum, bound - z), ...])`` innermost first; else None."""
+    if not op(value, "relax.subtract") or str(value.ty.dtype) != "float32":
+        return None
+    z = _whole_constant(value.args[1])
+    try:
+        expr = chains.bound(value.args[0])
+        through = _round_trip(chains, expr)
+        clips, expr = _clips(chains, chains.bound(through) if through is not None else expr,
+                             single_use=True)
+    except NotInteger:
+        return None
+    if z is None or not clips or not op(expr, "relax.add") \
+            or _whole_constant(expr.args[1]) != z \
+            or not _whole(chains, chains.bound(expr.args[0], single_use=False)):
+        return None
+    return expr.args[0], [(name, limit - z) for name, limit in clips]
+
+
+def _clips(chains: Chains, expr, single_use: bool = False):
+    """``expr``'s chain of maximum/minimum by whole constants: ``([(name, bound)]``
+    innermost first, ``what is clipped)``; NotInteger where a bound is not one."""
+    clips = []
+    while op(expr) in ("relax.maximum", "relax.minimum"):
+        limit = _whole_constant(expr.args[1])
+        if limit is None:
+            raise NotInteger("a clip by a value that is not a whole constant")
+        clips.append((op(expr).split(".")[1], limit))
+        expr = chains.bound(expr.args[0], single_use=single_use)
+    return clips[::-1], expr
+
+
 def _whole_in(chains: Chains, expr, low: float, high: float) -> bool:
     """Whether ``expr`` is a whole number in [low, high] for every finite input: clipped by
     constants to within the range, the clipped value built from ``round`` by adding,
     subtracting or clipping with whole constants."""
-    clips = []
-    expr = chains.bound(expr, single_use=False)
-    while op(expr) in ("relax.maximum", "relax.minimum"):
-        limit = _whole_constant(expr.args[1])
-        if limit is None:
-            return False
-        clips.append((op(expr), limit))
-        expr = chains.bound(expr.args[0], single_use=False)
+    try:
+        clips, expr = _clips(chains, chains.bound(expr, single_use=False))
+    except NotInteger:
+        return False
     lo, hi = -np.inf, np.inf
-    for name, limit in reversed(clips):  # innermost first
-        lo, hi = (max(lo, limit), max(hi, limit)) if name == "relax.maximum" \
+    for name, limit in clips:
+        lo, hi = (max(lo, limit), max(hi, limit)) if name == "maximum" \
             else (min(lo, limit), min(hi, limit))
     return low <= lo and hi <= high and _whole(chains, expr)
 

@@ -10,7 +10,7 @@ register-resident accumulator tile around the intrinsic.
 
 from __future__ import annotations
 
-from ..mapping.rewrite import uses_var
+from ..mapping.rewrite import steps_by_one, uses_var
 from ..mapping.stages import PADDED, is_packing_stage, is_write_back_stage
 from .rule import GenerationRule, ScheduleContext
 
@@ -419,9 +419,11 @@ class VectorizePacking(GenerationRule):
             else:
                 self._vector_and_parallel(sch, loops, interleaved)
             return
-        # a channel loop sweeps its source's blocks (gcd); an offset row (2w + rx) is one run
-        run = gcd(int(extent.value), int(source.source.shape[-1])) if isinstance(
-            source.region[-1].min, tirx.Var) else int(extent.value)
+        # a loop over several of the source's rows (channel blocks: c % 16) moves runs of
+        # the gcd; one that steps along a row from an offset (a stem's 2w + rx), one run
+        index = source.region[-1].min
+        run = int(extent.value) if not isinstance(index, tirx.Var) and steps_by_one(
+            index, inner) else gcd(int(extent.value), int(source.source.shape[-1]))
         if 1 < run < extent.value:
             loops = [*loops[:-1], *sch.split(loops[-1], [None, run])]
         self._vector_and_parallel(sch, loops)

@@ -64,7 +64,7 @@ from .access import (
     intrinsic_computation,
 )
 from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
-from .rewrite import cpu_program_for, rebuild_index, uses_var
+from .rewrite import cpu_program_for, rebuild_index, steps_by_one
 from .stages import PADDED, RealisationError
 
 
@@ -548,7 +548,7 @@ def _reads_runs(stmt) -> bool:
     ``2w + rx``, its taps' rows and columns kept apart): ResNet-50's stem on a VNNI mapping,
     its copies merged, 578 us against 638 with two parallel copies and 818 with the im2col
     serial. A 3x3 window's rows of 3 stay two copies."""
-    from tvm import sym, tirx
+    from tvm import tirx
 
     if len(stmt.reads) != 1:
         return False
@@ -558,10 +558,8 @@ def _reads_runs(stmt) -> bool:
     last = stmt.writes[0].region[-1].min
     if not isinstance(last, tirx.Var):
         return False
-    linear = sym.detect_linear_equation(index, [last])
     run = next(int(v.dom.extent) for v in stmt.iter_vars if v.var.same_as(last))
-    return (run >= MIN_RUN and len(linear) == 2 and isinstance(linear[0], tirx.IntImm)
-            and linear[0].value == 1 and not uses_var(linear[1], last))
+    return run >= MIN_RUN and steps_by_one(index, last)
 
 
 def _written_at(stmt):

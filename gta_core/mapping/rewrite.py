@@ -310,6 +310,16 @@ def signed_te(tensors: list, main_block: str) -> list:
     return [*inputs, result]
 
 
+def steps_by_one(expr, var) -> bool:
+    """Whether the index expression ``expr`` is ``var`` plus terms free of it (``2w + rx``
+    in ``rx``): consecutive values of ``var`` read consecutive elements."""
+    from tvm import sym, tirx
+
+    linear = sym.detect_linear_equation(expr, [var])
+    return (len(linear) == 2 and isinstance(linear[0], tirx.IntImm) and linear[0].value == 1
+            and not uses_var(linear[1], var))
+
+
 def uses_var(expr, var) -> bool:
     """Whether the index expression ``expr`` depends on ``var``."""
     from tvm import tirx

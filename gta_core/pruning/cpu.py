@@ -31,15 +31,16 @@ def loops_of(sch) -> list:
     return [node for node in _statements(sch.mod["main"].body) if isinstance(node, tirx.For)]
 
 
-def _children(node) -> list:
-    """The statements directly under ``node``, in program order."""
+def child_statements(node, init: bool = True) -> list:
+    """The statements directly under ``node``, in program order; a block's ``init`` among
+    them unless ``init`` is False (a walk for staging buffers: the init writes only the
+    accumulator)."""
     from tvm import tirx
 
-    found = [child for child in (getattr(node, name, None) for name in
-                                 ("body", "block", "then_case", "else_case", "init"))
-             if isinstance(child, tirx.Stmt)]
-    found.extend(getattr(node, "seq", None) or [])
-    return found
+    names = ("body", "block", "then_case", "else_case") + (("init",) if init else ())
+    found = [getattr(node, name, None) for name in names]
+    found += list(getattr(node, "seq", None) or [])
+    return [child for child in found if isinstance(child, tirx.Stmt)]
 
 
 def _statements(root) -> list:
@@ -48,7 +49,7 @@ def _statements(root) -> list:
     while stack:
         node = stack.pop()
         found.append(node)
-        stack.extend(reversed(_children(node)))
+        stack.extend(reversed(child_statements(node)))
     return found
 
 
@@ -73,7 +74,7 @@ def tiled_loops(sch) -> list[TiledLoop]:
             out.append(None)  # its place, filled once its blocks are known
         block = isinstance(node, SBlock)
         any_block, any_real = block, block and not node.name_hint.endswith("_init")
-        for child in _children(node):
+        for child in child_statements(node):
             below, real = visit(child)
             any_block, any_real = any_block or below, any_real or real
         value = node.annotations.get(LEVEL_KEY) if loop else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from gta_core.sdk import Constraint, ScheduleContext, Target, index_variables
+from gta_core.sdk import Constraint, ScheduleContext, Target, child_statements, index_variables
 
 # wmma's fragments, and mma.sync's ("warp": a warp's registers, [lane, register])
 FRAGMENT_SCOPES = ("wmma.matrix_a", "wmma.matrix_b", "wmma.accumulator", "warp")
@@ -34,16 +34,6 @@ def _bytes(buffer) -> int:
     for extent in buffer.shape:
         elements *= int(extent)
     return elements * buffer.dtype.bits * buffer.dtype.lanes // 8
-
-
-def child_statements(node) -> list:
-    """The statements directly under ``node`` (a block's init left out: it writes the
-    accumulator, never a staging buffer)."""
-    from tvm import tirx
-
-    found = [getattr(node, name, None) for name in ("body", "block", "then_case", "else_case")]
-    found += list(getattr(node, "seq", None) or [])
-    return [child for child in found if isinstance(child, tirx.Stmt)]
 
 
 def _kernel_usage(kernel) -> KernelUsage:
@@ -83,7 +73,7 @@ def _kernel_usage(kernel) -> KernelUsage:
                     count *= int(extent)
                 elements[scope] += count
                 sizes[buffer.name] = count
-        stack.extend(child_statements(node))
+        stack.extend(child_statements(node, init=False))
     for extent in extents.values():
         usage.threads *= extent
     usage.fragment_bytes, usage.fragment_elements = dict(fragments), dict(elements)
@@ -108,7 +98,7 @@ def _pipelined(loop, stages: list[int], copies: dict[str, int]) -> None:
                 if region.source.scope() == "shared":
                     name = region.source.name
                     copies[name] = max(copies.get(name, 1), last - stage + 1)
-            stack.extend(child_statements(node))
+            stack.extend(child_statements(node, init=False))
 
 
 def kernel_usage(sch) -> KernelUsage:
@@ -148,7 +138,7 @@ def _kernels(body) -> list:
         if binding is not None and binding.thread_tag.startswith("blockIdx"):
             found.append(node)
             continue
-        stack.extend(child_statements(node))
+        stack.extend(child_statements(node, init=False))
     return found
 
 

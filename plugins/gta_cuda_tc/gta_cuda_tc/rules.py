@@ -22,9 +22,14 @@ The R0 loop is then a two-stage software pipeline whose copies are ``cp.async``
 
 from __future__ import annotations
 
-from gta_core.sdk import GenerationRule, Intrinsic, RealisationError, ScheduleContext
+from gta_core.sdk import (
+    GenerationRule,
+    Intrinsic,
+    RealisationError,
+    ScheduleContext,
+    child_statements,
+)
 
-from .constraints import child_statements
 from .realisation import Staging, block_memory, fragment_scopes, stage_operands, warp_size
 
 COPY_BYTES = 16  # what one lane moves per global -> shared load: a 128-bit vector
@@ -163,7 +168,7 @@ def _copies_to_shared(stmt) -> bool:
         node = stack.pop()
         if hasattr(node, "writes") and hasattr(node, "alloc_buffers"):  # a block
             blocks.append(node)
-        stack.extend(child_statements(node))
+        stack.extend(child_statements(node, init=False))
     return bool(blocks) and all(r.source.scope() == "shared" for b in blocks for r in b.writes)
 
 
