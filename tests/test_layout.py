@@ -175,6 +175,35 @@ def test_a_stem_that_cannot_be_blocked_writes_blocked_outputs(tmp_path):
     assert report.max_error <= report.tolerance
 
 
+def test_a_quantized_stem_reads_its_input_in_words_of_channels_where_they_lie(
+        tmp_path, model_makers):
+    """An 8-bit stem's 3 channels are zero-filled to a 32-bit word (NCHW4c, written by the
+    input's quantization, the word's fourth weight zero): VNNI's 4-deep dot product reads
+    each pixel's word where it lies, so no stage of its programs copies the activations
+    (in NCHW each call re-laid them, an im2col of R*S words per output pixel). The
+    compiled model's agreement is checked with the other quantized tests of this file."""
+    registry = default_registry()
+    target = registry.target("avx512")
+    path = model_makers.quantized(_convolutions_onnx(tmp_path / "f.onnx"), tmp_path / "q.onnx")
+    tasks = model_tasks(fuse(load_onnx(path).mod, 16))
+    stem = next(t for t in tasks if t.workload.main_block == "conv2d_NCHWc"
+                and int(t.func.params[0].shape[-1]) == 4)
+    data, weight = (tuple(int(d) for d in p.shape) for p in stem.func.params[:2])
+    assert data == (1, 1, 18, 18, 4) and weight == (2, 4, 3, 3, 1, 16)
+    words = [c for c in mapping_candidates(stem.workload, "avx512", registry)
+             if c.status == "kept" and c.intrinsic == "vnni" and c.axes.get("k") == ["rl"]]
+    assert words, "no kept VNNI mapping reducing over the word"
+    program = Task(stem.workload, words[0], registry.intrinsics["vnni"], target)
+    space = MappingSpace(program, list(registry.rules.values()), [])
+    sketches = space.generate_design_space(tvm.IRModule({"main": stem.func}))
+    assert sketches
+    for sch in sketches:
+        activations = sch.mod["main"].params[0]
+        readers = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))
+                   if any(r.source.same_as(activations) for r in sch.get(b).reads)}
+        assert readers == {"conv2d_NCHWc_update_o"}, f"stages reading the activations: {readers}"
+
+
 def test_a_chain_with_a_second_consumer_stays_as_convertlayout_left_it(tmp_path):
     """The stem's ReLU output feeds two layers: the rewrite would need it in both layouts,
     so nothing changes."""
@@ -202,8 +231,10 @@ def test_a_quantized_layer_that_cannot_be_blocked_reads_its_input_transformed_as
     path = model_makers.quantized(_convolutions_onnx(tmp_path / "f.onnx"), tmp_path / "q.onnx")
     model = load_onnx(path)
     fused = fuse(model.mod, 16)
-    moved = {name: str(fused[name].params[0].dtype) for name in
-             (c.args[0].name_hint for c in call_tirs(fused["main"]))
+    # a transform moves u8; one fused into the input's quantization (the stem's words of
+    # channels) reads the float input and writes u8
+    moved = {name: str(fused[name].params[0 if name.startswith("te_") else -1].dtype)
+             for name in (c.args[0].name_hint for c in call_tirs(fused["main"]))
              if "layout_transform" in name}
     assert moved and set(moved.values()) == {"uint8"}, moved
     _, report = compile_model(model, "avx512", tmp_path)

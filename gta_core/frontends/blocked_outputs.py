@@ -7,7 +7,8 @@ in ResNet-18 the stem, its bias, ReLU and
 max-pool all run in NCHW, then a transform copies the pooled tensor into NCHW16c.
 
 :func:`block_outputs` rewrites such a conv2d (NCHW input, output channels divisible by the
-block) to read its NCHW input as it is and write ``NCHW{b}c``, together with the chain of
+block) to read its NCHW input as it is (an 8-bit one in ``NCHW4c``, its channels in
+32-bit words: :func:`_word`) and write ``NCHW{b}c``, together with the chain of
 ops between it and the transform that blocked its result (per-channel or scalar
 elementwise ops, pooling), and drops that transform. A chain with a second consumer, or an
 op not listed here, is left alone.
@@ -31,6 +32,18 @@ def _starts_chain(value, block: int) -> bool:
     attrs, out = value.attrs, static_shape(value)
     return (attrs.data_layout == attrs.out_layout == "NCHW" and attrs.kernel_layout == "OIHW"
             and int(attrs.groups) == 1 and out is not None and out[1] % block == 0)
+
+
+def _word(data) -> int | None:
+    """Channels per 32-bit word where ``data`` is 8-bit integers, else None.
+
+    An 8-bit dot-product intrinsic reduces a word of 4 products per lane (VNNI's
+    ``vpdpbusd``, each AMX row); in ``NCHW4c`` (channels zero-filled up to a word) a stem's
+    word at every pixel is a contiguous run it reads in place, where an NCHW input is
+    re-laid (an im2col of R*S words per output pixel) on every call.
+    """
+    dtype = str(getattr(data.ty, "dtype", ""))
+    return 4 if dtype in ("int8", "uint8") else None
 
 
 def _follows(value, current) -> bool:
@@ -106,11 +119,20 @@ def block_outputs(mod, block: int):
             op, args = op_name(value), [self.visit_expr(a) for a in value.args]
             if op == "relax.nn.conv2d":
                 attrs = value.attrs
+                data, weight, data_layout = *args, "NCHW"
+                word = _word(data)
+                if word:  # channels in words, the last one zero-filled
+                    wide = -(-static_shape(data)[1] // word) * word
+                    data = self.builder_.emit(relax.op.layout_transform(
+                        data, into_blocks(word), pad_value=0))
+                    weight = self.builder_.emit(relax.op.nn.pad(
+                        weight, [0, 0, 0, wide - static_shape(weight)[1], 0, 0, 0, 0]))
+                    data_layout = f"NCHW{word}c"
                 weight = self.builder_.emit(relax.op.layout_transform(
-                    args[1], lambda o, i, h, w: (o // block, i, h, w, o * 0, o % block)))
+                    weight, lambda o, i, h, w: (o // block, i, h, w, o * 0, o % block)))
                 return relax.op.nn.conv2d(
-                    args[0], weight, attrs.strides, attrs.padding, attrs.dilation, 1, "NCHW",
-                    f"OIHW1i{block}o", layout, attrs.out_dtype or None)
+                    data, weight, attrs.strides, attrs.padding, attrs.dilation, 1,
+                    data_layout, f"OIHW1i{block}o", layout, attrs.out_dtype or None)
             if op in _POOLS:
                 attrs = value.attrs
                 pool = (relax.op.nn.max_pool2d if op == "relax.nn.max_pool2d"

@@ -184,12 +184,15 @@ def _conv2d(bb, call):
     out = _BLOCKED_DATA.fullmatch(attrs.out_layout)
     blocked = (data and kernel and attrs.out_layout == attrs.data_layout
                and kernel.group(1) == "1" and kernel.group(2) == data.group(1))
-    # an NCHW input read as it is, the output written in blocks (blocked_outputs.py)
-    plain_in = (attrs.data_layout == "NCHW" and kernel and out and kernel.group(1) == "1"
-                and kernel.group(2) == out.group(1) and int(attrs.groups) == 1)
-    if not (blocked or plain_in):
+    # an NCHW input read as it is, or an 8-bit one in words of channels, the output
+    # written in blocks (blocked_outputs.py)
+    into_blocks_out = (kernel and out and kernel.group(1) == "1"
+                       and kernel.group(2) == out.group(1) and int(attrs.groups) == 1)
+    plain_in = into_blocks_out and attrs.data_layout == "NCHW"
+    words_in = into_blocks_out and data is not None
+    if not (blocked or plain_in or words_in):
         return nn._nn_conv2d(bb, call)  # TVM's legalization (it declines what it cannot do)
-    return bb.call_te(_blocked_conv2d if blocked else _plain_in_conv2d, call.args[0],
+    return bb.call_te(_plain_in_conv2d if plain_in else _blocked_conv2d, call.args[0],
                       call.args[1], [int(s) for s in attrs.strides],
                       [int(p) for p in attrs.padding], [int(d) for d in attrs.dilation],
                       int(attrs.groups), attrs.out_dtype or None, primfunc_name_hint="conv2d")
@@ -219,13 +222,14 @@ def _plain_in_conv2d(data, kernel, strides, padding, dilation, groups, out_dtype
 
 def _blocked_conv2d(data, kernel, strides, padding, dilation, groups, out_dtype):
     """The convolution over blocked data ``[n, c//b, h, w, c%b]`` and kernel
-    ``[k//b, c, r, t, 0, k%b]``. Without groups the input channel is two reduction axes
-    (block, lane), so every access stays affine; a depthwise one (a group per channel)
+    ``[k//o, c, r, t, 0, k%o]`` into ``[n, k//o, y, x, k%o]`` (``o`` is ``b`` but for a
+    stem's words of channels, ``b`` 4). Without groups the input channel is two reduction
+    axes (block, lane), so every access stays affine; a depthwise one (a group per channel)
     reads its own lane; other groupings compute the channel of each group."""
     from tvm import te, topi
 
     batch, in_blocks, height, width, lanes = (int(d) for d in data.shape)
-    out_blocks, group_in, kh, kw, _, _ = (int(d) for d in kernel.shape)
+    out_blocks, group_in, kh, kw, _, out_lanes = (int(d) for d in kernel.shape)
     top, left, bottom, right = padding
     stride_h, stride_w = strides
     dil_h, dil_w = dilation
@@ -241,7 +245,7 @@ def _blocked_conv2d(data, kernel, strides, padding, dilation, groups, out_dtype)
     def window(y, x):
         return y * stride_h + ry * dil_h, x * stride_w + rx * dil_w
 
-    shape = (batch, out_blocks, out_h, out_w, lanes)
+    shape = (batch, out_blocks, out_h, out_w, out_lanes)
     if groups == 1:
         rc = te.reduce_axis((0, in_blocks), "rc")
         rl = te.reduce_axis((0, lanes), "rl")

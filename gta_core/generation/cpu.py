@@ -419,8 +419,9 @@ class VectorizePacking(GenerationRule):
             else:
                 self._vector_and_parallel(sch, loops, interleaved)
             return
-        # a loop over several of the source's rows (channel blocks: c % 16) moves runs of
-        # the gcd; one that steps along a row from an offset (a stem's 2w + rx), one run
+        # a loop over several of the source's rows (channel blocks: c % 16), or a plain
+        # variable that may wrap past a row's end, moves runs of the gcd; one that steps
+        # along a row from an offset (a stem's 2w + rx) moves one run
         index = source.region[-1].min
         run = int(extent.value) if not isinstance(index, tirx.Var) and steps_by_one(
             index, inner) else gcd(int(extent.value), int(source.source.shape[-1]))
