@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .relax_exprs import BINARY, into_blocks, op_name, static_shape
+from .widen_channels import widened_to
 
 _UNARY = {"relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.nn.silu", "relax.nn.gelu",
           "relax.tanh", "relax.astype", "relax.round"}
@@ -122,7 +123,7 @@ def block_outputs(mod, block: int):
                 data, weight, data_layout = *args, "NCHW"
                 word = _word(data)
                 if word:  # channels in words, the last one zero-filled
-                    wide = -(-static_shape(data)[1] // word) * word
+                    wide = widened_to(static_shape(data)[1], word)
                     data = self.builder_.emit(relax.op.layout_transform(
                         data, into_blocks(word), pad_value=0))
                     weight = self.builder_.emit(relax.op.nn.pad(

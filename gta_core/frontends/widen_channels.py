@@ -45,7 +45,8 @@ def _pad(array: np.ndarray, axis: int, to: int, zero: bool) -> np.ndarray:
     return np.pad(array, widths, mode="constant" if zero else "edge")
 
 
-def _widened_to(channels: int, block: int) -> int:
+def widened_to(channels: int, block: int) -> int:
+    """``channels`` rounded up to a multiple of ``block``."""
     return -(-channels // block) * block
 
 
@@ -58,7 +59,7 @@ def widen_channels(mod, block: int):
     def narrow(value) -> bool:
         out = static_shape(value)
         return (_plain_conv(value) and out is not None and out[1] % block != 0
-                and _widened_to(out[1], block) <= 2 * out[1] and int(value.attrs.groups) == 1)
+                and widened_to(out[1], block) <= 2 * out[1] and int(value.attrs.groups) == 1)
 
     func = mod["main"]
     if not any(narrow(b.value) for blk in func.body.blocks for b in blk.bindings):
@@ -129,7 +130,7 @@ def widen_channels(mod, block: int):
             elif not narrow(value):
                 return None
             if narrow(value):
-                weight = _pad(weight, 0, _widened_to(out, block), zero=True)
+                weight = _pad(weight, 0, widened_to(out, block), zero=True)
             call = relax.op.nn.conv2d(data, relax.const(weight), attrs.strides, attrs.padding,
                                       attrs.dilation, groups, "NCHW", "OIHW", "NCHW",
                                       attrs.out_dtype or None)
