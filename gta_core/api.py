@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from .host import cannot_run, require_runs_here
 from .mapping import mapping_candidates
 from .mapping.realise import RealisationError, realise
 from .measure import build, measure_program
@@ -194,7 +195,8 @@ def demo(target: str = "avx512", trials: int | None = None, out: str = "gta-demo
 class CheckedCandidate(MappingCandidate):
     """A candidate as ``gta mappings`` reports it; with ``--check``, realised and built, and
     where its target runs here, run against numpy: ``compiled`` says it built, ``checked``
-    that its output matched the reference (never set for a GPU target without a GPU)."""
+    that its output matched the reference (never set where nothing runs the target here: a
+    GPU target, or a CPU target using instructions this CPU lacks)."""
 
     compiled: bool = False
     checked: bool = False
@@ -212,10 +214,10 @@ def mappings(spec: str, target: str, check: bool = False, registry: Registry | N
     """Every mapping candidate of ``spec`` on ``target``'s intrinsics.
 
     With ``check``, each kept candidate is realised in TensorIR and built
-    (``compiled``); on a CPU target it is also run, output filled with garbage first, and
-    compared with the numpy reference (``checked``). A GPU candidate is only compiled:
-    nothing here runs it. A candidate that fails is reported pruned, with the failing
-    step as reason.
+    (``compiled``); on a CPU target that runs here it is also run, output filled with
+    garbage first, and compared with the numpy reference (``checked``). A GPU candidate, or
+    one of a CPU target this CPU cannot run, is only compiled. A candidate that fails is
+    reported pruned, with the failing step as reason.
     """
     registry = registry or default_registry()
     workload = load_workload(spec, registry)
@@ -235,7 +237,7 @@ def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
            target: Target) -> CheckedCandidate:
     try:
         realised = realise(workload, row, intrinsic, target)
-        if target.kind != "cpu":  # no GPU runs here: built, never run
+        if target.kind != "cpu" or cannot_run(target):  # built, never run here
             build(realised.sch.mod, target)
             return row.model_copy(update={"compiled": True})
         result = measure_program(realised.sch.mod, workload, target, number=1, repeat=3)
@@ -273,6 +275,7 @@ def peak(target: str, registry: Registry | None = None, progress=None) -> PeakRe
     """Measure every intrinsic of ``target`` through the ``gta_intrinsic_peak`` hook."""
     registry = registry or default_registry()
     chosen = registry.target(target)
+    require_runs_here(chosen)  # a plugin's peak kernel is the target's own program
     rows = []
     for intrinsic in registry.intrinsics_for(target):
         answers = registry.call_each("gta_intrinsic_peak", intrinsic=intrinsic, target=chosen)

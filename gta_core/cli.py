@@ -30,7 +30,7 @@ from .codegen import CodegenError
 from .conformance import UnknownPlugin
 from .database import RecordWriteError
 from .frontends import ModelError
-from .host import environment_error
+from .host import HostCannotRun, environment_error
 from .measure.settings import RPCSpecError, RPCUnavailable
 from .model_compile import CompileError
 from .models import UnknownArch
@@ -40,7 +40,7 @@ from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
                RPCUnavailable, CodegenError, UnknownArch, BenchError, ModelError, CompileError,
-               UnknownPlugin, RecordWriteError)
+               UnknownPlugin, RecordWriteError, HostCannotRun)
 
 
 class UsageError(Exception):

@@ -13,7 +13,8 @@ candidate's samples alike, not into one candidate's.
 
 The pick is appended to ``DIR/final_pick.json`` (one JSON line per pick), so a rerun whose
 top records are the same reuses it, and ``gta bench`` builds the program the pick names.
-It needs the program to run here, so only CPU targets get one; a GPU target keeps the
+It needs the program to run here, so only CPU targets this CPU can run get one
+(:func:`gta_core.host.cannot_run`); a GPU target, or one measured on another CPU, keeps the
 tuning's best.
 """
 
@@ -34,7 +35,7 @@ from .database.lines import (
     read_json_lines,
     warn_line,
 )
-from .measure import MeasureSettings, build
+from .measure import MeasureSettings, runnable
 from .measure.garbage import garbage_output
 from .models import Target
 from .weight_prepack import as_model_runs
@@ -166,7 +167,7 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
         out = tvm.runtime.tensor(garbage_output(workload), device)
         try:  # as the tuning built it: a model's weights laid out once, beforehand
             program = as_model_runs(workload, store.schedule(record).mod)
-            module = build(program.module(), target).jit()
+            module = runnable(program.module(), target)
             inputs = program.arguments(args, target)
             module(*inputs, out)
         except Exception as exc:  # noqa: BLE001 - a record that no longer builds is left out

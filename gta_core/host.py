@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,6 +109,42 @@ def cpu_cache_bytes(root: Path = CACHE_ROOT) -> dict[str, int]:
 def cpu_flags() -> set[str]:
     """The CPU feature flags /proc/cpuinfo lists (empty where it does not exist)."""
     return set(_cpuinfo("flags").split())
+
+
+class HostCannotRun(RuntimeError):
+    """A target's programs use CPU features this host lacks: they build here but cannot run."""
+
+
+def cannot_run(target) -> str | None:
+    """Why a ``cpu`` target's programs cannot run on this CPU (None: they can; a GPU
+    target's are not this module's question).
+
+    A target cross-compiling for another architecture (its TVM ``mtriple``) cannot; nor can
+    one whose programs use a feature (``Target.host_flags``) this CPU lacks: the first such
+    instruction would stop the process (SIGILL, which no ``except`` catches). Where
+    /proc/cpuinfo lists no flags, the features are taken as present.
+    """
+    if target.kind != "cpu":
+        return None
+    arch = str(target.tvm.get("mtriple", "")).split("-")[0]
+    machine = platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
+    if arch and arch != machine:
+        return (f"the {target.name} target cross-compiles for {arch}; this machine is "
+                f"{machine}: its programs build here but cannot run")
+    flags = cpu_flags()
+    missing = sorted(set(target.host_flags) - flags) if flags else []
+    if not missing:
+        return None
+    return (f"this CPU lacks {', '.join(missing)}, which the {target.name} target's programs "
+            "use: they build here (gta mappings, gta codegen) but cannot run, so tune, "
+            "compile and bench for it on a host that has them")
+
+
+def require_runs_here(target) -> None:
+    """Raise :class:`HostCannotRun` where ``target``'s programs cannot run on this CPU."""
+    why = cannot_run(target)
+    if why is not None:
+        raise HostCannotRun(why)
 
 
 def cpu_vendor() -> str:

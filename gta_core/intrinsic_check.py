@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import platform
 from dataclasses import dataclass
 
+from .host import cannot_run
 from .mapping.access import Access, Computation, block_computation, intrinsic_computation
 from .models import Intrinsic, Target
 from .workloads.operator import DTYPE_ROLES, OUT_DTYPES
@@ -110,13 +110,9 @@ def workload_dtypes(intrinsic: Intrinsic) -> list[tuple[str, str | None]]:
 
 
 def runs_here(target: Target) -> bool:
-    """Whether programs built for ``target`` run on this machine: a CPU target that does not
-    cross-compile for another architecture (its TVM ``mtriple``)."""
-    if target.kind != "cpu":
-        return False
-    triple = str(target.tvm.get("mtriple", ""))
-    machine = platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
-    return not triple or triple.split("-")[0] == machine
+    """Whether programs built for ``target`` run on this machine: a CPU target that neither
+    cross-compiles nor uses a feature this CPU lacks (:func:`gta_core.host.cannot_run`)."""
+    return target.kind == "cpu" and cannot_run(target) is None
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelError, channel_block, fuse, model_tasks
+from .host import require_runs_here
 from .measure.check import build_config, registered
 from .measure.fast_math import register_fast_math
 from .models import Target
@@ -216,6 +217,7 @@ def compile_model(model: Model, target: str, db: str | os.PathLike,
     if out is not None and not Path(out).parent.is_dir():
         raise CompileError(f"--out {out}: folder {Path(out).parent} does not exist")
     fused, rows = schedule_model(model, target, db, registry)
+    require_runs_here(chosen)  # its outputs are checked here before it is written
     executable = build_fused(fused, chosen)
     inputs = model_inputs(model)
     try:
@@ -297,6 +299,7 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
         functions[name] = store.schedule(record).mod["main"].with_attr("global_symbol", name)
         rows.append(CompiledWorkload(workload=workload.spec, function=name,
                                      mapping=record.mapping, tuned_us=record.latency_us))
+    require_runs_here(chosen)  # each function is checked here before the library is written
     library = build(tvm.IRModule(functions), chosen)
     module = library.jit()
     for workload, row in zip(workloads, rows):

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelTask, channel_block, fuse, model_tasks, written_bytes
-from .measure import MeasureSettings, build, flushed_to_fit, model_settings
+from .measure import MeasureSettings, flushed_to_fit, model_settings, runnable
 from .plugins import Registry, default_registry
 from .tuning import TaskReport, TuneError, check_budget, tune_workloads
 
@@ -67,7 +67,7 @@ def _untuned_us(task: ModelTask, target, settings: MeasureSettings) -> float | N
 
     rng = np.random.default_rng(0)
     try:
-        lib = build(tvm.IRModule({"main": task.func}), target).jit()
+        lib = runnable(tvm.IRModule({"main": task.func}), target)
         device = tvm.cpu()
         args = [tvm.runtime.tensor(random_array(tuple(int(d) for d in b.shape), str(b.dtype),
                                                 rng), device) for b in task.func.params]

@@ -104,6 +104,10 @@ class Target(_Model):
     (a ``cpu`` target), and a ``gpu`` target must name one. ``tir_pipeline`` names the TVM
     TIR pipeline its programs build with, as ``module:name`` (importing ``module`` registers
     ``name`` with ``tvm.tirx.compilation_pipeline.register_tir_pipeline``); None: TVM's default.
+    ``host_flags`` lists the CPU features (as /proc/cpuinfo names them, e.g. ``avx512f``) a
+    ``cpu`` target's programs use: on a host that lacks one GTA builds them but runs none
+    (:func:`gta_core.host.require_runs_here`), since the first would stop the process with an
+    illegal instruction.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -116,6 +120,7 @@ class Target(_Model):
     archs: dict[str, TargetArch] = Field(default_factory=dict)
     realisation: str | None = None
     tir_pipeline: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    host_flags: list[str] = Field(default_factory=list)
 
     def for_arch(self, arch: str | None) -> Target:
         """This target generating for ``arch`` (None: as declared); UnknownArch if undeclared."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 # name -> module it lives in (relative to gta_core); imported lazily by __getattr__.
 _NAMES = {
@@ -62,9 +62,10 @@ _NAMES = {
     "realisation_step": "mapping.realise", "ensure_registered": "mapping.realise",
     "program_for": "mapping.rewrite",
     # building a program as GTA builds it (its fast math, config and the target's pipeline)
-    "build": "measure.check",
+    "build": "measure.check", "runnable": "measure.check",
     # host probes
     "cpu_cores": "host", "cpu_flags": "host", "cpu_vendor": "host", "cpu_cache_bytes": "host",
+    "cannot_run": "host", "HostCannotRun": "host",
     # the conformance kit
     "check_plugin": "conformance", "ConformanceError": "conformance",
 }

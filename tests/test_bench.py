@@ -232,6 +232,7 @@ def _record_files(out: Path) -> dict[str, str]:
             if p.name in ("records.json", "database_tuning_record.json")}
 
 
+@pytest.mark.runs("avx512")
 def test_bench_prints_results_json_with_every_contender(tiny_run):
     code, out, _ = tiny_run["first"]
     assert code == 0
@@ -256,6 +257,7 @@ def test_bench_prints_results_json_with_every_contender(tiny_run):
                                             if n != "gta" and r["status"] == "timed"}
 
 
+@pytest.mark.runs("avx512")
 def test_bench_writes_results_md_and_png_plots(tiny_run):
     out = tiny_run["out"]
     md = (out / "results.md").read_text()
@@ -272,6 +274,7 @@ def test_bench_writes_results_md_and_png_plots(tiny_run):
     assert all([p["trial"] for p in c["points"]] == [1, 2] for c in curves)
 
 
+@pytest.mark.runs("avx512")
 def test_a_rerun_measures_nothing_new(tiny_run):
     code, out, err = tiny_run["second"]
     assert code == 0
@@ -295,6 +298,7 @@ def test_metaschedule_with_gtas_vnni_intrinsic_tunes_a_correct_int8_program(tmp_
     assert row.status == "timed" and row.correct and row.trials == 2
 
 
+@pytest.mark.runs("avx512")
 def test_demo_tunes_compiles_and_times_a_zoo_model_beside_the_baselines(capsys, tmp_path):
     out = tmp_path / "demo"
     code, text, err = run(capsys, "demo", "--model", "tiny", "--trials", "2", "--out", str(out))

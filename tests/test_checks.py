@@ -129,6 +129,7 @@ def test_a_wrong_candidate_is_recorded_wrong_and_never_the_best(tmp_path, regist
     assert store.best(task.key).line == right.line
 
 
+@pytest.mark.runs("avx512")
 def test_the_final_pick_walks_past_wrong_records(tmp_path, registry, avx512):
     """The fastest records are wrong (a program without its init step, recorded with luckier
     times than the right one): the pick checks them, says so, and picks the right one."""

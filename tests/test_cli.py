@@ -79,6 +79,7 @@ def test_mappings_json_lists_every_candidate_with_status_reason_axes_and_padding
                for r in rows if r["intrinsic"] == "mac16-u8s8")
 
 
+@pytest.mark.runs("avx512")
 def test_mappings_check_realises_and_reports_throughput(capsys):
     code, out, err = run(capsys, "mappings", "gemm:M=32,N=32,K=32,dtype=int8", "--target",
                          "avx512", "--check")
@@ -115,6 +116,7 @@ def test_codegen_writes_cuda_and_reports_json(capsys, tmp_path):
     assert "wmma::mma_sync" in out_file.read_text()
 
 
+@pytest.mark.runs("avx512")
 def test_peak_measures_every_avx512_intrinsic_but_mac16_which_says_why(capsys):
     code, out, _ = run(capsys, "peak", "--target", "avx512", "--json")
     assert code == 0

@@ -10,6 +10,7 @@ import pytest
 from gta_core.api import load_workload
 from gta_core.bench import CONTENDERS, BenchContext, Suite, run_bench
 from gta_core.bench.onnx_runtime import Requantisation, RequantisedProgram
+from gta_core.host import cpu_flags
 from gta_core.plugins import default_registry
 
 pytest.importorskip("onnxruntime")
@@ -22,6 +23,15 @@ SPECS = [
     "depthwise_conv2d:N=1,C=8,H=8,W=8,R=3,S=3,pad=2,dilation=2",
     "conv2d_transpose:N=1,C=4,H=5,W=5,K=8,R=4,S=4,stride=2,pad=1",
 ]
+
+
+def _int8_exact_here() -> None:
+    """Skips where onnxruntime's u8 x s8 kernels are not exact: on a CPU without VNNI, MLAS
+    adds pairs of products in saturating 16 bits (vpmaddubsw; 2 x 255 x 127 > 32767), which
+    its docs answer with ``reduce_range``. Its int8 results are then rightly reported wrong."""
+    if not {"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags():
+        pytest.skip("this CPU has no VNNI: onnxruntime's u8 x s8 kernels saturate pairs of "
+                    "products in 16 bits (vpmaddubsw), so they are not exact here")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +56,8 @@ def _checked(name, spec, ctx):
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
 @pytest.mark.parametrize("spec", SPECS)
 def test_onnxruntime_computes_exactly_the_reference(ctx, spec, dtype):
+    if dtype == "int8" and not spec.startswith(("depthwise", "conv2d_transpose")):
+        _int8_exact_here()
     mismatch, program = _checked("onnxruntime", f"{spec},dtype={dtype}", ctx)
     if spec.startswith("conv2d_transpose") and dtype == "int8":
         assert program is None and mismatch.startswith("n/a: ONNX has no integer transposed")
@@ -56,6 +68,8 @@ def test_onnxruntime_computes_exactly_the_reference(ctx, spec, dtype):
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if not s.startswith("conv2d_transpose")])
 def test_onnxruntime_qlinear_matches_the_requantised_reference(ctx, spec):
+    if not spec.startswith("depthwise"):
+        _int8_exact_here()
     mismatch, program = _checked("onnxruntime-qlinear", f"{spec},dtype=int8", ctx)
     assert mismatch is None
     assert isinstance(program, RequantisedProgram) and program.out.dtype == np.uint8
@@ -128,6 +142,7 @@ def test_both_forms_are_timed_in_a_bench_on_a_tiny_gemm_and_conv2d(tmp_path):
 
 
 def test_an_isolated_qlinear_program_is_checked_in_its_own_process(tmp_path):
+    _int8_exact_here()
     from gta_core.bench.isolated import prepare_isolated
 
     registry = default_registry()
@@ -147,6 +162,8 @@ def test_an_isolated_qlinear_program_is_checked_in_its_own_process(tmp_path):
                                   "conv2d:N=1,C=4,H=8,W=8,K=8,R=3,S=3,pad=1"])
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
 def test_onnxruntime_prepacked_is_its_strongest_form_with_constant_weights(ctx, spec, dtype):
+    if dtype == "int8":
+        _int8_exact_here()
     mismatch, program = _checked("onnxruntime-prepacked", f"{spec},dtype={dtype}", ctx)
     assert mismatch is None
     assert set(program.run.values) == {"data", "out"}  # the weights are the model's constants

@@ -11,7 +11,7 @@ import pytest
 import tvm
 from tvm.script import tirx as T
 
-from gta_core.measure import build
+from gta_core.measure import runnable
 from gta_core.plugins import default_registry
 
 
@@ -28,8 +28,8 @@ def _elementwise(name: str):
 
 def _run(name: str, x: np.ndarray):
     """(``name`` of x as the avx512 target builds it, the functions its LLVM IR calls)."""
-    module = build(tvm.IRModule({"main": _elementwise(name)}),
-                   default_registry().target("avx512")).jit()
+    module = runnable(tvm.IRModule({"main": _elementwise(name)}),
+                      default_registry().target("avx512"))
     padded = np.resize(x, 4096).astype("float32")
     out = tvm.runtime.tensor(np.full(4096, np.nan, "float32"))
     module["main"](tvm.runtime.tensor(padded), out)

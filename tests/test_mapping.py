@@ -34,6 +34,7 @@ def kept(spec: str, target: str = "avx512") -> list[MappingCandidate]:
             if c.status == "kept"]
 
 
+@pytest.mark.runs("avx512")
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_has_a_kept_mapping_and_every_kept_one_realises_correctly(family, dtype):
@@ -49,6 +50,7 @@ def test_every_family_has_a_kept_mapping_and_every_kept_one_realises_correctly(f
     assert all(m.checked and m.gops > 0 for m in survivors)
 
 
+@pytest.mark.runs("avx512")
 @pytest.mark.parametrize("family", ["gemm", "conv2d", "depthwise"])
 def test_bfloat16_mappings_use_vdpbf16ps_and_realise_correctly(family):
     report = mappings(f"{FAMILIES[family]},dtype=bfloat16", "avx512", check=True)
@@ -92,6 +94,7 @@ def test_a_shape_that_does_not_divide_is_kept_through_padding():
     assert padded[0].waste == pytest.approx(1 - 197 / 208, abs=1e-3)
 
 
+@pytest.mark.runs("avx512")
 def test_a_padded_mapping_realises_correctly():
     report = mappings("gemm:M=19,N=32,K=6,dtype=int8", "avx512", check=True)
     assert any(m.padding and m.checked for m in report.mappings)

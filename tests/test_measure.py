@@ -206,6 +206,7 @@ def rpc(avx512, rpc_farm):
     farm.stop()
 
 
+@pytest.mark.runs("avx512")
 def test_rpc_runner_measures_a_gta_program_through_a_tracker(rpc, avx512, builder, tensorized):
     mod, _ = tensorized
     outcomes = measure_batch(builder, rpc[1], [mod, calls_missing], avx512)
@@ -224,6 +225,7 @@ def test_rpc_without_a_server_for_the_key_fails_at_once_in_one_line(rpc, avx512)
         make_runner(rpc_settings.model_copy(update={"rpc": closed}), avx512)
 
 
+@pytest.mark.runs("avx512")
 def test_gta_tune_measures_through_the_rpc_tracker_end_to_end(rpc, tmp_path, capsys):
     from gta_core.cli import main
 

@@ -11,7 +11,7 @@ from tvm import te
 
 from gta_core.frontends import fuse, load_onnx, model_tasks
 from gta_core.frontends import requantize as rq
-from gta_core.measure import build
+from gta_core.measure import runnable
 from gta_core.model_compile import compile_model, model_inputs, run_model
 from gta_core.plugins import default_registry
 
@@ -24,7 +24,7 @@ def _quotients(x: np.ndarray, divisor: float) -> np.ndarray:
     sch = tvm.s_tir.Schedule(func)
     outer, inner = sch.split(sch.get_loops(sch.get_sblock("q"))[0], [None, 16])
     sch.vectorize(inner)  # the vector FMA, as an epilogue's tile runs it
-    module = build(sch.mod, default_registry().target("avx512")).jit()
+    module = runnable(sch.mod, default_registry().target("avx512"))
     got = tvm.runtime.tensor(np.full(x.shape, np.nan, "float32"))
     module["main"](tvm.runtime.tensor(x), got)
     return got.numpy()

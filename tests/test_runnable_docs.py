@@ -45,6 +45,7 @@ def test_the_quickstart_has_shell_and_python_blocks():
     assert "sh" in kinds and kinds.count("python") >= 2
 
 
+@pytest.mark.runs("avx512")
 def test_every_quickstart_block_runs_as_written(tmp_path):
     outputs = run_blocks(blocks("README.md", "Quickstart"), tmp_path)
     assert (tmp_path / "models" / "tiny.onnx").exists() and (tmp_path / "tiny.so").exists()
@@ -76,6 +77,7 @@ def test_every_gta_command_runs_in_a_page_a_test_runs():
     assert commands - ran == set(RUN_ELSEWHERE)
 
 
+@pytest.mark.runs("avx512")
 def test_the_operator_tutorial_runs_as_written(tmp_path):
     found = blocks("docs/tutorial-operators.md")
     assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "sh", "python"]

@@ -76,6 +76,7 @@ def test_a_candidate_that_fails_to_build_does_not_stop_tuning(tmp_path, monkeypa
     assert task.correct is True  # the candidates that built still give a checked best
 
 
+@pytest.mark.runs("avx512")
 def test_cli_tune_json_contract(tmp_path, capsys):
     code = main(["tune", GEMM, "--target", "avx512", "--trials", "2", "--db", str(tmp_path),
                  "--json", "--quiet"])
@@ -87,6 +88,7 @@ def test_cli_tune_json_contract(tmp_path, capsys):
     assert task["workload"] == GEMM and task["trials"] == 2
 
 
+@pytest.mark.runs("avx512")
 def test_two_weighted_workloads_tune_as_one_application_with_a_report(tmp_path, capsys):
     report = tmp_path / "report.md"
     code = main(["tune", GEMM, CONV, "--weights", "1,3", "--target", "avx512", "--trials", "12",

@@ -39,7 +39,7 @@ def function_times(onnx_path: str, target: str, db: str, min_ms: int = 100
     import tvm
 
     from ..frontends import load_onnx
-    from ..measure import build
+    from ..measure import runnable
     from ..model_compile import schedule_model
     from ..weight_prepack import call_tirs, prepack_passes
     from ..workloads.operator import random_array
@@ -53,7 +53,7 @@ def function_times(onnx_path: str, target: str, db: str, min_ms: int = 100
     times = []
     for name, count in calls.items():
         func = mod[name].with_attr("global_symbol", "main")
-        lib = build(tvm.IRModule({"main": func}), chosen).jit()
+        lib = runnable(tvm.IRModule({"main": func}), chosen)
         args = [tvm.runtime.tensor(random_array(tuple(int(d) for d in p.ty.shape),
                                                 str(p.ty.dtype), rng), device)
                 for p in func.params]

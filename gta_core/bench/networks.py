@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ..frontends import load_onnx
+from ..host import require_runs_here
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
 from ..quantized_check import QuantizedCheck, check_own_quantization, check_quantized
@@ -202,6 +203,8 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
     say = progress or (lambda text: None)
     start = time.perf_counter()
     with claimed_out(out) as out:
+        if any(t in contenders for t in TUNERS):  # they tune and time the target's programs
+            require_runs_here(default_registry().target(target))
         name = NET_SUITES[suite]
         float_path = out / "model.onnx"
         # Export and tuning run in child processes: torch's ONNX exporter and MetaSchedule

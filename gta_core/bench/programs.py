@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..measure import build
+from ..measure import runnable
 from ..measure.garbage import garbage_output
 from ..models import Target
 from ..workloads import Expected, Workload
@@ -55,7 +55,7 @@ class TVMProgram(Program):
                  inputs: list[np.ndarray]) -> None:
         import tvm
 
-        self.module = build(program, target).jit()
+        self.module = runnable(program, target)
         device = tvm.cpu()
         self.args = [tvm.runtime.tensor(x, device) for x in inputs]
         self.args.append(tvm.runtime.tensor(garbage_output(workload), device))

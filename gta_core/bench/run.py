@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..host import require_runs_here
 from ..measure import MeasureSettings
 from ..models import Target
 from ..paths import writable_dir
@@ -359,6 +360,7 @@ def run_bench(suite: Suite, out: str | os.PathLike, *, contenders: list[Contende
         raise BenchError(f"gta bench times programs on this machine's CPU; target {target} "
                          f"is a {chosen.kind} target")
     with claimed_out(out) as path:
+        require_runs_here(chosen)  # after --out's check: a bad folder is named first
         workloads = [parse_workload(spec, registry.operators) for spec in suite.workloads[:first]]
         say = progress or (lambda text: None)
         ctx = BenchContext(target=chosen, trials=trials, out=path, registry=registry,

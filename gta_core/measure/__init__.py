@@ -1,6 +1,6 @@
 """Building and running programs: correctness against numpy, then timing."""
 
-from .check import Measurement, build, measure_program
+from .check import Measurement, build, measure_program, runnable
 from .garbage import garbage, garbage_output
 from .runners import Outcome, make_builder, make_runner, measure_batch
 from .settings import (
@@ -15,4 +15,5 @@ from .settings import (
 
 __all__ = ["MeasureSettings", "Measurement", "Outcome", "RPCSettings", "RPCSpecError",
            "RPCUnavailable", "build", "flushed_to_fit", "garbage", "garbage_output", "make_builder",
-           "make_runner", "measure_batch", "measure_program", "model_settings", "parse_rpc"]
+           "make_runner", "measure_batch", "measure_program", "model_settings", "parse_rpc",
+           "runnable"]

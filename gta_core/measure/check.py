@@ -59,6 +59,17 @@ def build(program, target: Target | tvm.target.Target, *,
         return tvm.compile(program, target=tvm_target, tir_pipeline=registered(pipeline))
 
 
+def runnable(program, target: Target | tvm.target.Target) -> tvm.runtime.Module:
+    """``program`` built for ``target`` (:func:`build`) and loaded to run here; raises
+    :class:`~gta_core.host.HostCannotRun` first where this CPU lacks what a GTA target's
+    programs use."""
+    from ..host import require_runs_here
+
+    if isinstance(target, Target):
+        require_runs_here(target)
+    return build(program, target).jit()
+
+
 def registered(pipeline: str | None) -> str:
     """The TVM name of a ``module:name`` TIR pipeline, its module imported (which registers
     it); TVM's default for None."""
@@ -78,7 +89,7 @@ def measure_program(program, workload: Workload, target: Target, *, number: int 
     """
     import tvm
 
-    module = build(program, target).jit()
+    module = runnable(program, target)
     device = tvm.cpu()
     inputs = workload.random_inputs(seed)
     args = [tvm.runtime.tensor(x, device) for x in inputs]

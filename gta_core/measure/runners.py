@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
+from ..host import require_runs_here
 from ..models import Target
 from .check import build
 from .rpc import check_farm, make_rpc_runner
@@ -100,6 +101,9 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
         enable_cpu_cache_flush=flush and not scrub)
     if settings.rpc is None:
         from . import scrub as scrubbing  # its import registers the preprocessor
+
+        if isinstance(target, Target):
+            require_runs_here(target)
 
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
                                      evaluator_config=evaluator,

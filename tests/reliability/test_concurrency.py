@@ -7,9 +7,11 @@ import json
 import subprocess
 import time
 
+import pytest
 from kit import GEMM, GEMM_B, assert_store_whole, gta, run_gta, tune_args
 
 
+@pytest.mark.runs("avx512")
 def test_two_tunes_and_a_compile_share_one_db(tmp_path):
     db = tmp_path / "db"
     assert run_gta(*tune_args(GEMM, db, 2)).returncode == 0  # something to compile
@@ -34,6 +36,7 @@ def test_two_tunes_and_a_compile_share_one_db(tmp_path):
         assert json.loads(result.stdout)["tasks"][0]["new_trials"] == 0
 
 
+@pytest.mark.runs("avx512")
 def test_a_second_bench_on_one_out_is_refused_with_the_holders_pid(tmp_path):
     out = tmp_path / "bench"
     first = subprocess.Popen(gta("bench", "--suite", "ci", "--baselines", "numpy", "--trials",

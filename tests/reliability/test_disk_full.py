@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import resource
 
+import pytest
 from kit import GEMM, assert_store_whole, run_gta, tune_args
 
 
+@pytest.mark.runs("avx512")
 def test_a_full_disk_stops_tuning_with_one_line_and_keeps_every_record(tmp_path):
     db = tmp_path / "db"
     assert run_gta(*tune_args(GEMM, db, 3)).returncode == 0

@@ -39,6 +39,7 @@ def _resumes(db: Path, trials: int, before: int) -> None:
     assert len(assert_store_whole(db)) == trials
 
 
+@pytest.mark.runs("avx512")
 @pytest.mark.parametrize("sig, status, word", [
     (signal.SIGINT, 130, "interrupted (SIGINT)"),
     (signal.SIGTERM, 143, "terminated (SIGTERM)"),

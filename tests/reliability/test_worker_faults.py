@@ -9,6 +9,7 @@ import pytest
 from kit import GEMM, assert_store_whole, run_gta, tune_args
 
 
+@pytest.mark.runs("avx512")
 @pytest.mark.parametrize("kind, reason", [
     ("build-segv", "crashed"), ("run-segv", "crashed"),
     # the timeout itself is tested in test_measure.py; these take 25 s each

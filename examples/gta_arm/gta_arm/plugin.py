@@ -12,7 +12,7 @@ import os
 
 from gta_core.sdk import Intrinsic, IntrinsicCompute, IterVar, Operand, Resources, Target, hookimpl
 
-GTA_API_VERSION = "1.0"
+GTA_API_VERSION = "1.1"
 
 TARGET = "arm-i8mm"
 TVM_MODULE = "gta_arm.tvm_intrinsics"
@@ -28,6 +28,7 @@ def _target() -> Target:
         kind="cpu",
         tvm={"kind": "llvm", "mtriple": "aarch64-linux-gnu",
              "mattr": ["+v8.6a", "+neon", "+dotprod", "+i8mm"], "num-cores": CORES},
+        host_flags=["asimd", "asimddp", "i8mm"],  # as an AArch64 /proc/cpuinfo names them
         resources=Resources(cores=CORES, cache_bytes={"L1": 64 * 1024, "L2": 1024 * 1024},
                             vector_registers=32, vector_width_bits=128,
                             vector_latency_cycles=4, vector_issue_per_cycle=2),

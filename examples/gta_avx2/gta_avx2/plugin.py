@@ -20,7 +20,7 @@ from gta_core.sdk import (
     hookimpl,
 )
 
-GTA_API_VERSION = "1.0"
+GTA_API_VERSION = "1.1"
 
 TARGET = "avx2"
 TVM_MODULE = "gta_avx2.tvm_intrinsics"  # imported only when an intrinsic is first used
@@ -39,6 +39,7 @@ def _target() -> Target:
         description=f"x86-64 CPU with AVX2 and FMA (LLVM mcpu={MCPU}), {cores} cores",
         kind="cpu",
         tvm={"kind": "llvm", "mcpu": MCPU, "num-cores": cores},
+        host_flags=["avx2", "fma"],  # what its programs use: a CPU without them cannot run them
         resources=Resources(cores=cores, cache_bytes=cpu_cache_bytes(), vector_registers=16,
                             vector_width_bits=256, vector_latency_cycles=4,
                             vector_issue_per_cycle=2),

@@ -14,7 +14,7 @@ import statistics
 import numpy as np
 import tvm
 
-from gta_core.sdk import Intrinsic, PeakMeasurement, Target, build
+from gta_core.sdk import Intrinsic, PeakMeasurement, Target, runnable
 
 from .peak import _seconds, _with_threads, _workers
 
@@ -52,7 +52,7 @@ def measure_amx_peak(intrinsic: Intrinsic, target: Target, repeats: int = 5,
                      target_seconds: float = 0.2) -> PeakMeasurement:
     """The call's throughput on all of ``target``'s cores (see the module docstring)."""
     workers = _workers(target)
-    module = build(_kernel(intrinsic, workers), target).jit()
+    module = runnable(_kernel(intrinsic, workers), target)
     rng = np.random.default_rng(0)
     args = [tvm.runtime.tensor(rng.integers(0, 2, (workers, *_shape(intrinsic, x)),
                                             dtype=_dtype(intrinsic, x))) for x in "ABC"]

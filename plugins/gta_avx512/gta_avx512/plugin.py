@@ -19,7 +19,7 @@ from gta_core.sdk import (
     hookimpl,
 )
 
-GTA_API_VERSION = "1.0"  # the gta_core.sdk this plugin is written for
+GTA_API_VERSION = "1.1"  # the gta_core.sdk this plugin is written for
 
 TARGET = "avx512"
 TVM_MODULE = "gta_avx512.tvm_intrinsics"
@@ -47,6 +47,18 @@ def llvm_cpu(vendor: str, flags: set[str]) -> str:
 
 
 MCPU = os.environ.get("GTA_AVX512_MCPU") or llvm_cpu(cpu_vendor(), cpu_flags())
+
+
+def host_flags(mcpu: str) -> list[str]:
+    """What a CPU needs (/proc/cpuinfo's names) to run the programs built for ``mcpu``: the
+    AVX-512 subsets LLVM's vectors use, VNNI and, where ``mcpu`` has it, BF16."""
+    flags = ["avx512f", "avx512bw", "avx512dq", "avx512vl"]
+    if mcpu != "skylake-avx512":
+        flags.append("avx512_vnni")
+    if mcpu not in ("skylake-avx512", "cascadelake", "icelake-server"):
+        flags.append("avx512_bf16")
+    return flags
+
 # LLVM tunes its Intel AVX-512 server CPUs to prefer 256-bit vectors, so the loops it
 # vectorises itself (an erf polynomial, an elementwise tail) ran at half width there; the
 # intrinsics and TVM's own vector loops are 512-bit either way.
@@ -96,6 +108,7 @@ def _target() -> Target:
         ),
         peak={dtype: cores * per_cycle * _GHZ for dtype, per_cycle in _PER_CYCLE.items()},
         tir_pipeline=f"{AMX_MODULE}:gta_amx" if AMX else None,
+        host_flags=host_flags(MCPU),
     )
 
 
