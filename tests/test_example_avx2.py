@@ -61,3 +61,36 @@ def test_float32_is_a_256_bit_fma(registry):
     asm = _assembly(registry, "avx2-fma")
     assert re.search(r"\bvfmadd\d+ps\s+%?ymm", asm) or re.search(r"vfmadd\d+ps.*ymm", asm)
     assert not re.search(r"\bzmm\d", asm)
+
+
+def test_a_chain_no_intrinsic_takes_tunes_as_one_parallel_pass_and_is_checked(registry,
+                                                                             tmp_path):
+    """A model's function with no anchor (here an 8-bit stem's input quantized, padded and
+    laid out in words of channels) is searched in MetaSchedule's generic space and as one
+    injective pass (gta_core.scheduler.injective); the pick is checked against the
+    function run unscheduled. On this target so that it runs on any AVX2 CPU."""
+    import tvm
+    from test_injective import _input_words
+
+    from gta_core.database import RecordStore
+    from gta_core.tuning import tune_workloads
+    from gta_core.workloads.subgraph import SubgraphWorkload, narrowed
+
+    workload = SubgraphWorkload.from_function(
+        "input_words", narrowed(_input_words(40, 48)["main"]))
+    assert workload.main_block is None
+    report = tune_workloads([workload], [1.0], "avx2", 12, tmp_path / "db", registry=registry,
+                            generic_fallback=True)
+    [task] = report.tasks
+    assert task.mapping == "generic" and task.correct and task.wrong == 0
+    # the one pass was measured: a single block under a parallel loop, the word unrolled
+    store = RecordStore(tmp_path / "db")
+    passes = []
+    for record in store.records():
+        sch = store.schedule(record)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+        kinds = [int(sch.get(loop).kind) for loop in sch.get_loops(blocks[-1])]
+        if len(blocks) == 1 and kinds[-1] == tvm.tirx.ForKind.UNROLLED and \
+                tvm.tirx.ForKind.PARALLEL in kinds:
+            passes.append(record)
+    assert passes and all(r.correct for r in passes)

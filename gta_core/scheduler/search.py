@@ -36,7 +36,7 @@ from ..pruning.constraint import Constraint
 from ..weight_prepack import as_model_runs
 from .drawn_search import DrawnSearch
 from .retime import timed_again_where_stalled
-from .space import MappingSpace, Task, generic_space
+from .space import MappingSpace, Task, model_generic_space
 from .tile_cost import estimated_cycles
 
 
@@ -173,7 +173,7 @@ class TaskSearch:
         self._workload = self.store.commit_workload(mod)
         space = (MappingSpace(task, self.rules, self.constraints, self.outcome.pruned,
                               self.outcome.left_out)
-                 if task.mapping is not None else generic_space())
+                 if task.mapping is not None else model_generic_space())
         with _stock_intrinsics_skipped(task.target.kind == "cpu"):
             context = ms.TuneContext(
                 mod=mod, target=task.target.tvm_target(), space_generator=space,

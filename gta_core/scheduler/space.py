@@ -45,11 +45,23 @@ def generic_space():
                                              mutator_probs="llvm")
 
 
+def model_generic_space():
+    """The space GTA searches for a function no intrinsic takes: :func:`generic_space`'s
+    sketches and, where the function is a chain of injective blocks, that chain as one
+    parallel pass (:class:`~.injective.InjectiveSpace`)."""
+    from .injective import InjectiveSpace
+
+    return ms.space_generator.SpaceGeneratorUnion(
+        [generic_space(), InjectiveSpace()], sch_rules="llvm", postprocs="llvm",
+        mutator_probs="llvm")
+
+
 class Task:
     """One (workload, mapping) pair on a target: what the scheduler allocates trials to.
 
     ``mapping`` and ``intrinsic`` None: a workload no intrinsic takes, searched in
-    MetaSchedule's generic space (:func:`generic_space`) under the same budget.
+    MetaSchedule's generic space and GTA's injective chains (:func:`model_generic_space`) under
+    the same budget.
     """
 
     def __init__(self, workload: Workload, mapping: MappingCandidate | None,
