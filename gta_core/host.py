@@ -136,8 +136,8 @@ def cannot_run(target) -> str | None:
     if not missing:
         return None
     return (f"this CPU lacks {', '.join(missing)}, which the {target.name} target's programs "
-            "use: they build here (gta mappings, gta codegen) but cannot run, so tune, "
-            "compile and bench for it on a host that has them")
+            "use: they build here (gta mappings, gta codegen) but cannot run; tune, compile "
+            "and bench on a host that has them, or tune with --rpc to measure there")
 
 
 def require_runs_here(target) -> None:

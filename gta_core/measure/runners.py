@@ -104,7 +104,6 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
 
         if isinstance(target, Target):
             require_runs_here(target)
-
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
                                      evaluator_config=evaluator,
                                      f_run_evaluator=scrubbing.run_evaluator if scrub else None)
