@@ -38,6 +38,20 @@ def test_it_tunes_gemm_and_conv2d_in_int8_and_float32_correctly(registry, tmp_pa
         assert task.wrong == 0
 
 
+def test_a_depthwise_layer_tunes_on_the_lane_by_lane_multiply_add(registry, tmp_path):
+    """Each lane another channel: only the elementwise intrinsic takes a depthwise layer."""
+    from gta_core.tuning import tune
+
+    report = tune(["depthwise_conv2d:N=1,C=16,H=14,W=14,R=3,S=3,pad=1,dtype=int8"], "avx2", 6,
+                  tmp_path / "db", registry=registry)
+    [task] = report.tasks
+    assert task.correct and task.wrong == 0 and task.mapping.startswith("avx2-mac8-u8s8")
+    asm = _assembly(registry, "avx2-mac8-u8s8")
+    # widened (LLVM then multiplies the 16-bit values with vpmaddwd, or with vpmulld)
+    assert re.search(r"\bvpmovzxbd\b", asm) and re.search(r"\bvpmovsxbd\b", asm)
+    assert re.search(r"\bvp(maddwd|mulld)\b", asm) and not re.search(r"\bzmm\d", asm)
+
+
 def _assembly(registry, intrinsic_name: str) -> str:
     from gta_core.intrinsic_check import sample_mappings
     from gta_core.mapping.realise import realise

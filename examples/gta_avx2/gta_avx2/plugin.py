@@ -76,6 +76,20 @@ INTRINSICS = (
         tvm_intrinsics={"compute": "gta_avx2_madd_8x2"},
         tvm_module=TVM_MODULE,
     ),
+    Intrinsic(
+        name="avx2-mac8-u8s8",
+        target=TARGET,
+        description="vpmovzxbd + vpmovsxbd + vpmaddwd + vpaddd ymm: 8 s32 lanes += u8 * s8, "
+                    "lane by lane (a depthwise layer's channels)",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=8, kind="spatial")],
+            operands=[Operand(name="A", role="input", dtype="uint8", indices=["i"]),
+                      Operand(name="B", role="input", dtype="int8", indices=["i"]),
+                      Operand(name="C", role="output", dtype="int32", indices=["i"])],
+        ),
+        tvm_intrinsics={"compute": "gta_avx2_mac_8_u8s8"},
+        tvm_module=TVM_MODULE,
+    ),
 )
 
 

@@ -7,6 +7,11 @@
   (255 * 127 * 2 overflows), so it is wrong on full-range data. Here both operands are
   widened to 16 bits first (A zero-extended, B sign-extended: ``vpmovsxbw``) and
   ``vpmaddwd`` multiplies and adds pairs into 32 bits, which no u8 x s8 pair can overflow.
+- ``gta_avx2_mac_8_u8s8``: C[8] s32 += A[8] u8 * B[8] s8, lane by lane (both widened to 32
+  bits, multiplied, added: exact; LLVM multiplies with ``vpmaddwd``). A depthwise layer in
+  ``NCHW8c`` takes it with its lanes on the block's 8 channels, where the input and the
+  weights are both contiguous: the broadcast dot product above cannot, as every lane is
+  another channel of the activations.
 
 What a desc/impl pair must get right (the traps):
 
@@ -30,6 +35,7 @@ from tvm.script import tirx as T
 FMA_8 = "gta_avx2_fma_8"
 FMA_8_MIRRORED = "gta_avx2_fma_8_mirrored"
 MADD_8X2 = "gta_avx2_madd_8x2"
+MAC_8_U8S8 = "gta_avx2_mac_8_u8s8"
 
 _PMADDWD = "llvm.x86.avx2.pmadd.wd"
 
@@ -117,10 +123,42 @@ def madd_8x2_impl(
         )
 
 
+@T.prim_func(s_tir=True)
+def mac_8_u8s8_desc(
+    A: T.Buffer((8,), "uint8", offset_factor=1),
+    B: T.Buffer((8,), "int8", offset_factor=1),
+    C: T.Buffer((8,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:8], B[0:8])
+        T.writes(C[0:8])
+        for i in T.serial(0, 8):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + T.cast(A[vi], "int32") * T.cast(B[vi], "int32")
+
+
+@T.prim_func(s_tir=True)
+def mac_8_u8s8_impl(
+    A: T.Buffer((8,), "uint8", offset_factor=1, strides=[1]),
+    B: T.Buffer((8,), "int8", offset_factor=1, strides=[1]),
+    C: T.Buffer((8,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:8], B[0:8])
+        T.writes(C[0:8])
+        # Plain vector casts and arithmetic: LLVM emits vpmovzxbd / vpmovsxbd and, as both
+        # widened values fit in 16 bits, multiplies with vpmaddwd (vpmulld else); exact.
+        C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.Cast(
+            "int32x8", A.vload([0], dtype="uint8x8")) * T.Cast(
+            "int32x8", B.vload([0], dtype="int8x8"))
+
+
 PAIRS = {
     FMA_8: (fma_8_desc, fma_8_impl),
     FMA_8_MIRRORED: (fma_8_mirrored_desc, fma_8_impl),
     MADD_8X2: (madd_8x2_desc, madd_8x2_impl),
+    MAC_8_U8S8: (mac_8_u8s8_desc, mac_8_u8s8_impl),
 }
 
 for _name, (_desc, _impl) in PAIRS.items():
