@@ -84,14 +84,14 @@ def test_a_chain_no_intrinsic_takes_tunes_as_one_parallel_pass_and_is_checked(re
     injective pass (gta_core.scheduler.injective); the pick is checked against the
     function run unscheduled. On this target so that it runs on any AVX2 CPU."""
     import tvm
-    from test_injective import _input_words
+    from test_injective import input_words
 
     from gta_core.database import RecordStore
     from gta_core.tuning import tune_workloads
     from gta_core.workloads.subgraph import SubgraphWorkload, narrowed
 
     workload = SubgraphWorkload.from_function(
-        "input_words", narrowed(_input_words(40, 48)["main"]))
+        "input_words", narrowed(input_words(40, 48)["main"]))
     assert workload.main_block is None
     report = tune_workloads([workload], [1.0], "avx2", 12, tmp_path / "db", registry=registry,
                             generic_fallback=True)

@@ -16,8 +16,9 @@ from gta_core.scheduler.space import model_generic_space
 HOST = {"kind": "llvm", "num-cores": 2}  # plain x86-64: runs on any CPU
 
 
-def _input_words(height: int = 10, width: int = 12) -> tvm.IRModule:
-    """float NCHW (3 channels) -> quantized u8 -> padded by 1 -> NCHW4c, the 4th lane 0."""
+def input_words(height: int = 10, width: int = 12) -> tvm.IRModule:
+    """float NCHW (3 channels) -> quantized u8 -> padded by 1 -> NCHW4c, the 4th lane 0
+    (also tuned end to end in test_example_avx2.py)."""
     x = te.placeholder((1, 3, height, width), "float32", name="x")
     q = te.compute(x.shape, lambda *i: te.min(te.max(te.round(x(*i) * 20.0) + 128.0, 0.0),
                                               255.0).astype("uint8"), name="q")
@@ -52,7 +53,7 @@ def _loops(sch) -> dict[str, int]:
 
 @pytest.mark.parametrize("serial", [0, 1])
 def test_the_input_words_are_one_parallel_pass_that_computes_what_the_chain_does(serial):
-    mod = _input_words()
+    mod = input_words()
     sch = chain_program(mod, serial)
     assert sch is not None
     root = sch.get_sblock("root")
@@ -65,13 +66,16 @@ def test_the_input_words_are_one_parallel_pass_that_computes_what_the_chain_does
     assert (want[..., 3] == 0).all() and (want[:, :, 0, :, :3] == 128).all()  # lane, pad
 
 
-def test_a_long_innermost_loop_is_vectorised():
-    mod = _elementwise()
-    sch = chain_program(mod)
+@pytest.mark.parametrize("length, vectors", [(1024, 1), (1000, 0)])
+def test_a_long_innermost_loop_is_vectorised_in_runs_that_divide_it(length, vectors):
+    sch = chain_program(_elementwise(length))
     kinds = _loops(sch)
-    assert kinds.get("vectorized") == 1 and kinds.get("parallel") == 1
-    a = np.random.default_rng(1).standard_normal((4, 1000)).astype("float32")
-    np.testing.assert_array_equal(_run(sch.mod, [a], (4, 1000), "float32"), a * 2 + 1)
+    assert kinds.get("vectorized", 0) == vectors and kinds.get("parallel") == 1
+    if vectors:
+        [last] = sch.get_child_blocks(sch.get_sblock("root"))
+        assert int(sch.get(sch.get_loops(last)[-1]).extent) == 16  # not 1024 lanes
+    a = np.random.default_rng(1).standard_normal((4, length)).astype("float32")
+    np.testing.assert_array_equal(_run(sch.mod, [a], (4, length), "float32"), a * 2 + 1)
 
 
 def test_a_reduction_is_not_a_chain():
@@ -85,7 +89,7 @@ def test_a_reduction_is_not_a_chain():
 
 
 def test_the_model_space_offers_the_chain_beside_the_generic_sketches():
-    mod = _input_words()
+    mod = input_words()
     spaces = InjectiveSpace().generate_design_space(mod)
     assert len(spaces) == 2  # all outer loops on the cores; the last of them kept serial
     assert len(InjectiveSpace().generate_design_space(_elementwise())) == 1  # one outer loop

@@ -17,16 +17,19 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 # An innermost loop this short (a word's 4 channels, a block of 16) is unrolled and the loop
-# above it left to LLVM's vectoriser; a longer one is vectorised itself.
+# above it left to LLVM's vectoriser; a longer one is vectorised in runs of VECTOR where they
+# divide it (a whole 224-wide row as one vector would be 224 lanes), else left to LLVM.
 UNROLL_AT_MOST = 16
+VECTOR = 16
 
 
 def chain_program(mod, outer_serial: int = 0):
     """``mod``'s single function as one injective pass, or None where it is not a chain.
 
     Every block but the last is inlined into its consumer (all must be spatial and
-    inlinable); the last block's loops above the innermost (two where that one is short)
-    are fused and run on the cores, except the last ``outer_serial`` of them, kept serial
+    inlinable); the innermost loop is unrolled where short, else vectorised in runs of
+    :data:`VECTOR`; the loops above it (above the two innermost where it is short) are
+    fused and run on the cores, except the last ``outer_serial`` of them, kept serial
     inside (None where that would leave none on the cores). Returns the
     :class:`tvm.s_tir.Schedule`.
     """
@@ -56,8 +59,8 @@ def chain_program(mod, outer_serial: int = 0):
         return None
     if short:
         sch.unroll(inner)
-    elif extent is not None and extent > 1:
-        sch.vectorize(inner)
+    elif extent is not None and extent % VECTOR == 0:
+        sch.vectorize(sch.split(inner, [None, VECTOR])[1])
     if outer:
         parallel = outer[:len(outer) - outer_serial]
         sch.parallel(sch.fuse(*parallel) if len(parallel) > 1 else parallel[0])
