@@ -32,6 +32,7 @@ class NamedSummary(BaseModel):
 
 class TargetSummary(NamedSummary):
     kind: str
+    cannot_run: str | None = None  # why its programs cannot run on this CPU (None: they can)
 
 
 class IntrinsicSummary(NamedSummary):
@@ -75,7 +76,8 @@ def _summary(obj: object) -> str:
 
 
 def _target_summary(target: Target) -> TargetSummary:
-    return TargetSummary(name=target.name, description=target.description, kind=target.kind)
+    return TargetSummary(name=target.name, description=target.description, kind=target.kind,
+                         cannot_run=cannot_run(target))
 
 
 def intrinsic_summary(intrinsic: Intrinsic) -> IntrinsicSummary:

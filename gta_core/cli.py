@@ -74,6 +74,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{plugin.name} {plugin.version} ({kind}{sdk})")
         for target in plugin.targets:
             print(f"  target {target.name}: {target.description}")
+            if target.cannot_run:
+                print(f"    {target.cannot_run}")
         if plugin.intrinsics:
             rows = [[i.name, i.target, "x".join(map(str, i.shape.values())),
                      i.dtypes] for i in plugin.intrinsics]

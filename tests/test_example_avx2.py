@@ -39,13 +39,20 @@ def test_it_tunes_gemm_and_conv2d_in_int8_and_float32_correctly(registry, tmp_pa
 
 
 def test_a_depthwise_layer_tunes_on_the_lane_by_lane_multiply_add(registry, tmp_path):
-    """Each lane another channel: only the elementwise intrinsic takes a depthwise layer."""
+    """Each lane another channel: in int8 only the lane-by-lane intrinsic takes a depthwise
+    layer (the dot product broadcasts the activations)."""
+    from gta_core.api import mappings
     from gta_core.tuning import tune
 
-    report = tune(["depthwise_conv2d:N=1,C=16,H=14,W=14,R=3,S=3,pad=1,dtype=int8"], "avx2", 6,
-                  tmp_path / "db", registry=registry)
-    [task] = report.tasks
+    spec = "depthwise_conv2d:N=1,C=16,H=14,W=14,R=3,S=3,pad=1,dtype={}"
+    [task] = tune([spec.format("int8")], "avx2", 6, tmp_path / "db", registry=registry).tasks
     assert task.correct and task.wrong == 0 and task.mapping.startswith("avx2-mac8-u8s8")
+    # float32 also maps onto the broadcast FMA (lanes on the pixels); the lane-by-lane one
+    # on the channels is kept, and computes correctly
+    lanes = [m for m in mappings(spec.format("float32"), "avx2", check=True,
+                                 registry=registry).mappings
+             if m.intrinsic == "avx2-fma8-elementwise" and m.status == "kept"]
+    assert lanes and all(m.checked for m in lanes)
     asm = _assembly(registry, "avx2-mac8-u8s8")
     # widened (LLVM then multiplies the 16-bit values with vpmaddwd, or with vpmulld)
     assert re.search(r"\bvpmovzxbd\b", asm) and re.search(r"\bvpmovsxbd\b", asm)

@@ -92,3 +92,12 @@ def test_the_command_line_refuses_in_one_line_where_the_cpu_lacks_the_features(c
         assert main(argv) == 2
         out, err = capsys.readouterr()
         assert out == "" and err == f"gta: error: {why}\n"
+
+
+def test_gta_plugins_says_when_a_target_cannot_run_here(capsys):
+    from gta_core.cli import main
+
+    why = cannot_run(default_registry().target("avx512"))
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert (f"    {why}\n" in out) if why else ("lacks" not in out)

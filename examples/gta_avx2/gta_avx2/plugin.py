@@ -90,6 +90,21 @@ INTRINSICS = (
         tvm_intrinsics={"compute": "gta_avx2_mac_8_u8s8"},
         tvm_module=TVM_MODULE,
     ),
+    Intrinsic(
+        name="avx2-fma8-elementwise",
+        target=TARGET,
+        description="vfmadd231ps ymm: 8 f32 lanes += vector * vector, lane by lane (a depthwise "
+                    "layer's channels)",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=8, kind="spatial")],
+            operands=[Operand(name="A", role="input", dtype="float32", indices=["i"]),
+                      Operand(name="B", role="input", dtype="float32", indices=["i"]),
+                      Operand(name="C", role="output", dtype="float32", indices=["i"])],
+        ),
+        tvm_intrinsics={"compute": "gta_avx2_fma_8_elementwise",
+                        "compute_mirrored": "gta_avx2_fma_8_elementwise_mirrored"},
+        tvm_module=TVM_MODULE,
+    ),
 )
 
 

@@ -12,6 +12,8 @@
   ``NCHW8c`` takes it with its lanes on the block's 8 channels, where the input and the
   weights are both contiguous: the broadcast dot product above cannot, as every lane is
   another channel of the activations.
+- ``gta_avx2_fma_8_elementwise``: C[8] f32 += A[8] * B[8], lane by lane (vfmadd231ps), and its
+  mirrored desc: the float32 counterpart, for the same depthwise layers.
 
 What a desc/impl pair must get right (the traps):
 
@@ -36,6 +38,8 @@ FMA_8 = "gta_avx2_fma_8"
 FMA_8_MIRRORED = "gta_avx2_fma_8_mirrored"
 MADD_8X2 = "gta_avx2_madd_8x2"
 MAC_8_U8S8 = "gta_avx2_mac_8_u8s8"
+FMA_8_ELEMENTWISE = "gta_avx2_fma_8_elementwise"
+FMA_8_ELEMENTWISE_MIRRORED = "gta_avx2_fma_8_elementwise_mirrored"
 
 _PMADDWD = "llvm.x86.avx2.pmadd.wd"
 
@@ -154,11 +158,61 @@ def mac_8_u8s8_impl(
             "int32x8", B.vload([0], dtype="int8x8"))
 
 
+@T.prim_func(s_tir=True)
+def fma_8_elementwise_desc(
+    A: T.Buffer((8,), "float32", offset_factor=1),
+    B: T.Buffer((8,), "float32", offset_factor=1),
+    C: T.Buffer((8,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:8], B[0:8])
+        T.writes(C[0:8])
+        for i in T.serial(0, 8):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + A[vi] * B[vi]
+
+
+@T.prim_func(s_tir=True)
+def fma_8_elementwise_mirrored_desc(
+    A: T.Buffer((8,), "float32", offset_factor=1),
+    B: T.Buffer((8,), "float32", offset_factor=1),
+    C: T.Buffer((8,), "float32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], B[0:8], A[0:8])
+        T.writes(C[0:8])
+        for i in T.serial(0, 8):
+            with T.sblock("update"):
+                vi = T.axis.remap("S", [i])
+                C[vi] = C[vi] + B[vi] * A[vi]
+
+
+@T.prim_func(s_tir=True)
+def fma_8_elementwise_impl(
+    A: T.Buffer((8,), "float32", offset_factor=1, strides=[1]),
+    B: T.Buffer((8,), "float32", offset_factor=1, strides=[1]),
+    C: T.Buffer((8,), "float32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:8], B[0:8])
+        T.writes(C[0:8])
+        C[T.ramp(T.int32(0), 1, 8)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.fma.v8f32"),
+            A.vload([0], dtype="float32x8"),
+            B.vload([0], dtype="float32x8"),
+            C.vload([0], dtype="float32x8"),
+            dtype="float32x8",
+        )
+
+
 PAIRS = {
     FMA_8: (fma_8_desc, fma_8_impl),
     FMA_8_MIRRORED: (fma_8_mirrored_desc, fma_8_impl),
     MADD_8X2: (madd_8x2_desc, madd_8x2_impl),
     MAC_8_U8S8: (mac_8_u8s8_desc, mac_8_u8s8_impl),
+    FMA_8_ELEMENTWISE: (fma_8_elementwise_desc, fma_8_elementwise_impl),
+    FMA_8_ELEMENTWISE_MIRRORED: (fma_8_elementwise_mirrored_desc, fma_8_elementwise_impl),
 }
 
 for _name, (_desc, _impl) in PAIRS.items():
