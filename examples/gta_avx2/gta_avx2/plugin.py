@@ -47,6 +47,23 @@ def _target() -> Target:
     )
 
 
+def _lane_by_lane(name: str, description: str, dtypes: tuple[str, str, str], compute: str,
+                  mirrored: str | None = None) -> Intrinsic:
+    """``C[i] += A[i] * B[i]`` over 8 lanes (``dtypes``: A, B, C)."""
+    return Intrinsic(
+        name=name,
+        target=TARGET,
+        description=description,
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=8, kind="spatial")],
+            operands=[Operand(name=n, role=r, dtype=d, indices=["i"])
+                      for n, r, d in zip("ABC", ("input", "input", "output"), dtypes)],
+        ),
+        tvm_intrinsics={"compute": compute, **({"compute_mirrored": mirrored} if mirrored else {})},
+        tvm_module=TVM_MODULE,
+    )
+
+
 INTRINSICS = (
     Intrinsic(
         name="avx2-fma",
@@ -76,35 +93,13 @@ INTRINSICS = (
         tvm_intrinsics={"compute": "gta_avx2_madd_8x2"},
         tvm_module=TVM_MODULE,
     ),
-    Intrinsic(
-        name="avx2-mac8-u8s8",
-        target=TARGET,
-        description="vpmovzxbd + vpmovsxbd + vpmaddwd + vpaddd ymm: 8 s32 lanes += u8 * s8, "
-                    "lane by lane (a depthwise layer's channels)",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=8, kind="spatial")],
-            operands=[Operand(name="A", role="input", dtype="uint8", indices=["i"]),
-                      Operand(name="B", role="input", dtype="int8", indices=["i"]),
-                      Operand(name="C", role="output", dtype="int32", indices=["i"])],
-        ),
-        tvm_intrinsics={"compute": "gta_avx2_mac_8_u8s8"},
-        tvm_module=TVM_MODULE,
-    ),
-    Intrinsic(
-        name="avx2-fma8-elementwise",
-        target=TARGET,
-        description="vfmadd231ps ymm: 8 f32 lanes += vector * vector, lane by lane (a depthwise "
-                    "layer's channels)",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=8, kind="spatial")],
-            operands=[Operand(name="A", role="input", dtype="float32", indices=["i"]),
-                      Operand(name="B", role="input", dtype="float32", indices=["i"]),
-                      Operand(name="C", role="output", dtype="float32", indices=["i"])],
-        ),
-        tvm_intrinsics={"compute": "gta_avx2_fma_8_elementwise",
-                        "compute_mirrored": "gta_avx2_fma_8_elementwise_mirrored"},
-        tvm_module=TVM_MODULE,
-    ),
+    # Lane by lane, no reduction: a depthwise layer's 8 channels of NCHW8c, each lane its own
+    # channel of both the activations and the weights.
+    _lane_by_lane("avx2-mac8-u8s8", "vpmovzxbd + vpmovsxbd + vpmaddwd + vpaddd ymm: 8 s32 "
+                  "lanes += u8 * s8", ("uint8", "int8", "int32"), "gta_avx2_mac_8_u8s8"),
+    _lane_by_lane("avx2-fma8-elementwise", "vfmadd231ps ymm: 8 f32 lanes += vector * vector",
+                  ("float32", "float32", "float32"), "gta_avx2_fma_8_elementwise",
+                  mirrored="gta_avx2_fma_8_elementwise_mirrored"),
 )
 
 
