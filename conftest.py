@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from gta_core.host import HostCannotRun, cannot_run
+from gta_core.plugins import default_registry
 
 
 def pytest_configure(config):
@@ -24,8 +25,6 @@ def pytest_configure(config):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     for mark in item.iter_markers("runs"):
-        from gta_core.plugins import default_registry
-
         why = cannot_run(default_registry().target(mark.args[0]))
         if why is not None:
             pytest.skip(why)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from .host import cannot_run, require_runs_here
+from .host import cannot_run, require_runs_here, runs_here
 from .mapping import mapping_candidates
 from .mapping.realise import RealisationError, realise
 from .measure import build, measure_program
@@ -239,7 +239,7 @@ def _check(workload: Workload, row: CheckedCandidate, intrinsic: Intrinsic,
            target: Target) -> CheckedCandidate:
     try:
         realised = realise(workload, row, intrinsic, target)
-        if target.kind != "cpu" or cannot_run(target):  # built, never run here
+        if not runs_here(target):  # a GPU's, or a CPU's this one cannot run: built only
             build(realised.sch.mod, target)
             return row.model_copy(update={"compiled": True})
         result = measure_program(realised.sch.mod, workload, target, number=1, repeat=3)

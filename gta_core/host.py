@@ -140,6 +140,12 @@ def cannot_run(target) -> str | None:
             "and bench on a host that has them, or tune with --rpc to measure there")
 
 
+def runs_here(target) -> bool:
+    """Whether programs built for ``target`` run on this machine: a CPU target that neither
+    cross-compiles nor uses a feature this CPU lacks (:func:`cannot_run`)."""
+    return target.kind == "cpu" and cannot_run(target) is None
+
+
 def require_runs_here(target) -> None:
     """Raise :class:`HostCannotRun` where ``target``'s programs cannot run on this CPU."""
     why = cannot_run(target)

@@ -16,7 +16,7 @@ import importlib
 import itertools
 from dataclasses import dataclass
 
-from .host import cannot_run
+from .host import runs_here
 from .mapping.access import Access, Computation, block_computation, intrinsic_computation
 from .models import Intrinsic, Target
 from .workloads.operator import DTYPE_ROLES, OUT_DTYPES
@@ -109,12 +109,6 @@ def workload_dtypes(intrinsic: Intrinsic) -> list[tuple[str, str | None]]:
     return sorted(pairs, key=lambda p: sorted(DTYPE_ROLES[p[0]][:2]) != inputs)
 
 
-def runs_here(target: Target) -> bool:
-    """Whether programs built for ``target`` run on this machine: a CPU target that neither
-    cross-compiles nor uses a feature this CPU lacks (:func:`gta_core.host.cannot_run`)."""
-    return target.kind == "cpu" and cannot_run(target) is None
-
-
 @dataclass
 class Sample:
     """One realisation of an intrinsic: the workload, the mapping, what happened."""
@@ -149,7 +143,8 @@ def sample_mappings(intrinsic: Intrinsic, target: Target, registry) -> list[tupl
 
 def realised_samples(intrinsic: Intrinsic, target: Target, registry) -> list[Sample]:
     """Realise ``intrinsic`` on each sample workload it maps (its first kept mapping), build
-    it, and where :func:`runs_here`, run it against numpy with a garbage-filled output."""
+    it, and where :func:`~gta_core.host.runs_here`, run it against numpy with a
+    garbage-filled output."""
     from .mapping.realise import realise
     from .measure.check import build, measure_program
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from .final_pick import Retimed
-from .host import cannot_run, require_runs_here
+from .host import runs_here
 from .measure.settings import MeasureSettings
 from .paths import writable_dir
 from .plugins import Registry, default_registry
@@ -204,8 +204,6 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
             raise TuneError(f"{workload.spec} has no kept mapping on {target} "
                             f"(see gta mappings '{workload.spec}' --target {target})")
         subgraphs.append(Subgraph(workload.spec, weight, tasks))
-    if chosen.kind == "cpu" and measure.rpc is None and measure.offline is None:
-        require_runs_here(chosen)  # measured here: refused before a worker dies of SIGILL
     store = RecordStore(path)
     if measure.offline is not None:
         from .measure.offline import OfflineRound, RoundError, take_back
@@ -260,7 +258,7 @@ def _report(workload: Workload, target, weight: float, state: SubgraphState,
         mappings=[_mapping_report(o, m, best_prior) for o, m in zip(outcomes, state.mappings)],
         left_out=_left_out(outcomes, registry),
     )
-    if target.kind == "cpu" and cannot_run(target) is None:  # runs here: re-time, check, pick
+    if runs_here(target):  # re-time, check, pick
         pick = final_pick(store, workload, target, [o.task.key for o in outcomes], measure)
         if pick is not None:
             report.retimed = pick.candidates

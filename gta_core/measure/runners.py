@@ -102,7 +102,7 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
     if settings.rpc is None:
         from . import scrub as scrubbing  # its import registers the preprocessor
 
-        if isinstance(target, Target):
+        if isinstance(target, Target):  # measured here: refused before a worker dies of SIGILL
             require_runs_here(target)
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
                                      evaluator_config=evaluator,
