@@ -274,7 +274,9 @@ class NothingMeasured(Exception):
 
 
 def peak(target: str, registry: Registry | None = None, progress=None) -> PeakReport:
-    """Measure every intrinsic of ``target`` through the ``gta_intrinsic_peak`` hook."""
+    """Measure every intrinsic of ``target`` through the ``gta_intrinsic_peak`` hook; a CPU
+    intrinsic no plugin answers for is measured by the core's generic kernel
+    (:mod:`gta_core.measure.generic_peak`)."""
     registry = registry or default_registry()
     chosen = registry.target(target)
     require_runs_here(chosen)  # a plugin's peak kernel is the target's own program
@@ -283,6 +285,13 @@ def peak(target: str, registry: Registry | None = None, progress=None) -> PeakRe
         answers = registry.call_each("gta_intrinsic_peak", intrinsic=intrinsic, target=chosen)
         measured = next((m for _, m in answers if isinstance(m, PeakMeasurement)), None)
         skipped = next((m.reason for _, m in answers if isinstance(m, PeakSkipped)), None)
+        if measured is None and skipped is None and chosen.kind == "cpu":
+            # no plugin measures it: the core's kernel, from the declaration alone
+            from .measure.generic_peak import measure_generic_peak
+
+            generic = measure_generic_peak(intrinsic, chosen)
+            measured = generic if isinstance(generic, PeakMeasurement) else None
+            skipped = generic.reason if isinstance(generic, PeakSkipped) else None
         if progress is not None and measured is not None:
             progress(f"{intrinsic.name}: {measured.gops:.1f} G/s")
         if progress is not None and measured is None and skipped:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 # name -> module it lives in (relative to gta_core); imported lazily by __getattr__.
 _NAMES = {
@@ -63,6 +63,8 @@ _NAMES = {
     "program_for": "mapping.rewrite",
     # building a program as GTA builds it (its fast math, config and the target's pipeline)
     "build": "measure.check", "runnable": "measure.check",
+    # peaks: the generic kernel gta peak falls back on, and the thread pool a peak runs on
+    "measure_generic_peak": "measure.generic_peak", "with_threads": "measure.generic_peak",
     # host probes
     "cpu_cores": "host", "cpu_flags": "host", "cpu_vendor": "host", "cpu_cache_bytes": "host",
     "cannot_run": "host", "HostCannotRun": "host",

@@ -26,7 +26,8 @@ TARGET = "avx2"
 TVM_MODULE = "gta_avx2.tvm_intrinsics"  # imported only when an intrinsic is first used
 MCPU = "haswell"  # AVX2 + FMA and nothing newer: runs on any x86-64 CPU that has them
 
-# Nominal peaks per core and cycle, at an assumed 3 GHz (gta bench reports fractions of it):
+# Nominal peaks per core and cycle, at an assumed 3 GHz, used until `gta peak` measures the
+# real ones (the core's generic kernel does, as this plugin has no peak hook):
 # two 8-lane FMAs (32 flop); two vpmaddwd of 8 lanes x 2 products (64 int8 ops).
 _GHZ = 3.0
 _PER_CYCLE = {"float32": 2 * 8 * 2, "int8": 2 * 16 * 2}

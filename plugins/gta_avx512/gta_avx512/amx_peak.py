@@ -14,9 +14,9 @@ import statistics
 import numpy as np
 import tvm
 
-from gta_core.sdk import Intrinsic, PeakMeasurement, Target, runnable
+from gta_core.sdk import Intrinsic, PeakMeasurement, Target, runnable, with_threads
 
-from .peak import _seconds, _with_threads, _workers
+from .peak import _seconds, _workers
 
 
 def _kernel(intrinsic: Intrinsic, workers: int):
@@ -64,7 +64,7 @@ def measure_amx_peak(intrinsic: Intrinsic, target: Target, repeats: int = 5,
         trips = max(1, int(trips * target_seconds / elapsed))
         return trips, _seconds(module, args, trips, repeats)
 
-    (trips, times), threads = _with_threads(workers, run)
+    (trips, times), threads = with_threads(workers, run)
     median = statistics.median(times)
     ops_per_call = 2 * intrinsic.compute.macs
     return PeakMeasurement(

@@ -27,10 +27,8 @@ reported with a warning, since the figure would then understate the instruction'
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
-import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,7 +38,14 @@ import numpy as np
 import tvm
 from tvm.script import tirx as T
 
-from gta_core.sdk import Intrinsic, PeakMeasurement, PeakSkipped, Target, cpu_cores
+from gta_core.sdk import (
+    Intrinsic,
+    PeakMeasurement,
+    PeakSkipped,
+    Target,
+    cpu_cores,
+    with_threads,
+)
 
 from .tvm_intrinsics import (
     _BF16_WRAPPER,
@@ -300,60 +305,6 @@ def _seconds(module, args, trips: int, repeats: int) -> list[float]:
     return list(evaluator(*args, trips).results)
 
 
-_POOL_LOCK = threading.Lock()
-
-
-def _with_threads(workers: int, work: Callable[[], T_]) -> tuple[T_, int]:
-    """Run ``work()`` in a fresh thread whose TVM thread pool has ``workers`` threads.
-
-    Returns its result and the pool's thread count. Why not simply the caller's thread, checked
-    with TVM 0.27 on this 2-vCPU machine:
-
-    - TVM sizes a thread's pool once, when that thread first runs a parallel loop (or asks
-      ``runtime.NumThreads``), at ``TVM_NUM_THREADS``, else half the hardware threads on x86
-      (to skip hyper-threads): 1 here; ``runtime.config_threadpool`` cannot grow it later.
-    - Every parallel launch re-reads ``TVM_NUM_THREADS`` and runs the loop serially on the
-      calling thread when it says (or defaults to) 1, whatever the pool's size.
-    - A pool of one thread pins the thread that created it to CPU 0 (``os.sched_getaffinity``
-      goes from {0, 1} to {0}, even under ``taskset -c 1``), and new threads inherit that.
-
-    So ``TVM_NUM_THREADS`` is set to ``workers`` for the whole measurement (and restored after;
-    other threads of this process that launch parallel TVM code meanwhile see it too), and the
-    measurement runs in a new thread with an affinity of at least ``workers`` CPUs, whose pool
-    is therefore created with ``workers`` threads.
-    """
-    outcome: dict[str, object] = {}
-
-    def body() -> None:
-        try:
-            if len(os.sched_getaffinity(0)) < workers:
-                try:
-                    os.sched_setaffinity(0, range(os.cpu_count() or workers))
-                except OSError:
-                    pass
-            # Creates this thread's pool, sized from TVM_NUM_THREADS.
-            outcome["threads"] = tvm.get_global_func("runtime.NumThreads")()
-            outcome["value"] = work()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller
-            outcome["error"] = error
-
-    with _POOL_LOCK:
-        previous = os.environ.get("TVM_NUM_THREADS")
-        os.environ["TVM_NUM_THREADS"] = str(workers)
-        try:
-            thread = threading.Thread(target=body, name="gta-peak", daemon=True)
-            thread.start()
-            thread.join()
-        finally:
-            if previous is None:
-                os.environ.pop("TVM_NUM_THREADS", None)
-            else:
-                os.environ["TVM_NUM_THREADS"] = previous
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"], int(outcome["threads"])  # type: ignore[return-value]
-
-
 def measure_peak(
     intrinsic: Intrinsic,
     target: Target,
@@ -406,7 +357,7 @@ def measure_peak(
             trips = max(1, int(trips * target_seconds / elapsed))
         return trips, _seconds(module, args, trips, repeats)
 
-    (trips, times), threads = _with_threads(workers, run)
+    (trips, times), threads = with_threads(workers, run)
     if threads < workers:
         warnings.warn(
             f"TVM's thread pool has {threads} thread(s) for {workers} workers: the peak of "

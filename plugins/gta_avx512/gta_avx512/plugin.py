@@ -19,7 +19,7 @@ from gta_core.sdk import (
     hookimpl,
 )
 
-GTA_API_VERSION = "1.1"  # the gta_core.sdk this plugin is written for
+GTA_API_VERSION = "1.2"  # the gta_core.sdk this plugin is written for
 
 TARGET = "avx512"
 TVM_MODULE = "gta_avx512.tvm_intrinsics"

@@ -100,7 +100,7 @@ def test_kernel_runs_every_chain_trips_times(kind, target):
     args = peak.kernel_arguments(instruction, workers, peak.PER_GROUP, tvm.cpu())
     trips = 1000
     # In a thread with a pool of `workers` threads, as measure_peak runs it.
-    _, threads = peak._with_threads(workers, lambda: module[module.entry_name](*args, trips))
+    _, threads = peak.with_threads(workers, lambda: module[module.entry_name](*args, trips))
     assert threads == workers
     increment = {"vnni": 4 * 1 * 1, "bf16": 2 * 2.0**-20, "fma": 2.0**-20}[kind]
     chains = np.arange(peak.ACCUMULATORS, dtype=np.float64)
