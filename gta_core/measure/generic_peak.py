@@ -12,11 +12,11 @@ so no load can be hoisted out of the loop) and issues the intrinsic on each of t
 ``rows x cols`` accumulators, which stay in registers. The tiles tried (:func:`tiles`)
 hide the target's declared latency x issue rate with independent accumulators, as far as
 its vector registers hold them (2x4, 4x3 and 6x2 with 16 registers); the fastest is the
-peak. The figure therefore includes
-what the intrinsic costs beyond its arithmetic instruction (a widening, a broadcast, the
-operand loads, amortised as a register tile amortises them): a ceiling a generated program
-can approach, not the bare instruction's throughput (a plugin that wants that measures it
-with its own kernel, as the ``avx512`` plugin does).
+peak. The figure therefore includes what the intrinsic costs beyond its arithmetic
+instruction (a widening, a broadcast, the operand loads, amortised as a register tile
+amortises them): a ceiling a generated program can approach, not the bare instruction's
+throughput (a plugin that wants that measures it with its own kernel, as the ``avx512``
+plugin does).
 
 The kernel's output is checked against numpy before it is timed.
 """
@@ -36,6 +36,7 @@ from ..models import Intrinsic, PeakMeasurement, PeakSkipped, Target
 
 VARIANTS = 16  # operand variants a worker steps through (a few KB: L1-resident)
 CHECK_TRIPS = 3
+MAX_TRIPS = 1 << 30  # the kernel's trip count is an int32
 
 T_ = TypeVar("T_")
 
@@ -100,10 +101,10 @@ def _timed(module, args_np: list, intrinsic: Intrinsic, repeats: int,
     trips = 1 << 10
     while True:  # grow until a run takes >= 20 ms (warms the pool and the clocks too)
         elapsed = min(evaluator(*args, trips).results)
-        if elapsed >= 0.02 or trips >= 1 << 40:
+        if elapsed >= 0.02 or trips >= MAX_TRIPS:
             break
         trips *= 4
-    trips = max(1, int(trips * target_seconds / elapsed))
+    trips = max(1, min(MAX_TRIPS, int(trips * target_seconds / elapsed)))
     timer = module.time_evaluator(module.entry_name, device, number=1, repeat=repeats)
     return trips, list(timer(*args, trips).results)
 
