@@ -17,7 +17,6 @@ Writes ``OUT/manifest.json`` and one ``OUT/<set>.cu`` per kernel set; inputs are
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
 import sys
@@ -90,10 +89,9 @@ def main() -> int:
     ap.add_argument("--max-seed", type=int, default=24)
     args = ap.parse_args()
 
-    import tvm
 
     from gta_core.api import load_workload
-    from gta_core.measure.kernel_sets import kernel_set, workload_entry
+    from gta_core.measure.kernel_sets import kernel_set, new_manifest, workload_entry
     from gta_core.plugins import default_registry
 
     if args.workloads:
@@ -110,12 +108,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     registry = default_registry()
     target = registry.target("cuda-tc").for_arch(args.arch)
-    tvm_target = target.tvm_target()
-    manifest = {
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "arch": args.arch, "tvm_version": tvm.__version__, "target": target.name,
-        "tvm_target": str(tvm_target), "workloads": [], "kernel_sets": [], "skipped": [],
-    }
+    manifest = new_manifest(target)
     seen_sources: dict[str, str] = {}
     for w_index, (spec, count) in enumerate(wanted):
         t_w = time.time()

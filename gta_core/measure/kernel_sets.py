@@ -140,6 +140,19 @@ def host_launches(sch_mod, target: Target, params: list[str]):
     return launches, workspaces
 
 
+def new_manifest(target: Target) -> dict:
+    """An empty ``manifest.json`` of kernel sets for ``target`` (its workloads, kernel sets
+    and the sets skipped are appended as they are written)."""
+    import datetime
+
+    import tvm
+
+    return {"created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "arch": target.arch, "tvm_version": tvm.__version__, "target": target.name,
+            "tvm_target": str(target.tvm_target()), "workloads": [], "kernel_sets": [],
+            "skipped": []}
+
+
 def workload_entry(workload: Workload, index: int) -> dict:
     """What the runner needs of a workload: its inputs, output, work and error bound."""
     from ..workloads.operator import ERROR_UNITS, UNIT_ROUNDOFF

@@ -21,13 +21,12 @@ its measurements stops the next run with one line (measure it, or delete it to d
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
 from ..database import formats
 from ..models import Target
-from .kernel_sets import kernel_set, workload_entry
+from .kernel_sets import kernel_set, new_manifest, workload_entry
 from .runners import error_line
 
 RESULTS = "gpu_results.json"  # what run_on_gpu.py writes into --out
@@ -110,11 +109,8 @@ class OfflineRound:
         number = int(done[-1].name[len(ROUND):]) + 1 if done else 1
         out = self.directory / f"{ROUND}{number}"
         out.mkdir(parents=True)
+        manifest = new_manifest(self.target)
         tvm_target = self.target.tvm_target()
-        manifest = {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                    "arch": self.target.arch, "target": self.target.name,
-                    "tvm_target": str(tvm_target), "workloads": [], "kernel_sets": [],
-                    "skipped": []}
         entries: dict[str, dict] = {}
         for index, (search, candidate) in enumerate(flat):
             task = search.task
