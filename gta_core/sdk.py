@@ -65,6 +65,7 @@ _NAMES = {
     "build": "measure.check", "runnable": "measure.check",
     # peaks: the generic kernel gta peak falls back on, and the thread pool a peak runs on
     "measure_generic_peak": "measure.generic_peak", "with_threads": "measure.generic_peak",
+    "calibrated_trips": "measure.generic_peak", "run_seconds": "measure.generic_peak",
     # host probes
     "cpu_cores": "host", "cpu_flags": "host", "cpu_vendor": "host", "cpu_cache_bytes": "host",
     "cannot_run": "host", "HostCannotRun": "host",

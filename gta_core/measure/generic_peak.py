@@ -93,20 +93,35 @@ def _timed(module, args_np: list, intrinsic: Intrinsic, repeats: int,
     """Checked first, then ``repeats`` runs of about ``target_seconds``: (trips, seconds)."""
     import tvm
 
-    device = tvm.cpu()
-    args = [tvm.runtime.tensor(a, device) for a in args_np]
+    args = [tvm.runtime.tensor(a, tvm.cpu()) for a in args_np]
     module(*args, CHECK_TRIPS)
     _check(intrinsic, args_np, args[-1].numpy(), CHECK_TRIPS)
-    evaluator = module.time_evaluator(module.entry_name, device, number=1, repeat=1)
-    trips = 1 << 10
-    while True:  # grow until a run takes >= 20 ms (warms the pool and the clocks too)
-        elapsed = min(evaluator(*args, trips).results)
-        if elapsed >= 0.02 or trips >= MAX_TRIPS:
+    trips = calibrated_trips(lambda n: min(run_seconds(module, args, n, 1)), target_seconds,
+                             start=1 << 10, limit=MAX_TRIPS)
+    return trips, run_seconds(module, args, trips, repeats)
+
+
+def run_seconds(module, args: list, trips: int, repeats: int) -> list[float]:
+    """``repeats`` timed runs of a peak kernel ``module(*args, trips)`` on the CPU, seconds."""
+    import tvm
+
+    evaluator = module.time_evaluator(module.entry_name, tvm.cpu(), number=1, repeat=repeats)
+    return list(evaluator(*args, trips).results)
+
+
+def calibrated_trips(seconds_for: Callable[[int], float], target_seconds: float, *,
+                     start: int, limit: int | None = None) -> int:
+    """The trip count of a run of about ``target_seconds``: from ``start``, grown x4 until
+    one run (``seconds_for(trips)``) takes >= 20 ms (which also warms up the thread pool and
+    the clocks), then scaled; at most ``limit`` where the kernel's count is bounded."""
+    trips = start
+    while True:
+        elapsed = seconds_for(trips)
+        if elapsed >= 0.02 or (limit is not None and trips >= limit):
             break
         trips *= 4
-    trips = max(1, min(MAX_TRIPS, int(trips * target_seconds / elapsed)))
-    timer = module.time_evaluator(module.entry_name, device, number=1, repeat=repeats)
-    return trips, list(timer(*args, trips).results)
+    trips = max(1, int(trips * target_seconds / elapsed))
+    return trips if limit is None else min(limit, trips)
 
 
 def tiles(target: Target) -> list[tuple[int, int]]:

@@ -14,9 +14,17 @@ import statistics
 import numpy as np
 import tvm
 
-from gta_core.sdk import Intrinsic, PeakMeasurement, Target, runnable, with_threads
+from gta_core.sdk import (
+    Intrinsic,
+    PeakMeasurement,
+    Target,
+    calibrated_trips,
+    run_seconds,
+    runnable,
+    with_threads,
+)
 
-from .peak import _seconds, _workers
+from .peak import _workers
 
 
 def _kernel(intrinsic: Intrinsic, workers: int):
@@ -58,11 +66,9 @@ def measure_amx_peak(intrinsic: Intrinsic, target: Target, repeats: int = 5,
                                             dtype=_dtype(intrinsic, x))) for x in "ABC"]
 
     def run() -> tuple[int, list[float]]:
-        trips = 64
-        while (elapsed := min(_seconds(module, args, trips, 1))) < 0.02:
-            trips *= 4
-        trips = max(1, int(trips * target_seconds / elapsed))
-        return trips, _seconds(module, args, trips, repeats)
+        trips = calibrated_trips(lambda n: min(run_seconds(module, args, n, 1)),
+                                 target_seconds, start=64)
+        return trips, run_seconds(module, args, trips, repeats)
 
     (trips, times), threads = with_threads(workers, run)
     median = statistics.median(times)

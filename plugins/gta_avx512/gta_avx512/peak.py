@@ -43,7 +43,9 @@ from gta_core.sdk import (
     PeakMeasurement,
     PeakSkipped,
     Target,
+    calibrated_trips,
     cpu_cores,
+    run_seconds,
     with_threads,
 )
 
@@ -300,9 +302,6 @@ def check_hot_loop(asm: str, mnemonic: str) -> tuple[list[str], list[str]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _seconds(module, args, trips: int, repeats: int) -> list[float]:
-    evaluator = module.time_evaluator(module.entry_name, tvm.cpu(), number=1, repeat=repeats)
-    return list(evaluator(*args, trips).results)
 
 
 def measure_peak(
@@ -346,16 +345,9 @@ def measure_peak(
         if calls_per_worker is not None:
             trips = max(1, calls_per_worker // ACCUMULATORS)
         else:
-            # Calibrate: grow the trip count until a run takes >= 20 ms (this also warms up
-            # the thread pool and the clocks), then scale to target_seconds.
-            trips = 1 << 14
-            while True:
-                elapsed = min(_seconds(module, args, trips, 1))
-                if elapsed >= 0.02 or trips >= 1 << 40:
-                    break
-                trips *= 4
-            trips = max(1, int(trips * target_seconds / elapsed))
-        return trips, _seconds(module, args, trips, repeats)
+            trips = calibrated_trips(lambda n: min(run_seconds(module, args, n, 1)),
+                                     target_seconds, start=1 << 14, limit=1 << 40)
+        return trips, run_seconds(module, args, trips, repeats)
 
     (trips, times), threads = with_threads(workers, run)
     if threads < workers:
