@@ -12,13 +12,18 @@ replay (about 13 of 14 samples of an int8 convolution; ~4 s a batch here):
   loop's tiles drawn again) and fresh draws, replayed, ranked by the cost model, a share
   ``eps_greedy`` of the batch picked at random.
 
-No tiles are replayed twice in a search, nor those of the task's records when it resumes.
+Each population, the first included, also carries draws its kin measured fast
+(:mod:`.kin_tiles`): at the start up to ``kin_share`` of the batch, best first, later for the
+cost model to rank with the rest. No tiles are replayed twice in a search, nor those of the
+task's records when it resumes.
 """
 
 from __future__ import annotations
 
+import math
 import random
 
+from .kin_tiles import KinTiles
 from .tile_cost import estimated_cycles
 from .tile_draw import SketchDraw, as_replay, draw_inside, neighbours
 
@@ -28,8 +33,10 @@ class DrawnSearch:
 
     parents = 4  # the fastest measured draws whose neighbours join each population
 
-    def __init__(self, task, spaces: list, space, seed: int) -> None:
+    def __init__(self, task, spaces: list, space, seed: int, kin: KinTiles | None = None,
+                 kin_share: float = 0.0) -> None:
         self.task, self.space = task, space  # space: the task's MappingSpace
+        self.kin, self.kin_share = kin or KinTiles(), kin_share
         self.sketches = [SketchDraw.of(sch) for sch in spaces]
         self.rng = random.Random(f"{seed}/{task.key}")
         self.drawn: set = set()  # (sketch index, tiles) replayed
@@ -37,33 +44,36 @@ class DrawnSearch:
         self._proposed: dict[int, tuple] = {}  # id(candidate) -> (candidate, its draw)
 
     @classmethod
-    def of(cls, task, spaces: list, space, seed: int) -> DrawnSearch | None:
+    def of(cls, task, spaces: list, space, seed: int, kin: KinTiles | None = None,
+           kin_share: float = 0.0) -> DrawnSearch | None:
         """The drawn search of a task, or None where its tiles cannot be drawn so."""
         if task.mapping is None or task.target.kind != "cpu" or not spaces:
             return None
-        search = cls(task, spaces, space, seed)
+        search = cls(task, spaces, space, seed, kin, kin_share)
         return search if None not in search.sketches else None
 
     def estimated(self, mod, trials: int, count: int) -> list | None:
         """``count`` fresh draws, the best estimated replayed until ``trials`` pass the
-        postprocessors; None where a draw has no estimate."""
+        postprocessors, after up to ``kin_share`` of ``trials`` of the kin's; None where a
+        draw has no estimate."""
         task = self.task
+        kin = self._kin_offers(math.ceil(self.kin_share * trials))
         draws = draw_inside(self.sketches, count, self.space.check.fits, self.rng,
-                            exclude=self.drawn)
+                            exclude=self.drawn | set(kin))
         estimates = [estimated_cycles(self.sketches[k].tiles(tiles), task.workload,
                                       task.mapping, task.intrinsic, task.target.resources)
                      for k, tiles in draws]
         if None in estimates:
             return None
         order = sorted(range(len(draws)), key=estimates.__getitem__)
-        return self._replayed([draws[j] for j in order], mod, limit=trials)
+        return self._replayed(kin + [draws[j] for j in order], mod, limit=trials)
 
     def evolved(self, context, trials: int, cost_model, population: int,
                 eps_greedy: float) -> list:
         """``trials`` candidates the cost model ranks best among ``population`` neighbours
         of the fastest measured draws and fresh draws (``eps_greedy`` of them at random)."""
         fits, rng = self.space.check.fits, self.rng
-        pool: set = set()
+        pool: set = set(self._kin_offers(population // 8 if self.kin_share else 0))
         parents = sorted(self.latency, key=self.latency.__getitem__)[:self.parents]
         for parent in parents:
             pool.update(neighbours(self.sketches, parent, population // (2 * len(parents)),
@@ -97,7 +107,7 @@ class DrawnSearch:
                     continue
                 self.drawn.add((k, tiles))
                 if latency is not None:
-                    self.latency[k, tiles] = min(latency, self.latency.get((k, tiles), latency))
+                    self._measured((k, tiles), latency)
                 break
 
     def learn(self, candidates: list, latencies: list[float | None]) -> None:
@@ -107,7 +117,24 @@ class DrawnSearch:
             if entry is not None and entry[0] is candidate:
                 del self._proposed[id(candidate)]
                 if latency is not None:
-                    self.latency[entry[1]] = latency
+                    self._measured(entry[1], latency)
+
+    def _measured(self, draw: tuple, latency: float) -> None:
+        """``draw`` ran in ``latency`` us: a parent to be, and news for the kin."""
+        self.latency[draw] = min(latency, self.latency.get(draw, latency))
+        k, tiles = draw
+        self.kin.publish(self.sketches[k], self.task.key, tiles, latency)
+
+    def _kin_offers(self, count: int) -> list[tuple]:
+        """Up to ``count`` of the kin's draws (:meth:`.KinTiles.offered`) this search has
+        not replayed and whose tiles fit."""
+        fits, offers = self.space.check.fits, []
+        for draw in self.kin.offered(self.sketches, self.task.key) if count > 0 else ():
+            if len(offers) == count:
+                break
+            if draw not in self.drawn and fits(self.sketches[draw[0]].tiles(draw[1])):
+                offers.append(draw)
+        return offers
 
     def _replayed(self, draws: list, mod, limit: int | None = None) -> list:
         """Candidates of ``draws`` that pass the postprocessors, in order, at most

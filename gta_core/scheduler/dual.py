@@ -26,6 +26,7 @@ from .allocate import (
     decide,
     decide_even,
 )
+from .kin_tiles import KinTiles
 from .search import SearchSettings, TaskOutcome, TaskSearch, measure_round
 from .space import Task
 
@@ -67,9 +68,10 @@ def run_schedule(subgraphs: list[Subgraph], budget: int, *, store, builder, runn
     search = search or SearchSettings()
     allocation = allocation or AllocationSettings(batch=search.batch)
     choose = POLICIES[policy]
+    kin = KinTiles()  # the tasks of all subgraphs offer each other their fastest tiles
     searches = [_searches(s, budget, store=store, builder=builder, runner=runner,
                           cost_model=cost_model, rules=rules, constraints=constraints,
-                          settings=search) for s in subgraphs]
+                          settings=search, kin=kin) for s in subgraphs]
     states = [_state_from_store(s, store) for s in subgraphs]
     started = time.perf_counter()
     ended_by = "search space"

@@ -35,6 +35,7 @@ from ..measure.runners import error_line, remove_artifact
 from ..pruning.constraint import Constraint
 from ..weight_prepack import as_model_runs
 from .drawn_search import DrawnSearch
+from .kin_tiles import KinTiles
 from .retime import timed_again_where_stalled
 from .space import MappingSpace, Task, model_generic_space
 from .tile_cost import estimated_cycles
@@ -53,6 +54,9 @@ class SearchSettings:
     # past a start of one or two trials: 22 of 24 trials on a 28-mapping int8 conv2d paid
     # one each. Drawing 16 costs ~0.6 s.
     start_samples: int = 16
+    # Of a task's batches while the cost model is cold (its first included), the share taken
+    # from the draws its kin measured fastest (kin_tiles), fitted to its extents; 0: none.
+    kin_share: float = 0.5
 
 
 @dataclass
@@ -84,8 +88,9 @@ class TaskSearch:
     def __init__(self, task: Task, *, store, builder, runner, cost_model,
                  rules: list[GenerationRule], constraints: list[Constraint],
                  settings: SearchSettings = SearchSettings(), max_trials: int = 1 << 20,
-                 reference: Reference | None = None) -> None:
+                 reference: Reference | None = None, kin: KinTiles | None = None) -> None:
         self.task = task
+        self.kin = kin  # the run's measured draws by sketch, shared with the task's kin
         self.store, self.builder, self.runner = store, builder, runner
         self.cost_model = cost_model
         self.rules, self.constraints = rules, constraints
@@ -192,7 +197,8 @@ class TaskSearch:
         context.search_strategy.pre_tuning(self.max_trials, settings.batch, spaces, database,
                                            self.cost_model)
         self._context, self._spaces, self._database = context, spaces, database
-        self._draws = DrawnSearch.of(task, spaces, space, settings.seed)
+        self._draws = DrawnSearch.of(task, spaces, space, settings.seed, self.kin,
+                                     settings.kin_share)
         if self._draws is not None:
             self._draws.remember(self._recorded(mod))
         return context

@@ -29,6 +29,7 @@ class TileSite:
     inst: object  # the trace's SamplePerfectTile instruction
     parts: tuple[tuple[str, str], ...]  # (level, axis) of each factor, outermost first
     choices: tuple[tuple[int, ...], ...]  # every tiling the instruction may draw
+    extent: int  # the loop's, which each tiling is a factoring of
 
 
 class SketchDraw:
@@ -69,8 +70,8 @@ class SketchDraw:
                 parts.append((level, axis))
             decision = [int(v) for v in trace.decisions[inst]]
             n, innermost = (int(a) for a in inst.attrs)
-            sites.append(TileSite(inst, tuple(parts), _tilings(prod(decision), n,
-                                                                innermost)))
+            extent = prod(decision)
+            sites.append(TileSite(inst, tuple(parts), _tilings(extent, n, innermost), extent))
         keys = [part for site in sites for part in site.parts]
         if not sites or len(set(keys)) < len(keys):
             return None
@@ -78,6 +79,11 @@ class SketchDraw:
         # move a level (a local accumulator puts R0 inside S1).
         order = {(loop.level, loop.axis): k for k, loop in enumerate(tiled_loops(sketch))}
         return cls(trace, sites, order)
+
+    @property
+    def extents(self) -> tuple[int, ...]:
+        """Each sampled loop's extent, in the order of :attr:`sites`."""
+        return tuple(site.extent for site in self.sites)
 
     def draw(self, rng: random.Random) -> tuple[tuple[int, ...], ...]:
         return tuple(rng.choice(site.choices) for site in self.sites)
