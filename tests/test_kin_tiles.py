@@ -70,10 +70,10 @@ def test_a_fitted_draw_is_one_the_sketch_may_draw_keeping_the_inner_factors_that
 
 def test_each_kin_offers_its_fastest_draws_first_never_a_task_its_own(measured, kin):
     draws = measured._draws
-    assert kin.offered(draws.sketches, measured.task.key) == []  # its own, not offered
+    assert list(kin.offered(draws.sketches, measured.task.key)) == []  # its own, not offered
     large = _started(LARGE, KinTiles())
     try:
-        offers = kin.offered(large._draws.sketches, large.task.key)
+        offers = list(kin.offered(large._draws.sketches, large.task.key))
         fastest = sorted(draws.latency, key=draws.latency.get)[:KinTiles.per_task]
         assert offers == [(k, fitted(large._draws.sketches[k], tiles)) for k, tiles in fastest]
     finally:
@@ -83,7 +83,7 @@ def test_each_kin_offers_its_fastest_draws_first_never_a_task_its_own(measured, 
 def test_tasks_of_another_program_are_not_kin(measured, kin):
     conv = _started(OTHER, KinTiles())
     try:
-        assert kin.offered(conv._draws.sketches, conv.task.key) == []
+        assert list(kin.offered(conv._draws.sketches, conv.task.key)) == []
     finally:
         conv.close()
 
@@ -93,7 +93,7 @@ def test_a_first_batch_takes_its_share_from_the_kins_fastest_then_draws_fresh(me
     try:
         picked = large.propose(4)
         draws = [large._draws._proposed[id(c)][1] for c in picked]
-        offers = kin.offered(large._draws.sketches, large.task.key)
+        offers = list(kin.offered(large._draws.sketches, large.task.key))
         assert draws[:2] == offers[:2]  # half the batch: the two offers, fastest first
         assert len(set(draws)) == 4 and not set(draws[2:]) & set(offers)
         again = [large._draws._proposed[id(c)][1] for c in large.propose(2)]
@@ -126,7 +126,7 @@ def test_a_resumed_task_offers_its_records_to_its_kin(measured, kin):
         large = _started(LARGE, KinTiles())
         try:
             fastest = min(draws.latency, key=draws.latency.get)
-            assert again.offered(large._draws.sketches, large.task.key)[0] == (
+            assert list(again.offered(large._draws.sketches, large.task.key))[0] == (
                 fastest[0], fitted(large._draws.sketches[fastest[0]], fastest[1]))
         finally:
             large.close()
@@ -147,7 +147,7 @@ def test_a_warm_search_ranks_the_kins_draws_with_its_own(measured, kin, monkeypa
         monkeypatch.setattr(large._draws, "_replayed", recorded)
         large._draws.evolved(large._context, 2, ms.cost_model.RandomModel(), population=16,
                              eps_greedy=0.0)
-        offers = kin.offered(large._draws.sketches, large.task.key)
+        offers = list(kin.offered(large._draws.sketches, large.task.key))
         assert offers[1] in replayed  # the kin's second fastest joined the population
         assert offers[0] not in replayed  # its fastest was the start, measured already
     finally:

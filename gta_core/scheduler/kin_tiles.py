@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 
 from .tile_draw import SketchDraw
 
@@ -34,11 +35,12 @@ class KinTiles:
         draws, key = self._measured[task], (sketch.instructions, tiles)
         draws[key] = min(latency_us, draws.get(key, latency_us))
 
-    def offered(self, sketches: list[SketchDraw], task: str) -> list[tuple[int, tuple]]:
+    def offered(self, sketches: list[SketchDraw], task: str) -> Iterator[tuple[int, tuple]]:
         """Draws ``(sketch index, tiles)`` for ``task``: the fastest ``per_task`` draws of
         each other task where they are draws of a sketch with the same instructions as
-        ``sketches[k]``, fitted to its extents; every kin's fastest first, then their
-        second fastest, the kin whose extents are nearest first; each draw once."""
+        ``sketches[k]``, fitted to its extents (as they are asked for: fitting costs more
+        than ranking); every kin's fastest first, then their second fastest, the kin whose
+        extents are nearest first; each draw once."""
         index = {sketch.instructions: k for k, sketch in enumerate(sketches)}
         ranked = []
         for key, draws in self._measured.items():
@@ -51,8 +53,12 @@ class KinTiles:
                     donor = tuple(math.prod(factors) for factors in tiles)
                     ranked.append((rank, _distance(donor, sketches[k].extents), k, tiles))
         ranked.sort(key=lambda entry: entry[:2])
-        offers = ((k, fitted(sketches[k], tiles)) for _, _, k, tiles in ranked)
-        return list(dict.fromkeys(offers))
+        seen = set()
+        for _, _, k, tiles in ranked:
+            offer = (k, fitted(sketches[k], tiles))
+            if offer not in seen:
+                seen.add(offer)
+                yield offer
 
 
 def fitted(sketch: SketchDraw, tiles: tuple) -> tuple:
