@@ -55,7 +55,8 @@ class SearchSettings:
     # one each. Drawing 16 costs ~0.6 s.
     start_samples: int = 16
     # Of a task's batches while the cost model is cold (its first included), the share taken
-    # from the draws its kin measured fastest (kin_tiles), fitted to its extents; 0: none.
+    # from the draws its kin measured fastest (kin_tiles), fitted to its extents; once the
+    # model is warm they join its populations. 0: the kin are not consulted.
     kin_share: float = 0.5
 
 
