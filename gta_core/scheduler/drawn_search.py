@@ -12,10 +12,10 @@ replay (about 13 of 14 samples of an int8 convolution; ~4 s a batch here):
   loop's tiles drawn again) and fresh draws, replayed, ranked by the cost model, a share
   ``eps_greedy`` of the batch picked at random.
 
-Each population, the first included, also carries draws its kin measured fast
-(:mod:`.kin_tiles`): at the start up to ``kin_share`` of the batch, best first, later for the
-cost model to rank with the rest. No tiles are replayed twice in a search, nor those of the
-task's records when it resumes.
+Where ``kin_share`` is above 0, each population, the first included, also carries draws
+its kin measured fast (:mod:`.kin_tiles`): while the model is cold up to that share of the
+batch, best first, later for the cost model to rank with the rest. No tiles are replayed
+twice in a search, nor those of the task's records when it resumes.
 """
 
 from __future__ import annotations
