@@ -36,7 +36,8 @@ class DrawnSearch:
     def __init__(self, task, spaces: list, space, seed: int, kin: KinTiles | None = None,
                  kin_share: float = 0.0) -> None:
         self.task, self.space = task, space  # space: the task's MappingSpace
-        self.kin, self.kin_share = kin or KinTiles(), kin_share
+        # Without a share the kin are neither asked nor told: nobody would read them.
+        self.kin, self.kin_share = (kin if kin_share else None), kin_share
         self.sketches = [SketchDraw.of(sch) for sch in spaces]
         self.rng = random.Random(f"{seed}/{task.key}")
         self.drawn: set = set()  # (sketch index, tiles) replayed
@@ -73,7 +74,7 @@ class DrawnSearch:
         """``trials`` candidates the cost model ranks best among ``population`` neighbours
         of the fastest measured draws and fresh draws (``eps_greedy`` of them at random)."""
         fits, rng = self.space.check.fits, self.rng
-        pool: set = set(self._kin_offers(population // 8 if self.kin_share else 0))
+        pool: set = set(self._kin_offers(population // 8))
         parents = sorted(self.latency, key=self.latency.__getitem__)[:self.parents]
         for parent in parents:
             pool.update(neighbours(self.sketches, parent, population // (2 * len(parents)),
@@ -122,14 +123,16 @@ class DrawnSearch:
     def _measured(self, draw: tuple, latency: float) -> None:
         """``draw`` ran in ``latency`` us: a parent to be, and news for the kin."""
         self.latency[draw] = min(latency, self.latency.get(draw, latency))
-        k, tiles = draw
-        self.kin.publish(self.sketches[k], self.task.key, tiles, latency)
+        if self.kin is not None:
+            k, tiles = draw
+            self.kin.publish(self.sketches[k], self.task.key, tiles, latency)
 
     def _kin_offers(self, count: int) -> list[tuple]:
         """Up to ``count`` of the kin's draws (:meth:`.KinTiles.offered`) this search has
         not replayed and whose tiles fit."""
         fits, offers = self.space.check.fits, []
-        for draw in self.kin.offered(self.sketches, self.task.key) if count > 0 else ():
+        offered = self.kin.offered(self.sketches, self.task.key) if self.kin and count else ()
+        for draw in offered:
             if len(offers) == count:
                 break
             if draw not in self.drawn and fits(self.sketches[draw[0]].tiles(draw[1])):
