@@ -115,3 +115,34 @@ def test_a_chain_no_intrinsic_takes_tunes_as_one_parallel_pass_and_is_checked(re
                 tvm.tirx.ForKind.PARALLEL in kinds:
             passes.append(record)
     assert passes and all(r.correct for r in passes)
+
+
+def test_its_16_registers_keep_a_short_image_to_tiles_that_do_not_spill(registry):
+    """A 1x1 convolution at 7x7: 7 pixels x 2 channel vectors are 14 accumulators, the 2
+    weight vectors they reuse and a broadcast, 17 registers (LLVM spilled an accumulator:
+    MobileNet-V2's 960 -> 160 layer took 161-165 us so, 141-143 as 7 x 1). The 7 x 1 tile
+    is the largest that fits, so it hides the FMA latency as well as these loops allow."""
+    from gta_core.generation.rule import ScheduleContext
+    from gta_core.mapping import mapping_candidates
+    from gta_core.pruning.cpu import RegisterTile, RegisterTileLatency, TiledLoop
+    from gta_core.scheduler.space import Task
+    from gta_core.workloads import parse_workload
+
+    workload = parse_workload("conv2d:N=1,C=64,H=7,W=7,K=32,R=1,S=1,dtype=float32",
+                              registry.operators)
+    mapping = next(c for c in mapping_candidates(workload, "avx2", registry)
+                   if c.status == "kept" and c.axes == {"i": ["k"]})
+    task = Task(workload, mapping, registry.intrinsics[mapping.intrinsic],
+                registry.target("avx2"))
+
+    def verdicts(pixels: int, vectors: int) -> list[str | None]:
+        tiles = [TiledLoop("S2", "h", pixels), TiledLoop("S2", "i", vectors)]
+        context = ScheduleContext(sch=None, block=task.workload.main_block, target=task.target,
+                                  workload=task.workload, intrinsic=task.intrinsic,
+                                  mapping=task.mapping, tiles=tiles)
+        return [RegisterTile().check(context), RegisterTileLatency().check(context)]
+
+    spilled, latency = verdicts(7, 2)
+    assert spilled and "needs 17 vector registers" in spilled and "has 16" in spilled
+    assert verdicts(7, 1) == [None, None]
+    assert verdicts(1, 4)[0] is None and "7 needed" in verdicts(1, 4)[1]

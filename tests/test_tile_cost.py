@@ -7,17 +7,18 @@ import pytest
 from searches import first_mapping_search
 
 from gta_core.mapping.access import Access
+from gta_core.pruning.register_use import span
 from gta_core.scheduler.search import SearchSettings
-from gta_core.scheduler.tile_cost import _span, _traffic, estimated_cycles
+from gta_core.scheduler.tile_cost import _traffic, estimated_cycles
 
 
 def test_a_window_spans_its_range_and_a_mixed_radix_its_product():
     window = (("ry", 1), ("y", 1))
-    assert _span(window, {"y": 4, "ry": 3}) == 6
+    assert span(window, {"y": 4, "ry": 3}) == 6
     radix = (("rc", 16), ("rl", 1))
-    assert _span(radix, {"rc": 2, "rl": 16}) == 32
-    assert _span(radix, {"rc": 2, "rl": 1}) == 2  # not the 17 of its range
-    assert _span((), {}) == 1
+    assert span(radix, {"rc": 2, "rl": 16}) == 32
+    assert span(radix, {"rc": 2, "rl": 1}) == 2  # not the 17 of its range
+    assert span((), {}) == 1
 
 
 def _gemm():
@@ -95,3 +96,19 @@ def test_smaller_caches_never_make_a_program_faster(samples):
         assert tight >= big
         grew += tight > big
     assert grew  # its 4.7 MB of weights spill a sixteenth of the caches somewhere
+
+
+def test_a_register_tile_too_short_for_the_fma_latency_is_estimated_slower(samples):
+    # Each call waits on the last into its accumulator: with a latency of 64 cycles no
+    # tile of these samples hides it (they hold at most 32 accumulators), and every
+    # estimate bounded by issue grows; none shrinks.
+    task, drawn = samples
+    resources = task.target.resources
+    slow = resources.model_copy(update={"vector_latency_cycles": 64})
+    grew = 0
+    for candidate in drawn:
+        args = (candidate.sch, task.workload, task.mapping, task.intrinsic)
+        quick, waiting = estimated_cycles(*args, resources), estimated_cycles(*args, slow)
+        assert waiting >= quick
+        grew += waiting > quick
+    assert grew

@@ -9,6 +9,8 @@ from ..generation.cpu import LEVEL_KEY
 from ..generation.rule import ScheduleContext
 from ..models import MappingCandidate, Target, index_variables
 from .constraint import Constraint
+from .register_use import bits as _bits
+from .register_use import input_registers
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,10 @@ def parallel_extent(sch) -> int:
 class RegisterTile(Constraint):
     """The accumulator tile must fit in the vector registers.
 
-    The register level (S2) times the intrinsic's output, in vector registers,
-    plus the registers the intrinsic's inputs need (each input's elements, at
-    least one register: a broadcast word and a lane vector for a dot product),
-    must not exceed the target's vector register file: a spilled accumulator
-    tile is no faster than memory.
+    The register level (S2) times the intrinsic's output, in vector registers, plus the
+    registers its inputs hold over the tile (every value of all inputs but one, and one of
+    the last: :func:`~.register_use.input_registers`) must not exceed the target's vector
+    register file: a spilled accumulator tile is no faster than memory.
     """
 
     name = "register-tile"
@@ -117,12 +118,13 @@ class RegisterTile(Constraint):
             return None
         resources = context.target.resources
         per_call = _registers_per_call(context)
-        tile = prod(loop.extent for loop in context.tiled_loops() if loop.level == "S2")
-        inputs = _input_registers(context)
+        register_tile = _register_tile(context)
+        tile = prod(register_tile.values())
+        inputs = _tile_input_registers(context, register_tile)
         needed = tile * per_call + inputs
         if needed > resources.vector_registers:
             return (f"accumulator tile needs {needed} vector registers "
-                    f"({tile} x {per_call} + {inputs}); "
+                    f"({tile} x {per_call} + {inputs} for its inputs); "
                     f"the target has {resources.vector_registers}")
         return None
 
@@ -141,6 +143,7 @@ class RegisterTileLatency(Constraint):
 
     name = "register-tile-latency"
     reads_tiles_only = True
+    _largest: dict[tuple, int] = {}
 
     @staticmethod
     def accumulators(resources) -> int:
@@ -159,8 +162,12 @@ class RegisterTileLatency(Constraint):
         if not per_call:  # the output is held in memory: no chain of calls on a register
             return None
         tile = prod(loop.extent for loop in loops) * per_call
-        bound = min(self.accumulators(context.target.resources),
-                    self._largest_tile(context, per_call))
+        key = (context.workload.spec, context.mapping.id, context.intrinsic.name,
+               context.target.name, context.target.arch,
+               context.target.resources.vector_registers)
+        if key not in self._largest:  # the same for every sample of a task: asked once
+            self._largest[key] = self._largest_tile(context, per_call)
+        bound = min(self.accumulators(context.target.resources), self._largest[key])
         if tile < bound:
             return (f"accumulator tile of {tile} vector registers cannot hide the intrinsic's "
                     f"latency ({bound} needed; the loops allow it)")
@@ -168,7 +175,8 @@ class RegisterTileLatency(Constraint):
 
     @staticmethod
     def _largest_tile(context: ScheduleContext, per_call: int) -> int:
-        """The most accumulator registers any register-level tiling of these loops fits."""
+        """The most accumulator registers any register-level tiling of these loops fits
+        in the register file beside the inputs it holds."""
         from ..generation.cpu import MultiLevelTiling
         from ..mapping.access import intrinsic_computation
         from ..mapping.builtin import workload_computation
@@ -183,13 +191,15 @@ class RegisterTileLatency(Constraint):
             if var.kind == "spatial":
                 spatial[var.name] = -(-prod(extent[n] for n in group) // var.extent)
         cap = MultiLevelTiling.max_register_factor
-        budget = (context.target.resources.vector_registers - _input_registers(context)) \
-            // per_call
-        tiles = {1}
-        for total in spatial.values():
+        registers = context.target.resources.vector_registers
+        tiles: list[dict[str, int]] = [{}]
+        for name, total in spatial.items():
             factors = [f for f in range(1, cap + 1) if total % f == 0]
-            tiles = {t * f for t in tiles for f in factors if t * f <= budget}
-        return max(tiles) * per_call
+            tiles = [{**t, name: f} for t in tiles for f in factors
+                     if prod(t.values()) * f * per_call < registers]
+        fitting = [prod(t.values()) for t in tiles
+                   if prod(t.values()) * per_call + _tile_input_registers(context, t) <= registers]
+        return max(fitting, default=1) * per_call
 
 
 class CacheWorkingSet(Constraint):
@@ -281,6 +291,27 @@ class PaddingWaste(Constraint):
         return None
 
 
+def _register_tile(context: ScheduleContext) -> dict[str, int]:
+    """The register-level (S2) tile loops' extents by axis."""
+    tile: dict[str, int] = {}
+    for loop in context.tiled_loops():
+        if loop.level == "S2":
+            tile[loop.axis] = tile.get(loop.axis, 1) * loop.extent
+    return tile
+
+
+def _tile_input_registers(context: ScheduleContext, register_tile: dict[str, int]) -> int:
+    """Vector registers the intrinsic's inputs hold over ``register_tile``: what
+    :func:`~.register_use.input_registers` counts, or one call's where it cannot (no
+    mapping, or inputs held in memory)."""
+    if context.mapping is not None and context.workload is not None:
+        held = input_registers(context.workload, context.mapping, context.intrinsic,
+                               context.target.resources.vector_width_bits, register_tile)
+        if held is not None:
+            return held
+    return _input_registers(context)
+
+
 def _registers_per_call(context: ScheduleContext) -> int:
     """Vector registers one intrinsic call's output occupies."""
     return _registers(context, context.intrinsic.compute.output)
@@ -301,10 +332,6 @@ def _registers(context: ScheduleContext, operand) -> int:
                                                  for n in index_variables(i)})
     width = context.target.resources.vector_width_bits
     return max(1, -(-elements * _bits(operand.dtype) // width))
-
-
-def _bits(dtype: str) -> int:
-    return int("".join(ch for ch in dtype if ch.isdigit()) or 8)
 
 
 CPU_CONSTRAINTS = (RegisterTile(), RegisterTileLatency(), CacheWorkingSet(), ParallelExtent(),
