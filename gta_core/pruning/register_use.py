@@ -31,13 +31,24 @@ def call_extents(op, intr, mapping) -> dict[str, int]:
     return covered
 
 
-def tile_extents(op, mapping, covered: dict[str, int], loops) -> dict[str, int]:
-    """Each of ``op``'s axes' extent inside ``loops`` (``(name, extent)``, a name an op axis
-    or an intrinsic axis as the tiling rule annotates them) and the intrinsic call."""
+def loop_axes(name: str, spatial: bool, intr, mapping) -> list[str]:
+    """The op axes a tile loop named ``name`` steps (a spatial or a reduction loop): the
+    group of the intrinsic axis of that name and kind, else the op axis of that name. An
+    op axis may share its name with an intrinsic axis of the other kind (NCHWc's
+    output-channel block ``k``, a dot product's reduction ``k``)."""
+    kind = "spatial" if spatial else "reduce"
+    if any(var.name == name and var.kind == kind for var in intr.axes):
+        return list(mapping.axes.get(name, [name]))
+    return [name]
+
+
+def tile_extents(op, covered: dict[str, int], loops) -> dict[str, int]:
+    """Each of ``op``'s axes' extent inside ``loops`` (``(op axes, extent)``: what
+    :func:`loop_axes` gives) and the intrinsic call (``covered``)."""
     full = {a.name: a.extent for a in op.axes}
     ext = {a.name: covered.get(a.name, 1) for a in op.axes}
-    for name, extent in loops:
-        for axis in mapping.axes.get(name, [name]):
+    for axes, extent in loops:
+        for axis in axes:
             if axis in ext:
                 ext[axis] = min(full[axis], ext[axis] * extent)
     return ext
@@ -70,10 +81,11 @@ def input_registers(workload, mapping, intrinsic, width_bits: int,
 
     if any(operand.held == "memory" for operand in intrinsic.compute.inputs):
         return None
-    op = workload_computation(workload)
-    covered = call_extents(op, intrinsic_computation(intrinsic), mapping)
-    call = tile_extents(op, mapping, covered, [])
-    tile = tile_extents(op, mapping, covered, register_tile.items())
+    op, intr = workload_computation(workload), intrinsic_computation(intrinsic)
+    covered = call_extents(op, intr, mapping)
+    call = tile_extents(op, covered, [])
+    tile = tile_extents(op, covered, [(loop_axes(name, True, intr, mapping), extent)
+                                      for name, extent in register_tile.items()])
     held, one = [], []  # per input: registers for all its values over the tile, for one
     for access in op.inputs:
         per_call = elements(access, call)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from math import ceil, prod
 
-from ..pruning.register_use import bits, call_extents, elements, span, tile_extents
+from ..pruning.register_use import bits, call_extents, elements, loop_axes, span, tile_extents
 
 # Sustained rates per core, in bytes a cycle, measured on the Xeon and Zen 5 hosts here
 # (2026-12-04): two 64-byte loads a cycle from L1, about half a line a cycle from L2,
@@ -50,23 +50,28 @@ def estimated_cycles(program, workload, mapping, intrinsic, resources) -> float 
     covered = call_extents(op, intr, mapping)
     # Loops in op units, outermost first: what the tile loops leave of each axis is the
     # parallel (S0) part, for the spatial axes; reductions left over run outermost too.
-    tiled: dict[str, int] = {}
+    # Keyed by (name, spatial): an op axis may share its name with an intrinsic axis of
+    # the other kind (NCHWc's output-channel block k, a dot product's reduction k).
+    tiled: dict[tuple[str, bool], int] = {}
     for loop in loops:
-        tiled[loop.axis] = tiled.get(loop.axis, 1) * loop.extent
-    rest: dict[str, int] = {}  # insertion order: the op's axes, outermost first
+        key = (loop.axis, loop.level.startswith("S"))
+        tiled[key] = tiled.get(key, 1) * loop.extent
+    rest: dict[tuple[str, bool], int] = {}  # insertion order: the op's axes, outermost first
     for axis in op.axes:
-        name = group_of.get(axis.name, axis.name)
-        left = ceil(axis.extent / (covered.get(axis.name, 1) * tiled.get(name, 1)))
+        key = (group_of.get(axis.name, axis.name), axis.kind == "spatial")
+        left = ceil(axis.extent / (covered.get(axis.name, 1) * tiled.get(key, 1)))
         if left > 1:
-            rest.setdefault(name, left)
-    parallel = prod(extent for name, extent in rest.items()
-                    if op.axis(_op_axis(name, mapping)).kind == "spatial")
-    order = list(rest.items()) + [(loop.axis, loop.extent) for loop in loops]
+            rest.setdefault(key, left)
+    parallel = prod(extent for (_, spatial), extent in rest.items() if spatial)
+    order = ([(loop_axes(name, spatial, intr, mapping), extent)
+              for (name, spatial), extent in rest.items()]
+             + [(loop_axes(loop.axis, loop.level.startswith("S"), intr, mapping), loop.extent)
+                for loop in loops])
     register_tile = prod(loop.extent for loop in loops if loop.level == "S2")
 
     accesses = [(a, 2 if a.output else 1) for a in (*op.inputs, op.output)]
     # levels[k]: each op axis's extent inside order[k:] and the intrinsic
-    levels = [tile_extents(op, mapping, covered, order[k:]) for k in range(len(order) + 1)]
+    levels = [tile_extents(op, covered, order[k:]) for k in range(len(order) + 1)]
     calls = prod(extent for _, extent in order)
     threads = max(1, min(resources.cores or 1, parallel))
 
@@ -88,10 +93,6 @@ def estimated_cycles(program, workload, mapping, intrinsic, resources) -> float 
         if level in caches:
             cycles.append(_traffic(accesses, levels, order, caches[level]) / rate)
     return max(cycles) * ceil(parallel / threads) / parallel
-
-
-def _op_axis(name: str, mapping) -> str:
-    return (mapping.axes.get(name) or [name])[0]
 
 
 def _bytes(access, ext: dict[str, int]) -> int:
