@@ -128,3 +128,33 @@ def test_torch_inputs_that_cannot_be_used_are_model_errors():
         from_torch(lambda x: x, (torch.randn(3),))
     with pytest.raises(ModelError, match="must be one or more torch.Tensor"):
         from_torch(torch.nn.ReLU(), ([1, 2],))
+
+
+def test_a_clamp_from_above_does_not_shrink_the_rounding_a_check_allows(tmp_path):
+    """ReLU6 after a 1x1 convolution over 320 channels: the sums of |a*b| run near 80, and a
+    correct program's rounding with them. Read through the clamp, the allowance was that of
+    a sum of 6 (MobileNet-V2's 320 -> 1280 layer rejected most of its correct programs)."""
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(-1, 1, (16, 320, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+         helper.make_node("Clip", ["c", "lo", "hi"], ["y"])],
+        "conv_relu6",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 320, 7, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 7, 7])],
+        [onnx.numpy_helper.from_array(weight, "w"),
+         onnx.numpy_helper.from_array(np.zeros(16, np.float32), "b"),
+         onnx.numpy_helper.from_array(np.array(0, np.float32), "lo"),
+         onnx.numpy_helper.from_array(np.array(6, np.float32), "hi")])
+    path = tmp_path / "relu6.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    [task] = [t for t in model_tasks(fuse(load_onnx(str(path)).mod)) if t.workload.main_block]
+    workload = task.workload
+    expected = workload.expected(workload.random_inputs())
+    inside = (expected.value > 0) & (expected.value < 6)
+    # 16 units of roundoff times a clamped sum (at most 6) and the output (at most 6)
+    clamped = 16 * 2.0**-24 * 12
+    assert inside.any() and np.median(expected.bound[inside]) > 2 * clamped
+    wrong = expected.value.copy()
+    wrong[inside] += 1e-2  # one product of the sum moved: still far outside
+    assert workload.mismatch(wrong, expected)
