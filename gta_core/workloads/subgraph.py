@@ -257,8 +257,9 @@ class SubgraphWorkload:
 
         Floats: ``ERROR_UNITS`` units of roundoff times the sum of |a*b| (the function on
         the inputs' absolute values, which bounds it for the monotone epilogues a fusion
-        holds: bias add, ReLU, residual add) plus the output's own size (the reference
-        rounds too). Integers must match exactly.
+        holds: bias add, ReLU, residual add; run without its clamps from above, which would
+        cap it: :attr:`_unclamped`) plus the output's own size (the reference rounds too).
+        Integers must match exactly.
         """
         value = self.reference(inputs)
         unit = UNIT_ROUNDOFF.get(self.output_dtype)
