@@ -57,7 +57,7 @@ class SearchSettings:
     # Of a task's batches while the cost model is cold (its first included), the share taken
     # from the draws its kin measured fastest (kin_tiles), fitted to its extents; once the
     # model is warm they join its populations. 0 (the default): the kin are not consulted.
-    # Measured on MobileNet-V2 at 300 trials (docs/results.md), 0.5 gave 1.14x and 0.89x in
+    # Measured on MobileNet-V2 at 300 trials (docs/results-history.md), 0.5 gave 1.14x and 0.89x in
     # two float32 seeds and 0.77-1.01x in int8: no reliable gain yet.
     kin_share: float = 0.0
 
