@@ -146,10 +146,32 @@ def test_a_warm_cost_model_ranks_neighbours_of_the_fastest_and_fresh_draws(searc
         str(population[j].sch.trace) for j in np.argsort(-scores)[:3]}
     near = [(k, tiles) for k, tiles in replayed if k == fastest[0]
             and sum(a != b for a, b in zip(tiles, fastest[1])) == 1]
-    assert len(near) >= SearchSettings().population // 4 // 2  # its share, between 2 parents
+    pool = SearchSettings().population_per_trial * 3  # for three trials
+    assert len(replayed) <= pool
+    assert len(near) >= pool // 2 // 2  # its share, between 2 parents
     assert len(replayed) > len(near)  # and fresh draws
     failed = len(replayed) - len(population)  # rejected by a postprocessor: never again
     assert len(draws.drawn) == 2 + 3 + failed  # the others may be drawn again
+
+
+def test_a_warm_proposal_replays_a_pool_sized_by_the_trials_asked(search, monkeypatch):
+    """Eight draws replayed per trial asked, up to the population: a mapping given one trial
+    a round does not pay for replaying 64."""
+    from gta_core.scheduler.drawn_search import DrawnSearch
+
+    measured(search, search.propose(2), [20.0, 10.0])
+    pools = []
+    real = DrawnSearch._replayed
+    monkeypatch.setattr(DrawnSearch, "_replayed",
+                        lambda self, tiles, *a, **k: pools.append(len(tiles)) or real(
+                            self, tiles, *a, **k))
+    settings = SearchSettings()
+    for trials in (1, 2, 16):
+        search._pending = []
+        search.propose(trials)
+    assert 0 < pools[0] <= settings.population_per_trial
+    assert settings.population_per_trial < pools[1] <= 2 * settings.population_per_trial
+    assert 2 * settings.population_per_trial < pools[2] <= settings.population
 
 
 def test_a_task_whose_tiles_cannot_be_drawn_evolves_with_metaschedule(search, evolutions,

@@ -39,9 +39,8 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
     """The builder workers' build function: MetaSchedule's default without its imports.
 
     TVM's default first imports every registered tensor intrinsic (tvm.s_tir.tensor_intrin,
-    ~18 s here), and LocalBuilder starts fresh workers for every batch, so each batch paid
-    it: a one-candidate batch took 19.3 s, with this 1.7 s (worker start-up and ``import
-    tvm`` included). A tensorized program has the intrinsic's implementation inlined, so
+    ~18 s here), which every new builder worker would pay (a one-candidate batch took
+    19.3 s, with this 1.7 s, worker start-up and ``import tvm`` included). A tensorized program has the intrinsic's implementation inlined, so
     building needs no intrinsic module. Module-level on purpose: the workers import it
     by name (cloudpickle), which costs them only ``gta_core.measure``.
 
@@ -59,11 +58,12 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
 
 
 def make_builder(settings: MeasureSettings, target: Target | None = None) -> ms.builder.Builder:
-    """A LocalBuilder with the settings' timeout and workers, building with ``build_candidate``
-    (through ``target``'s TIR pipeline, where it names one)."""
+    """A builder with the settings' timeout and workers, building with ``build_candidate``
+    (through ``target``'s TIR pipeline, where it names one), its workers kept from one
+    batch to the next (:class:`.build_pool.PooledBuilder`)."""
     import functools
 
-    from tvm.s_tir import meta_schedule as ms
+    from .build_pool import PooledBuilder
 
     workers = settings.builder_workers
     if settings.rpc is not None and "builder_workers" not in settings.model_fields_set:
@@ -73,9 +73,8 @@ def make_builder(settings: MeasureSettings, target: Target | None = None) -> ms.
     f_build = build_candidate
     if target is not None and target.tir_pipeline is not None:
         f_build = functools.partial(build_candidate, pipeline=target.tir_pipeline)
-    return ms.builder.LocalBuilder(max_workers=workers,
-                                   timeout_sec=settings.build_timeout_s,
-                                   f_build=f_build)
+    return PooledBuilder(max_workers=workers, timeout_sec=settings.build_timeout_s,
+                         f_build=f_build)
 
 
 def _tvm_target(target: Target | tvm.target.Target) -> tvm.target.Target:
