@@ -185,7 +185,7 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
     from .cost_model.guarded import guarded
     from .database import RecordStore
     from .mapping import mapping_candidates
-    from .measure.runners import make_builder, make_runner
+    from .measure.runners import closed_after, make_builder, make_runner
     from .scheduler.dual import Subgraph, run_schedule
     from .scheduler.space import Task
 
@@ -218,11 +218,11 @@ def tune_workloads(workloads: Sequence[Workload], weights: Sequence[float], targ
         runner = make_runner(measure, chosen)
     start = time.perf_counter()
     model = guarded(registry.cost_models[cost_model].factory)
-    result = run_schedule(
-        subgraphs, trials, store=store, builder=make_builder(measure, chosen),
-        runner=runner, cost_model=model,
-        rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
-        time_budget=time_budget, policy=scheduler, search=search, progress=progress)
+    with closed_after(make_builder(measure, chosen)) as builder:
+        result = run_schedule(
+            subgraphs, trials, store=store, builder=builder, runner=runner, cost_model=model,
+            rules=list(registry.rules.values()), constraints=list(registry.constraints.values()),
+            time_budget=time_budget, policy=scheduler, search=search, progress=progress)
     reports = [_report(w, chosen, weight, state, outcomes, store, measure, registry)
                for w, weight, state, outcomes
                in zip(workloads, weight_of, result.states, result.outcomes)]

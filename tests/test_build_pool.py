@@ -11,6 +11,7 @@ from tvm.script import tirx as T
 
 from gta_core.measure import MeasureSettings, make_builder
 from gta_core.measure.build_pool import PooledBuilder
+from gta_core.measure.runners import closed_after
 
 
 @T.prim_func(s_tir=True)
@@ -72,6 +73,16 @@ def test_a_pooled_builder_lets_its_workers_go_when_idle(tmp_path):
     assert builder.build(_inputs("main"))[0].error_msg is None  # new workers, on demand
     assert len(list(tmp_path.iterdir())) == 2
     builder.close()
+
+
+def test_a_builder_closed_after_its_block_holds_no_workers(tmp_path):
+    with closed_after(PooledBuilder(max_workers=1, timeout_sec=120,
+                                    f_build=_recording_build(str(tmp_path)))) as builder:
+        assert builder.build(_inputs("main"))[0].error_msg is None
+        assert builder.running
+    assert not builder.running
+    with closed_after(object()):  # a builder that keeps nothing has nothing to close
+        pass
 
 
 def test_make_builder_gives_a_pooled_builder_with_the_settings():

@@ -20,6 +20,7 @@ from ..database import metaschedule_files
 from ..database.lines import read_json_lines
 from ..database.metaschedule_files import RECORDS, WORKLOADS
 from ..measure import MeasureSettings, make_builder, make_runner
+from ..measure.runners import closed_after
 from ..models import Target
 
 BATCH_TIMES = "batch_times.json"
@@ -141,11 +142,12 @@ def _tune_tir(prim_func: Any, target: Target, work_dir: Path, trials: int, space
 
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                  _batch_timer(work_dir / BATCH_TIMES)]
-    ms.tune_tir(prim_func, target.tvm_target(), str(work_dir), trials,
-                num_trials_per_iter=min(TRIALS_PER_BATCH, trials),
-                builder=make_builder(measure), runner=make_runner(measure, target),
-                measure_callbacks=callbacks,
-                **({"space": space} if space is not None else {}))
+    with closed_after(make_builder(measure)) as builder:
+        ms.tune_tir(prim_func, target.tvm_target(), str(work_dir), trials,
+                    num_trials_per_iter=min(TRIALS_PER_BATCH, trials),
+                    builder=builder, runner=make_runner(measure, target),
+                    measure_callbacks=callbacks,
+                    **({"space": space} if space is not None else {}))
 
 
 def best_schedule(prim_func: Any, target: Target, work_dir: Path) -> Any:

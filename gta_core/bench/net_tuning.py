@@ -29,6 +29,7 @@ from ..measure import (
     make_runner,
     model_settings,
 )
+from ..measure.runners import closed_after
 from ..models import Target
 
 TUNED = "tuned.json"
@@ -98,10 +99,10 @@ def tune_metaschedule(model: Model, target: Target, trials: int, out: str | Path
                              target.resources.cache_bytes)
     per_round = trials_per_round(trials, len(ms.relax_integration.extract_tasks(
         mod, target.tvm_target())))
-    ms.relax_integration.tune_relax(
-        mod, {}, target.tvm_target(), str(where), max_trials_global=trials,
-        num_trials_per_iter=per_round,
-        builder=make_builder(measure), runner=make_runner(measure, target))
+    with closed_after(make_builder(measure)) as builder:
+        ms.relax_integration.tune_relax(
+            mod, {}, target.tvm_target(), str(where), max_trials_global=trials,
+            num_trials_per_iter=per_round, builder=builder, runner=make_runner(measure, target))
     state["metaschedule"] = {"trials": trials, "budget": trials, "code": code_version(),
                              "seconds": time.perf_counter() - start,
                              "trials_per_round": per_round}

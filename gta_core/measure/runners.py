@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import statistics
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
@@ -40,9 +41,10 @@ def build_candidate(mod: tvm.IRModule, target: tvm.target.Target,
 
     TVM's default first imports every registered tensor intrinsic (tvm.s_tir.tensor_intrin,
     ~18 s here), which every new builder worker would pay (a one-candidate batch took
-    19.3 s, with this 1.7 s, worker start-up and ``import tvm`` included). A tensorized program has the intrinsic's implementation inlined, so
-    building needs no intrinsic module. Module-level on purpose: the workers import it
-    by name (cloudpickle), which costs them only ``gta_core.measure``.
+    19.3 s, with this 1.7 s, worker start-up and ``import tvm`` included). A tensorized
+    program has the intrinsic's implementation inlined, so building needs no intrinsic
+    module. Module-level on purpose: the workers import it by name (cloudpickle), which
+    costs them only ``gta_core.measure``.
 
     It builds through :func:`check.build`, as every other GTA build does. The one
     difference is MetaSchedule's: its ``RewriteLayout`` postprocessor adds blocks that
@@ -75,6 +77,19 @@ def make_builder(settings: MeasureSettings, target: Target | None = None) -> ms.
         f_build = functools.partial(build_candidate, pipeline=target.tir_pipeline)
     return PooledBuilder(max_workers=workers, timeout_sec=settings.build_timeout_s,
                          f_build=f_build)
+
+
+@contextmanager
+def closed_after(builder):
+    """``builder`` for the block, its kept workers (if it keeps any) stopped when the block
+    ends, not ``idle_s`` later: a process that tunes one thing after another would otherwise
+    hold each builder's workers (~400 MB each here) that long."""
+    try:
+        yield builder
+    finally:
+        close = getattr(builder, "close", None)
+        if close is not None:
+            close()
 
 
 def _tvm_target(target: Target | tvm.target.Target) -> tvm.target.Target:
