@@ -79,4 +79,3 @@ def _result(outcome: Any, timeout_sec: float) -> BuilderResult:
     if outcome.status == StatusKind.TIMEOUT:
         return BuilderResult(None, f"LocalBuilder: Timeout, killed after {timeout_sec} seconds")
     return BuilderResult(None, f"LocalBuilder: An exception occurred\n{outcome.value}")
-

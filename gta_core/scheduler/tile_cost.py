@@ -52,10 +52,10 @@ def estimated_cycles(program, workload, mapping, intrinsic, resources) -> float 
     # parallel (S0) part, for the spatial axes; reductions left over run outermost too.
     # Keyed by (name, spatial): an op axis may share its name with an intrinsic axis of
     # the other kind (NCHWc's output-channel block k, a dot product's reduction k).
+    keyed = [((loop.axis, loop.level.startswith("S")), loop.extent) for loop in loops]
     tiled: dict[tuple[str, bool], int] = {}
-    for loop in loops:
-        key = (loop.axis, loop.level.startswith("S"))
-        tiled[key] = tiled.get(key, 1) * loop.extent
+    for key, extent in keyed:
+        tiled[key] = tiled.get(key, 1) * extent
     rest: dict[tuple[str, bool], int] = {}  # insertion order: the op's axes, outermost first
     for axis in op.axes:
         key = (group_of.get(axis.name, axis.name), axis.kind == "spatial")
@@ -63,10 +63,8 @@ def estimated_cycles(program, workload, mapping, intrinsic, resources) -> float 
         if left > 1:
             rest.setdefault(key, left)
     parallel = prod(extent for (_, spatial), extent in rest.items() if spatial)
-    order = ([(loop_axes(name, spatial, intr, mapping), extent)
-              for (name, spatial), extent in rest.items()]
-             + [(loop_axes(loop.axis, loop.level.startswith("S"), intr, mapping), loop.extent)
-                for loop in loops])
+    order = [(loop_axes(name, spatial, intr, mapping), extent)
+             for (name, spatial), extent in [*rest.items(), *keyed]]
     register_tile = prod(loop.extent for loop in loops if loop.level == "S2")
 
     accesses = [(a, 2 if a.output else 1) for a in (*op.inputs, op.output)]
