@@ -14,7 +14,8 @@ and at the graph's edges. Channel counts that do not divide are widened to the b
 first (:mod:`.widen_channels`); a spatial pad is computed in blocks
 (:func:`pads_in_blocks`); a convolution whose input
 cannot be blocked but whose output can (a 3-channel stem) reads NCHW and writes blocks
-(:mod:`.blocked_outputs`). TVM 0.27 cannot legalize a blocked conv2d
+(:mod:`.blocked_outputs`); a reduction over channels reads NCHW (:mod:`.layout_barriers`).
+TVM 0.27 cannot legalize a blocked conv2d
 (TOPI's ``conv`` takes 4-letter layouts only), so :func:`legalize_map` supplies it: the
 convolution written over the blocked axes, one reduction axis per blocked dimension, so
 that its accesses stay affine for mapping enumeration; a depthwise convolution reads each
@@ -49,11 +50,15 @@ def blocked_layout(mod, block: int):
     from tvm import relax
 
     from .blocked_outputs import block_outputs
+    from .layout_barriers import fence_channel_reductions, unfenced
     from .widen_channels import widen_channels
 
     mod = widen_channels(mod, block)  # channels that do not divide widened to the block
-    mod = relax.transform.ConvertLayout(
-        {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW1i{block}o"]})(mod)
+    # a transposed convolution stays NCHW: TVM's layout rule for it fails on a blocked
+    # input ("Layouts must have the same size") unless told the layout it wants
+    mod = unfenced(relax.transform.ConvertLayout(
+        {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW1i{block}o"],
+         "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]})(fence_channel_reductions(mod)))
     mod = pads_in_blocks(mod, block)
     mod = transforms_first(mod)
     # ConvertLayout transforms a tensor once per blocked consumer (a residual block's input

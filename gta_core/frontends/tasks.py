@@ -11,6 +11,7 @@ task whose weight is how many times the model calls them.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,23 +19,48 @@ from typing import Any
 from ..workloads.subgraph import SubgraphWorkload, digest, narrowed, structure
 
 
+class LayoutFallbackWarning(UserWarning):
+    """A model compiled without the blocked layout: TVM failed to convert or lower it."""
+
+
 def fuse(mod, block: int | None = None):
     """``mod`` (Relax, weights bound) lowered to TensorIR and fused, as TVM compiles it;
-    with ``block``, its convolutions in one blocked layout first (:mod:`.layout`)."""
+    with ``block``, its convolutions in one blocked layout first (:mod:`.layout`).
+
+    Where TVM fails on the blocked graph (an op whose layout rule cannot take blocks and
+    that :mod:`.layout_barriers` does not know yet), the model is lowered in its own layout
+    instead, with a :class:`LayoutFallbackWarning` naming TVM's error: slower, still right.
+    """
     import tvm
     from tvm import relax
 
-    from .layout import blocked_layout, legalize_map
-    from .lookup_tables import lookup_tables, mark_lookups_elementwise
-    from .requantize import cheaper_requantize
+    from .layout import blocked_layout
 
     mod = relax.transform.DecomposeOpsForInference()(mod)
     if block:
-        mod = blocked_layout(mod, block)
+        try:
+            return _lowered(blocked_layout(mod, block), blocked=True)
+        except tvm.error.InternalError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            warnings.warn(f"the blocked layout NCHW{block}c was not applied, every "
+                          f"convolution reads and writes NCHW: TVM failed on it ({reason})",
+                          LayoutFallbackWarning, stacklevel=2)
+    return _lowered(mod, blocked=False)
+
+
+def _lowered(mod, blocked: bool):
+    """``mod`` after GTA's graph rewrites, legalized and fused."""
+    import tvm
+    from tvm import relax
+
+    from .layout import legalize_map
+    from .lookup_tables import lookup_tables, mark_lookups_elementwise
+    from .requantize import cheaper_requantize
+
     mod, _ = lookup_tables(mod)
     mod, _ = cheaper_requantize(mod)
     mod = tvm.ir.transform.Sequential([
-        relax.transform.LegalizeOps(legalize_map() if block else None),
+        relax.transform.LegalizeOps(legalize_map() if blocked else None),
         relax.transform.AnnotateTIROpPattern(),
     ])(mod)
     passes = tvm.ir.transform.Sequential([

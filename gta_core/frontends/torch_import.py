@@ -38,10 +38,28 @@ def from_torch(module: Any, example_inputs: Sequence[Any], name: str | None = No
     from tvm.relax.frontend.torch import from_exported_program
 
     try:
-        mod = from_exported_program(exported, unwrap_unit_return_tuple=True)
+        mod = from_exported_program(exported, unwrap_unit_return_tuple=True,
+                                    custom_convert_map=_converters())
     except Exception as exc:  # noqa: BLE001 - unsupported operators and the like
         raise ModelError(f"TVM's PyTorch importer failed on {label} ({_first_line(exc)})"
                          ) from None
     inputs = [ModelInput(f"input{i}", tuple(int(d) for d in a.shape),
                          str(a.dtype).removeprefix("torch.")) for i, a in enumerate(args)]
     return Model(name=label, mod=mod, inputs=inputs, source="torch", origin=module)
+
+
+def _converters() -> dict:
+    """Converters for ATen ops TVM 0.27's importer lacks: ``amax``/``amin`` (a maximum over
+    some axes, as ``torch.amax`` and ``x.amax(dim)`` write it), onto Relax's ``max``/``min``."""
+    from tvm import relax
+
+    def reduction(op):
+        def convert(node, importer):
+            args = importer.retrieve_args(node)
+            dim = args[1] if len(node.args) > 1 else node.kwargs.get("dim", ())
+            keepdim = args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+            axes = list(dim) if isinstance(dim, (list, tuple)) else [dim]
+            return importer.block_builder.emit(op(args[0], axes or None, keepdims=keepdim))
+        return convert
+
+    return {"amax.default": reduction(relax.op.max), "amin.default": reduction(relax.op.min)}

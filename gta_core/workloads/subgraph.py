@@ -101,10 +101,14 @@ def anchor_block(func) -> tuple[str, int]:
 
 def narrowed(func):
     """``func`` with int32 loop and index arithmetic (Relax legalises shapes as int64; GTA's
-    rules, and LLVM's vector code, are at home with int32)."""
+    rules, and LLVM's vector code, are at home with int32); unchanged where a parameter
+    holds int64 data (a ``take``'s indices, an int64 output), which TVM's pass refuses:
+    no intrinsic takes int64 operands, so such a function is not GTA's to map anyway."""
     import tvm
     from tvm import tirx
 
+    if any(str(param.dtype) == "int64" for param in func.params):
+        return func
     return tirx.transform.ForceNarrowIndexToInt32()(tvm.IRModule({"main": func}))["main"]
 
 
