@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .frontends import Model, ModelError, channel_block, fuse, model_tasks
+from .frontends.sample_inputs import sample_inputs as model_inputs
 from .host import require_runs_here
 from .measure.check import build_config, registered
 from .measure.fast_math import register_fast_math
@@ -27,7 +28,6 @@ from .models import Target
 from .plugins import Registry, default_registry
 from .quantized_check import QuantizedCheck, check_quantized
 from .weight_prepack import constant_arguments, mark_weight_packing, prepack_passes
-from .workloads.operator import random_array
 
 # Outputs may differ from the framework's by this fraction of the largest output: 2^13
 # float32 roundoffs, room for every layer's sums to run in another order (each within 16
@@ -174,11 +174,6 @@ def reference_outputs(model: Model, inputs: list[np.ndarray],
     return "torch", [o.detach().numpy() for o in outs]
 
 
-def model_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [random_array(i.shape, i.dtype, rng) for i in model.inputs]
-
-
 def check_shapes(got: list[np.ndarray], want: list[np.ndarray]) -> None:
     """CompileError unless ``got`` has the reference's number of outputs and shapes."""
     if len(got) != len(want):
@@ -194,9 +189,17 @@ def check_outputs(got: list[np.ndarray], want: list[np.ndarray]) -> tuple[float,
     check_shapes(got, want)
     worst, tolerance = 0.0, 0.0
     for n, (g, w) in enumerate(zip(got, want)):
-        w64 = w.astype(np.float64)
-        bound = RELATIVE_TOLERANCE * float(np.abs(w64).max(initial=0.0))
-        error = float(np.abs(g.astype(np.float64) - w64).max(initial=0.0))
+        w64, g64 = w.astype(np.float64), g.astype(np.float64)
+        finite = np.isfinite(w64)
+        if w64.size and not finite.any():
+            raise CompileError(f"output {n} of the reference is NaN or infinite everywhere on "
+                               "the check's inputs: nothing to compare against")
+        # a NaN or an infinity in the reference (a masked logit) is matched exactly
+        if not np.array_equal(g64[~finite], w64[~finite], equal_nan=True):
+            raise CompileError(f"output {n} differs from the reference where the reference "
+                               "is NaN or infinite")
+        bound = RELATIVE_TOLERANCE * float(np.abs(w64[finite]).max(initial=0.0))
+        error = float(np.abs(g64[finite] - w64[finite]).max(initial=0.0))
         if not error <= bound:  # NaN fails
             raise CompileError(f"output {n} differs from the reference by {error:.3g} "
                                f"(tolerance {bound:.3g})")

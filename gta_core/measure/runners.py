@@ -115,11 +115,13 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
         enable_cpu_cache_flush=flush and not scrub)
     if settings.rpc is None:
         from . import scrub as scrubbing  # its import registers the preprocessor
+        from .run_arguments import alloc_arguments
 
         if isinstance(target, Target):  # measured here: refused before a worker dies of SIGILL
             require_runs_here(target)
         return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
                                      evaluator_config=evaluator,
+                                     f_alloc_argument=alloc_arguments,
                                      f_run_evaluator=scrubbing.run_evaluator if scrub else None)
     return make_rpc_runner(settings, evaluator)
 

@@ -60,6 +60,33 @@ def _is_load(expr) -> bool:
     return isinstance(expr, TensorLoad)
 
 
+def _index_bounds(func) -> dict[int, int]:
+    """Positions of the parameters ``func`` reads as indices into another buffer (a gather,
+    ``A[B[i], j]``), each with the fewest entries it indexes."""
+    from tvm import s_tir, tirx
+    from tvm.ir.expr import TensorLoad
+
+    sch = s_tir.Schedule(func)
+    params = list(func.params)
+    bounds: dict[int, int] = {}
+    blocks = list(sch.get_child_blocks(sch.get_sblock("root")))
+    while blocks:
+        block = blocks.pop()
+        blocks += sch.get_child_blocks(block)
+        for region in sch.get(block).reads:
+            for axis, span in enumerate(region.region):
+                index = span.min
+                while isinstance(index, tirx.Cast):
+                    index = index.value
+                if not isinstance(index, TensorLoad):
+                    continue
+                for n, param in enumerate(params):
+                    if index.source.same_as(param):
+                        extent = int(region.source.shape[axis])
+                        bounds[n] = min(bounds.get(n, extent), extent)
+    return bounds
+
+
 def _is_multiply_accumulate(block) -> bool:
     """Whether ``block`` updates ``out = out + a * b`` (casts allowed around a and b)."""
     from tvm import tirx
@@ -213,10 +240,14 @@ class SubgraphWorkload:
         return throughput_unit(str(block.reads[0].source.dtype))
 
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
-        """Random inputs, but the model's own value for each scalar constant."""
+        """Random inputs, but the model's own value for each scalar constant, and indices
+        inside what they index (a gather's: out of bounds, it reads any memory, or dies)."""
         rng = np.random.default_rng(seed)
         inputs = [random_array(tuple(int(d) for d in b.shape), str(b.dtype), rng)
                   for b in self.input_buffers]
+        for position, extent in _index_bounds(self.func).items():
+            inputs[position] = rng.integers(0, extent, inputs[position].shape).astype(
+                inputs[position].dtype)
         for position, value in self.scalars:
             inputs[position] = np.full(inputs[position].shape, value, inputs[position].dtype)
         return inputs
