@@ -211,7 +211,12 @@ def compile_model(model: Model, target: str, db: str | os.PathLike,
                   out: str | os.PathLike | None = None,
                   registry: Registry | None = None) -> tuple[Any, CompileReport]:
     """``model`` compiled for ``target`` with the best programs in ``db``, checked against
-    its framework, exported to ``out`` if given: (the executable, the report)."""
+    its framework, exported to ``out`` if given: (the executable, the report).
+
+    The check's inputs are random, integers inside the tables they index
+    (:func:`gta_core.frontends.sample_inputs.sample_inputs`). Where TVM cannot lower the
+    model in the blocked layout, it is compiled in its own with a
+    :class:`~gta_core.frontends.LayoutFallbackWarning` (as :func:`tune_model` tunes it)."""
     registry = registry or default_registry()
     chosen = registry.target(target)
     if chosen.kind != "cpu":
