@@ -53,6 +53,25 @@ def residual_model(path, batch: int | str = 1, channels: int = 16) -> str:
     return str(path)
 
 
+EXAMPLE_AVX2 = Path(__file__).resolve().parent.parent / "examples" / "gta_avx2"
+
+
+@pytest.fixture(scope="module")
+def avx2_registry():
+    """A registry of the third-party AVX2 example target alone, loaded from examples/ (not
+    installed): what a user's ``pip install`` of it would register."""
+    import importlib
+
+    from gta_core.plugins import load
+
+    sys.path.insert(0, str(EXAMPLE_AVX2))
+    try:
+        plugin = importlib.import_module("gta_avx2.plugin")
+        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-avx2", plugin)])
+    finally:
+        sys.path.remove(str(EXAMPLE_AVX2))
+
+
 @pytest.fixture(scope="session")
 def residual_onnx():
     """Writes the residual test model: ``residual_onnx(path, batch=1, channels=16)``."""

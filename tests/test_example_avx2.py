@@ -3,26 +3,14 @@ instructions it declares (an exact widening int8 dot product, never a saturating
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-from gta_core.plugins import load
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gta_avx2"
-
 
 @pytest.fixture(scope="module")
-def registry():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        plugin = importlib.import_module("gta_avx2.plugin")
-        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-avx2", plugin)])
-    finally:
-        sys.path.remove(str(EXAMPLE))
+def registry(avx2_registry):
+    return avx2_registry
 
 
 def test_it_tunes_gemm_and_conv2d_in_int8_and_float32_correctly(registry, tmp_path):

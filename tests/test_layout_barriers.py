@@ -4,10 +4,7 @@ own layout with a warning; a function with int64 data (a gather's index) is a ta
 
 from __future__ import annotations
 
-import importlib
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,20 +15,9 @@ from onnx import TensorProto, helper
 from gta_core.frontends import LayoutFallbackWarning, fuse, load_onnx, model_tasks
 from gta_core.host import HostCannotRun
 from gta_core.model_compile import compile_model
-from gta_core.plugins import load
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gta_avx2"
 BLOCK = 8  # the avx2 example's float32 lanes
 
-
-@pytest.fixture(scope="module")
-def registry():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        plugin = importlib.import_module("gta_avx2.plugin")
-        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-avx2", plugin)])
-    finally:
-        sys.path.remove(str(EXAMPLE))
 
 
 def _graph(tail, out_channels: int, path) -> str:
@@ -83,7 +69,7 @@ def _blocked(fused) -> bool:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_ops_the_layout_rules_cannot_take_are_fenced_and_the_model_stays_blocked(
-        case, registry, tmp_path):
+        case, avx2_registry, tmp_path):
     tail, channels = CASES[case]
     model = load_onnx(_graph(tail, channels, tmp_path / "m.onnx"))
     with warnings.catch_warnings():
@@ -92,14 +78,14 @@ def test_ops_the_layout_rules_cannot_take_are_fenced_and_the_model_stays_blocked
     assert _blocked(fused)
     (tmp_path / "db").mkdir()
     try:
-        _, report = compile_model(model, "avx2", tmp_path / "db", registry=registry)
+        _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
     except HostCannotRun as exc:
         pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
     assert report.max_error <= report.tolerance
 
 
 def test_a_model_tvm_cannot_block_is_lowered_in_its_own_layout_with_a_warning(
-        registry, tmp_path, monkeypatch):
+        avx2_registry, tmp_path, monkeypatch):
     from gta_core.frontends import layout
 
     def fails(mod, block):
@@ -113,7 +99,7 @@ def test_a_model_tvm_cannot_block_is_lowered_in_its_own_layout_with_a_warning(
     (tmp_path / "db").mkdir()
     try:
         with pytest.warns(LayoutFallbackWarning):
-            _, report = compile_model(model, "avx2", tmp_path / "db", registry=registry)
+            _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
     except HostCannotRun as exc:
         pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
     assert report.max_error <= report.tolerance

@@ -4,10 +4,7 @@ they are."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +17,6 @@ from gta_core.host import HostCannotRun
 from gta_core.measure.run_arguments import alloc_arguments
 from gta_core.model_compile import CompileError, check_outputs, compile_model
 from gta_core.model_tuning import tune_model
-from gta_core.plugins import load
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gta_avx2"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        plugin = importlib.import_module("gta_avx2.plugin")
-        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-avx2", plugin)])
-    finally:
-        sys.path.remove(str(EXAMPLE))
 
 
 def _embedding_graph(path, ids_type=TensorProto.INT64, rows=30) -> str:
@@ -82,19 +66,19 @@ def test_runner_workers_time_integers_as_zeros_and_floats_as_random_values():
     assert len(np.unique(floats.numpy())) > 1
 
 
-def test_a_model_with_int32_indices_tunes_every_function_and_compiles(registry, tmp_path):
+def test_a_model_with_int32_indices_tunes_every_function_and_compiles(avx2_registry, tmp_path):
     """Random int32 indices crashed every trial of the gather's function (TVM's ``take``
     reads unchecked); inside the table, each is timed and checked."""
     model = load_onnx(_embedding_graph(tmp_path / "m.onnx", TensorProto.INT32, rows=7))
     try:
-        tune_model(model, "avx2", 12, tmp_path / "db", registry=registry)
+        tune_model(model, "avx2", 12, tmp_path / "db", registry=avx2_registry)
     except HostCannotRun as exc:
         pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
     lines = [json.loads(line) for line in
              (tmp_path / "db" / "gta_records.json").read_text().splitlines()]
     takes = [r for r in lines if r["task"].startswith("take/")]
     assert takes and not any("crashed" in (r["error"] or "") for r in takes), takes
-    _, report = compile_model(model, "avx2", tmp_path / "db", registry=registry)
+    _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
     assert report.max_error <= report.tolerance
     assert any(f.name.startswith("take") and f.schedule == "gta" for f in report.functions)
 
