@@ -257,4 +257,29 @@ def prepack_passes() -> list:
     """The passes that move marked stages out and run them on the constants."""
     from tvm import relax
 
-    return [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
+    return [_split_layout_rewrite(), relax.transform.FoldConstant()]
+
+
+def _split_layout_rewrite():
+    """TVM's ``SplitLayoutRewritePreproc``, kept off the functions of opaque TIR
+    (:func:`~gta_core.workloads.subgraph.schedulable`), on which it fails ("There should be
+    a compute block"): they have no stage to move and go back into the module as they are."""
+    import tvm
+    from tvm import relax, tirx
+
+    from .workloads.subgraph import schedulable
+
+    @tvm.transform.module_pass(opt_level=0, name="SplitLayoutRewritePreprocOfBlocks")
+    def split(mod, _ctx):
+        opaque = {gv: f for gv, f in mod.functions_items()
+                  if isinstance(f, tirx.PrimFunc) and not schedulable(f)}
+        if not opaque:
+            return relax.transform.SplitLayoutRewritePreproc()(mod)
+        rest = tvm.IRModule({gv: f for gv, f in mod.functions_items() if gv not in opaque},
+                            attrs=mod.attrs)
+        rest = relax.transform.SplitLayoutRewritePreproc()(rest)
+        for gv, func in opaque.items():
+            rest[gv] = func
+        return rest
+
+    return split

@@ -93,3 +93,39 @@ def test_an_op_around_blocked_convolutions_compiles_and_matches_onnxruntime(
         except HostCannotRun as exc:
             pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
     assert report.max_error <= report.tolerance
+
+
+class SortScan(torch.nn.Module):
+    """A conv, then the five largest of each sample's outputs and a running sum along the
+    width: a top-k and a cumulative sum, which TVM writes as opaque TIR."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(8, 16, 3, 1, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.topk(y.flatten(1), 5).values, y.cumsum(-1)
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
+def test_sorts_and_scans_compile_as_tvm_writes_them(avx2_registry, tmp_path):
+    """TVM's LegalizeOps leaves ``topk`` and ``cumsum`` to its CPU dispatch, which writes
+    them as opaque TIR (a packed call, bare loops): no task of the model, and the
+    weight-prepack split passes them by; the model compiles and matches onnxruntime."""
+    from gta_core.frontends import channel_block, fuse, model_tasks
+
+    torch.manual_seed(0)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(SortScan().eval(), (torch.randn(1, 8, 6, 10),), str(path),
+                      input_names=["x"], opset_version=17, dynamo=False)
+    model = load_onnx(str(path))
+    block = channel_block(avx2_registry.target("avx2"))
+    names = [t.name for t in model_tasks(fuse(model.mod, block))]
+    assert names and not any("topk" in n or "cumsum" in n for n in names), names
+    (tmp_path / "db").mkdir()
+    try:
+        _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
+    except HostCannotRun as exc:
+        pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
+    assert report.max_error <= report.tolerance

@@ -16,7 +16,13 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..workloads.subgraph import SubgraphWorkload, digest, narrowed, structure
+from ..workloads.subgraph import (
+    SubgraphWorkload,
+    digest,
+    narrowed,
+    schedulable,
+    structure,
+)
 
 
 class LayoutFallbackWarning(UserWarning):
@@ -59,6 +65,11 @@ def _lowered(mod, blocked: bool):
 
     mod, _ = lookup_tables(mod)
     mod, _ = cheaper_requantize(mod)
+    # sorts and scans (topk, argsort, cumsum) and sampling have no legalization: TVM's CPU
+    # pipeline dispatches them to its own TIR first, and so does GTA (models are CPU only)
+    with tvm.target.Target("llvm"):
+        mod = tvm.ir.transform.Sequential([relax.backend.DispatchSampling(),
+                                           relax.backend.DispatchSortScan()])(mod)
     mod = tvm.ir.transform.Sequential([
         relax.transform.LegalizeOps(legalize_map() if blocked else None),
         relax.transform.AnnotateTIROpPattern(),
@@ -112,7 +123,9 @@ class ModelTask:
 
 
 def model_tasks(fused) -> list[ModelTask]:
-    """The tasks of a fused module (:func:`fuse`), in the order the module lists them."""
+    """The tasks of a fused module (:func:`fuse`), in the order the module lists them; a
+    function of opaque TIR (no root block: TVM's sorts, scans and extern calls) is none,
+    and compiles as TVM wrote it."""
     from tvm import tirx
 
     from ..weight_prepack import call_tirs, constant_arguments, scalar_constants
@@ -126,6 +139,8 @@ def model_tasks(fused) -> list[ModelTask]:
     # iterates in (it differs between processes)
     for gv, func in sorted(fused.functions_items(), key=lambda item: item[0].name_hint):
         if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
+            continue
+        if not schedulable(func):
             continue
         func = narrowed(func).with_attr("global_symbol", "main")
         key = structure(func)

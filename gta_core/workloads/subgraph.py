@@ -126,6 +126,13 @@ def anchor_block(func) -> tuple[str, int]:
     return best
 
 
+def schedulable(func) -> bool:
+    """Whether ``func`` has a root block to schedule: TVM's sorts, scans and extern calls
+    come as opaque TIR (one block of their own, or bare loops), which neither GTA nor
+    MetaSchedule can take, and which compile as TVM wrote them."""
+    return hasattr(func.body, "block") and func.body.block.name_hint == "root"
+
+
 def narrowed(func):
     """``func`` with int32 loop and index arithmetic (Relax legalises shapes as int64; GTA's
     rules, and LLVM's vector code, are at home with int32); unchanged where a parameter
