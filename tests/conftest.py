@@ -53,23 +53,55 @@ def residual_model(path, batch: int | str = 1, channels: int = 16) -> str:
     return str(path)
 
 
-EXAMPLE_AVX2 = Path(__file__).resolve().parent.parent / "examples" / "gta_avx2"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(scope="module")
-def avx2_registry():
-    """A registry of the third-party AVX2 example target alone, loaded from examples/ (not
-    installed): what a user's ``pip install`` of it would register."""
+def _example_registry(package: str):
+    """A registry of the third-party example target in ``examples/<package>`` alone, loaded
+    from there (not installed): what a user's ``pip install`` of it would register."""
     import importlib
 
     from gta_core.plugins import load
 
-    sys.path.insert(0, str(EXAMPLE_AVX2))
+    folder = str(EXAMPLES / package)
+    sys.path.insert(0, folder)
     try:
-        plugin = importlib.import_module("gta_avx2.plugin")
-        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-avx2", plugin)])
+        plugin = importlib.import_module(f"{package}.plugin")
+        yield load(environ={"GTA_PLUGINS": ""}, extra=[(package.replace("_", "-"), plugin)])
     finally:
-        sys.path.remove(str(EXAMPLE_AVX2))
+        sys.path.remove(folder)
+
+
+@pytest.fixture(scope="module")
+def avx2_registry():
+    """The AVX2 example target's registry (examples/gta_avx2)."""
+    yield from _example_registry("gta_avx2")
+
+
+@pytest.fixture(scope="module")
+def arm_registry():
+    """The Arm example target's registry (examples/gta_arm)."""
+    yield from _example_registry("gta_arm")
+
+
+@pytest.fixture
+def compile_on_avx2(avx2_registry, tmp_path):
+    """``compile_on_avx2(model)``: the model compiled for the AVX2 example with no records
+    (TVM's default schedules) and checked against its framework, the report returned; the
+    test skipped where this CPU cannot run the example's programs."""
+    from gta_core.host import HostCannotRun
+    from gta_core.model_compile import compile_model
+
+    def compile_(model, db=None):
+        if db is None:
+            db = tmp_path / "empty-db"
+            db.mkdir(exist_ok=True)
+        try:
+            return compile_model(model, "avx2", db, registry=avx2_registry)[1]
+        except HostCannotRun as exc:
+            pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
+
+    return compile_
 
 
 @pytest.fixture(scope="session")

@@ -3,27 +3,16 @@ spaces included, with the dot-product instructions it declares in their assembly
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from gta_core.intrinsic_check import runs_here, sample_mappings
-from gta_core.plugins import load
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gta_arm"
 
 
 @pytest.fixture(scope="module")
-def registry():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        plugin = importlib.import_module("gta_arm.plugin")
-        yield load(environ={"GTA_PLUGINS": ""}, extra=[("gta-arm", plugin)])
-    finally:
-        sys.path.remove(str(EXAMPLE))
+def registry(arm_registry):
+    return arm_registry
 
 
 def test_it_is_not_run_on_this_machine(registry):

@@ -13,8 +13,6 @@ from graphs import ConvGraph
 from onnx import TensorProto, helper
 
 from gta_core.frontends import LayoutFallbackWarning, fuse, load_onnx, model_tasks
-from gta_core.host import HostCannotRun
-from gta_core.model_compile import compile_model
 
 BLOCK = 8  # the avx2 example's float32 lanes
 
@@ -69,23 +67,19 @@ def _blocked(fused) -> bool:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_ops_the_layout_rules_cannot_take_are_fenced_and_the_model_stays_blocked(
-        case, avx2_registry, tmp_path):
+        case, compile_on_avx2, tmp_path):
     tail, channels = CASES[case]
     model = load_onnx(_graph(tail, channels, tmp_path / "m.onnx"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", LayoutFallbackWarning)
         fused = fuse(model.mod, BLOCK)
     assert _blocked(fused)
-    (tmp_path / "db").mkdir()
-    try:
-        _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
-    except HostCannotRun as exc:
-        pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
+    report = compile_on_avx2(model)
     assert report.max_error <= report.tolerance
 
 
 def test_a_model_tvm_cannot_block_is_lowered_in_its_own_layout_with_a_warning(
-        avx2_registry, tmp_path, monkeypatch):
+        compile_on_avx2, tmp_path, monkeypatch):
     from gta_core.frontends import layout
 
     def fails(mod, block):
@@ -96,12 +90,8 @@ def test_a_model_tvm_cannot_block_is_lowered_in_its_own_layout_with_a_warning(
     with pytest.warns(LayoutFallbackWarning, match="NCHW8c was not applied.*a layout rule"):
         fused = fuse(model.mod, BLOCK)
     assert not _blocked(fused)
-    (tmp_path / "db").mkdir()
-    try:
-        with pytest.warns(LayoutFallbackWarning):
-            _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
-    except HostCannotRun as exc:
-        pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
+    with pytest.warns(LayoutFallbackWarning):
+        report = compile_on_avx2(model)
     assert report.max_error <= report.tolerance
 
 

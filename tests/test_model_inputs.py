@@ -15,7 +15,7 @@ from gta_core.frontends import fuse, load_onnx, model_tasks
 from gta_core.frontends.sample_inputs import sample_inputs
 from gta_core.host import HostCannotRun
 from gta_core.measure.run_arguments import alloc_arguments
-from gta_core.model_compile import CompileError, check_outputs, compile_model
+from gta_core.model_compile import CompileError, check_outputs
 from gta_core.model_tuning import tune_model
 
 
@@ -66,7 +66,8 @@ def test_runner_workers_time_integers_as_zeros_and_floats_as_random_values():
     assert len(np.unique(floats.numpy())) > 1
 
 
-def test_a_model_with_int32_indices_tunes_every_function_and_compiles(avx2_registry, tmp_path):
+def test_a_model_with_int32_indices_tunes_every_function_and_compiles(avx2_registry,
+                                                                     compile_on_avx2, tmp_path):
     """Random int32 indices crashed every trial of the gather's function (TVM's ``take``
     reads unchecked); inside the table, each is timed and checked."""
     model = load_onnx(_embedding_graph(tmp_path / "m.onnx", TensorProto.INT32, rows=7))
@@ -78,7 +79,7 @@ def test_a_model_with_int32_indices_tunes_every_function_and_compiles(avx2_regis
              (tmp_path / "db" / "gta_records.json").read_text().splitlines()]
     takes = [r for r in lines if r["task"].startswith("take/")]
     assert takes and not any("crashed" in (r["error"] or "") for r in takes), takes
-    _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
+    report = compile_on_avx2(model, tmp_path / "db")
     assert report.max_error <= report.tolerance
     assert any(f.name.startswith("take") and f.schedule == "gta" for f in report.functions)
 

@@ -10,8 +10,6 @@ import warnings
 import pytest
 
 from gta_core.frontends import LayoutFallbackWarning, load_onnx
-from gta_core.host import HostCannotRun
-from gta_core.model_compile import compile_model
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -74,7 +72,7 @@ class Around(torch.nn.Module):
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_an_op_around_blocked_convolutions_compiles_and_matches_onnxruntime(
-        op, avx2_registry, tmp_path):
+        op, compile_on_avx2, tmp_path):
     torch.manual_seed(0)
     module = Around(op).eval()
     x = torch.randn(1, 8, 14, 18)
@@ -84,14 +82,9 @@ def test_an_op_around_blocked_convolutions_compiles_and_matches_onnxruntime(
     path = tmp_path / "m.onnx"
     torch.onnx.export(module, (x,), str(path), input_names=["x"], output_names=["y"],
                       opset_version=17, dynamo=False)
-    (tmp_path / "db").mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("error", LayoutFallbackWarning)  # blocked, not fallen back
-        try:
-            _, report = compile_model(load_onnx(str(path)), "avx2", tmp_path / "db",
-                                      registry=avx2_registry)
-        except HostCannotRun as exc:
-            pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
+        report = compile_on_avx2(load_onnx(str(path)))
     assert report.max_error <= report.tolerance
 
 
@@ -109,7 +102,7 @@ class SortScan(torch.nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
-def test_sorts_and_scans_compile_as_tvm_writes_them(avx2_registry, tmp_path):
+def test_sorts_and_scans_compile_as_tvm_writes_them(avx2_registry, compile_on_avx2, tmp_path):
     """TVM's LegalizeOps leaves ``topk`` and ``cumsum`` to its CPU dispatch, which writes
     them as opaque TIR (a packed call, bare loops): no task of the model, and the
     weight-prepack split passes them by; the model compiles and matches onnxruntime."""
@@ -123,9 +116,5 @@ def test_sorts_and_scans_compile_as_tvm_writes_them(avx2_registry, tmp_path):
     block = channel_block(avx2_registry.target("avx2"))
     names = [t.name for t in model_tasks(fuse(model.mod, block))]
     assert names and not any("topk" in n or "cumsum" in n for n in names), names
-    (tmp_path / "db").mkdir()
-    try:
-        _, report = compile_model(model, "avx2", tmp_path / "db", registry=avx2_registry)
-    except HostCannotRun as exc:
-        pytest.skip(f"this CPU cannot run the avx2 example's programs: {exc}")
+    report = compile_on_avx2(model)
     assert report.max_error <= report.tolerance
