@@ -3,6 +3,7 @@ own framework (onnxruntime, PyTorch)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -196,6 +197,45 @@ def test_a_models_constant_weights_are_packed_where_compile_can_prepack_them(res
                                 and len(sch.get_child_blocks(sch.get_loops(b)[0])) > 1
                                 for b in sch.get_child_blocks(sch.get_sblock("root")))
     assert per_tile  # the activations are still packed per tile in some sketches
+
+
+def test_a_models_gemm_weight_keeps_its_packing_stage_where_a_spec_reads_it_in_place(
+        model_makers, tmp_path):
+    """FMA could read a MatMul's weight in place (its window is a run of the last
+    dimension), and does where the weight is an input; a model's constant weight keeps its
+    packing stage in every sketch instead, marked for prepacking: packed once while
+    compiling, it is laid out in the order the program reads it."""
+    from gta_core.generation.cpu import InlineContiguousOperands
+
+    registry = default_registry()
+    target = registry.target("avx512")
+    model = load_onnx(model_makers.ffn(tmp_path / "f.onnx", tokens=16, hidden=32, inner=64))
+    tasks = [t for t in model_tasks(fuse(model.mod)) if t.workload.main_block == "matmul"]
+    assert tasks
+    inline = InlineContiguousOperands().name
+    for task in tasks:
+        weights = {task.func.params[i].name for i in task.workload.constant_inputs}
+        for constant in (True, False):
+            workload = task.workload if constant else dataclasses.replace(
+                task.workload, constant_inputs=frozenset())
+            kept = [c for c in mapping_candidates(workload, "avx512", registry)
+                    if c.status == "kept" and c.intrinsic == "fma"]
+            assert kept
+            for candidate in kept:
+                program = Task(workload, candidate, registry.intrinsics[candidate.intrinsic],
+                               target)
+                space = MappingSpace(program, [registry.rules[inline]], [])
+                for sch in space.generate_design_space(tvm.IRModule({"main": task.func})):
+                    in_place = {r.source.name for b in _all_blocks(sch) for r in b.reads
+                                if any(v.iter_type == 2 for v in b.iter_vars)} & weights
+                    _, marked = mark_weight_packing(sch.mod["main"],
+                                                    set(task.workload.constant_inputs))
+                    assert bool(in_place) != constant and bool(marked) == constant
+
+
+def _all_blocks(sch, parent=None) -> list:
+    children = sch.get_child_blocks(parent or sch.get_sblock("root"))
+    return [b for c in children for b in [sch.get(c), *_all_blocks(sch, c)]]
 
 
 def test_the_command_line_resumes_a_model_tune_and_compiles_it(tuned, tmp_path, capsys):

@@ -41,7 +41,8 @@ class InlineContiguousOperands(GenerationRule):
     stage is inlined when its window has one dimension, fed by a single
     operator loop that indexes the source tensor's last dimension with
     coefficient 1 and needs no padding; and when it has none (FMA's broadcast
-    scalar: any element is contiguous) in a mapping that pads nothing.
+    scalar: any element is contiguous) in a mapping that pads nothing. A model's constant
+    weight keeps its packing stage: the compiled model runs it once (:func:`_packs_constant`).
     """
 
     name = "inline-contiguous-operands"
@@ -60,7 +61,26 @@ class InlineContiguousOperands(GenerationRule):
     @staticmethod
     def _inlinable(context: ScheduleContext) -> set[str]:
         names = inlined_packing(context.workload, context.intrinsic, context.mapping)
-        return {name for name in names if not _computed_elementwise(context.sch, name)}
+        return {name for name in names if not _computed_elementwise(context.sch, name)
+                and not _packs_constant(context, name)}
+
+
+def _packs_constant(context: ScheduleContext, packing: str) -> bool:
+    """Whether the packing stage ``packing`` lays out a constant (a model's weight, through
+    any stages that only re-index it): a compiled model packs it once, so reading it in
+    place saves nothing and walks it a row apart per step (BERT's QKV projection, a
+    ``(768, 2304)`` weight read 8 columns at a time, each row 9 KB on from the last)."""
+    sch = context.sch
+    try:
+        block = sch.get_sblock(packing)
+    except Exception:  # noqa: BLE001 - no such stage in this program
+        return False
+    while not context.reads_constant(block):
+        producers = sch.get_producers(block)
+        if len(producers) != 1:
+            return False
+        block = producers[0]
+    return True
 
 
 def _computed_elementwise(sch, packing: str) -> bool:
