@@ -67,3 +67,31 @@ def test_a_copy_the_rules_read_in_place_is_not_staged():
     calls = load_workload(spec).flops // 2 // 16
     im2col = 16 * 9 * 8 * 16 * 4  # C*R*S x H*W float32
     assert calls < prior < calls + im2col / STAGED_BYTES_PER_CYCLE, describe(task)
+
+
+def test_a_models_weight_packing_is_not_staged(model_makers, tmp_path):
+    """A model's constant weight is packed once, while compiling: VNNI's re-laid int8
+    weight (``[N/16, K/4, 16, 4]``) costs nothing before any trial, as it costs nothing
+    per call."""
+    import dataclasses
+
+    from gta_core.frontends import fuse, load_onnx, model_tasks
+
+    registry = default_registry()
+    target = registry.target("avx512")
+    float_path = model_makers.ffn(tmp_path / "f.onnx", tokens=16, hidden=32, inner=64)
+    model = load_onnx(model_makers.quantized(float_path, tmp_path / "q.onnx"))
+    cheaper = 0
+    for task in model_tasks(fuse(model.mod)):
+        if not task.workload.constant_inputs:
+            continue
+        for candidate in mapping_candidates(task.workload, "avx512", registry):
+            if candidate.status != "kept":
+                continue
+            intrinsic = registry.intrinsics[candidate.intrinsic]
+            constant = Task(task.workload, candidate, intrinsic, target).prior
+            varying = Task(dataclasses.replace(task.workload, constant_inputs=frozenset()),
+                           candidate, intrinsic, target).prior
+            assert constant <= varying
+            cheaper += intrinsic.name.startswith("vnni") and constant < varying
+    assert cheaper

@@ -5,7 +5,8 @@ program in its space must do: ``calls`` of the intrinsic over the padded
 iteration space, and ``staged bytes`` written by its other stages (the
 padded, re-laid-out and im2col copies of its operands, the write-back or crop
 of its output), but for the copies the generation rules read in place
-(``inline-contiguous-operands``: a broadcast scalar, a contiguous row). Its
+(``inline-contiguous-operands``: a broadcast scalar, a contiguous row) and the packing of
+a model's constant weights, which the compiled model runs once. Its
 prior is the cycles of a roofline that issues one intrinsic call per cycle
 and stages :data:`STAGED_BYTES_PER_CYCLE` bytes per cycle. Absolute values
 mean little; within a workload the ratios rank the mappings, and the
@@ -43,6 +44,12 @@ def prior_cycles(task) -> float | None:
     skipped = {shaped.block} | (inlined_packing(task.workload, task.intrinsic, task.mapping)
                                 if task.target.kind == "cpu" else set())
     stages = [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    prepacked = {task.workload.func.params[i].name
+                 for i in getattr(task.workload, "constant_inputs", ())}
+    for stage in stages:  # a model's weight packing runs once, while compiling
+        if stage.reads and all(r.source.name in prepacked for r in stage.reads):
+            prepacked |= {w.source.name for w in stage.writes}
+            skipped.add(stage.name_hint)
     staged = sum(_bytes(stage.writes[0].source) for stage in stages
                  if stage.name_hint not in skipped)
     return work / per_call + staged / STAGED_BYTES_PER_CYCLE
