@@ -204,7 +204,7 @@ def test_a_models_gemm_weight_keeps_its_packing_stage_where_a_spec_reads_it_in_p
     """FMA could read a MatMul's weight in place (its window is a run of the last
     dimension), and does where the weight is an input; a model's constant weight keeps its
     packing stage in every sketch instead, marked for prepacking: packed once while
-    compiling, it is laid out in the order the program reads it."""
+    compiling, it is laid out tile by tile."""
     from gta_core.generation.cpu import InlineContiguousOperands
 
     registry = default_registry()

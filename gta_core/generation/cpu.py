@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..mapping.rewrite import steps_by_one, uses_var
 from ..mapping.stages import PADDED, is_packing_stage, is_write_back_stage
-from .rule import GenerationRule, ScheduleContext
+from .rule import GenerationRule, ScheduleContext, constant_names, constant_stages
 
 LEVEL_KEY = "gta_tile"  # loop annotation naming a tile level; constraints read it back
 
@@ -42,7 +42,7 @@ class InlineContiguousOperands(GenerationRule):
     operator loop that indexes the source tensor's last dimension with
     coefficient 1 and needs no padding; and when it has none (FMA's broadcast
     scalar: any element is contiguous) in a mapping that pads nothing. A model's constant
-    weight keeps its packing stage: the compiled model runs it once (:func:`_packs_constant`).
+    weight keeps its packing stage: the compiled model runs it once.
     """
 
     name = "inline-contiguous-operands"
@@ -61,26 +61,11 @@ class InlineContiguousOperands(GenerationRule):
     @staticmethod
     def _inlinable(context: ScheduleContext) -> set[str]:
         names = inlined_packing(context.workload, context.intrinsic, context.mapping)
-        return {name for name in names if not _computed_elementwise(context.sch, name)
-                and not _packs_constant(context, name)}
-
-
-def _packs_constant(context: ScheduleContext, packing: str) -> bool:
-    """Whether the packing stage ``packing`` lays out a constant (a model's weight, through
-    any stages that only re-index it): a compiled model packs it once, so reading it in
-    place saves nothing and walks it a row apart per step (BERT's QKV projection, a
-    ``(768, 2304)`` weight read 8 columns at a time, each row 9 KB on from the last)."""
-    sch = context.sch
-    try:
-        block = sch.get_sblock(packing)
-    except Exception:  # noqa: BLE001 - no such stage in this program
-        return False
-    while not context.reads_constant(block):
-        producers = sch.get_producers(block)
-        if len(producers) != 1:
-            return False
-        block = producers[0]
-    return True
+        # A constant's packing stays: the compiled model runs it once, and read in place a
+        # weight is walked a row apart per step (BERT's QKV projection, a (768, 2304)
+        # weight, 8 columns at a time, each row 9 KB on from the last).
+        names -= constant_stages(context.sch, constant_names(context.workload))
+        return {name for name in names if not _computed_elementwise(context.sch, name)}
 
 
 def _computed_elementwise(sch, packing: str) -> bool:

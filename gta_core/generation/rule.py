@@ -63,10 +63,10 @@ class ScheduleContext:
         """Whether ``block`` reads nothing but inputs the model holds constant (its weights):
         a stage a compiled model runs once, not per call, when it stays outside the
         compute loops (``gta_core.weight_prepack``)."""
-        names = {self.workload.func.params[i].name
-                 for i in getattr(self.workload, "constant_inputs", ())}
+        names = constant_names(self.workload)
         reads = self.sch.get(block).reads
         return bool(names) and bool(reads) and all(r.source.name in names for r in reads)
+
 
     def fork(self) -> ScheduleContext:
         """A copy on a copied schedule (loop and block handles stay valid in the copy)."""
@@ -100,3 +100,20 @@ class GenerationRule(ABC):
         structurally different choices; each becomes its own design space.
         """
 
+
+def constant_names(workload) -> set[str]:
+    """The names of ``workload``'s inputs a model holds constant (none for a spec's)."""
+    return {workload.func.params[i].name for i in getattr(workload, "constant_inputs", ())}
+
+
+def constant_stages(sch, constants: set[str]) -> set[str]:
+    """The top-level stages of ``sch`` that read only ``constants`` or what such stages
+    write: a model's weight packing (a chain of re-indexing copies), which the compiled
+    model runs once, while compiling."""
+    found, known = set(), set(constants)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        stage = sch.get(block)
+        if known and stage.reads and all(r.source.name in known for r in stage.reads):
+            known |= {w.source.name for w in stage.writes}
+            found.add(stage.name_hint)
+    return found

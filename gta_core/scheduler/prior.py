@@ -27,6 +27,7 @@ def prior_cycles(task) -> float | None:
     """The task's roofline cycles (one core; lower is faster), or None where its mapping
     cannot be realised (it then ranks with the best)."""
     from ..generation.cpu import inlined_packing
+    from ..generation.rule import constant_names, constant_stages
     from ..mapping.access import intrinsic_computation
     from ..mapping.realise import RealisationError, reshape
 
@@ -44,12 +45,7 @@ def prior_cycles(task) -> float | None:
     skipped = {shaped.block} | (inlined_packing(task.workload, task.intrinsic, task.mapping)
                                 if task.target.kind == "cpu" else set())
     stages = [sch.get(b) for b in sch.get_child_blocks(sch.get_sblock("root"))]
-    prepacked = {task.workload.func.params[i].name
-                 for i in getattr(task.workload, "constant_inputs", ())}
-    for stage in stages:  # a model's weight packing runs once, while compiling
-        if stage.reads and all(r.source.name in prepacked for r in stage.reads):
-            prepacked |= {w.source.name for w in stage.writes}
-            skipped.add(stage.name_hint)
+    skipped |= constant_stages(sch, constant_names(task.workload))  # run while compiling
     staged = sum(_bytes(stage.writes[0].source) for stage in stages
                  if stage.name_hint not in skipped)
     return work / per_call + staged / STAGED_BYTES_PER_CYCLE
