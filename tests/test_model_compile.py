@@ -206,6 +206,7 @@ def test_a_models_gemm_weight_keeps_its_packing_stage_where_a_spec_reads_it_in_p
     packing stage in every sketch instead, marked for prepacking: packed once while
     compiling, it is laid out tile by tile."""
     from gta_core.generation.cpu import InlineContiguousOperands
+    from gta_core.generation.rule import constant_names
 
     registry = default_registry()
     target = registry.target("avx512")
@@ -214,7 +215,7 @@ def test_a_models_gemm_weight_keeps_its_packing_stage_where_a_spec_reads_it_in_p
     assert tasks
     inline = InlineContiguousOperands().name
     for task in tasks:
-        weights = {task.func.params[i].name for i in task.workload.constant_inputs}
+        weights = constant_names(task.workload)
         for constant in (True, False):
             workload = task.workload if constant else dataclasses.replace(
                 task.workload, constant_inputs=frozenset())

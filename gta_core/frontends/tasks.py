@@ -138,9 +138,8 @@ def model_tasks(fused) -> list[ModelTask]:
     # by name: a task's first function names its records, whatever order the module's map
     # iterates in (it differs between processes)
     for gv, func in sorted(fused.functions_items(), key=lambda item: item[0].name_hint):
-        if not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint):
-            continue
-        if not schedulable(func):
+        if (not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint)
+                or not schedulable(func)):
             continue
         func = narrowed(func).with_attr("global_symbol", "main")
         key = structure(func)

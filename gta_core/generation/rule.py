@@ -67,7 +67,6 @@ class ScheduleContext:
         reads = self.sch.get(block).reads
         return bool(names) and bool(reads) and all(r.source.name in names for r in reads)
 
-
     def fork(self) -> ScheduleContext:
         """A copy on a copied schedule (loop and block handles stay valid in the copy)."""
         return replace(self, sch=self.sch.copy(), spatial=list(self.spatial),
