@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gta_core.bench.networks import NET_SUITES, run_network_bench
+from gta_core.bench.networks import NET_SUITES, NetResult, round_ratios, run_network_bench
 from gta_core.bench.run import BenchError
 from gta_core.bench.zoo import ZOO, build_model
 from gta_core.cli import main
@@ -35,15 +35,33 @@ def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
     assert by_name["gta"].trials == 2 and by_name["metaschedule"].trials == 2
     assert by_name["gta"].tuning_seconds > 0 and by_name["metaschedule"].tuning_seconds > 0
     assert set(report.speedup) == {f"gta/{c}" for c in by_name if c != "gta"}
+    assert set(report.per_round) == set(report.speedup)  # one round: its ratio is the medians'
+    for key, ratios in report.per_round.items():
+        assert ratios.rounds == 1 and ratios.median == pytest.approx(report.speedup[key])
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["model"] == "tiny" and saved["host"]
+    assert saved["model"] == "tiny" and saved["host"] and saved["per_round"]
     assert "| gta |" in (tmp_path / "results.md").read_text()
+    assert "GTA faster in" in (tmp_path / "results.md").read_text()
     spots = report.hotspots
     assert spots and 0 < sum(h.share for h in spots) <= 1 + 1e-9
     costs = [h.calls * h.us_per_call for h in spots]
     assert costs == sorted(costs, reverse=True)
     assert any(h.peak_gops and 0 < h.gops < h.peak_gops * 1.5 for h in spots)
     assert "Where GTA's time goes" in (tmp_path / "results.md").read_text()
+
+
+def test_per_round_ratios_pair_each_round_and_skip_a_contender_missing_one():
+    def result(name, samples):
+        return NetResult(contender=name, samples_ms=samples)
+
+    # the medians say 1.0x; round by round the other contender is 2x slower in 3 of 4
+    ratios = round_ratios([result("gta", [1.0, 2.0, 1.0, 2.0]),
+                           result("ort", [2.0, 1.0, 2.0, 4.0]),
+                           result("torch", [3.0, 3.0, 3.0])])  # failed a round: not paired
+    assert set(ratios) == {"gta/ort"}
+    got = ratios["gta/ort"]
+    assert (got.median, got.low, got.high, got.gta_faster, got.rounds) == (2.0, 0.5, 2.0, 3, 4)
+    assert round_ratios([result("ort", [1.0])]) == {}  # no GTA, nothing to pair
 
 
 def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path, capfd):

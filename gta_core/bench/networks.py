@@ -12,7 +12,9 @@ MetaSchedule tune it at the same total trial budget (:mod:`.net_tuning`,
 resumable); then each contender is prepared in a process of its own (:mod:`.net_runners`),
 its outputs are checked against onnxruntime's on the same random inputs, and the checked
 ones are timed in interleaved rounds once the cores are quiet. ``OUT/results.json`` and
-``OUT/results.md`` hold medians, spreads, GTA's speedup over each, and each tuner's time.
+``OUT/results.md`` hold medians, spreads, GTA's speedup over each (the ratio of medians, and
+per round: rounds are interleaved, so a round's two samples saw the same state of the host,
+which on a host with slow spells says more than the medians), and each tuner's time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ class NetResult(BaseModel):
     tuning_seconds: float | None = None
 
 
+class RoundRatios(BaseModel):
+    """A contender's sample over GTA's in the same round, over the rounds both were timed."""
+
+    median: float
+    low: float
+    high: float
+    gta_faster: int  # rounds where the contender took longer than GTA
+    rounds: int
+
+
 class NetBenchReport(BaseModel):
     suite: str
     model: str
@@ -77,6 +89,7 @@ class NetBenchReport(BaseModel):
     tuned_code: dict[str, str]
     results: list[NetResult]
     speedup: dict[str, float]  # "gta/X": X's latency over GTA's
+    per_round: dict[str, RoundRatios] = {}  # "gta/X": X's sample over GTA's, round by round
     other_cores: float | None  # cores other processes used while timing
     seconds: float
     hotspots: list[Hotspot] = []  # GTA's functions taking most of its time
@@ -162,21 +175,47 @@ def _speedups(results: list[NetResult]) -> dict[str, float]:
             if r.contender != "gta" and r.latency_ms is not None}
 
 
+def round_ratios(results: list[NetResult]) -> dict[str, RoundRatios]:
+    """Each contender's samples over GTA's, paired by round; only contenders timed in every
+    round GTA was (a contender that failed a round cannot be paired)."""
+    by_name = {r.contender: r for r in results}
+    gta = by_name.get("gta")
+    if gta is None or not gta.samples_ms:
+        return {}
+    paired = {}
+    for r in results:
+        if r.contender == "gta" or len(r.samples_ms) != len(gta.samples_ms):
+            continue
+        ratios = [x / g for x, g in zip(r.samples_ms, gta.samples_ms)]
+        paired[f"gta/{r.contender}"] = RoundRatios(
+            median=statistics.median(ratios), low=min(ratios), high=max(ratios),
+            gta_faster=sum(x > 1 for x in ratios), rounds=len(ratios))
+    return paired
+
+
+def _per_round(ratios: RoundRatios | None) -> str:
+    if ratios is None:
+        return "-"
+    return (f"{ratios.median:.2f}x ({ratios.low:.2f}-{ratios.high:.2f}), GTA faster in "
+            f"{ratios.gta_faster} of {ratios.rounds}")
+
+
 def markdown(report: NetBenchReport) -> str:
     lines = [f"# {report.suite}: {report.description}", "",
              f"Host: {report.host}; target {report.target} (mcpu {report.mcpu}); "
              f"{report.trials} trials per tuner; {report.repeat} interleaved rounds; timed at "
              f"{report.code}" + (f"; other processes used {report.other_cores:.2f} cores"
                                  if report.other_cores is not None else ""), "",
-             "| contender | latency ms (median) | spread | checked | GTA speedup | trials | "
-             "tuning s |", "|---|---|---|---|---|---|---|"]
+             "| contender | latency ms (median) | spread | checked | GTA speedup | per round | "
+             "trials | tuning s |", "|---|---|---|---|---|---|---|---|"]
     for r in report.results:
         speed = report.speedup.get(f"gta/{r.contender}")
         lines.append(
             f"| {r.contender} | {f'{r.latency_ms:.2f}' if r.latency_ms else '-'} | "
             f"{f'{r.spread:.0%}' if r.spread is not None else '-'} | "
             f"{({True: 'yes', False: 'WRONG', None: '-'})[r.correct]} | "
-            f"{f'{speed:.2f}x' if speed else '-'} | {r.trials or '-'} | "
+            f"{f'{speed:.2f}x' if speed else '-'} | "
+            f"{_per_round(report.per_round.get(f'gta/{r.contender}'))} | {r.trials or '-'} | "
             f"{f'{r.tuning_seconds:.0f}' if r.tuning_seconds else '-'} |"
             + (f" {r.note}" if r.note else ""))
     if report.hotspots:
@@ -313,7 +352,8 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
             suite=suite, model=name, description=ZOO[name].description, host=machine(),
             target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
             code=code_version(), tuned_code={k: v.get("code", "?") for k, v in tuned.items()},
-            results=results, speedup=_speedups(results), other_cores=other,
+            results=results, speedup=_speedups(results), per_round=round_ratios(results),
+            other_cores=other,
             seconds=time.perf_counter() - start, hotspots=spots)
         (out / "results.json").write_text(report.model_dump_json(indent=1))
         (out / "results.md").write_text(markdown(report))
