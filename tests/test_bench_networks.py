@@ -54,14 +54,15 @@ def test_per_round_ratios_pair_each_round_and_skip_a_contender_missing_one():
     def result(name, samples):
         return NetResult(contender=name, samples_ms=samples)
 
-    # the medians say 1.0x; round by round the other contender is 2x slower in 3 of 4
-    ratios = round_ratios([result("gta", [1.0, 2.0, 1.0, 2.0]),
-                           result("ort", [2.0, 1.0, 2.0, 4.0]),
-                           result("torch", [3.0, 3.0, 3.0])])  # failed a round: not paired
+    # the medians say 1.33x; round by round the other contender is 2x slower in 3 of 4
+    gta = result("gta", [1.0, 2.0, 1.0, 2.0])
+    ratios = round_ratios([gta, result("ort", [2.0, 1.0, 2.0, 4.0]),
+                           result("torch", [3.0, 3.0, 3.0])], 4)  # failed a round: not paired
     assert set(ratios) == {"gta/ort"}
     got = ratios["gta/ort"]
     assert (got.median, got.low, got.high, got.gta_faster, got.rounds) == (2.0, 0.5, 2.0, 3, 4)
-    assert round_ratios([result("ort", [1.0])]) == {}  # no GTA, nothing to pair
+    assert round_ratios([result("ort", [1.0])], 1) == {}  # no GTA, nothing to pair
+    assert round_ratios([result("gta", [1.0]), result("ort", [1.0])], 2) == {}  # GTA failed one
 
 
 def test_an_int8_suite_runs_the_quantized_model_beside_the_float_one(tmp_path, capfd):

@@ -175,16 +175,15 @@ def _speedups(results: list[NetResult]) -> dict[str, float]:
             if r.contender != "gta" and r.latency_ms is not None}
 
 
-def round_ratios(results: list[NetResult]) -> dict[str, RoundRatios]:
-    """Each contender's samples over GTA's, paired by round; only contenders timed in every
-    round GTA was (a contender that failed a round cannot be paired)."""
-    by_name = {r.contender: r for r in results}
-    gta = by_name.get("gta")
-    if gta is None or not gta.samples_ms:
+def round_ratios(results: list[NetResult], rounds: int) -> dict[str, RoundRatios]:
+    """Each contender's samples over GTA's, paired by round; only where both were timed in
+    all ``rounds`` (a sample missing from a failed round leaves the rest unpaired)."""
+    gta = next((r for r in results if r.contender == "gta"), None)
+    if gta is None or len(gta.samples_ms) != rounds:
         return {}
     paired = {}
     for r in results:
-        if r.contender == "gta" or len(r.samples_ms) != len(gta.samples_ms):
+        if r.contender == "gta" or len(r.samples_ms) != rounds:
             continue
         ratios = [x / g for x, g in zip(r.samples_ms, gta.samples_ms)]
         paired[f"gta/{r.contender}"] = RoundRatios(
@@ -352,7 +351,7 @@ def run_network_bench(suite: str, out: str | Path, *, trials: int, contenders: l
             suite=suite, model=name, description=ZOO[name].description, host=machine(),
             target=target, mcpu=chosen.tvm.get("mcpu"), trials=trials, repeat=repeat,
             code=code_version(), tuned_code={k: v.get("code", "?") for k, v in tuned.items()},
-            results=results, speedup=_speedups(results), per_round=round_ratios(results),
+            results=results, speedup=_speedups(results), per_round=round_ratios(results, repeat),
             other_cores=other,
             seconds=time.perf_counter() - start, hotspots=spots)
         (out / "results.json").write_text(report.model_dump_json(indent=1))
