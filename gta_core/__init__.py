@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .host import quiet_idle_threads, use_all_cores
+from .host import quiet_idle_threads, unpinned_threads, use_all_cores
 
 use_all_cores()  # before anything imports TVM's runtime
+unpinned_threads()
 quiet_idle_threads()  # before anything loads numpy's OpenBLAS or torch's OpenMP
 
 try:

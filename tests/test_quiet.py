@@ -113,3 +113,43 @@ def test_a_library_contenders_process_runs_with_the_librarys_own_thread_settings
     for name, value in zip(names, library):
         assert value == (None if name in quieted else os.environ[name])
     assert "GTA_LIBRARY_DEFAULTS" not in os.environ
+
+
+_AFFINITIES = """
+import os, gta_core, numpy as np, tvm
+from tvm.script import tirx as T
+
+@T.prim_func
+def add_one(a: T.Buffer((4096,), "float32"), b: T.Buffer((4096,), "float32")):
+    for i in T.parallel(4096):
+        b[i] = a[i] + T.float32(1)
+
+lib = tvm.compile(add_one, target="llvm")
+a = tvm.runtime.tensor(np.zeros(4096, "float32"))
+b = tvm.runtime.tensor(np.zeros(4096, "float32"))
+for _ in range(100):
+    lib(a, b)
+masks = {open(f"/proc/self/task/{t}/status").read().split("Cpus_allowed_list:")[1].split()[0]
+         for t in os.listdir("/proc/self/task")}
+print(os.environ["TVM_BIND_THREADS"], len(masks), sorted(masks))
+"""
+
+
+def test_importing_gta_core_leaves_tvms_pool_threads_unpinned(tmp_path):
+    """Pinned, a pool thread whose core another process holds stalls every parallel loop
+    (MobileNet-V2 int8: 236 ms a call against 2.9 unpinned); a user's choice wins."""
+    from gta_core.host import cpu_cores
+
+    if cpu_cores() < 2:
+        pytest.skip("one core: TVM's pool has no thread to pin")
+    script = tmp_path / "affinities.py"  # TVMScript reads its function's source file
+    script.write_text(_AFFINITIES)
+    env = dict(os.environ, TVM_NUM_THREADS=str(cpu_cores()))
+    env.pop("TVM_BIND_THREADS", None)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[:2] == ["0", "1"], out  # every thread may run on every core the process has
+    env["TVM_BIND_THREADS"] = "1"  # the user's setting: TVM pins each thread to one core
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "1" and int(out[1]) > 1, out
