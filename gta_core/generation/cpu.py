@@ -118,9 +118,19 @@ def inlined_packing(workload, intrinsic, mapping) -> set[str]:
         if len(window) != 1 or window[0] in mapping.padding:
             continue
         group = mapping.axes[window[0]]
-        if len(group) == 1 and access.innermost(group[0]):
+        if access.innermost(group[-1]) and _blocks_whole(
+                group, intr.axis(window[0]).extent, op, access):
             names.add(f"{access.tensor}_reindex_reindex")
     return names
+
+
+def _blocks_whole(group: list[str], window: int, op, access) -> bool:
+    """Whether a run of ``window`` values of the loops ``group`` fused (outermost first)
+    stays inside one run of its innermost loop, each outer loop on a dimension of its own:
+    an NCHW16c input's channel block and lane under VNNI's 4-byte word."""
+    *outer, inner = group
+    return op.axis(inner).extent % window == 0 and all(
+        access.dimension_of({v: 1}) not in (None, len(access.indices) - 1) for v in outer)
 
 
 class InlinePaddingIntoPacking(GenerationRule):
