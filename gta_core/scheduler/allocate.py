@@ -10,6 +10,10 @@ measured so far and picks the next task and how many trials it gets:
   each subgraph's best mappings). A mapping with a worse prior starts later,
   when its prior, scaled by what the measured mappings reached against theirs,
   earns it a share of trials like any measured mapping's promise.
+* **Priors calibrated on the run**: a roofline ranks mappings in the right order
+  but compresses their gaps (int8 mappings whose priors differ by 1.2x measured
+  2-5x apart), so prior ratios count raised to the power that the run's measured
+  mappings show (:func:`prior_exponent`), in admitting and in promising alike.
 * **Between subgraphs**, as Ansor's gradient task scheduler: the subgraph whose
   weighted best latency is expected to fall fastest per trial, mixing the
   recent measured slope with the optimistic ``best / trials`` decay.
@@ -106,6 +110,7 @@ class AllocationSettings:
     # thousands of tilings (in two 1000-trial runs of MobileNet-V2, three of the four tasks
     # whose winning mapping changed had it dropped after 3 trials at 1.7-1.8x the leader)
     model_floor: float = 0.5  # the cost model may lower a mapping's estimate at most to this
+    max_exponent: float = 6.0  # prior ratios count at most to this power (prior_exponent)
 
 
 @dataclass(frozen=True)
@@ -116,19 +121,50 @@ class Decision:
     why: str
 
 
-def admitted(s: SubgraphState, settings: AllocationSettings) -> list[int]:
-    """The mappings that start at once, best prior first: those whose prior is within
-    ``admit_ratio`` of the best (all of them where no prior is known)."""
+def admitted(s: SubgraphState, settings: AllocationSettings, exponent: float = 1.0
+             ) -> list[int]:
+    """The mappings that start at once, best prior first: those whose prior, its ratio to
+    the best raised to ``exponent`` (:func:`prior_exponent`), is within ``admit_ratio`` of
+    the best (all of them where no prior is known)."""
     priors = [m.prior for m in s.mappings if m.prior is not None]
-    bar = settings.admit_ratio * min(priors) if priors else INF
+    bar = settings.admit_ratio ** (1 / exponent) * min(priors) if priors else INF
     order = sorted(range(len(s.mappings)), key=lambda j: s.mappings[j].prior or 0.0)
     return [j for j in order if (s.mappings[j].prior or 0.0) <= bar]
 
 
-def start_trials(s: SubgraphState, share: float, settings: AllocationSettings) -> int:
+def start_trials(s: SubgraphState, share: float, settings: AllocationSettings,
+                 exponent: float = 1.0) -> int:
     """Trials each mapping gets first: the admitted mappings' starts take at most a quarter
     of the subgraph's ``share``, the rest going where the starts point."""
-    return max(1, min(settings.start, int(share) // max(1, 4 * len(admitted(s, settings)))))
+    return max(1, min(settings.start,
+                      int(share) // max(1, 4 * len(admitted(s, settings, exponent)))))
+
+
+def prior_exponent(subgraphs: list[SubgraphState], settings: AllocationSettings) -> float:
+    """How much further apart the run's measured mappings are than their priors: the median,
+    over every measured mapping whose prior differs from its subgraph leader's, of
+    ``log(latency ratio) / log(prior ratio)`` at equal effort (0 where the prior ranked
+    the two the wrong way round), within 1 and ``max_exponent``; 1 (priors taken as they
+    are) before any such pair is measured."""
+    samples = []
+    for s in subgraphs:
+        measured = [m for m in s.mappings
+                    if m.trials and m.prior and math.isfinite(m.best_us)]
+        if len(measured) < 2:
+            continue
+        leader = min(measured, key=lambda m: _equal_effort_us(m, s))
+        for m in measured:
+            ratio = m.prior / leader.prior
+            if ratio > 1.01:
+                samples.append(math.log(_equal_effort_us(m, s) / _equal_effort_us(leader, s))
+                               / math.log(ratio))
+            elif ratio < 1 / 1.01:  # the prior ranked it above the leader: a vote for 0
+                samples.append(0.0)
+    if not samples:
+        return 1.0
+    samples.sort()
+    median = samples[len(samples) // 2]
+    return min(settings.max_exponent, max(1.0, median))
 
 
 def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSettings,
@@ -143,7 +179,8 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
     if left <= 0:
         return None, []
     share = budget / len(subgraphs)
-    starts = [start_trials(s, share, settings) for s in subgraphs]
+    exponent = prior_exponent(subgraphs, settings)
+    starts = [start_trials(s, share, settings, exponent) for s in subgraphs]
     drops = [(i, j, why) for i, s in enumerate(subgraphs)
              for j, why in _drops(s, starts[i], left, settings)]
     dropped = {(i, j) for i, j, _ in drops}
@@ -156,7 +193,7 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
     # seen before any is favoured, while a subgraph's starts take less than half its share.
     for i in sorted(range(len(subgraphs)), key=lambda i: subgraphs[i].trials):
         s = subgraphs[i]
-        for j in [j for j in admitted(s, settings) if j in live(i)]:
+        for j in [j for j in admitted(s, settings, exponent) if j in live(i)]:
             m = s.mappings[j]
             if not m.trials and s.trials >= share / 2:
                 drops.append((i, j, f"not started: the starts of {s.name} used half its "
@@ -174,7 +211,7 @@ def decide(subgraphs: list[SubgraphState], budget: int, settings: AllocationSett
     # gets (1/2)**focus of its trials, so a close second keeps being measured.
     # A mapping not started yet counts as if it had its start: it starts once its share
     # of the trials (by its prior, calibrated on the measured ones) is worth that many.
-    promise = {j: _promise_us(s.mappings[j], s, settings) for j in live(i)}
+    promise = {j: _promise_us(s.mappings[j], s, settings, exponent) for j in live(i)}
     top = min(promise.values())
     share_of = {j: (top / p) ** settings.focus if math.isfinite(p) else 0.0
                 for j, p in promise.items()}
@@ -220,15 +257,17 @@ def _equal_effort_us(m: MappingState, s: SubgraphState) -> float:
     return m.best_us * min(1.0, leader.best_us / then) if math.isfinite(then) else m.best_us
 
 
-def _promise_us(m: MappingState, s: SubgraphState, settings: AllocationSettings) -> float:
+def _promise_us(m: MappingState, s: SubgraphState, settings: AllocationSettings,
+                exponent: float = 1.0) -> float:
     """How low the mapping's latency may get with more trials (lower is more promising):
     its best at equal effort, lowered by its recent trend and by the cost model's
     prediction, each at most down to ``model_floor`` of its best. A mapping not measured
-    yet promises its prior times the best measured latency-per-prior of the subgraph."""
+    yet promises what a measured one reached at equal effort, times their priors' ratio
+    raised to ``exponent`` (the lowest such promise over the subgraph's measured ones)."""
     if not m.trials and m.prior is not None:
-        rates = [_equal_effort_us(o, s) / o.prior for o in s.mappings
-                 if o.trials and o.prior and math.isfinite(o.best_us)]
-        return m.prior * min(rates) if rates else INF
+        promises = [_equal_effort_us(o, s) * (m.prior / o.prior) ** exponent
+                    for o in s.mappings if o.trials and o.prior and math.isfinite(o.best_us)]
+        return min(promises, default=INF)
     if not math.isfinite(m.best_us):
         return INF
     floor = m.best_us * settings.model_floor
