@@ -207,6 +207,45 @@ def test_a_quantized_stem_reads_its_input_in_words_of_channels_where_they_lie(
         assert readers == {"conv2d_NCHWc_update_o"}, f"stages reading the activations: {readers}"
 
 
+def test_a_quantized_layer_over_two_channel_blocks_reads_its_words_where_they_lie(
+        tmp_path, model_makers):
+    """A 1x1 int8 layer over 32 channels (two NCHW16c blocks) on VNNI with the block and the
+    lane fused onto the word's axis: each 4-byte word lies inside one block's 16 channels,
+    so the activations are read in place (before, each call copied them into words first),
+    and the program computes exactly what the unscheduled function does."""
+    from gta_core.measure import runnable
+    from gta_core.workloads.operator import random_array
+
+    registry = default_registry()
+    target = registry.target("avx512")
+    path = model_makers.quantized(_convolutions_onnx(tmp_path / "f.onnx"), tmp_path / "q.onnx")
+    layer = next(t for t in model_tasks(fuse(load_onnx(path).mod, 16))
+                 if t.workload.main_block == "conv2d_NCHWc"
+                 and tuple(int(d) for d in t.func.params[0].shape)[1::3] == (2, 16)
+                 and tuple(int(d) for d in t.func.params[1].shape)[2:4] == (1, 1))
+    fused = [c for c in mapping_candidates(layer.workload, "avx512", registry)
+             if c.status == "kept" and c.intrinsic == "vnni" and c.axes.get("k") == ["rc", "rl"]]
+    assert fused, "no kept VNNI mapping fusing the channel block and lane onto the word"
+    program = Task(layer.workload, fused[0], registry.intrinsics["vnni"], target)
+    sketches = MappingSpace(program, list(registry.rules.values()), []).generate_design_space(
+        tvm.IRModule({"main": layer.func}))
+    assert sketches
+    rng = np.random.default_rng(0)
+    params = layer.func.params
+    args = [random_array(tuple(int(d) for d in p.shape), str(p.dtype), rng) for p in params]
+    want = [tvm.runtime.tensor(a) for a in args]
+    runnable(tvm.IRModule({"main": layer.func}), target)["main"](*want)
+    for sch in sketches:
+        activations = sch.mod["main"].params[0]
+        readers = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))
+                   if any(r.source.same_as(activations) for r in sch.get(b).reads)}
+        assert readers == {"conv2d_NCHWc_update_o"}, f"stages reading the activations: {readers}"
+        got = [tvm.runtime.tensor(a) for a in args]
+        got[-1] = tvm.runtime.tensor(np.full_like(args[-1], 7))  # garbage in the output
+        runnable(sch.mod, target)["main"](*got)
+        np.testing.assert_array_equal(got[-1].numpy(), want[-1].numpy())
+
+
 def test_a_chain_with_a_second_consumer_stays_as_convertlayout_left_it(tmp_path):
     """The stem's ReLU output feeds two layers: the rewrite would need it in both layouts,
     so nothing changes."""

@@ -38,11 +38,13 @@ class InlineContiguousOperands(GenerationRule):
 
     A GEMM's activation row feeds VNNI's broadcast word straight from A[m, k]:
     copying A into a packed buffer first only costs time. An operand's packing
-    stage is inlined when its window has one dimension, fed by a single
-    operator loop that indexes the source tensor's last dimension with
-    coefficient 1 and needs no padding; and when it has none (FMA's broadcast
-    scalar: any element is contiguous) in a mapping that pads nothing. A model's constant
-    weight keeps its packing stage: the compiled model runs it once.
+    stage is inlined when its window has one dimension, needs no padding and is fed by
+    operator loops whose innermost indexes the source tensor's last dimension with
+    coefficient 1, any outer ones a dimension each and the window dividing the innermost's
+    extent (an NCHW16c input's channel block and lane under VNNI's 4-byte word: the word
+    lies inside one block); and when it has none (FMA's broadcast scalar: any element is
+    contiguous) in a mapping that pads nothing. A model's constant weight keeps its
+    packing stage: the compiled model runs it once.
     """
 
     name = "inline-contiguous-operands"
