@@ -152,12 +152,13 @@ def prior_exponent(subgraphs: list[SubgraphState], settings: AllocationSettings)
                     if m.trials and m.prior and math.isfinite(m.best_us)]
         if len(measured) < 2:
             continue
-        leader = min(measured, key=lambda m: _equal_effort_us(m, s))
+        fastest = min(s.mappings, key=lambda m: m.best_us)
+        effort = {m.id: _equal_effort_us(m, s, fastest) for m in measured}
+        leader = min(measured, key=lambda m: effort[m.id])
         for m in measured:
             ratio = m.prior / leader.prior
             if ratio > 1.01:
-                samples.append(math.log(_equal_effort_us(m, s) / _equal_effort_us(leader, s))
-                               / math.log(ratio))
+                samples.append(math.log(effort[m.id] / effort[leader.id]) / math.log(ratio))
             elif ratio < 1 / 1.01:  # the prior ranked it above the leader: a vote for 0
                 samples.append(0.0)
     if not samples:
@@ -244,13 +245,15 @@ def _improvement_per_trial(m: MappingState, window: int) -> float:
     return (m.curve[-window - 1] - m.best_us) / window
 
 
-def _equal_effort_us(m: MappingState, s: SubgraphState) -> float:
-    """The mapping's best, scaled by how much the leader gained after that many trials.
+def _equal_effort_us(m: MappingState, s: SubgraphState,
+                     leader: MappingState | None = None) -> float:
+    """The mapping's best, scaled by how much the leader (``s``'s fastest mapping, found
+    when not given) gained after that many trials.
 
     A mapping started late is compared with the leader at equal effort, not
     with what the leader reached after many more trials.
     """
-    leader = min(s.mappings, key=lambda other: other.best_us)
+    leader = leader or min(s.mappings, key=lambda other: other.best_us)
     if m is leader or not m.trials or leader.trials <= m.trials:
         return m.best_us
     then = leader.curve[m.trials - 1]
