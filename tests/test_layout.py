@@ -26,6 +26,24 @@ def _layout_calls(fused) -> int:
     return sum(n for name, n in calls.items() if "layout_transform" in name)
 
 
+def _sketches(task, mapping) -> list:
+    """The design spaces of a model ``task`` under ``mapping`` on avx512, every rule on."""
+    registry = default_registry()
+    program = Task(task.workload, mapping, registry.intrinsics[mapping.intrinsic],
+                   registry.target("avx512"))
+    space = MappingSpace(program, list(registry.rules.values()), [])
+    sketches = space.generate_design_space(tvm.IRModule({"main": task.func}))
+    assert sketches
+    return sketches
+
+
+def _activation_readers(sch) -> set[str]:
+    """The stages of a sketch that read its first argument (the activations)."""
+    activations = sch.mod["main"].params[0]
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))
+            if any(r.source.same_as(activations) for r in sch.get(b).reads)}
+
+
 def _save(path, name, nodes, weights, input_shape) -> str:
     """The graph of ``nodes`` from input ``x`` to output ``y`` [1, 10], as an ONNX file."""
     graph = helper.make_graph(nodes, name,
@@ -105,16 +123,12 @@ def test_a_blocked_convolution_is_mapped_with_lanes_on_the_channel_block_read_in
     from gta_core.generation.rule import constant_names, constant_stages
 
     registry = default_registry()
-    target = registry.target("avx512")
     model = load_onnx(_convolutions_onnx(tmp_path / "c.onnx"))
     task = next(t for t in model_tasks(fuse(model.mod, 16)) if t.workload.main_block == anchor)
     lanes = [c for c in mapping_candidates(task.workload, "avx512", registry)
              if c.status == "kept" and list(c.axes.values()) == [["lane"]]]
     assert lanes, "no kept mapping with its lanes on the channel block"
-    program = Task(task.workload, lanes[0], registry.intrinsics[lanes[0].intrinsic], target)
-    space = MappingSpace(program, list(registry.rules.values()), [])
-    sketches = space.generate_design_space(tvm.IRModule({"main": task.func}))
-    assert sketches
+    sketches = _sketches(task, lanes[0])
     for sch in sketches:
         blocks = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
         # the padding (in one sketch a zero fill and a copy), the computation's own blocks
@@ -186,7 +200,6 @@ def test_a_quantized_stem_reads_its_input_in_words_of_channels_where_they_lie(
     (in NCHW each call re-laid them, an im2col of R*S words per output pixel). The
     compiled model's agreement is checked with the other quantized tests of this file."""
     registry = default_registry()
-    target = registry.target("avx512")
     path = model_makers.quantized(_convolutions_onnx(tmp_path / "f.onnx"), tmp_path / "q.onnx")
     tasks = model_tasks(fuse(load_onnx(path).mod, 16))
     stem = next(t for t in tasks if t.workload.main_block == "conv2d_NCHWc"
@@ -196,14 +209,9 @@ def test_a_quantized_stem_reads_its_input_in_words_of_channels_where_they_lie(
     words = [c for c in mapping_candidates(stem.workload, "avx512", registry)
              if c.status == "kept" and c.intrinsic == "vnni" and c.axes.get("k") == ["rl"]]
     assert words, "no kept VNNI mapping reducing over the word"
-    program = Task(stem.workload, words[0], registry.intrinsics["vnni"], target)
-    space = MappingSpace(program, list(registry.rules.values()), [])
-    sketches = space.generate_design_space(tvm.IRModule({"main": stem.func}))
-    assert sketches
+    sketches = _sketches(stem, words[0])
     for sch in sketches:
-        activations = sch.mod["main"].params[0]
-        readers = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))
-                   if any(r.source.same_as(activations) for r in sch.get(b).reads)}
+        readers = _activation_readers(sch)
         assert readers == {"conv2d_NCHWc_update_o"}, f"stages reading the activations: {readers}"
 
 
@@ -226,19 +234,14 @@ def test_a_quantized_layer_over_two_channel_blocks_reads_its_words_where_they_li
     fused = [c for c in mapping_candidates(layer.workload, "avx512", registry)
              if c.status == "kept" and c.intrinsic == "vnni" and c.axes.get("k") == ["rc", "rl"]]
     assert fused, "no kept VNNI mapping fusing the channel block and lane onto the word"
-    program = Task(layer.workload, fused[0], registry.intrinsics["vnni"], target)
-    sketches = MappingSpace(program, list(registry.rules.values()), []).generate_design_space(
-        tvm.IRModule({"main": layer.func}))
-    assert sketches
+    sketches = _sketches(layer, fused[0])
     rng = np.random.default_rng(0)
     params = layer.func.params
     args = [random_array(tuple(int(d) for d in p.shape), str(p.dtype), rng) for p in params]
     want = [tvm.runtime.tensor(a) for a in args]
     runnable(tvm.IRModule({"main": layer.func}), target)["main"](*want)
     for sch in sketches:
-        activations = sch.mod["main"].params[0]
-        readers = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))
-                   if any(r.source.same_as(activations) for r in sch.get(b).reads)}
+        readers = _activation_readers(sch)
         assert readers == {"conv2d_NCHWc_update_o"}, f"stages reading the activations: {readers}"
         got = [tvm.runtime.tensor(a) for a in args]
         got[-1] = tvm.runtime.tensor(np.full_like(args[-1], 7))  # garbage in the output
