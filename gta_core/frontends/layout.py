@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import winograd
 from .relax_exprs import into_blocks, op_name, static_shape
 
 _BLOCKED_DATA = re.compile(r"NCHW(\d+)c")
@@ -197,6 +198,12 @@ def _conv2d(bb, call):
     words_in = into_blocks_out and data is not None
     if not (blocked or plain_in or words_in):
         return nn._nn_conv2d(bb, call)  # TVM's legalization (it declines what it cannot do)
+    if blocked and winograd.eligible(call):
+        n, _, y, x, _ = (int(d) for d in call.ty.shape)
+        m = winograd.tile_for(n, int(call.args[1].ty.shape[1]),
+                              int(call.ty.shape[1]) * int(call.ty.shape[4]), y, x)
+        if m:
+            return winograd.legalize(bb, call, m)
     return bb.call_te(_plain_in_conv2d if plain_in else _blocked_conv2d, call.args[0],
                       call.args[1], [int(s) for s in attrs.strides],
                       [int(p) for p in attrs.padding], [int(d) for d in attrs.dilation],
