@@ -39,7 +39,9 @@ RELATIVE_TOLERANCE = 2.0**-10
 class CompiledFunction(BaseModel):
     name: str  # the fused function
     workload: str
-    schedule: str  # "gta" (GTA's tuning, an intrinsic's or the generic space's) or "default"
+    # "gta" (GTA's tuning, an intrinsic's or the generic space's), "written" (scheduled as
+    # GTA writes it, no task: a Winograd input transform) or "default"
+    schedule: str
     mapping: str | None = None
     tuned_us: float | None = None
     prepacked: list[str] = []  # its weight packing stages, run once while compiling
@@ -94,7 +96,10 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
     store = RecordStore(db)
     fused = fuse(model.mod, channel_block(chosen))
     constants = constant_arguments(fused)
-    rows = []
+    rows = [CompiledFunction(name=gv.name_hint, workload="-", schedule="written")
+            for gv, func in fused.functions_items()
+            if isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None
+            and func.attrs.get("tirx.is_scheduled")]
     for task in model_tasks(fused):
         workload = task.workload
         record = _chosen_record(store, task_prefix(workload.spec, chosen))
