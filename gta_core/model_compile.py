@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from .frontends import Model, ModelError, channel_block, fuse, model_tasks
 from .frontends.sample_inputs import sample_inputs as model_inputs
+from .frontends.tasks import written
 from .host import require_runs_here
 from .measure.check import build_config, registered
 from .measure.fast_math import register_fast_math
@@ -98,8 +99,7 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
     constants = constant_arguments(fused)
     rows = [CompiledFunction(name=gv.name_hint, workload="-", schedule="written")
             for gv, func in fused.functions_items()
-            if isinstance(func, tvm.tirx.PrimFunc) and func.attrs is not None
-            and func.attrs.get("tirx.is_scheduled")]
+            if isinstance(func, tvm.tirx.PrimFunc) and written(func)]
     for task in model_tasks(fused):
         workload = task.workload
         record = _chosen_record(store, task_prefix(workload.spec, chosen))

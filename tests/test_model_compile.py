@@ -199,6 +199,23 @@ def test_a_models_constant_weights_are_packed_where_compile_can_prepack_them(res
     assert per_tile  # the activations are still packed per tile in some sketches
 
 
+def test_the_compiled_model_runs_its_weight_packing_once_not_per_call(tuned):
+    """Every function whose record packs a constant weight is split as it is compiled: the
+    model's main calls the compute part, which reads the weight already laid out (GTA's
+    functions carry ``tirx.is_scheduled``, and the split must still take them)."""
+    from gta_core.model_compile import schedule_model
+    from gta_core.weight_prepack import call_tirs, prepack_passes
+
+    model, db, _ = tuned
+    fused, rows = schedule_model(model, "avx512", db)
+    packing = {r.name for r in rows if r.prepacked}
+    assert packing
+    mod = tvm.transform.Sequential(prepack_passes())(fused)
+    called = {c.args[0].name_hint for c in call_tirs(mod["main"])}
+    assert {f"{name}_prepacked" for name in packing} <= called
+    assert not packing & called
+
+
 def test_a_models_gemm_weight_keeps_its_packing_stage_where_a_spec_reads_it_in_place(
         model_makers, tmp_path):
     """FMA could read a MatMul's weight in place (its window is a run of the last

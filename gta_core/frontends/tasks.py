@@ -122,10 +122,16 @@ class ModelTask:
     narrowed: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> narrowed
 
 
+def written(func) -> bool:
+    """Whether ``func`` comes scheduled from the graph rewrites (a Winograd input
+    transform, :mod:`.winograd`): no task, it compiles as written."""
+    return func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled"))
+
+
 def model_tasks(fused) -> list[ModelTask]:
     """The tasks of a fused module (:func:`fuse`), in the order the module lists them; a
     function of opaque TIR (no root block: TVM's sorts, scans and extern calls) is none,
-    and compiles as TVM wrote it."""
+    and compiles as TVM wrote it; nor is a function :func:`written` already scheduled."""
     from tvm import tirx
 
     from ..weight_prepack import call_tirs, constant_arguments, scalar_constants
@@ -139,7 +145,7 @@ def model_tasks(fused) -> list[ModelTask]:
     # iterates in (it differs between processes)
     for gv, func in sorted(fused.functions_items(), key=lambda item: item[0].name_hint):
         if (not isinstance(func, tirx.PrimFunc) or not calls.get(gv.name_hint)
-                or not schedulable(func)):
+                or not schedulable(func) or written(func)):
             continue
         func = narrowed(func).with_attr("global_symbol", "main")
         key = structure(func)

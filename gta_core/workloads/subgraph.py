@@ -129,10 +129,7 @@ def anchor_block(func) -> tuple[str, int]:
 def schedulable(func) -> bool:
     """Whether ``func`` has a root block to schedule: TVM's sorts, scans and extern calls
     come as opaque TIR (one block of their own, or bare loops), which neither GTA nor
-    MetaSchedule can take, and which compile as TVM wrote them; a function already
-    scheduled (``tirx.is_scheduled``: a Winograd input transform) compiles as it is."""
-    if func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
-        return False
+    MetaSchedule can take, and which compile as TVM wrote them."""
     return hasattr(func.body, "block") and func.body.block.name_hint == "root"
 
 
