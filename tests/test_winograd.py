@@ -81,13 +81,13 @@ def test_f_m_computes_the_convolution_within_a_few_roundoffs(m, shape, padding):
 def test_the_tile_is_chosen_by_what_it_saves_against_the_bytes_it_adds():
     # a large image: F(4, 3)'s 4x fewer multiply-adds win
     assert winograd.tile_for(1, 64, 64, 56, 56) == 4
-    # fewer pixels for larger weights: F(2, 3), whose weights grow 16/9 where F(4, 3)'s 4x
-    assert winograd.tile_for(1, 256, 256, 14, 14) == 2
-    # a network's last layers (7x7, 512 channels): reading any tile's weights takes longer
-    # than the direct convolution's arithmetic
-    assert winograd.tile_for(1, 512, 512, 7, 7) is None
+    # a network's last layers (7x7, 512 channels): F(4, 3)'s weights, 4x the direct
+    # convolution's, take longer to read than its arithmetic; F(2, 3)'s, 16/9, do not
+    assert winograd.tile_for(1, 512, 512, 7, 7) == 2
+    # an image of 2x2 outputs: any tile's weights cost more than the products saved
+    assert winograd.tile_for(1, 512, 512, 2, 2) is None
     # ... unless a batch of images shares them
-    assert winograd.tile_for(8, 512, 512, 7, 7) is not None
+    assert winograd.tile_for(16, 512, 512, 2, 2) is not None
 
 
 def _model(path, channels=16, size=24):

@@ -199,11 +199,12 @@ def legalize(bb, call, m: int):
 
 
 # What a byte moved costs in multiply-adds, for choosing the tile. A model's weights come
-# from memory once per inference, overlapping the arithmetic: on the 2-core Zen 4 here a
-# F(2, 3) GEMM over ResNet's 7x7 pixels read its 16.8 MB of weights at 15 GB/s against
-# 117 G multiply-adds per second, 8 per byte. The transformed tiles pass through the caches
-# between two functions, on top of the arithmetic: about 1 per byte.
-MACS_PER_WEIGHT_BYTE = 8.0
+# from memory once per inference, overlapping the arithmetic: on the 2-core Zen 4 here, a
+# F(2, 3) GEMM over ResNet's 7x7 pixels, weights flushed to memory, ran its 67 M
+# multiply-adds and read its 16.8 MB of weights in 653 us, about as long as the
+# arithmetic alone: 4 multiply-adds per byte keep up. The transformed tiles pass through
+# the caches between two functions, on top of the arithmetic: about 1 per byte.
+MACS_PER_WEIGHT_BYTE = 4.0
 MACS_PER_TILE_BYTE = 1.0
 TILES = (2, 4)
 
