@@ -10,7 +10,8 @@ outputs from an (m+2) x (m+2) tile of inputs with (m+2)^2 of them: F(2, 3) 16 fo
   model, computed once when the module is compiled (``FoldConstant``);
 - the input's tiles transformed, ``V = B^T d B``: a pass over the input with additions
   only (F(2, 3)) or a few small constants (F(4, 3)), written here as a scheduled program
-  (:func:`data_transform`): each tile read once, its (m+2)^2 outputs in registers;
+  (:func:`scheduled_data_transform`): each tile read once, its (m+2)^2 outputs in
+  registers;
 - ``(m+2)^2`` independent GEMMs, ``M[e] = V[e] x U[e]`` over the input channels: the bulk of
   the work, tuned by GTA as any batched GEMM;
 - the output tiles, ``Y = A^T M A``: an injective function the convolution's bias, ReLU
@@ -215,7 +216,7 @@ def tile_for(batch: int, channels: int, out_channels: int, out_h: int, out_w: in
     is more (a roofline), plus the transformed tiles' bytes (at the exchange rates above).
     F(m) saves multiply-adds in proportion to the pixels but makes the weights (m+2)^2/9
     times as large: it wins on large images and loses where a layer has few pixels for
-    its weights (a network's last layers, 7x7 pixels, most of its weights)."""
+    its weights (F(4, 3) on ResNet's 7x7 layers, any tile on 2x2 pixels)."""
     weights = channels * out_channels * 4 * MACS_PER_WEIGHT_BYTE
     cost = {None: max(out_h * out_w * batch * channels * out_channels * 9, 9 * weights)}
     for m in TILES:
