@@ -86,11 +86,13 @@ def test_the_tile_is_chosen_by_what_it_saves_against_the_bytes_it_adds():
     assert winograd.tile_for(1, 512, 512, 7, 7) == 2
     # an image of 2x2 outputs: any tile's weights cost more than the products saved
     assert winograd.tile_for(1, 512, 512, 2, 2) is None
+    # a small layer: the two extra functions cost more than the products saved
+    assert winograd.tile_for(1, 16, 16, 8, 8) is None
     # ... unless a batch of images shares them
     assert winograd.tile_for(16, 512, 512, 2, 2) is not None
 
 
-def _model(path, channels=16, size=24):
+def _model(path, channels=32, size=32):
     """3x3 conv + bias + ReLU, another 3x3 conv + the first's output (a residual add)."""
     from graphs import ConvGraph
     from onnx import helper

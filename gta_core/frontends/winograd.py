@@ -207,13 +207,19 @@ def legalize(bb, call, m: int):
 # the caches between two functions, on top of the arithmetic: about 1 per byte.
 MACS_PER_WEIGHT_BYTE = 4.0
 MACS_PER_TILE_BYTE = 1.0
+# Winograd runs three functions where the direct convolution runs one; each more is a
+# parallel launch and a pass over its tensors, a few microseconds here whatever the size:
+# about 1.2 M multiply-adds for the two. It keeps a small layer (8x8 pixels, 16
+# channels) direct, where the transforms' fixed costs outweigh the products saved.
+EXTRA_FUNCTIONS_MACS = 1.2e6
 TILES = (2, 4)
 
 
 def tile_for(batch: int, channels: int, out_channels: int, out_h: int, out_w: int) -> int | None:
     """The ``m`` of F(m x m, 3 x 3) that costs least for this layer, or None where the
     direct convolution does. Each costs its multiply-adds or its weights' bytes, whichever
-    is more (a roofline), plus the transformed tiles' bytes (at the exchange rates above).
+    is more (a roofline), plus the transformed tiles' bytes and the two extra functions
+    (at the exchange rates above).
     F(m) saves multiply-adds in proportion to the pixels but makes the weights (m+2)^2/9
     times as large: it wins on large images and loses where a layer has few pixels for
     its weights (F(4, 3) on ResNet's 7x7 layers, any tile on 2x2 pixels)."""
@@ -223,7 +229,8 @@ def tile_for(batch: int, channels: int, out_channels: int, out_h: int, out_w: in
         points = (m + KERNEL - 1) ** 2
         count = batch * tiles(out_h, m) * tiles(out_w, m)
         cost[m] = (max(points * count * channels * out_channels, points * weights)
-                   + 2 * points * count * (channels + out_channels) * 4 * MACS_PER_TILE_BYTE)
+                   + 2 * points * count * (channels + out_channels) * 4 * MACS_PER_TILE_BYTE
+                   + EXTRA_FUNCTIONS_MACS)
     return min(cost, key=cost.get)
 
 
