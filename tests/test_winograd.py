@@ -51,7 +51,9 @@ def _winograd(x, w, m, padding, scheduled):
     result = got.numpy().transpose(0, 1, 4, 2, 3).reshape(n, k, shape[2], shape[3])
     if scheduled:  # the scheduled input transform writes what the plain one does, exactly
         plain = tvm.compile(te.create_prim_func([data, tiles_in]), target="llvm")
-        fast = tvm.compile(winograd.scheduled_data_transform(data, m, padding), target="llvm")
+        transform, shape_out = winograd.scheduled_data_transform(data, m, padding)
+        assert shape_out == [int(d) for d in tiles_in.shape]
+        fast = tvm.compile(transform, target="llvm")
         want, have = (tvm.runtime.tensor(np.full([int(d) for d in tiles_in.shape], v, "float32"))
                       for v in (np.nan, -1.0))
         plain(tvm.runtime.tensor(_blocked(x)), want)

@@ -159,7 +159,8 @@ def output_transform(product, m: int, shape: tuple[int, ...]):
 
 
 def scheduled_data_transform(data, m: int, padding: tuple[int, int, int, int]):
-    """:func:`data_transform` as a scheduled PrimFunc of ``(data, V)``: a parallel loop
+    """:func:`data_transform` as a scheduled PrimFunc of ``(data, V)``, with V's shape: a
+    parallel loop
     over the tiles and channel blocks, each tile's points unrolled (each its few nonzero
     terms, the tile's loads shared), the block's lanes one vector. It is no task to tune:
     ``op_pattern`` opaque keeps ``FuseOps`` from merging it, ``tirx.is_scheduled`` keeps
@@ -175,8 +176,8 @@ def scheduled_data_transform(data, m: int, padding: tuple[int, int, int, int]):
     sch.parallel(sch.fuse(position, block))
     sch.unroll(point)
     sch.vectorize(lane)
-    return (sch.mod["main"].with_attr("op_pattern", 8)
-            .with_attr("tirx.is_scheduled", True))
+    func = sch.mod["main"].with_attr("op_pattern", 8).with_attr("tirx.is_scheduled", True)
+    return func, [int(d) for d in out.shape]
 
 
 def legalize(bb, call, m: int):
@@ -188,9 +189,7 @@ def legalize(bb, call, m: int):
     shape = tuple(int(d) for d in call.ty.shape)
     padding = tuple(int(p) for p in call.attrs.padding)
     placeholder = te.placeholder([int(d) for d in data.ty.shape], str(data.ty.dtype), "data")
-    transform = scheduled_data_transform(placeholder, m, padding)
-    v_shape = [(m + KERNEL - 1) ** 2, shape[0] * tiles(shape[2], m) * tiles(shape[3], m),
-               int(data.ty.shape[1]) * int(data.ty.shape[4])]
+    transform, v_shape = scheduled_data_transform(placeholder, m, padding)
     points = bb.emit(relax.const(weight_points(m)))
     weights = bb.emit_te(weight_transform, points, kernel, primfunc_name_hint="winograd_weight")
     tiles_in = bb.emit(relax.call_tir(bb.add_func(transform, "winograd_data"), [data],
