@@ -47,6 +47,8 @@ def test_a_network_suite_tunes_checks_and_times_every_contender(tmp_path):
     costs = [h.calls * h.us_per_call for h in spots]
     assert costs == sorted(costs, reverse=True)
     assert any(h.peak_gops and 0 < h.gops < h.peak_gops * 1.5 for h in spots)
+    # each timed inside the model too: within what a whole call of the model takes
+    assert all(0 < h.us_in_model < 1e3 * by_name["gta"].latency_ms for h in spots)
     assert "Where GTA's time goes" in (tmp_path / "results.md").read_text()
 
 

@@ -32,7 +32,7 @@ from ..host import require_runs_here
 from ..model_compile import CompileError, check_outputs, model_inputs
 from ..plugins import default_registry
 from ..quantized_check import QuantizedCheck, check_own_quantization, check_quantized
-from .hotspots import Hotspot, function_times, hotspots, load_report
+from .hotspots import Hotspot, function_times, hotspots, load_report, times_in_model
 from .hotspots import markdown as hotspot_lines
 from .net_runners import (
     INT8_CONTENDERS,
@@ -152,18 +152,19 @@ def _in_child(function: Callable, *args):
 
 def _hotspots(out: Path, onnx_path: Path, target: str) -> list[Hotspot]:
     """GTA's compiled functions that take most of its time, each timed alone in a fresh
-    process, against the peak measured now."""
+    process, against the peak measured now, and inside the model in another."""
     from .run import BenchError, measured_peaks
 
     report = load_report(gta_report_path(out))
     if report is None:
         return []
     times = _in_child(function_times, str(onnx_path), target, str(out / "gta"))
+    in_model = _in_child(times_in_model, str(onnx_path), target, str(out / "gta"))
     try:
         peaks = measured_peaks(target)
     except BenchError:  # the table still ranks the functions; their fraction of peak is "-"
         peaks = {}
-    return hotspots(times, report, peaks, default_registry())
+    return hotspots(times, report, peaks, default_registry(), in_model=in_model)
 
 
 def _speedups(results: list[NetResult]) -> dict[str, float]:
@@ -219,7 +220,7 @@ def markdown(report: NetBenchReport) -> str:
             + (f" {r.note}" if r.note else ""))
     if report.hotspots:
         lines += ["", "Where GTA's time goes (each function of its compiled model timed alone, "
-                  "x its calls):", "",
+                  "x its calls; and timed inside the model as it runs):", "",
                   *hotspot_lines(report.hotspots)]
     return "\n".join(lines) + "\n"
 
