@@ -1,7 +1,7 @@
 """Where a compiled model's time goes: each function its ``main`` calls, timed alone as it
 is compiled into the model (GTA's program, weights prepacked where they are), ranked by
 calls x time, with its throughput against the measured peak of its intrinsic's dtypes,
-and timed inside the model as it runs, where a layer's input and weights may have left
+and timed inside the model as it runs, where a layer's buffers and weights may have left
 the cache (MobileNet-V2's depthwise layers 1.5-1.8x their time alone, its classifier 4x).
 
 Run it in a fresh process on quiet cores: on two cores a TVM program whose threads share
