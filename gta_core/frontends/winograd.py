@@ -160,11 +160,10 @@ def output_transform(product, m: int, shape: tuple[int, ...]):
 
 def scheduled_data_transform(data, m: int, padding: tuple[int, int, int, int]):
     """:func:`data_transform` as a scheduled PrimFunc of ``(data, V)``, with V's shape: a
-    parallel loop
-    over the tiles and channel blocks, each tile's points unrolled (each its few nonzero
-    terms, the tile's loads shared), the block's lanes one vector. It is no task to tune:
-    ``op_pattern`` opaque keeps ``FuseOps`` from merging it, ``tirx.is_scheduled`` keeps
-    GTA and TVM from scheduling it again."""
+    parallel loop over the tiles and channel blocks, each tile's points unrolled (each its
+    few nonzero terms, the tile's loads shared), the block's lanes one vector. It is no
+    task to tune: ``op_pattern`` opaque keeps ``FuseOps`` from merging it,
+    ``tirx.is_scheduled`` keeps GTA and TVM from scheduling it again."""
     from tvm import s_tir, te
 
     lanes = int(data.shape[-1])
