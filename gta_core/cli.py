@@ -131,14 +131,14 @@ def _print_bench(report) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import parse_baselines, resolve_contenders, resolve_suite, run_bench
+    from .bench import adhoc_suite, parse_baselines, resolve_contenders, resolve_suite, run_bench
     from .bench.networks import NET_SUITES
 
     if args.suite in NET_SUITES:
         if args.first is not None or args.one_process:
             raise UsageError("--first and --one-process are for operator suites")
         return cmd_bench_network(args)
-    suite = resolve_suite(args.suite)
+    suite = adhoc_suite(args.workload) if args.workload else resolve_suite(args.suite)
     contenders, peak = resolve_contenders(parse_baselines(
         args.baselines or ",".join(DEFAULT_BASELINES)))
     out = args.out or f"bench-{suite.name}"
@@ -453,8 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="GTA side by side with MetaSchedule, PyTorch, "
                                 "numpy and the peak on a suite")
-    bench.add_argument("--suite", required=True,
-                       help=", ".join([*SUITES, *NET_SUITES]) + " (net-*: whole models)")
+    chosen = bench.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--suite",
+                        help=", ".join([*SUITES, *NET_SUITES]) + " (net-*: whole models)")
+    chosen.add_argument("--workload", action="append", metavar="SPEC",
+                        help="a workload of your own instead of a suite, e.g. "
+                             "conv2d:N=1,C=64,H=56,W=56,K=128,R=3,S=3,stride=2,pad=1,"
+                             "dtype=float32; repeat for more (default budget: the ops suite's)")
     bench.add_argument("--trials", type=_positive_int,
                        help="trials per workload for each tuning contender (default: the "
                             "suite's budget)")
@@ -463,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=_positive_int, default=5,
                        help="interleaved timing rounds; medians are reported (default 5)")
     bench.add_argument("--out", help="directory of results and tuning records (resumable; "
-                                     "default bench-SUITE)")
+                                     "default bench-SUITE, bench-workloads for --workload)")
     bench.add_argument("--target", default="avx512", help="CPU target (default: avx512)")
     bench.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
                        help="before timing a workload, wait up to this long for other "

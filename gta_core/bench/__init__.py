@@ -11,6 +11,7 @@ from .report import BenchReport, ContenderResult, WorkloadResult, geomean_ratios
 from .run import (
     DEFAULT_BASELINES,
     BenchError,
+    adhoc_suite,
     parse_baselines,
     resolve_contenders,
     resolve_suite,
@@ -20,5 +21,5 @@ from .suites import SUITES, Suite
 
 __all__ = ["CONTENDERS", "DEFAULT_BASELINES", "PEAK", "SUITES", "BenchContext",
            "BenchError", "BenchReport", "Contender", "ContenderResult", "Prepared", "Suite",
-           "WorkloadResult", "geomean_ratios", "parse_baselines", "resolve_contenders",
-           "resolve_suite", "run_bench"]
+           "WorkloadResult", "adhoc_suite", "geomean_ratios", "parse_baselines",
+           "resolve_contenders", "resolve_suite", "run_bench"]

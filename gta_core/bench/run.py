@@ -58,6 +58,15 @@ def resolve_suite(name: str) -> Suite:
     return SUITES[name]
 
 
+def adhoc_suite(specs: Sequence[str], registry: Registry | None = None) -> Suite:
+    """The workloads named by ``--workload`` as a suite named ``workloads``, with the ``ops``
+    suite's budget: each spec in its canonical form, once. SpecError names a bad one."""
+    operators = (registry or default_registry()).operators
+    canonical = dict.fromkeys(parse_workload(spec, operators).spec for spec in specs)
+    return Suite(name="workloads", description="workloads named by --workload",
+                 workloads=tuple(canonical), trials=SUITES["ops"].trials)
+
+
 def resolve_contenders(names: Sequence[str]) -> tuple[list[Contender], bool]:
     """GTA plus the named baselines, and whether the peak is wanted.
 
