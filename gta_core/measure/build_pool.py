@@ -23,6 +23,8 @@ from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuild
 from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
 from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
+from .watched_runner import default_fatal_signals
+
 
 @derived_object
 class PooledBuilder(PyBuilder):
@@ -46,7 +48,8 @@ class PooledBuilder(PyBuilder):
             if self._pool is None:
                 self._pool = PopenPoolExecutor(max_workers=self.max_workers,
                                                timeout=self.timeout_sec,
-                                               maximum_process_uses=self.maximum_uses)
+                                               maximum_process_uses=self.maximum_uses,
+                                               initializer=default_fatal_signals)
             try:
                 return [_result(outcome, self.timeout_sec) for outcome in
                         self._pool.map_with_error_catching(lambda x: _worker_func(*x), [

@@ -102,7 +102,8 @@ def _device_type(target: tvm.target.Target) -> str:
 
 
 def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -> ms.runner.Runner:
-    """A LocalRunner, or an RPCRunner over every server of ``settings.rpc``'s key (rpc.py).
+    """A LocalRunner (:mod:`.watched_runner`'s: no wait without end), or an RPCRunner over
+    every server of ``settings.rpc``'s key (rpc.py).
     Cache flushing applies to CPU targets only; a flush to the last-level cache
     (``flush_to="llc"``, :mod:`.scrub`) to local runs only (a remote one flushes to memory)."""
     from tvm.s_tir import meta_schedule as ms
@@ -119,10 +120,12 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
 
         if isinstance(target, Target):  # measured here: refused before a worker dies of SIGILL
             require_runs_here(target)
-        return ms.runner.LocalRunner(timeout_sec=settings.run_timeout_s,
-                                     evaluator_config=evaluator,
-                                     f_alloc_argument=alloc_arguments,
-                                     f_run_evaluator=scrubbing.run_evaluator if scrub else None)
+        from .watched_runner import WatchedLocalRunner
+
+        return WatchedLocalRunner(timeout_sec=settings.run_timeout_s,
+                                  evaluator_config=evaluator,
+                                  f_alloc_argument=alloc_arguments,
+                                  f_run_evaluator=scrubbing.run_evaluator if scrub else None)
     return make_rpc_runner(settings, evaluator)
 
 

@@ -439,7 +439,9 @@ def _runs_here(runner) -> bool:
     """Whether ``runner`` runs candidates on this machine (not through an RPC tracker)."""
     from tvm.s_tir import meta_schedule as ms
 
-    return isinstance(runner, ms.runner.LocalRunner)
+    from ..measure.watched_runner import WatchedLocalRunner
+
+    return isinstance(runner, (ms.runner.LocalRunner, WatchedLocalRunner))
 
 
 def _mismatch(check: ArtifactCheck, artifact_path: str, program, target) -> str | None:
