@@ -15,13 +15,15 @@ from gta_core.scheduler.space import Task
 from gta_core.workloads import parse_workload
 
 
-def first_mapping_search(spec: str, settings: SearchSettings | None = None) -> TaskSearch:
-    """A TaskSearch over ``spec``'s first kept mapping, with every rule and constraint, a
-    random cost model and no builder or runner; call ``_start()`` for its context."""
+def first_mapping_search(spec: str, settings: SearchSettings | None = None,
+                         index: int = 0) -> TaskSearch:
+    """A TaskSearch over ``spec``'s first kept mapping (its ``index``-th), with every rule
+    and constraint, a random cost model and no builder or runner; call ``_start()`` for
+    its context."""
     registry = default_registry()
     workload = parse_workload(spec, registry.operators)
-    mapping = next(c for c in mapping_candidates(workload, "avx512", registry)
-                   if c.status == "kept")
+    mapping = [c for c in mapping_candidates(workload, "avx512", registry)
+               if c.status == "kept"][index]
     task = Task(workload, mapping, registry.intrinsics[mapping.intrinsic],
                 registry.target("avx512"))
     return TaskSearch(task, store=RecordStore(tempfile.mkdtemp()), builder=None, runner=None,

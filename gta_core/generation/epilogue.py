@@ -23,16 +23,6 @@ def _accepted(sch, step) -> bool:
     return True
 
 
-def _points(sch, block) -> int | None:
-    """How many points ``block`` iterates; None where an extent is not a constant."""
-    from math import prod
-
-    extents = [iv.dom.extent for iv in sch.get(block).iter_vars]
-    if not all(hasattr(e, "value") for e in extents):
-        return None
-    return prod(int(e.value) for e in extents)
-
-
 def _elementwise(sch, block) -> bool:
     from tvm.tirx import IterVar
 
@@ -172,12 +162,5 @@ class FuseEpilogue(GenerationRule):
         consumers = sch.get_consumers(writer)
         if len(consumers) != 1:
             return []
-        # TVM accepts an inline whose consumer covers fewer points than the writer computes
-        # (a transposed convolution's gather of its 2 x 15 phase rows into 28 output rows):
-        # the inlined write-back would write its extra points outside the output. Seen on
-        # 2026-12-07: a row before the output and one after it, a corrupt heap.
-        writer_points = _points(sch, writer)
         return [c for c in consumers if _elementwise(sch, c)
-                and (writer_points is None or _points(sch, c) is None
-                     or _points(sch, c) >= writer_points)
                 and _accepted(sch, lambda s, c=c: s.reverse_compute_inline(c))]

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..database import trace_key
+from ..generation.bounds import writes_outside
 from ..generation.rule import GenerationRule
 from ..measure.artifact_check import ArtifactCheck, Reference
 from ..measure.offline import OfflineRound
@@ -382,12 +383,13 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
     # constant weights laid out once beforehand (weight_prepack): a trial that paid the
     # layout on every call was timed at 1.1-45x the compute the model runs.
     programs = [as_model_runs(s.task.workload, c.sch.mod) for s, c in flat]
+    outside = [writes_outside(c.sch.mod) for _, c in flat]  # never run: it corrupts memory
     built = builder.build([ms.builder.BuilderInput(
         p.module() if p.prepack is not None else c.sch.mod, s.task.target.tvm_target())
         for (s, c), p in zip(flat, programs)])
     inputs, where = [], []
     for index, ((search, candidate), result) in enumerate(zip(flat, built)):
-        if result.error_msg is None:
+        if result.error_msg is None and not outside[index]:
             target = search.task.target
             device = "cpu" if target.kind == "cpu" else target.tvm_target().kind.name
             program = programs[index]
@@ -395,7 +397,9 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
                 result.artifact_path, device, candidate.args_info if program.prepack is None
                 else ms.arg_info.ArgInfo.from_prim_func(program.compute)))
             where.append(index)
-    results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg) for r in built]
+    results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg or (
+        f"writes outside its buffer: {', '.join(blocks)}" if blocks else None))
+        for r, blocks in zip(built, outside)]
     timed: list[list[float] | None] = [None] * len(flat)  # what the runner measured
     correct: list[bool | None] = [None] * len(flat)  # None: not checked
     try:
