@@ -48,7 +48,7 @@ def test_a_stage_that_moves_megabytes_takes_most_of_a_tiny_reduction():
     rng = np.random.default_rng(0)
     args = [tvm.runtime.tensor(rng.standard_normal(shape).astype("float32"), device)
             for shape in ((N, N), (16, 16), (16, 16))]
-    breakdown = stage_breakdown(packed_matmul, target, args, number=20, repeats=5)
+    breakdown = stage_breakdown(packed_matmul, target, args, repeats=5)
     [stage] = breakdown.stages
     assert stage.block == "a_global" and stage.role == "packing" and stage.note is None
     # 4 MB copied against 4096 multiply-adds: the copy is nearly all of it

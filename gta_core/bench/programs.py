@@ -67,27 +67,23 @@ class TVMProgram(Program):
         self.args.append(tvm.runtime.tensor(garbage_output(workload), device))
         self.device = device
         self.timer = None
-        self.runs: int | None = None  # per repeat: calibrated once, then fixed
 
     def output(self) -> np.ndarray:
         self.module(*self.args)
         return self.args[-1].numpy()
 
-    def _runs(self) -> int:
-        if self.runs is None:
+    def sample_us(self) -> float:
+        if self.timer is None:  # the run count is calibrated once, then fixed
             once = self.module.time_evaluator(self.module.entry_name, self.device, number=1,
                                               repeat=5)
-            self.runs = runs_per_repeat(min(once(*self.args).results))
-        return self.runs
-
-    def sample_us(self) -> float:
-        if self.timer is None:
+            fastest = min(once(*self.args).results)
             self.timer = self.module.time_evaluator(
-                self.module.entry_name, self.device, repeat=REPEATS, number=self._runs())
+                self.module.entry_name, self.device, repeat=REPEATS,
+                number=runs_per_repeat(fastest))
         return statistics.median(self.timer(*self.args).results) * 1e6
 
     def stages(self) -> StageBreakdown:
-        return stage_breakdown(self.program, self.target, self.args, self._runs(), REPEATS)
+        return stage_breakdown(self.program, self.target, self.args, REPEATS, MIN_REPEAT_S)
 
 
 class CallableProgram(Program):

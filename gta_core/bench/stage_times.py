@@ -85,16 +85,18 @@ def without_stage(func, block: str) -> tuple[Any, list[Any]]:
                              emptied.attrs), lifted
 
 
-def stage_breakdown(program, target: Target, args: list[Any], number: int,
-                    repeats: int) -> StageBreakdown:
+def stage_breakdown(program, target: Target, args: list[Any], repeats: int = 10,
+                    min_repeat_s: float = 1e-3) -> StageBreakdown:
     """``program`` (a PrimFunc, or an IRModule of one) timed whole and without each stage,
-    on ``args`` (its arguments as TVM tensors, output last): each the median of ``repeats``
-    repeats of ``number`` runs."""
+    on ``args`` (its arguments as TVM tensors, output last), each a median of ``repeats``
+    repeats lasting about ``min_repeat_s``."""
     import tvm
 
     func = program if isinstance(program, tvm.tirx.PrimFunc) else program["main"]
     device = tvm.cpu()
     whole = runnable(func, target)
+    once = whole.time_evaluator(whole.entry_name, device, number=1, repeat=5)
+    number = max(1, int(min_repeat_s / max(min(once(*args).results), 1e-9)) + 1)
 
     def median_us(module, extra: list[Any]) -> float:
         timer = module.time_evaluator(module.entry_name, device, number=number,
