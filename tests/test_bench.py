@@ -255,11 +255,6 @@ def test_bench_prints_results_json_with_every_contender(tiny_run):
         else:  # a tuner may find nothing that builds in 2 trials; it must say so
             assert result["status"] in ("failed", "wrong") and result["note"], name
     assert row["gta"]["status"] == "timed"
-    stages = row["gta"]["stages"]  # GTA's program stage by stage, timed in its process
-    assert stages["program_us"] > 0 and stages["stages"]
-    assert all(s["us"] is not None and s["role"] in ("packing", "write-back", "other")
-               for s in stages["stages"])
-    assert all(r.get("stages") is None for n, r in row.items() if n != "gta")
     assert set(report["geomean_ratio"]) == {f"gta/{n}" for n, r in row.items()
                                             if n != "gta" and r["status"] == "timed"}
 
@@ -273,7 +268,6 @@ def test_bench_writes_results_md_and_png_plots(tiny_run):
     commit = tiny_run["results"]["code"]
     assert f"Timed at commit {commit}; tuned: gta at {commit}; metaschedule at {commit}." in md
     assert "Geometric-mean speedup of GTA" in md and "generic rules without an intrinsic" in md
-    assert "## GTA's programs stage by stage" in md
     for name in ("throughput.png", "fraction_of_peak.png", "tuning_curves.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
         assert f"]({name})" in md

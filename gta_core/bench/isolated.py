@@ -25,7 +25,6 @@ from ..host import library_defaults
 from .contenders import BenchContext, ContenderJob, Prepared
 from .libraries import LIBRARY_CONTENDERS
 from .programs import Program
-from .stage_times import StageBreakdown
 from .tuning_worker import first_line
 
 
@@ -67,10 +66,6 @@ class IsolatedProgram(Program):
 
     def sample_us(self) -> float:
         return self._ask("sample")
-
-    def stages(self) -> StageBreakdown | None:
-        found = self._ask("stages")
-        return StageBreakdown.model_validate(found) if found is not None else None
 
     def mismatch(self, workload: Any, expected: Any) -> str | None:
         """The child's program checked there, on the same inputs (its own check, if it has
@@ -133,9 +128,6 @@ def serve(connection: Any, job_json: str) -> None:
         try:
             if request == "check":
                 value = program.mismatch(workload, workload.expected(inputs))
-            elif request == "stages":
-                found = program.stages()
-                value = found.model_dump() if found is not None else None
             else:
                 value = program.output() if request == "output" else program.sample_us()
             connection.send(("ok", value))

@@ -23,7 +23,6 @@ from ..measure import runnable
 from ..measure.garbage import garbage_output
 from ..models import Target
 from ..workloads import Expected, Workload
-from .stage_times import StageBreakdown, stage_breakdown
 
 REPEATS = 10
 MIN_REPEAT_S = 1e-3
@@ -39,10 +38,6 @@ class Program(ABC):
     @abstractmethod
     def sample_us(self) -> float:
         """One timing sample in microseconds."""
-
-    def stages(self) -> StageBreakdown | None:
-        """Its time stage by stage (:mod:`.stage_times`), where it is a TensorIR program."""
-        return None
 
     def mismatch(self, workload: Workload, expected: Expected) -> str | None:
         """Why this program's output is wrong for ``workload``; None when it is right.
@@ -60,7 +55,6 @@ class TVMProgram(Program):
                  inputs: list[np.ndarray]) -> None:
         import tvm
 
-        self.program, self.target = program, target
         self.module = runnable(program, target)
         device = tvm.cpu()
         self.args = [tvm.runtime.tensor(x, device) for x in inputs]
@@ -81,9 +75,6 @@ class TVMProgram(Program):
                 self.module.entry_name, self.device, repeat=REPEATS,
                 number=runs_per_repeat(fastest))
         return statistics.median(self.timer(*self.args).results) * 1e6
-
-    def stages(self) -> StageBreakdown:
-        return stage_breakdown(self.program, self.target, self.args, REPEATS, MIN_REPEAT_S)
 
 
 class CallableProgram(Program):

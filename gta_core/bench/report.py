@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from ..workloads import throughput_unit as unit
 from .quiet import QUIET_CORES
-from .stage_times import StageBreakdown
 
 
 class ContenderResult(BaseModel):
@@ -32,7 +31,6 @@ class ContenderResult(BaseModel):
     fraction_of_peak: float | None = None
     trials: int | None = None  # candidates measured while tuning (tuning contenders)
     tuning_seconds: float | None = None
-    stages: StageBreakdown | None = None  # GTA's program stage by stage (stage_times.py)
 
 
 class PeakEntry(BaseModel):
@@ -148,30 +146,6 @@ def _provenance(report: BenchReport) -> str:
                                                             else ".")
 
 
-def stage_lines(report: BenchReport) -> list[str]:
-    """GTA's programs stage by stage: each stage's cost, and what is left for the main block
-    against the peak."""
-    rows = [(w, w.contenders["gta"].stages) for w in report.workloads
-            if "gta" in w.contenders and w.contenders["gta"].stages]
-    if not rows:
-        return []
-    out = ["## GTA's programs stage by stage", "",
-           "Each stage's cost is the program's time minus its time with that stage's block "
-           "emptied (bench/stage_times.py), timed after the rounds; what is left is the main "
-           "block (the reduction on the intrinsic), against the peak. A stage within the "
-           "timing noise may come out slightly negative.", "",
-           "| workload | program us | stages: us (share) | main block us | main block of peak |",
-           "|---|---:|---|---:|---:|"]
-    for w, b in rows:
-        stages = "; ".join(f"{s.block} ({s.role}) {s.us:.1f} ({s.us / b.program_us:.0%})"
-                           if s.us is not None else f"{s.block}: {s.note}" for s in b.stages)
-        peak = (f"{w.gflop * 1e6 / b.compute_us / w.peak_gops:.0%}"
-                if w.peak_gops and b.compute_us > 0 else "-")
-        out.append(f"| `{w.workload}` | {b.program_us:.1f} | {stages or 'none'} | "
-                   f"{b.compute_us:.1f} | {peak} |")
-    return [*out, ""]
-
-
 def markdown(report: BenchReport, plots: list[str]) -> str:
     """results.md: the side-by-side table, fractions of peak, tuning cost, geomeans, notes."""
     part = (f" (its first {len(report.workloads)} of {report.suite_workloads} workloads)"
@@ -212,7 +186,6 @@ def markdown(report: BenchReport, plots: list[str]) -> str:
                              if r and r.trials is not None else "-")
             out.append(f"| `{w.workload}` | " + " | ".join(cells) + " |")
         out.append("")
-    out += stage_lines(report)
     busy = [w for w in report.workloads
             if w.other_cores is not None and w.other_cores > QUIET_CORES]
     if busy:

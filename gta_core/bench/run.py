@@ -40,7 +40,6 @@ from .programs import Program
 from .quiet import QUIET_CORES, OtherLoad, settle, wait_for_quiet
 from .report import BenchReport, ContenderResult, PeakEntry, WorkloadResult, geomean_ratios
 from .report import markdown as render_markdown
-from .stage_times import StageBreakdown
 from .suites import SUITES, Suite
 from .tuned import TunedLog, TuningPart, code_version
 from .tuning_worker import TuningFailed, TuningWorker, first_line
@@ -209,7 +208,6 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
         _prepare_all(workload, contenders, ctx, inputs, expected, failures, isolate,
                      results, programs, children)
         other_cores, timed = _time_all(workload, programs, ctx, repeat, quiet_wait_s)
-        stages = _gta_stages(workload, programs, ctx)
     finally:
         for child in children:
             child.close()
@@ -219,24 +217,10 @@ def bench_workload(workload: Workload, contenders: list[Contender], ctx: BenchCo
         results[name] = results[name].model_copy(update={
             "latency_us": median, "latency_min_us": min(samples),
             "latency_max_us": max(samples), "spread": (max(samples) - min(samples)) / median,
-            "gflops": gflops, "fraction_of_peak": gflops / peak.gops if peak else None,
-            "stages": stages if name == "gta" else None})
+            "gflops": gflops, "fraction_of_peak": gflops / peak.gops if peak else None})
     return WorkloadResult(workload=workload.spec, dtype=workload.params.dtype,
                           gflop=workload.flops / 1e9, peak_gops=peak.gops if peak else None,
                           other_cores=other_cores, contenders=results)
-
-
-def _gta_stages(workload: Workload, programs: dict[str, Program],
-                ctx: BenchContext) -> StageBreakdown | None:
-    """GTA's program timed stage by stage, after the rounds; None (and a line why) where
-    that fails: the breakdown explains a result, it never ends the run."""
-    if "gta" not in programs:
-        return None
-    try:
-        return programs["gta"].stages()
-    except Exception as exc:  # noqa: BLE001
-        ctx.progress(f"gta: no stage breakdown on {workload.spec}: {first_line(exc)}")
-        return None
 
 
 def _prepare_all(workload: Workload, contenders: list[Contender], ctx: BenchContext,
