@@ -17,9 +17,9 @@ from gta_core.workloads import parse_workload
 
 def first_mapping_search(spec: str, settings: SearchSettings | None = None,
                          index: int = 0) -> TaskSearch:
-    """A TaskSearch over ``spec``'s first kept mapping (its ``index``-th), with every rule
-    and constraint, a random cost model and no builder or runner; call ``_start()`` for
-    its context."""
+    """A TaskSearch over ``spec``'s first kept mapping (or its ``index``-th), with every
+    rule and constraint, a random cost model and no builder or runner; call ``_start()``
+    for its context."""
     registry = default_registry()
     workload = parse_workload(spec, registry.operators)
     mapping = [c for c in mapping_candidates(workload, "avx512", registry)

@@ -34,9 +34,10 @@ def _gather_writers(sch) -> list[str]:
 def test_a_transposed_convolutions_unguarded_gather_is_found():
     # This mapping's write-back takes the phase gather in, and the predicate that kept its
     # 2 x 6 phase rows inside the 11 output rows is gone by the end: it writes row -1 and 11.
-    flagged = [writes_outside(sch.mod) for sch in _programs(3)]
+    programs = _programs(3)
+    flagged = [writes_outside(sch.mod) for sch in programs]
     assert any(flagged)
-    assert all(set(f) <= set(_gather_writers(sch)) for f, sch in zip(flagged, _programs(3)))
+    assert all(set(f) <= set(_gather_writers(sch)) for f, sch in zip(flagged, programs))
 
 
 @pytest.mark.parametrize("mapping", [0, 1])

@@ -383,13 +383,20 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
     # constant weights laid out once beforehand (weight_prepack): a trial that paid the
     # layout on every call was timed at 1.1-45x the compute the model runs.
     programs = [as_model_runs(s.task.workload, c.sch.mod) for s, c in flat]
-    outside = [writes_outside(c.sch.mod) for _, c in flat]  # never run: it corrupts memory
-    built = builder.build([ms.builder.BuilderInput(
-        p.module() if p.prepack is not None else c.sch.mod, s.task.target.tvm_target())
-        for (s, c), p in zip(flat, programs)])
+    # A candidate that may write outside a buffer is neither built nor run: it corrupts
+    # memory (generation/bounds.py).
+    built = [ms.builder.BuilderResult(None, f"writes outside its buffer: {', '.join(blocks)}"
+                                      if blocks else None)
+             for blocks in (writes_outside(c.sch.mod) for _, c in flat)]
+    inside = [i for i, result in enumerate(built) if result.error_msg is None]
+    made = builder.build([ms.builder.BuilderInput(
+        programs[i].module() if programs[i].prepack is not None else flat[i][1].sch.mod,
+        flat[i][0].task.target.tvm_target()) for i in inside]) if inside else []
+    for i, result in zip(inside, made):
+        built[i] = result
     inputs, where = [], []
     for index, ((search, candidate), result) in enumerate(zip(flat, built)):
-        if result.error_msg is None and not outside[index]:
+        if result.error_msg is None:
             target = search.task.target
             device = "cpu" if target.kind == "cpu" else target.tvm_target().kind.name
             program = programs[index]
@@ -397,9 +404,7 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
                 result.artifact_path, device, candidate.args_info if program.prepack is None
                 else ms.arg_info.ArgInfo.from_prim_func(program.compute)))
             where.append(index)
-    results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg or (
-        f"writes outside its buffer: {', '.join(blocks)}" if blocks else None))
-        for r, blocks in zip(built, outside)]
+    results = [ms.runner.RunnerResult(run_secs=None, error_msg=r.error_msg) for r in built]
     timed: list[list[float] | None] = [None] * len(flat)  # what the runner measured
     correct: list[bool | None] = [None] * len(flat)  # None: not checked
     try:
