@@ -77,9 +77,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(compiled)
             return 0
-        print(_table([[f.workload, f.function, f.mapping or "-", _us(f.tuned_us)]
-                      for f in compiled.functions],
-                     ["workload", "function", "mapping", "tuned_us"]))
+        print(_table([[f.workload, f.function, f.mapping or "-", _us(f.tuned_us),
+                       f.prepack or "-"] for f in compiled.functions],
+                     ["workload", "function", "mapping", "tuned_us", "weights laid out by"]))
         print(f"each checked against numpy; wrote {compiled.out}")
         return 0
     _, report = compile_model(_load(args), args.target, args.db, args.out)

@@ -35,6 +35,7 @@ from .database.lines import (
     read_json_lines,
     warn_line,
 )
+from .generation.bounds import outside_error
 from .measure import MeasureSettings, runnable
 from .measure.garbage import garbage_output
 from .models import Target
@@ -112,8 +113,18 @@ def picked_record(store: RecordStore, tasks: list[str] | None = None) -> Record 
     picked = picks[-1].picked if picks else None
     if picked is None:
         return None
-    record = next((r for r in store.records() if r.line == picked.line), None)
+    record = _line(store, picked.line)
     return record if record and record.trace_key == picked.trace_key else None
+
+
+def _line(store: RecordStore, line: int) -> Record | None:
+    return next((r for r in store.records() if r.line == line), None)
+
+
+def in_bounds(store: RecordStore, record: Record | None) -> bool:
+    """Whether ``record``'s program writes inside its buffers (:mod:`.generation.bounds`):
+    records tuned before that check may not (a transposed convolution's, 2026-12-07)."""
+    return record is not None and outside_error(store.schedule(record).mod) is None
 
 
 def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: list[str],
@@ -130,7 +141,8 @@ def final_pick(store: RecordStore, workload: Workload, target: Target, tasks: li
         return None
     for pick in reversed(recorded(store.directory, tasks)):
         keys = [r.trace_key for r in records[:len(pick.candidates)]]
-        if sorted(c.trace_key for c in pick.candidates) == sorted(keys):
+        if sorted(c.trace_key for c in pick.candidates) == sorted(keys) and (
+                pick.picked is None or in_bounds(store, _line(store, pick.picked.line))):
             return pick
     pick = FinalPick(tasks=sorted(tasks), time=time.time(),
                      candidates=_retime(store, workload, target, records,
@@ -166,7 +178,11 @@ def _retime(store: RecordStore, workload: Workload, target: Target, records: lis
         # or zeros, could hide a program that never writes (or never initialises) it.
         out = tvm.runtime.tensor(garbage_output(workload), device)
         try:  # as the tuning built it: a model's weights laid out once, beforehand
-            program = as_model_runs(workload, store.schedule(record).mod)
+            mod = store.schedule(record).mod
+            refusal = outside_error(mod)  # never run: it would corrupt memory
+            if refusal:
+                raise ValueError(refusal)
+            program = as_model_runs(workload, mod)
             module = runnable(program.module(), target)
             inputs = program.arguments(args, target)
             module(*inputs, out)

@@ -28,7 +28,12 @@ from .measure.fast_math import register_fast_math
 from .models import Target
 from .plugins import Registry, default_registry
 from .quantized_check import QuantizedCheck, check_quantized
-from .weight_prepack import constant_arguments, mark_weight_packing, prepack_passes
+from .weight_prepack import (
+    as_model_runs,
+    constant_arguments,
+    mark_weight_packing,
+    prepack_passes,
+)
 
 # Outputs may differ from the framework's by this fraction of the largest output: 2^13
 # float32 roundoffs, room for every layer's sums to run in another order (each within 16
@@ -67,16 +72,18 @@ class CompileError(ValueError):
 
 def _chosen_record(store, prefix: str):
     """The record the final pick chose among the tasks under ``prefix``, else the fastest
-    one checked correct while tuning; None when neither exists."""
-    from .final_pick import picked_record, ranked_records
+    one checked correct while tuning; None when neither exists. A record whose program
+    may write outside a buffer is passed over."""
+    from .final_pick import in_bounds, picked_record, ranked_records
 
     keys = [k for k in store.tasks() if k.startswith(prefix)]
     if not keys:
         return None
     picked = picked_record(store, keys)
-    if picked is not None:
+    if picked is not None and in_bounds(store, picked):
         return picked
-    return next((r for r in ranked_records(store, keys) if r.correct), None)
+    return next((r for r in ranked_records(store, keys) if r.correct and in_bounds(store, r)),
+                None)
 
 
 def schedule_model(model: Model, target: str, db: str | os.PathLike,
@@ -259,6 +266,10 @@ class CompiledWorkload(BaseModel):
     function: str  # its name in the library
     mapping: str | None
     tuned_us: float | None
+    # weights=constant: the function laying the weights out once (``function`` takes its
+    # outputs in their place), and the shape and dtype of each laid-out weight
+    prepack: str | None = None
+    packed_weights: list[tuple[list[int], str]] = []
 
 
 class SpecsCompileReport(BaseModel):
@@ -277,7 +288,9 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
                   registry: Registry | None = None) -> tuple[Any, SpecsCompileReport]:
     """One library with the best checked program of each spec in ``db``, one function per
     spec (:func:`function_name`; arguments: inputs, then the output), each checked against
-    its numpy reference before ``out`` is written."""
+    its numpy reference before ``out`` is written. A ``weights=constant`` spec's function
+    takes its weights laid out by a second one, ``NAME_prepack`` (weights in, the laid-out
+    ones out: ``packed_weights``), which a caller runs once."""
     import tvm
 
     from .database import RecordStore
@@ -302,23 +315,31 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
     for intrinsic in registry.intrinsics_for(target):
         ensure_registered(intrinsic)
     store = RecordStore(db)
-    functions, rows = {}, []
+    functions, rows, splits = {}, [], []
     for workload in workloads:
         record = _chosen_record(store, task_prefix(workload.spec, chosen))
         if record is None:
             raise CompileError(f"no checked record of {workload.spec} on {target} in {db}; "
                                "tune it there first")
         name = function_name(workload.spec)
-        functions[name] = store.schedule(record).mod["main"].with_attr("global_symbol", name)
+        split = as_model_runs(workload, store.schedule(record).mod)  # weights=constant
+        functions[name] = split.compute.with_attr("global_symbol", name)
+        prepack = f"{name}_prepack" if split.prepack is not None else None
+        if prepack:
+            functions[prepack] = split.prepack.with_attr("global_symbol", prepack)
+        splits.append(split)
         rows.append(CompiledWorkload(workload=workload.spec, function=name,
-                                     mapping=record.mapping, tuned_us=record.latency_us))
+                                     mapping=record.mapping, tuned_us=record.latency_us,
+                                     prepack=prepack, packed_weights=split.packed_weights))
     require_runs_here(chosen)  # each function is checked here before the library is written
     library = build(tvm.IRModule(functions), chosen)
     module = library.jit()
-    for workload, row in zip(workloads, rows):
+    for workload, row, split in zip(workloads, rows, splits):
         inputs = workload.random_inputs()
         result = tvm.runtime.tensor(garbage_output(workload))
-        module[row.function](*(tvm.runtime.tensor(x) for x in inputs), result)
+        args = split.arguments([tvm.runtime.tensor(x) for x in inputs], chosen,
+                               module[row.prepack] if row.prepack else None)
+        module[row.function](*args, result)
         mismatch = workload.mismatch(result.numpy(), workload.expected(inputs))
         if mismatch:
             raise CompileError(f"{workload.spec}: the compiled program is wrong ({mismatch})")

@@ -169,21 +169,28 @@ class SplitProgram:
 
         return tvm.IRModule({"main": self.compute})
 
-    def arguments(self, inputs: list, target) -> list:
+    def arguments(self, inputs: list, target, prepack: Any = None) -> list:
         """``compute``'s inputs from the original function's ``inputs`` (TVM tensors): the
-        weights laid out here by ``prepack``, built for ``target``."""
+        weights laid out here by ``prepack`` (a built function; default: built here for
+        ``target``)."""
         if self.prepack is None:
             return list(inputs)
         import tvm
 
         from .measure import runnable
 
-        module = runnable(tvm.IRModule({"main": self.prepack}), target)
-        outputs = [tvm.runtime.tensor(np.empty([int(d) for d in b.shape], str(b.dtype)),
-                                      inputs[0].device)
-                   for b in self.prepack.params[len(self.reads):]]
-        module(*[inputs[i] for i in self.reads], *outputs)
+        if prepack is None:
+            prepack = runnable(tvm.IRModule({"main": self.prepack}), target)
+        outputs = [tvm.runtime.tensor(np.empty(shape, dtype), inputs[0].device)
+                   for shape, dtype in self.packed_weights]
+        prepack(*[inputs[i] for i in self.reads], *outputs)
         return [outputs[i] if packed else inputs[i] for packed, i in self.sources]
+
+    @property
+    def packed_weights(self) -> list[tuple[list[int], str]]:
+        """Shape and dtype of each weight ``prepack`` lays out, in its order."""
+        return [([int(d) for d in b.shape], str(b.dtype))
+                for b in self.prepack.params[len(self.reads):]] if self.prepack else []
 
 
 def as_model_runs(workload, mod) -> SplitProgram:

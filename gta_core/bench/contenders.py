@@ -161,16 +161,16 @@ class GTA(TuningContender):
     def best_program(self, workload: Workload, where: Path, ctx: BenchContext,
                      chosen: str | None) -> Any:
         from ..database import RecordStore
-        from ..final_pick import picked_record
+        from ..final_pick import in_bounds, picked_record
 
         for intrinsic in ctx.registry.intrinsics_for(ctx.target.name):
             ensure_registered(intrinsic)  # replaying a trace tensorizes with them
         store = RecordStore(where)
         record = picked_record(store)  # what GTA re-timed, checked and reported
-        if record is None:  # records tuned before the final pick existed
-            ok = [r for r in store.records() if r.ok]
-            ok = [r for r in ok if r.mapping == chosen] or ok
-            record = min(ok, key=lambda r: r.latency_us) if ok else None
+        if record is None:  # records tuned before the final pick existed: the fastest
+            ok = sorted((r for r in store.records() if r.ok),  # of the chosen mapping first
+                        key=lambda r: (r.mapping != chosen, r.latency_us))
+            record = next((r for r in ok if in_bounds(store, r)), None)
         return store.schedule(record).mod if record else None
 
     def measured(self, where: Path) -> int:
@@ -284,7 +284,8 @@ def _lane_dot_product(intrinsic: Intrinsic) -> bool:
 PEAK = "peak"  # not a contender: the measured intrinsic peak, the fraction-of-peak denominator
 # The library contenders subclass Contender: imported once it is defined.
 from .libraries import Numpy, OnnxRuntime, OnnxRuntimePrepacked, OnnxRuntimeQLinear, Torch  # noqa: E402
+from .torch_prepacked import TorchPrepacked  # noqa: E402
 
 CONTENDERS: dict[str, type[Contender]] = {
-    c.name: c for c in (GTA, MetaSchedule, MetaScheduleVNNI, Torch, Numpy, OnnxRuntime,
-                        OnnxRuntimeQLinear, OnnxRuntimePrepacked)}
+    c.name: c for c in (GTA, MetaSchedule, MetaScheduleVNNI, Torch, TorchPrepacked, Numpy,
+                        OnnxRuntime, OnnxRuntimeQLinear, OnnxRuntimePrepacked)}

@@ -47,7 +47,7 @@ class Torch(Contender):
               "stall the TVM programs timed after them in that process")
 
     def skip_reason(self, workload: Workload, ctx: BenchContext) -> str | None:
-        if not _import_torch():
+        if not import_torch():
             return "torch is not installed (pip install 'gta-core[bench]')"
         return _torch_call(workload, None)[2]
 
@@ -85,7 +85,7 @@ class Bfloat16OutputProgram(CallableProgram):
         return workload.mismatch(self.output(), replace(expected, bound=bound))
 
 
-def _import_torch() -> bool:
+def import_torch() -> bool:
     """Whether torch is installed (import gta_core set its OpenMP wait policy before it loads)."""
     try:
         import torch  # noqa: F401
@@ -261,4 +261,4 @@ class OnnxRuntimePrepacked(OnnxRuntime):
 # Contenders calling a library rather than running a TVM program: timed in a process of
 # their own with the library's own thread settings (gta_core.host.library_defaults).
 LIBRARY_CONTENDERS = frozenset(c.name for c in (Torch, Numpy, OnnxRuntime, OnnxRuntimeQLinear,
-                                                OnnxRuntimePrepacked))
+                                                OnnxRuntimePrepacked)) | {"torch-prepacked"}

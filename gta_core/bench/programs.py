@@ -22,6 +22,7 @@ import numpy as np
 from ..measure import runnable
 from ..measure.garbage import garbage_output
 from ..models import Target
+from ..weight_prepack import as_model_runs
 from ..workloads import Expected, Workload
 
 REPEATS = 10
@@ -49,15 +50,19 @@ class Program(ABC):
 
 
 class TVMProgram(Program):
-    """A TensorIR program (PrimFunc or IRModule), built once for the target and run here."""
+    """A TensorIR program (PrimFunc or IRModule), built once for the target and run here.
+    Where ``workload`` holds its weights constant, their packing stages run once, here,
+    and what is timed is the compute (:func:`gta_core.weight_prepack.as_model_runs`)."""
 
     def __init__(self, program: Any, workload: Workload, target: Target,
                  inputs: list[np.ndarray]) -> None:
         import tvm
 
-        self.module = runnable(program, target)
+        mod = program if isinstance(program, tvm.IRModule) else tvm.IRModule({"main": program})
+        split = as_model_runs(workload, mod)
+        self.module = runnable(split.module(), target)
         device = tvm.cpu()
-        self.args = [tvm.runtime.tensor(x, device) for x in inputs]
+        self.args = split.arguments([tvm.runtime.tensor(x, device) for x in inputs], target)
         self.args.append(tvm.runtime.tensor(garbage_output(workload), device))
         self.device = device
         self.timer = None

@@ -44,8 +44,8 @@ from .suites import SUITES, Suite
 from .tuned import TunedLog, TuningPart, code_version
 from .tuning_worker import TuningFailed, TuningWorker, first_line
 
-DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "numpy", "onnxruntime",
-                     "onnxruntime-qlinear", "onnxruntime-prepacked", PEAK)
+DEFAULT_BASELINES = ("metaschedule", "metaschedule-vnni", "torch", "torch-prepacked", "numpy",
+                     "onnxruntime", "onnxruntime-qlinear", "onnxruntime-prepacked", PEAK)
 
 
 class BenchError(ValueError):

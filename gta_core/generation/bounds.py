@@ -32,6 +32,13 @@ def writes_outside(mod) -> list[str]:
     return found
 
 
+def outside_error(mod) -> str | None:
+    """The error a candidate that may write outside a buffer is recorded with (never built
+    or run), None for one that writes inside its buffers."""
+    blocks = writes_outside(mod)
+    return f"writes outside its buffer: {', '.join(blocks)}" if blocks else None
+
+
 def writes_inside(sch, block) -> bool:
     """Whether every write of ``block`` lands inside its buffer, over its loops' ranges and
     under its predicate."""

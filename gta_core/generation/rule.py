@@ -101,7 +101,8 @@ class GenerationRule(ABC):
 
 
 def constant_names(workload) -> set[str]:
-    """The names of ``workload``'s inputs a model holds constant (none for a spec's)."""
+    """The names of ``workload``'s inputs held constant: a model's weights, or a spec's
+    with ``weights=constant``."""
     return {workload.func.params[i].name for i in getattr(workload, "constant_inputs", ())}
 
 

@@ -103,8 +103,9 @@ class OfflineRound:
         self.directory = directory
         self.target = target
 
-    def write(self, flat: list) -> None:
-        """Write ``flat`` ((task search, candidate) pairs) as the next round; RoundWritten."""
+    def write(self, flat: list, refused: list[str | None]) -> None:
+        """Write ``flat`` ((task search, candidate) pairs) as the next round, but for those
+        ``refused`` names an error for (recorded as their failure); RoundWritten."""
         done = rounds(self.directory)
         number = int(done[-1].name[len(ROUND):]) + 1 if done else 1
         out = self.directory / f"{ROUND}{number}"
@@ -112,7 +113,7 @@ class OfflineRound:
         manifest = new_manifest(self.target)
         tvm_target = self.target.tvm_target()
         entries: dict[str, dict] = {}
-        for index, (search, candidate) in enumerate(flat):
+        for index, ((search, candidate), refusal) in enumerate(zip(flat, refused)):
             task = search.task
             spec = task.workload.spec
             if spec not in entries:
@@ -124,6 +125,8 @@ class OfflineRound:
                       "tvm_target": formats.target_json(tvm_target),
                       "args_info": formats.args_info_json(candidate.args_info)}
             try:
+                if refusal:
+                    raise ValueError(refusal)
                 kset = kernel_set(candidate.sch.mod, self.target, entries[spec], set_id, out)
             except Exception as exc:  # noqa: BLE001 - recorded as the candidate's failure
                 error = error_line(str(exc)) or type(exc).__name__

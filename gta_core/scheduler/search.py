@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..database import trace_key
-from ..generation.bounds import writes_outside
+from ..generation.bounds import outside_error
 from ..generation.rule import GenerationRule
 from ..measure.artifact_check import ArtifactCheck, Reference
 from ..measure.offline import OfflineRound
@@ -377,17 +377,16 @@ def measure_round(picks: list[tuple[TaskSearch, list]]) -> list[tuple[list, list
 
     builder, runner = picks[0][0].builder, picks[0][0].runner
     flat = [(search, c) for search, candidates in picks for c in candidates]
+    # A candidate that may write outside a buffer is neither built nor run: it corrupts
+    # memory (generation/bounds.py).
+    refused = [outside_error(c.sch.mod) for _, c in flat]
     if isinstance(runner, OfflineRound):
-        runner.write(flat)  # measured elsewhere: the run stops here (RoundWritten)
+        runner.write(flat, refused)  # measured elsewhere: the run stops here (RoundWritten)
     # A model's function is built, timed and checked as the compiled model runs it, its
     # constant weights laid out once beforehand (weight_prepack): a trial that paid the
     # layout on every call was timed at 1.1-45x the compute the model runs.
     programs = [as_model_runs(s.task.workload, c.sch.mod) for s, c in flat]
-    # A candidate that may write outside a buffer is neither built nor run: it corrupts
-    # memory (generation/bounds.py).
-    built = [ms.builder.BuilderResult(None, f"writes outside its buffer: {', '.join(blocks)}"
-                                      if blocks else None)
-             for blocks in (writes_outside(c.sch.mod) for _, c in flat)]
+    built = [ms.builder.BuilderResult(None, error) for error in refused]
     inside = [i for i, result in enumerate(built) if result.error_msg is None]
     made = builder.build([ms.builder.BuilderInput(
         programs[i].module() if programs[i].prepack is not None else flat[i][1].sch.mod,

@@ -54,6 +54,10 @@ class OperatorParams(BaseModel):
 
     dtype: WorkloadDtype = "float32"
     out_dtype: str | None = None
+    # "constant": the weight inputs are a deployed model's constants, laid out once ahead
+    # of the calls (as `gta compile --model` does, and onnxruntime and oneDNN with
+    # prepacked weights), so the timed program is the compute alone.
+    weights: Literal["constant"] | None = None
 
     @model_validator(mode="after")
     def _out_dtype_allowed(self) -> OperatorParams:

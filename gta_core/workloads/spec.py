@@ -57,6 +57,15 @@ class Workload:
     def unit(self) -> str:
         return throughput_unit(self.params.dtype)
 
+    @cached_property
+    def constant_inputs(self) -> frozenset[int]:
+        """Positions of the inputs held constant (``weights=constant``: the weights), whose
+        layout the program makes once, ahead of its calls (:mod:`gta_core.weight_prepack`)."""
+        if self.params.weights != "constant":
+            return frozenset()
+        return frozenset(i for i, info in enumerate(self.operator.inputs(self.params))
+                         if info.role == "weight")
+
     def te(self) -> list:
         return self.operator.te(self.params)
 
@@ -65,6 +74,11 @@ class Workload:
         from tvm import te
 
         return te.create_prim_func(self.te())
+
+    @cached_property
+    def func(self):
+        """:meth:`prim_func`, made once (what a model's function workload holds)."""
+        return self.prim_func()
 
     @property
     def main_block(self) -> str:
@@ -130,7 +144,8 @@ def output_mismatch(actual: np.ndarray, expected: Expected) -> str | None:
 
 
 def spec_keys(operator: Operator) -> list[str]:
-    """The keys a spec of ``operator`` takes: its own first, then dtype and out_dtype."""
+    """The keys a spec of ``operator`` takes: its own first, then dtype, out_dtype and
+    weights."""
     common = list(OperatorParams.model_fields)
     return [k for k in operator.Params.model_fields if k not in common] + common
 
@@ -170,6 +185,9 @@ def parse_workload(text: str, operators: Mapping[str, Operator]) -> Workload:
     except ValidationError as exc:
         raise SpecError(f"{op_name}: {_first_error(exc, values, accepted)}") from None
     workload = Workload(operator, params)
+    if params.weights and not workload.constant_inputs:
+        raise SpecError(f"{op_name}: weights={params.weights}, but {op_name} has no weight "
+                        "input (its inputs are all data)")
     _check_fits(workload, text)
     return workload
 
