@@ -421,10 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "of its weights as in the model's run")
     tune.add_argument("--flush-to", choices=("memory", "llc", "auto"),
                       help="with --model: where each function's weights are before a timed "
-                           "run: memory (TVM's clflush), llc (each core's own caches "
-                           "overwritten, the last-level cache kept, as when the model fits "
-                           "there) or auto (llc where the model fits half the last-level "
-                           "cache, else memory; the default)")
+                           "run: memory (each core's own caches overwritten, then TVM's "
+                           "clflush), llc (each core's own caches overwritten, the "
+                           "last-level cache kept, as when the model fits there) or auto "
+                           "(llc where the model fits half the last-level cache, else "
+                           "memory; the default)")
     tune.add_argument("--cost-model", default="xgb", metavar="NAME",
                       help="the registered cost model that ranks candidates (default xgb; "
                            "gta plugins lists the loaded ones)")

@@ -49,22 +49,24 @@ def test_the_command_line_chooses_where_a_models_flush_leaves_it(tmp_path, capsy
 
 def test_each_choice_times_with_its_preprocessor():
     assert scrub.preprocessor(MeasureSettings()) == ""
-    flushed = model_settings()  # "auto", unresolved: memory, as TVM's flush
-    assert scrub.preprocessor(flushed) == "cache_flush_cpu_non_first_arg"
+    flushed = model_settings()  # "auto", unresolved: memory
+    assert scrub.preprocessor(flushed) == scrub.FLUSH_PREPROC
     memory = flushed.model_copy(update={"flush_to": "memory"})
-    assert scrub.preprocessor(memory) == "cache_flush_cpu_non_first_arg"
+    assert scrub.preprocessor(memory) == scrub.FLUSH_PREPROC
     llc = flushed.model_copy(update={"flush_to": "llc"})
     assert scrub.preprocessor(llc) == scrub.PREPROC
     assert tvm.get_global_func(scrub.PREPROC) is not None
+    assert tvm.get_global_func(scrub.FLUSH_PREPROC) is not None
 
 
-def test_the_runner_scrubs_instead_of_flushing_for_the_last_level_cache():
+def test_the_runner_scrubs_the_private_caches_either_way():
     target = default_registry().target("avx512")
     llc = make_runner(model_settings().model_copy(update={"flush_to": "llc"}), target)
     assert llc.f_run_evaluator is scrub.run_evaluator
     assert not llc.evaluator_config.enable_cpu_cache_flush
-    memory = make_runner(model_settings(), target)
-    assert memory.f_run_evaluator is None and memory.evaluator_config.enable_cpu_cache_flush
+    memory = make_runner(model_settings(), target)  # scrubbed, then flushed by the evaluator
+    assert memory.f_run_evaluator is scrub.run_evaluator_flushed
+    assert not memory.evaluator_config.enable_cpu_cache_flush
 
 
 def _copy_program():
@@ -80,11 +82,12 @@ def _copy_program():
     return tvm.compile(copy, target="llvm").mod
 
 
-def test_a_program_timed_after_a_scrub_runs_and_keeps_its_first_argument():
+@pytest.mark.parametrize("preproc", [scrub.PREPROC, scrub.FLUSH_PREPROC])
+def test_a_program_timed_after_a_scrub_runs_and_keeps_its_first_argument(preproc):
     lib = _copy_program()
     a = tvm.runtime.tensor(np.arange(4096, dtype="float32"))
     b = tvm.runtime.tensor(np.zeros(4096, "float32"))
-    timer = lib.time_evaluator("main", tvm.cpu(), number=1, repeat=3, f_preproc=scrub.PREPROC)
+    timer = lib.time_evaluator("main", tvm.cpu(), number=1, repeat=3, f_preproc=preproc)
     assert len(timer(a, b).results) == 3
     np.testing.assert_array_equal(b.numpy(), 2 * np.arange(4096, dtype="float32"))
     np.testing.assert_array_equal(a.numpy(), np.arange(4096, dtype="float32"))

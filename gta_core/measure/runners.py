@@ -104,13 +104,14 @@ def _device_type(target: tvm.target.Target) -> str:
 def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -> ms.runner.Runner:
     """A LocalRunner (:mod:`.watched_runner`'s: no wait without end), or an RPCRunner over
     every server of ``settings.rpc``'s key (rpc.py).
-    Cache flushing applies to CPU targets only; a flush to the last-level cache
-    (``flush_to="llc"``, :mod:`.scrub`) to local runs only (a remote one flushes to memory)."""
+    Cache flushing applies to CPU targets only; a local run scrubs the private caches too
+    (:mod:`.scrub`: to the last-level cache, ``flush_to="llc"``, or then to memory), a remote
+    one is TVM's ``clflush`` to memory."""
     from tvm.s_tir import meta_schedule as ms
 
     cpu = _device_type(_tvm_target(target)) == "cpu"
     flush = settings.enable_cpu_cache_flush and cpu
-    scrub = flush and settings.flush_to == "llc" and settings.rpc is None
+    scrub = flush and settings.rpc is None
     evaluator = ms.runner.EvaluatorConfig(
         number=settings.number, repeat=settings.repeat, min_repeat_ms=settings.min_repeat_ms,
         enable_cpu_cache_flush=flush and not scrub)
@@ -125,7 +126,9 @@ def make_runner(settings: MeasureSettings, target: Target | tvm.target.Target) -
         return WatchedLocalRunner(timeout_sec=settings.run_timeout_s,
                                   evaluator_config=evaluator,
                                   f_alloc_argument=alloc_arguments,
-                                  f_run_evaluator=scrubbing.run_evaluator if scrub else None)
+                                  f_run_evaluator=None if not scrub
+                                  else scrubbing.run_evaluator if settings.flush_to == "llc"
+                                  else scrubbing.run_evaluator_flushed)
     return make_rpc_runner(settings, evaluator)
 
 
