@@ -181,7 +181,7 @@ def test_the_console_script_reports_its_version_and_errors_without_traceback():
     bad = subprocess.run([GTA, "describe", "gemm:M=1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == (
-        "gta: error: gemm: missing key 'N'; keys: M, N, K, dtype, out_dtype")
+        "gta: error: gemm: missing key 'N'; keys: M, N, K, dtype, out_dtype, weights")
 
 
 def test_a_reader_that_stops_early_is_not_an_error():
