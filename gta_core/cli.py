@@ -26,6 +26,7 @@ from .cli_model import (
     cmd_tune_model,
     measure_settings,
 )
+from .cli_stages import add_stages_command
 from .codegen import CodegenError
 from .conformance import UnknownPlugin
 from .database import RecordWriteError
@@ -446,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     code.set_defaults(run=cmd_codegen)
 
     add_compile_command(commands)
+    add_stages_command(commands)
 
     peak = commands.add_parser("peak", help="measured throughput of each intrinsic")
     peak.add_argument("--target", required=True, help="target whose intrinsics to measure")

@@ -70,7 +70,7 @@ class CompileError(ValueError):
     wrong outputs; the message is one line."""
 
 
-def _chosen_record(store, prefix: str):
+def chosen_record(store, prefix: str):
     """The record the final pick chose among the tasks under ``prefix``, else the fastest
     one checked correct while tuning; None when neither exists. A record whose program
     may write outside a buffer is passed over."""
@@ -109,7 +109,7 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
             if isinstance(func, tvm.tirx.PrimFunc) and written(func)]
     for task in model_tasks(fused):
         workload = task.workload
-        record = _chosen_record(store, task_prefix(workload.spec, chosen))
+        record = chosen_record(store, task_prefix(workload.spec, chosen))
         if record is None:
             rows += [CompiledFunction(name=n, workload=workload.spec, schedule="default",
                                       why=f"no checked record of {workload.spec} in {db}")
@@ -317,7 +317,7 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
     store = RecordStore(db)
     functions, rows, splits = {}, [], []
     for workload in workloads:
-        record = _chosen_record(store, task_prefix(workload.spec, chosen))
+        record = chosen_record(store, task_prefix(workload.spec, chosen))
         if record is None:
             raise CompileError(f"no checked record of {workload.spec} on {target} in {db}; "
                                "tune it there first")

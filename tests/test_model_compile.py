@@ -380,3 +380,18 @@ def test_checks_run_a_fused_function_with_the_models_scalar_constants():
     inputs = task.workload.random_inputs(3)
     assert all(inputs[i].item() == value for i, value in scalars.items())
     assert set(scalars) <= task.workload.constant_inputs
+
+
+def test_gta_stages_times_a_models_scheduled_functions_as_the_model_calls_them(tuned):
+    from gta_core.stage_report import markdown, model_stages
+
+    model, db, _ = tuned
+    report = model_stages(model, "avx512", db, peak=False)
+    mapped = [p for p in report.programs if p.mapping != "generic"]  # the convolutions
+    assert mapped and all(p.gop > 0 and p.calls >= 1 for p in mapped)
+    assert all("compute" in {s.kind for s in p.profile.stages} for p in mapped)
+    order = [p.calls * p.profile.us for p in report.programs]
+    assert order == sorted(order, reverse=True)  # where the model's time goes first
+    assert report.programs[0].program in "\n".join(markdown(report))
+    with pytest.raises(CompileError, match="no function GTA scheduled from .* named like nope"):
+        model_stages(model, "avx512", db, ["nope"], peak=False)

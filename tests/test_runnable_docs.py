@@ -80,11 +80,12 @@ def test_every_gta_command_runs_in_a_page_a_test_runs():
 @pytest.mark.runs("avx512")
 def test_the_operator_tutorial_runs_as_written(tmp_path):
     found = blocks("docs/tutorial-operators.md")
-    assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "sh", "python"]
+    assert [kind for kind, _ in found] == ["sh", "sh", "sh", "sh", "sh", "python", "sh"]
     outputs = run_blocks(found, tmp_path)
     assert "gta-avx512" in outputs[0] and "vnni" in outputs[0]
     assert (tmp_path / "ops.so").exists()
-    assert outputs[-1].strip() == "int8 GEMM matches numpy"
+    assert outputs[5].strip() == "int8 GEMM matches numpy"
+    assert "| compute | per tile |" in outputs[6] and "of vnni's peak" in outputs[6]
 
 
 @pytest.mark.slow  # 2 minutes each; every command in it also runs in a default test

@@ -105,7 +105,7 @@ def times_in_model(onnx_path: str, target: str, db: str, runs: int = 30) -> dict
             if not name.startswith("vm.builtin.")}
 
 
-def _peak_for(mapping: str | None, registry: Registry, target: str,
+def peak_for(mapping: str | None, registry: Registry, target: str,
               measured: dict[str, float]) -> tuple[str | None, float | None]:
     """The fastest measured intrinsic with the dtypes of ``mapping``'s intrinsic."""
     from .run import fastest_intrinsic
@@ -131,7 +131,7 @@ def hotspots(times: list[tuple[str, int, float]], report: ModelTuneReport,
         task = tasks.get(name.removesuffix("_prepacked"))
         tuned = task.tuned if task and task.tuned and task.tuned.correct else None
         mapping = tuned.mapping if tuned else None
-        intrinsic, peak = _peak_for(mapping, registry, report.target, measured)
+        intrinsic, peak = peak_for(mapping, registry, report.target, measured)
         gops = task.gflops_work * 1e6 / us if task and task.anchor else None
         rows.append(Hotspot(function=name, calls=calls, anchor=task.anchor if task else None,
                             mapping=mapping, us_per_call=us,
