@@ -90,8 +90,9 @@ def classify(func) -> dict[str, StageKind]:
     """The stage of each of ``func``'s top-level blocks (scheduled TensorIR): ``compute``
     has a reduction axis; ``init`` writes what compute accumulates into and reads nothing
     of it; ``packing`` produces what compute reads, directly or through other packing;
-    ``write-back`` copies (or casts) what compute wrote onward, ``epilogue`` does other
-    arithmetic on it; ``other`` is none of these (a program with no reduction)."""
+    ``write-back`` copies (or casts) what compute wrote onward (to another reduction, too:
+    rfactor's lanes), ``epilogue`` does other arithmetic on it; ``other`` is none of
+    these (a program with no reduction)."""
     from tvm import tirx
 
     blocks = blocks_in(func.body.block.body)
@@ -111,13 +112,13 @@ def classify(func) -> dict[str, StageKind]:
         for b in blocks:
             if b.name_hint in kinds:
                 continue
-            if _buffers(b.writes) & needed:
-                kinds[b.name_hint] = "packing"
-                needed |= _buffers(b.reads)
-                changed = True
-            elif _buffers(b.reads) & made:
+            if _buffers(b.reads) & made:  # first: between two reductions (rfactor's lanes)
                 kinds[b.name_hint] = "write-back" if _is_copy(b) else "epilogue"
                 made |= _buffers(b.writes)
+                changed = True
+            elif _buffers(b.writes) & needed:
+                kinds[b.name_hint] = "packing"
+                needed |= _buffers(b.reads)
                 changed = True
     return {b.name_hint: kinds.get(b.name_hint, "other") for b in blocks}
 

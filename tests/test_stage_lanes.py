@@ -127,12 +127,15 @@ def _depthwise_onnx(path, channels: int = 32, size: int = 10) -> str:
     return str(path)
 
 
-def test_a_padding_read_in_place_is_also_computed_per_tile_and_vectorised(tmp_path):
-    """A blocked depthwise layer reads its padded input in place: one of its sketches pads
-    per parallel tile, the padding's lanes vectorised by the postprocessor; every sketch
-    computes correctly."""
+def _depthwise_sketches(tmp_path, l2: int | None = None) -> tuple[int, int]:
+    """The depthwise layer's fma16-elementwise sketches, each checked to compute correctly
+    (``l2``: the target's L2 per core, default the host's): (per-tile paddings, sketches)."""
     registry = default_registry()
     target = registry.target("avx512")
+    if l2 is not None:
+        caches = {**target.resources.cache_bytes, "L2": l2}
+        target = target.model_copy(update={"resources": target.resources.model_copy(
+            update={"cache_bytes": caches})})
     model = load_onnx(_depthwise_onnx(tmp_path / "dw.onnx"))
     [task] = [t for t in model_tasks(fuse(model.mod, channel_block(target)))
               if t.workload.main_block]
@@ -140,14 +143,31 @@ def test_a_padding_read_in_place_is_also_computed_per_tile_and_vectorised(tmp_pa
                      if c.status == "kept" and c.intrinsic == "fma16-elementwise")
     program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic], target)
     space = MappingSpace(program, list(registry.rules.values()), [])
-    per_tile = 0
+    per_tile = sketches = 0
     for sch in space.generate_design_space(tvm.IRModule({"main": task.workload.prim_func()})):
         sch.enter_postproc()
         assert all(p.apply(sch) for p in space.postprocs)
+        sketches += 1
         loops = [sch.get(lp) for lp in sch.get_loops(sch.get_sblock("pad_temp"))]
         if loops[0].kind == ForKind.PARALLEL and loops[0].annotations.get("gta_tile"):
             per_tile += 1  # under the tile loop, the lanes vectorised
             assert loops[-1].kind == ForKind.VECTORIZED and loops[-1].extent.value == 16
         result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
         assert result.correct, result.mismatch
-    assert per_tile
+    return per_tile, sketches
+
+
+def test_a_padding_read_in_place_is_also_computed_per_tile_and_vectorised(tmp_path):
+    """A blocked depthwise layer reads its padded input in place: one of its sketches pads
+    per parallel tile, the padding's lanes vectorised by the postprocessor; every sketch
+    computes correctly."""
+    per_tile, sketches = _depthwise_sketches(tmp_path)
+    assert 0 < per_tile < sketches  # the padding done whole is searched too
+
+
+def test_a_padding_larger_than_a_cores_l2_is_only_padded_per_tile(tmp_path):
+    """The layer's padded input (32 x 12 x 12 float32, 18 KB) on a core whose L2 it
+    exceeds: no sketch pads it whole (nor splits it into a fill and a copy, which cannot
+    move into a tile)."""
+    per_tile, sketches = _depthwise_sketches(tmp_path, l2=16 * 1024)
+    assert per_tile == sketches > 0

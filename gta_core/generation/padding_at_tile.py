@@ -23,7 +23,8 @@ class PaddingAtTile(GenerationRule):
     split into a fill and a copy, whose buffer would have two writers) is computed under
     the last S0 loop, marked for the lanes postprocessor
     (:class:`~gta_core.scheduler.vectorize_lanes.VectorizeMarkedLanes`); the search
-    compares it with the padding done whole."""
+    compares it with the padding done whole, unless a padding is larger than a core's L2
+    (:meth:`~.cpu.VectorizePacking.padded_per_tile`): then only this sketch is kept."""
 
     name = "padding-at-tile"
     stage = 45  # after the parallel loop exists, so the padding runs inside it
@@ -33,13 +34,15 @@ class PaddingAtTile(GenerationRule):
                 and movable_stages(context) and bool(self._paddings(context)))
 
     def apply(self, context: ScheduleContext) -> list[ScheduleContext]:
+        whole = not any(VectorizePacking.padded_per_tile(context, block)
+                        for block in self._paddings(context))
         fork = context.fork()
         tile = fork.levels["S0"][-1]
         for block in self._paddings(fork):
             fork.sch.compute_at(block, tile)
             fork.sch.annotate(block, MARK, MAX_LANES)
         fork.notes["padding"] = "per-tile"
-        return [context, fork]
+        return [context, fork] if whole else [fork]
 
     @staticmethod
     def _paddings(context: ScheduleContext) -> list:
