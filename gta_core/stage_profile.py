@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 StageKind = Literal["packing", "init", "compute", "write-back", "epilogue", "other"]
 Placement = Literal["whole", "per tile"]
@@ -33,7 +33,7 @@ class StageTime(BaseModel):
     kind: StageKind
     placement: Placement  # "whole": at the top level, wall time; "per tile": in a parallel loop
     blocks: list[str]
-    us: float  # per call: wall time, or the per-tile cycles summed over threads / threads
+    us: float  # per call: wall time, or cycles summed over tiles / threads running them
     share: float  # of the instrumented program's time
 
 
@@ -45,6 +45,7 @@ class StageProfile(BaseModel):
     imbalance_us: float  # per-tile work of the busiest thread beyond the threads' mean
     remainder_us: float  # what no stage covers: loop control, the parallel launch
 
+    @computed_field
     @property
     def overhead(self) -> float:
         """The instrumented program's time over the program's, minus one."""
@@ -226,7 +227,8 @@ def profile(func, inputs: list, outputs: list[np.ndarray], target, rounds: int =
     """Stage times of ``func`` (scheduled, its outputs its last parameters) built for
     ``target``, on ``inputs`` (TVM tensors) and outputs like ``outputs`` (garbage-filled
     arrays): the program and its instrumented copy timed in alternating rounds, warm,
-    after checking that the copy computes exactly what the program does."""
+    after checking that the copy computes exactly what the program does; each stage's
+    time the median over the rounds of its cycles per call in the round."""
     import tvm
 
     from .measure import runnable
@@ -246,13 +248,35 @@ def profile(func, inputs: list, outputs: list[np.ndarray], target, rounds: int =
             raise RuntimeError("the instrumented program computes other values than the "
                                "program: its stages cannot be timed this way")
     args = [*inputs, *mine]
-    samples: dict[str, list[float]] = {"plain": [], "timed": []}
+    zeros = np.zeros((layout.rows, len(layout.slots) + 2), "int64")
+    per_round = []
     for _ in range(rounds):
-        for name, lib, extra in (("plain", plain, []), ("timed", timed, [counters])):
-            run = lib.time_evaluator("main", device, number=1, repeat=1, min_repeat_ms=min_ms)
-            samples[name].append(run(*args, *extra).mean * 1e6)
-    us, us_timed = (statistics.median(samples[k]) for k in ("plain", "timed"))
-    return _stage_times(counters.numpy(), layout, us, us_timed)
+        us = _sample(plain, device, args, min_ms)
+        counters.copyfrom(zeros)
+        us_timed = _sample(timed, device, [*args, counters], min_ms)
+        per_round.append(_stage_times(counters.numpy(), layout, us, us_timed))
+    return _median(per_round)
+
+
+def _sample(lib, device, args: list, min_ms: int) -> float:
+    """Microseconds per call, the mean over at least ``min_ms`` of calls."""
+    return lib.time_evaluator("main", device, number=1, repeat=1,
+                              min_repeat_ms=min_ms)(*args).mean * 1e6
+
+
+def _median(rounds: list[StageProfile]) -> StageProfile:
+    """Each time the median over ``rounds`` (a slow spell on a shared host skews a sum
+    over every call, not the median round); the remainder is what the median stages leave
+    of the median instrumented time."""
+    first = rounds[0]
+    us_timed = statistics.median(r.us_instrumented for r in rounds)
+    stages = [t.model_copy(update={"us": statistics.median(r.stages[i].us for r in rounds)})
+              for i, t in enumerate(first.stages)]
+    stages = [t.model_copy(update={"share": t.us / us_timed}) for t in stages]
+    imbalance = statistics.median(r.imbalance_us for r in rounds)
+    return StageProfile(threads=first.threads, us=statistics.median(r.us for r in rounds),
+                        us_instrumented=us_timed, stages=stages, imbalance_us=imbalance,
+                        remainder_us=us_timed - sum(t.us for t in stages) - imbalance)
 
 
 def threads() -> int:
@@ -264,8 +288,8 @@ def threads() -> int:
 
 def _stage_times(cycles: np.ndarray, layout: _Layout, us: float, us_timed: float
                  ) -> StageProfile:
-    """The counters read into times: cycles are shares of the whole calls' cycles (the
-    column before last), times those shares of the instrumented program's median time.
+    """The counters of one round read into times: cycles are shares of the whole calls'
+    cycles (the column before last), times those shares of the instrumented program's time.
     A parallel loop's cycles are divided among the threads that run it: TVM's parallel
     launch gives each a contiguous chunk of ceil(extent / threads) iterations."""
     n = threads()

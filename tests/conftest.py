@@ -72,6 +72,17 @@ def _example_registry(package: str):
         sys.path.remove(folder)
 
 
+@pytest.fixture
+def ctx(tmp_path):
+    """A bench context for the avx512 target: one trial, its records under ``tmp_path``."""
+    from gta_core.bench import BenchContext
+    from gta_core.plugins import default_registry
+
+    registry = default_registry()
+    return BenchContext(target=registry.target("avx512"), trials=1, out=tmp_path,
+                        registry=registry)
+
+
 @pytest.fixture(scope="module")
 def avx2_registry():
     """The AVX2 example target's registry (examples/gta_avx2)."""

@@ -9,22 +9,14 @@ import pytest
 import tvm
 
 from gta_core.api import load_workload
-from gta_core.bench import CONTENDERS, BenchContext
+from gta_core.bench import CONTENDERS
 from gta_core.bench.programs import TVMProgram
 from gta_core.model_compile import compile_specs
-from gta_core.plugins import default_registry
 from gta_core.tuning import tune
 from gta_core.weight_prepack import as_model_runs
 from gta_core.workloads import SpecError
 
 CONV = "conv2d:N=1,C=16,H=10,W=10,K=32,R=3,S=3,pad=1,dtype=float32"
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    registry = default_registry()
-    return BenchContext(target=registry.target("avx512"), trials=1, out=tmp_path,
-                        registry=registry)
 
 
 def test_weights_constant_marks_the_weight_inputs_and_names_its_own_task():

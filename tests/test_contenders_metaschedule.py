@@ -8,19 +8,11 @@ import json
 import pytest
 
 from gta_core.api import load_workload
-from gta_core.bench import CONTENDERS, BenchContext
+from gta_core.bench import CONTENDERS
 from gta_core.bench import metaschedule as ms_baseline
-from gta_core.plugins import default_registry
 
 CONV = "conv2d:N=1,C=16,H=8,W=8,K=16,R=3,S=3,pad=1,dtype=int8"
 GEMM = "gemm:M=32,N=32,K=32,dtype=int8"
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    registry = default_registry()
-    return BenchContext(target=registry.target("avx512"), trials=1, out=tmp_path,
-                        registry=registry)
 
 
 def test_the_tensorize_decision_is_made_once_per_workload_and_kept(ctx, monkeypatch):

@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 
 from gta_core.api import load_workload
-from gta_core.bench import CONTENDERS, BenchContext
-from gta_core.plugins import default_registry
+from gta_core.bench import CONTENDERS
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    registry = default_registry()
-    return BenchContext(target=registry.target("avx512"), trials=1, out=tmp_path,
-                        registry=registry)
 
 
 @pytest.mark.parametrize("spec", ["gemm:M=16,N=32,K=24", "batch_gemm:B=2,M=8,N=16,K=8",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gta_core.api import load_workload
-from gta_core.bench import CONTENDERS, BenchContext
+from gta_core.bench import CONTENDERS
 from gta_core.mapping.candidates import mapping_candidates
 from gta_core.measure.settings import MeasureSettings
 from gta_core.plugins import default_registry
@@ -99,13 +99,6 @@ def test_tuned_on_an_intrinsic_and_checked(tmp_path, spec):
     task = tune([spec], "avx512", 3, tmp_path, measure=FAST).tasks[0]
     assert task.correct is True and task.trials == 3 and task.gflops > 0
     assert task.mapping and not task.mapping.startswith("untensorized")
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    registry = default_registry()
-    return BenchContext(target=registry.target("avx512"), trials=1, out=tmp_path,
-                        registry=registry)
 
 
 @pytest.mark.parametrize("contender", ["numpy", "torch"])

@@ -11,6 +11,7 @@ from tvm.tirx import ForKind
 from gta_core.frontends import channel_block, fuse, load_onnx, model_tasks
 from gta_core.generation.stage_lanes import MARK
 from gta_core.mapping import mapping_candidates
+from gta_core.mapping.stages import is_packing_stage
 from gta_core.measure import measure_program
 from gta_core.plugins import default_registry
 from gta_core.scheduler.space import MappingSpace, Task
@@ -105,18 +106,21 @@ def test_a_vectorised_copy_out_matches_numpy():
     np.testing.assert_array_equal(outs[2].numpy(), table[idx])
 
 
-def _depthwise_onnx(path, channels: int = 32, size: int = 10) -> str:
-    """A depthwise 3x3 convolution, padded by one, with its bias and ReLU6 (MobileNet's)."""
+def _depthwise_onnx(path, channels: int = 32, size: int = 10, dense: bool = False) -> str:
+    """A depthwise 3x3 convolution, padded by one, with its bias and ReLU6 (MobileNet's);
+    ``dense``: a dense one (every output channel reads every input channel)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.uniform(-1, 1, (channels, 1, 3, 3)).astype("float32"), "w")
+    fan_in = channels if dense else 1
+    w = numpy_helper.from_array(rng.uniform(-1, 1, (channels, fan_in, 3, 3)).astype("float32"),
+                                "w")
     b = numpy_helper.from_array(rng.uniform(-1, 1, channels).astype("float32"), "b")
     low, high = (numpy_helper.from_array(np.array(v, "float32"), n)
                  for n, v in (("low", 0.0), ("high", 6.0)))
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1],
-                              group=channels),
+                              group=1 if dense else channels),
              helper.make_node("Clip", ["c", "low", "high"], ["y"])]
     shape = [1, channels, size, size]
     graph = helper.make_graph(nodes, "depthwise",
@@ -127,47 +131,56 @@ def _depthwise_onnx(path, channels: int = 32, size: int = 10) -> str:
     return str(path)
 
 
-def _depthwise_sketches(tmp_path, l2: int | None = None) -> tuple[int, int]:
-    """The depthwise layer's fma16-elementwise sketches, each checked to compute correctly
-    (``l2``: the target's L2 per core, default the host's): (per-tile paddings, sketches)."""
+def _padded_sketches(tmp_path, dense: bool = False) -> tuple[int, int]:
+    """The 3x3 layer's sketches on the mapping that reads its padded input in place
+    (fma16-elementwise for the depthwise layer, fma for the dense one), each checked to
+    compute correctly: (those padding per parallel tile, all)."""
     registry = default_registry()
     target = registry.target("avx512")
-    if l2 is not None:
-        caches = {**target.resources.cache_bytes, "L2": l2}
-        target = target.model_copy(update={"resources": target.resources.model_copy(
-            update={"cache_bytes": caches})})
-    model = load_onnx(_depthwise_onnx(tmp_path / "dw.onnx"))
+    model = load_onnx(_depthwise_onnx(tmp_path / "dw.onnx", dense=dense))
     [task] = [t for t in model_tasks(fuse(model.mod, channel_block(target)))
               if t.workload.main_block]
-    candidate = next(c for c in mapping_candidates(task.workload, "avx512", registry)
-                     if c.status == "kept" and c.intrinsic == "fma16-elementwise")
-    program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic], target)
-    space = MappingSpace(program, list(registry.rules.values()), [])
+    intrinsic = "fma" if dense else "fma16-elementwise"
+    # a mapping that fuses loops into one intrinsic axis moves no stage into a tile
+    candidates = [c for c in mapping_candidates(task.workload, "avx512", registry)
+                  if c.status == "kept" and c.intrinsic == intrinsic
+                  and all(len(group) == 1 for group in c.axes.values())]
     per_tile = sketches = 0
-    for sch in space.generate_design_space(tvm.IRModule({"main": task.workload.prim_func()})):
-        sch.enter_postproc()
-        assert all(p.apply(sch) for p in space.postprocs)
-        sketches += 1
-        loops = [sch.get(lp) for lp in sch.get_loops(sch.get_sblock("pad_temp"))]
-        if loops[0].kind == ForKind.PARALLEL and loops[0].annotations.get("gta_tile"):
-            per_tile += 1  # under the tile loop, the lanes vectorised
-            assert loops[-1].kind == ForKind.VECTORIZED and loops[-1].extent.value == 16
-        result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
-        assert result.correct, result.mismatch
+    for candidate in candidates:
+        program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
+                       target)
+        space = MappingSpace(program, list(registry.rules.values()), [])
+        module = tvm.IRModule({"main": task.workload.prim_func()})
+        for sch in space.generate_design_space(module):
+            sch.enter_postproc()
+            assert all(p.apply(sch) for p in space.postprocs)
+            names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+            if "pad_temp" not in names or any(
+                    is_packing_stage(sch.get(b).name_hint)
+                    for b in sch.get_consumers(sch.get_sblock("pad_temp"))):
+                continue  # inlined into, or copied by, a packing stage: not read in place
+            sketches += 1
+            loops = [sch.get(lp) for lp in sch.get_loops(sch.get_sblock("pad_temp"))]
+            if loops[0].kind == ForKind.PARALLEL and loops[0].annotations.get("gta_tile"):
+                per_tile += 1  # under the tile loop, the lanes vectorised
+                assert loops[-1].kind == ForKind.VECTORIZED and loops[-1].extent.value == 16
+            result = measure_program(sch.mod, task.workload, target, number=1, repeat=1)
+            assert result.correct, result.mismatch
     return per_tile, sketches
 
 
-def test_a_padding_read_in_place_is_also_computed_per_tile_and_vectorised(tmp_path):
-    """A blocked depthwise layer reads its padded input in place: one of its sketches pads
-    per parallel tile, the padding's lanes vectorised by the postprocessor; every sketch
-    computes correctly."""
-    per_tile, sketches = _depthwise_sketches(tmp_path)
-    assert 0 < per_tile < sketches  # the padding done whole is searched too
-
-
-def test_a_padding_larger_than_a_cores_l2_is_only_padded_per_tile(tmp_path):
-    """The layer's padded input (32 x 12 x 12 float32, 18 KB) on a core whose L2 it
-    exceeds: no sketch pads it whole (nor splits it into a fill and a copy, which cannot
-    move into a tile)."""
-    per_tile, sketches = _depthwise_sketches(tmp_path, l2=16 * 1024)
+def test_a_depthwise_layers_padding_read_in_place_is_computed_per_tile_and_vectorised(
+        tmp_path):
+    """A blocked depthwise layer reads its padded input in place, each output channel its
+    own input channel: every sketch pads per parallel tile (no whole pass, nor its
+    fill-then-copy form, which cannot move into a tile), the padding's lanes vectorised by
+    the postprocessor; every sketch computes correctly."""
+    per_tile, sketches = _padded_sketches(tmp_path)
     assert per_tile == sketches > 0
+
+
+def test_a_dense_layers_padding_is_searched_per_tile_and_whole(tmp_path):
+    """A dense 3x3 layer's input is read by every tile of output channels: padded per tile,
+    each would pad it again, so the padding done whole is searched beside it."""
+    per_tile, sketches = _padded_sketches(tmp_path, dense=True)
+    assert 0 < per_tile < sketches

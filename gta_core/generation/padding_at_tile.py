@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..mapping.stages import is_packing_stage
-from .cpu import VectorizePacking, _is_cpu, movable_stages
+from .cpu import PER_TILE_ONLY, VectorizePacking, _is_cpu, movable_stages
 from .rule import GenerationRule, ScheduleContext
 from .stage_lanes import MARK, MAX_LANES
 
@@ -23,7 +23,7 @@ class PaddingAtTile(GenerationRule):
     split into a fill and a copy, whose buffer would have two writers) is computed under
     the last S0 loop, marked for the lanes postprocessor
     (:class:`~gta_core.scheduler.vectorize_lanes.VectorizeMarkedLanes`); the search
-    compares it with the padding done whole, unless a padding is larger than a core's L2
+    compares it with the padding done whole, but for a depthwise layer's padding
     (:meth:`~.cpu.VectorizePacking.padded_per_tile`): then only this sketch is kept."""
 
     name = "padding-at-tile"
@@ -34,8 +34,8 @@ class PaddingAtTile(GenerationRule):
                 and movable_stages(context) and bool(self._paddings(context)))
 
     def apply(self, context: ScheduleContext) -> list[ScheduleContext]:
-        whole = not any(VectorizePacking.padded_per_tile(context, block)
-                        for block in self._paddings(context))
+        only = context.notes.get(PER_TILE_ONLY, [])
+        whole = not any(context.sch.get(b).name_hint in only for b in self._paddings(context))
         fork = context.fork()
         tile = fork.levels["S0"][-1]
         for block in self._paddings(fork):
