@@ -36,12 +36,13 @@ from .measure.settings import RPCSpecError, RPCUnavailable
 from .model_compile import CompileError
 from .models import UnknownArch
 from .plugins import UnknownTarget, plugins_env_error
+from .stage_profile import StageProfileError
 from .tuning import TuneError
 from .workloads import SpecError
 
 USER_ERRORS = (SpecError, UnknownTarget, api.NothingMeasured, TuneError, RPCSpecError,
                RPCUnavailable, CodegenError, UnknownArch, BenchError, ModelError, CompileError,
-               UnknownPlugin, RecordWriteError, HostCannotRun)
+               UnknownPlugin, RecordWriteError, HostCannotRun, StageProfileError)
 
 
 class UsageError(Exception):

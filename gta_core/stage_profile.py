@@ -29,6 +29,10 @@ COUNTERS = "gta_cycles"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686")  # programs run here
 
 
+class StageProfileError(RuntimeError):
+    """A program whose stages cannot be timed; the message is one line."""
+
+
 class StageTime(BaseModel):
     kind: StageKind
     placement: Placement  # "whole": at the top level, wall time; "per tile": in a parallel loop
@@ -148,20 +152,17 @@ class _Layout:
 
 def instrument(func) -> tuple[Any, _Layout]:
     """``func`` with each stage timed into a counters buffer, its last argument
-    (``int64``, rows x (stages + 2): the last two columns of row 0 count the cycles of
-    whole calls and the calls)."""
+    (``int64``, rows x (stages + 1): the last column of row 0 counts the cycles of whole
+    calls)."""
     from tvm import s_tir, tirx
 
     kinds = classify(func)
     root = func.body.block
     # The first walk finds the stages and parallel loops, which size the counters.
     _, layout = _timed_stages(root.body, kinds, tirx.decl_buffer((1, 1), "int64", COUNTERS))
-    columns = len(layout.slots) + 2
-    counters = tirx.decl_buffer((layout.rows, columns), "int64", COUNTERS)
+    counters = tirx.decl_buffer((layout.rows, len(layout.slots) + 1), "int64", COUNTERS)
     body, layout = _timed_stages(root.body, kinds, counters)
-    total, calls = columns - 2, columns - 1
-    body = tirx.SeqStmt([_timed(body, counters, 0, total), tirx.BufferStore(
-        counters, counters[0, calls] + tirx.const(1, "int64"), [0, calls])])
+    body = _timed(body, counters, 0, len(layout.slots))
     block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body,
                          root.init, root.alloc_buffers, root.match_buffers, root.annotations)
     realize = s_tir.SBlockRealize(func.body.iter_values, func.body.predicate, block)
@@ -237,18 +238,17 @@ def profile(func, inputs: list, outputs: list[np.ndarray], target, rounds: int =
     plain = runnable(tvm.IRModule({"main": func}), target)
     timed = runnable(tvm.IRModule({"main": timed_func}), target)
     device = inputs[0].device if inputs else tvm.cpu()
-    counters = tvm.runtime.tensor(np.zeros((layout.rows, len(layout.slots) + 2), "int64"),
-                                  device)
+    zeros = np.zeros((layout.rows, len(layout.slots) + 1), "int64")
+    counters = tvm.runtime.tensor(zeros, device)
     mine = [tvm.runtime.tensor(o.copy(), device) for o in outputs]
     theirs = [tvm.runtime.tensor(o.copy(), device) for o in outputs]
     plain(*inputs, *mine)
     timed(*inputs, *theirs, counters)
     for a, b in zip(mine, theirs):
         if not np.array_equal(a.numpy(), b.numpy(), equal_nan=True):
-            raise RuntimeError("the instrumented program computes other values than the "
-                               "program: its stages cannot be timed this way")
+            raise StageProfileError("the instrumented program computes other values than "
+                                    "the program: its stages cannot be timed this way")
     args = [*inputs, *mine]
-    zeros = np.zeros((layout.rows, len(layout.slots) + 2), "int64")
     per_round = []
     for _ in range(rounds):
         us = _sample(plain, device, args, min_ms)
@@ -289,16 +289,16 @@ def threads() -> int:
 def _stage_times(cycles: np.ndarray, layout: _Layout, us: float, us_timed: float
                  ) -> StageProfile:
     """The counters of one round read into times: cycles are shares of the whole calls'
-    cycles (the column before last), times those shares of the instrumented program's time.
+    cycles (the last column), times those shares of the instrumented program's time.
     A parallel loop's cycles are divided among the threads that run it: TVM's parallel
     launch gives each a contiguous chunk of ceil(extent / threads) iterations."""
     n = threads()
-    total = float(cycles[0, -2]) or 1.0
-    spent = cycles[0, :-2].astype(float)  # the top level's stages: wall cycles
+    total = float(cycles[0, -1]) or 1.0
+    spent = cycles[0, :-1].astype(float)  # the top level's stages: wall cycles
     per_tile = np.zeros_like(spent)
     busiest = 0.0
     for first, extent in layout.parallel:
-        rows = cycles[first:first + extent, :-2].astype(float)
+        rows = cycles[first:first + extent, :-1].astype(float)
         step = -(-extent // n)
         loads = [rows[t:t + step].sum() for t in range(0, extent, step)]
         per_tile += rows.sum(axis=0) / len(loads)

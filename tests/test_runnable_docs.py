@@ -85,7 +85,8 @@ def test_the_operator_tutorial_runs_as_written(tmp_path):
     assert "gta-avx512" in outputs[0] and "vnni" in outputs[0]
     assert (tmp_path / "ops.so").exists()
     assert outputs[5].strip() == "int8 GEMM matches numpy"
-    assert "| compute | per tile |" in outputs[6] and "of vnni's peak" in outputs[6]
+    assert "| compute | per tile |" in outputs[6]
+    assert re.search(r"of vnni[\w-]*'s peak", outputs[6])  # the fastest VNNI form measured
 
 
 @pytest.mark.slow  # 2 minutes each; every command in it also runs in a default test

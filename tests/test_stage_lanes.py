@@ -56,6 +56,17 @@ def test_only_a_stage_contiguous_along_its_innermost_loop_is_vectorised():
     assert MARK not in sch.get(sch.get_sblock("transposed")).annotations
 
 
+def _sketches(workload, candidate, registry, target):
+    """Every design space of ``candidate`` on ``workload``, its postprocessors applied
+    (each must accept it)."""
+    program = Task(workload, candidate, registry.intrinsics[candidate.intrinsic], target)
+    space = MappingSpace(program, list(registry.rules.values()), [])
+    for sch in space.generate_design_space(tvm.IRModule({"main": workload.prim_func()})):
+        sch.enter_postproc()
+        assert all(p.apply(sch) for p in space.postprocs)
+        yield sch
+
+
 def test_a_fused_convolutions_copy_out_is_vectorised_and_correct(residual_onnx, tmp_path):
     """Every design space of a fused conv + bias + relu marks the stages after the main
     block; after the postprocessors, the one that writes the output is vectorised where
@@ -68,13 +79,7 @@ def test_a_fused_convolutions_copy_out_is_vectorised_and_correct(residual_onnx, 
                   if c.status == "kept" and not c.padding]
     vectorised = 0
     for candidate in candidates[:2]:
-        program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
-                       target)
-        space = MappingSpace(program, list(registry.rules.values()), [])
-        mod = tvm.IRModule({"main": task.workload.prim_func()})
-        for sch in space.generate_design_space(mod):
-            sch.enter_postproc()
-            assert all(p.apply(sch) for p in space.postprocs)
+        for sch in _sketches(task.workload, candidate, registry, target):
             script = sch.mod.script()
             assert MARK not in script
             root = sch.get_sblock("root")
@@ -147,13 +152,7 @@ def _padded_sketches(tmp_path, dense: bool = False) -> tuple[int, int]:
                   and all(len(group) == 1 for group in c.axes.values())]
     per_tile = sketches = 0
     for candidate in candidates:
-        program = Task(task.workload, candidate, registry.intrinsics[candidate.intrinsic],
-                       target)
-        space = MappingSpace(program, list(registry.rules.values()), [])
-        module = tvm.IRModule({"main": task.workload.prim_func()})
-        for sch in space.generate_design_space(module):
-            sch.enter_postproc()
-            assert all(p.apply(sch) for p in space.postprocs)
+        for sch in _sketches(task.workload, candidate, registry, target):
             names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
             if "pad_temp" not in names or any(
                     is_packing_stage(sch.get(b).name_hint)
