@@ -52,6 +52,7 @@ class CompiledFunction(BaseModel):
     tuned_us: float | None = None
     prepacked: list[str] = []  # its weight packing stages, run once while compiling
     why: str | None = None  # why it kept the default schedule
+    gflop: float | None = None  # its anchor's work per call (GOP for integers); None: no task
 
 
 class CompileReport(BaseModel):
@@ -112,7 +113,8 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
         record = chosen_record(store, task_prefix(workload.spec, chosen))
         if record is None:
             rows += [CompiledFunction(name=n, workload=workload.spec, schedule="default",
-                                      why=f"no checked record of {workload.spec} in {db}")
+                                      why=f"no checked record of {workload.spec} in {db}",
+                                      gflop=workload.flops / 1e9)
                      for n in task.functions]
             continue
         for name in task.functions:  # replayed on each: their float constants differ
@@ -124,7 +126,7 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
                               marked.with_attr("global_symbol", name))
             rows.append(CompiledFunction(name=name, workload=workload.spec, schedule="gta",
                                          mapping=record.mapping, tuned_us=record.latency_us,
-                                         prepacked=prepacked))
+                                         prepacked=prepacked, gflop=workload.flops / 1e9))
     return fused, rows
 
 
@@ -283,6 +285,29 @@ def function_name(spec: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", spec).strip("_")
 
 
+def picked_programs(workloads: list, target: Target, db: str | os.PathLike,
+                    registry: Registry) -> list[tuple[Any, Any]]:
+    """(record, program) of each workload: the record :func:`chosen_record` takes from
+    ``db`` and its program split as a compiled model runs it (``weights=constant``:
+    :func:`~gta_core.weight_prepack.as_model_runs`). A workload with no checked record is
+    a :class:`CompileError`."""
+    from .database import RecordStore
+    from .mapping.realise import ensure_registered
+    from .scheduler.space import task_prefix
+
+    for intrinsic in registry.intrinsics_for(target.name):
+        ensure_registered(intrinsic)
+    store = RecordStore(db)
+    picked = []
+    for workload in workloads:
+        record = chosen_record(store, task_prefix(workload.spec, target))
+        if record is None:
+            raise CompileError(f"no checked record of {workload.spec} on {target.name} in "
+                               f"{db}; tune it there first")
+        picked.append((record, as_model_runs(workload, store.schedule(record).mod)))
+    return picked
+
+
 def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
                   out: str | os.PathLike | None = None,
                   registry: Registry | None = None) -> tuple[Any, SpecsCompileReport]:
@@ -293,11 +318,8 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
     ones out: ``packed_weights``), which a caller runs once."""
     import tvm
 
-    from .database import RecordStore
-    from .mapping.realise import ensure_registered
     from .measure import build
     from .measure.garbage import garbage_output
-    from .scheduler.space import task_prefix
     from .workloads import parse_workload
 
     registry = registry or default_registry()
@@ -312,17 +334,10 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
         raise CompileError(f"--db {db}: no such directory (tune the workloads into it first)")
     if out is not None and not Path(out).parent.is_dir():
         raise CompileError(f"--out {out}: folder {Path(out).parent} does not exist")
-    for intrinsic in registry.intrinsics_for(target):
-        ensure_registered(intrinsic)
-    store = RecordStore(db)
     functions, rows, splits = {}, [], []
-    for workload in workloads:
-        record = chosen_record(store, task_prefix(workload.spec, chosen))
-        if record is None:
-            raise CompileError(f"no checked record of {workload.spec} on {target} in {db}; "
-                               "tune it there first")
+    for workload, (record, split) in zip(workloads, picked_programs(workloads, chosen, db,
+                                                                    registry)):
         name = function_name(workload.spec)
-        split = as_model_runs(workload, store.schedule(record).mod)  # weights=constant
         functions[name] = split.compute.with_attr("global_symbol", name)
         prepack = f"{name}_prepack" if split.prepack is not None else None
         if prepack:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
@@ -64,13 +65,9 @@ def spec_stages(specs: list[str], target: str, db: str | os.PathLike, peak: bool
     import tvm
 
     from .bench.run import machine
-    from .database import RecordStore
     from .host import require_runs_here
-    from .mapping.realise import ensure_registered
     from .measure.garbage import garbage_output
-    from .model_compile import chosen_record
-    from .scheduler.space import task_prefix
-    from .weight_prepack import as_model_runs
+    from .model_compile import picked_programs
     from .workloads import parse_workload
 
     registry = registry or default_registry()
@@ -78,19 +75,13 @@ def spec_stages(specs: list[str], target: str, db: str | os.PathLike, peak: bool
     workloads = [parse_workload(spec, registry.operators) for spec in specs]
     if not workloads:
         raise CompileError("nothing to time: give workload specs or --model FILE.onnx")
-    _require_db(db)
+    if not Path(db).is_dir():
+        raise CompileError(f"--db {db}: no such directory (tune into it first)")
     require_runs_here(chosen)
-    for intrinsic in registry.intrinsics_for(target):
-        ensure_registered(intrinsic)
-    store = RecordStore(db)
+    picked = picked_programs(workloads, chosen, db, registry)
     measured = _peaks(target, peak)
     programs = []
-    for workload in workloads:
-        record = chosen_record(store, task_prefix(workload.spec, chosen))
-        if record is None:
-            raise CompileError(f"no checked record of {workload.spec} on {target} in {db}; "
-                               "tune it there first")
-        split = as_model_runs(workload, store.schedule(record).mod)
+    for workload, (record, split) in zip(workloads, picked):
         inputs = [tvm.runtime.tensor(x) for x in workload.random_inputs()]
         stages = profile(split.compute, split.arguments(inputs, chosen),
                          [garbage_output(workload)], chosen)
@@ -107,7 +98,6 @@ def model_stages(model, target: str, db: str | os.PathLike, functions: list[str]
     import tvm
 
     from .bench.run import machine
-    from .frontends import channel_block, fuse, model_tasks
     from .host import require_runs_here
     from .measure.garbage import garbage
     from .model_compile import schedule_model
@@ -116,11 +106,7 @@ def model_stages(model, target: str, db: str | os.PathLike, functions: list[str]
 
     registry = registry or default_registry()
     chosen = registry.target(target)
-    _require_db(db)
     require_runs_here(chosen)
-    work = {name: task.workload.flops / 1e9
-            for task in model_tasks(fuse(model.mod, channel_block(chosen)))
-            for name in task.functions}
     fused, rows = schedule_model(model, target, db, registry)
     scheduled = {r.name: r for r in rows if r.schedule == "gta"}
     mod = tvm.transform.Sequential(prepack_passes())(fused)
@@ -140,18 +126,10 @@ def model_stages(model, target: str, db: str | os.PathLike, functions: list[str]
                   for shape, dtype in shapes[:-1]]
         stages = profile(func, inputs, [garbage(*shapes[-1])], chosen)
         row = scheduled[name.removesuffix("_prepacked")]
-        programs.append(_program(name, row.mapping, row.tuned_us,
-                                 work.get(name.removesuffix("_prepacked"), 0.0), measured,
+        programs.append(_program(name, row.mapping, row.tuned_us, row.gflop, measured,
                                  registry, target, stages, calls=calls[name]))
     programs.sort(key=lambda p: -p.calls * p.profile.us)
     return StagesReport(target=target, machine=machine(), programs=programs)
-
-
-def _require_db(db) -> None:
-    from pathlib import Path
-
-    if not Path(db).is_dir():
-        raise CompileError(f"--db {db}: no such directory (tune into it first)")
 
 
 def markdown(report: StagesReport) -> list[str]:
