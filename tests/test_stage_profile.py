@@ -82,8 +82,9 @@ def test_the_instrumented_program_computes_the_same_and_accounts_for_its_time():
     assert [s.kind for s in stages.stages] == ["packing", "init", "compute", "write-back",
                                                "epilogue"]
     assert all(s.us >= 0 for s in stages.stages) and stages.imbalance_us >= 0
-    compute = next(s for s in stages.stages if s.kind == "compute")
-    assert compute.us == max(s.us for s in stages.stages)
+    # Which stage is largest is a timing, and a loaded CI machine reorders them: only that
+    # the compute stage ran and was counted is asserted.
+    assert next(s for s in stages.stages if s.kind == "compute").us > 0
     accounted = sum(s.us for s in stages.stages) + stages.imbalance_us + stages.remainder_us
     assert accounted == pytest.approx(stages.us_instrumented)
     assert stages.us > 0 and stages.threads >= 1
