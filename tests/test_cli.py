@@ -59,7 +59,7 @@ def test_describe_shows_tensors_work_and_fitting_intrinsics(capsys):
     # By dtype: the elementwise u8 x s8 intrinsic fits too (though no GEMM loop maps onto it).
     assert {i["name"] for i in report["intrinsics"]} == {"vnni", "vnni-act-lanes", "mac16-u8s8",
                                                         "mac16-u8s8-bcast", "vnni-window",
-                                                        "vnni-lanes", *AMX_NAMES}
+                                                        "vnni-lanes", "vnni-dot", *AMX_NAMES}
 
 
 def test_mappings_json_lists_every_candidate_with_status_reason_axes_and_padding(capsys):
@@ -85,8 +85,9 @@ def test_mappings_check_realises_and_reports_throughput(capsys):
                          "avx512", "--check")
     assert code == 0
     amx = len(AMX_INTRINSICS)  # where the host has AMX: one mapping each, all padding here
-    assert f"{5 + amx} candidates, 3 kept" in out and "G/s untuned" in out
+    assert f"{6 + amx} candidates, 3 kept" in out and "G/s untuned" in out
     assert "(rfactor)" in out  # the pruned mac16-u8s8 candidate, lanes from k
+    assert "window B[4*i + k] needs" in out  # vnni-dot: K does not run along B's rows
     assert "checking vnni-" in err  # progress goes to stderr
 
 
@@ -123,7 +124,7 @@ def test_peak_measures_every_avx512_intrinsic_but_mac16_which_says_why(capsys):
     rows = {p["intrinsic"]: p for p in json.loads(out)["peaks"]}
     peaks = {name: row["measurement"] for name, row in rows.items() if row["measurement"]}
     assert set(peaks) == {"vnni", "vnni-act-lanes", "bf16", "fma", "fma16-elementwise",
-                          "vnni-window", "vnni-lanes", *AMX_NAMES}
+                          "vnni-window", "vnni-lanes", "vnni-dot", *AMX_NAMES}
     assert all(m["gops"] > 0 and m["cores"] >= 1 for m in peaks.values())
     assert peaks["vnni"]["gops"] > peaks["fma"]["gops"]
     assert rows["mac16-u8s8"]["measurement"] is None and "hoists" in rows["mac16-u8s8"]["skipped"]

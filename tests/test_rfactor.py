@@ -8,6 +8,7 @@ from gta_core.api import load_workload
 from gta_core.generation.engine import apply_rules
 from gta_core.mapping import enumerate_mappings, mapping_candidates
 from gta_core.mapping.access import Access, Axis, Computation
+from gta_core.mapping.enumerate import dot_shaped
 from gta_core.mapping.realise import realise
 from gta_core.measure import measure_program
 from gta_core.models import MappingCandidate
@@ -37,14 +38,30 @@ def test_an_elementwise_lane_may_take_a_reduction_loop_every_input_shares():
     assert found.axes == {"i": ["k"]} and found.rfactor == ["k"] and found.status == "kept"
 
 
-def test_an_intrinsic_with_its_own_reduction_never_takes_lanes_from_one():
-    op = Computation(axes=(Axis("m", 64, "spatial"), Axis("k", 32, "reduce")),
-                     inputs=(_access("A", "uint8", "m", "k"), _access("x", "int8", "k")),
-                     output=_access("y", "int32", "m", output=True))
+def _gemv_u8s8(k: int = 128) -> Computation:
+    return Computation(axes=(Axis("m", 64, "spatial"), Axis("k", k, "reduce")),
+                       inputs=(_access("A", "uint8", "m", "k"), _access("x", "int8", "k")),
+                       output=_access("y", "int32", "m", output=True))
+
+
+def test_an_intrinsic_with_its_own_reduction_takes_no_lanes_from_one_unless_dot_shaped():
+    """Inputs [i, r] (two dimensions): no rfactor. Inputs [4i + r] (one run of the lanes'
+    terms): only the split form, the one reduction variable feeding both i and r."""
     dot = Computation(axes=(Axis("i", 16, "spatial"), Axis("r", 4, "reduce")),
                       inputs=(_access("a", "uint8", "i", "r"), _access("b", "int8", "i", "r")),
                       output=_access("c", "int32", "i", output=True))
-    assert not any(c.rfactor for c in enumerate_mappings(op, dot, "dot"))
+    assert not dot_shaped(dot)
+    assert not any(c.rfactor for c in enumerate_mappings(_gemv_u8s8(), dot, "dot"))
+    run = ((("i", 4), ("r", 1)),)
+    flat = Computation(axes=dot.axes, output=dot.output,
+                       inputs=(Access("a", "uint8", run), Access("b", "int8", run)))
+    assert dot_shaped(flat)
+    [found] = enumerate_mappings(_gemv_u8s8(), flat, "flat")
+    assert found.axes == {"i": ["k"], "r": ["k"]} and found.rfactor == ["k"]
+    assert found.status == "kept" and not found.padding
+    # Each call reads 64 terms: a reduction of 96 does not split into whole runs.
+    [short] = enumerate_mappings(_gemv_u8s8(96), flat, "flat")
+    assert short.status == "pruned" and "multiple of 64" in short.reason
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float32"])
@@ -53,6 +70,21 @@ def test_a_gemv_takes_its_lanes_from_k(dtype):
              if c.intrinsic == ELEMENTWISE[dtype]]
     assert found and all(c.status == "kept" and c.rfactor == ["k"] for c in found)
     assert all(c.axes == {"i": ["k"]} and not c.padding for c in found)
+
+
+def test_an_int8_gemv_also_splits_k_into_vnni_dot_lanes_of_four_terms():
+    [dot] = [c for c in candidates("gemv:M=256,K=512,dtype=int8") if c.intrinsic == "vnni-dot"]
+    assert dot.status == "kept" and dot.rfactor == ["k"]
+    assert dot.axes == {"i": ["k"], "k": ["k"]} and dot.operands == {"A": "x", "B": "A",
+                                                                     "C": "gemv"}
+    [short] = [c for c in candidates("gemv:M=256,K=96,dtype=int8") if c.intrinsic == "vnni-dot"]
+    assert short.status == "pruned" and "multiple of 64" in short.reason
+    # A GEMM's reduction does not step through B's last dimension, and a depthwise
+    # convolution's taps are not alone in the input's last index: neither splits.
+    for spec in ("gemm:M=64,N=64,K=64,dtype=int8",
+                 "depthwise_conv2d:N=1,C=16,H=8,W=8,R=3,S=3,pad=1,dtype=int8"):
+        found = [c for c in candidates(spec) if c.intrinsic == "vnni-dot"]
+        assert found and all(c.status == "pruned" and c.reason for c in found)
 
 
 def test_rfactor_lanes_that_would_not_read_contiguous_memory_are_pruned_with_the_reason():
@@ -77,13 +109,16 @@ def test_a_realised_rfactor_gemv_matches_numpy(dtype):
         assert measure_program(realised.sch.mod, workload, target, number=1, repeat=1).correct
 
 
-def test_every_sketch_of_an_rfactor_gemv_is_correct_and_reads_the_matrix_in_place():
+@pytest.mark.parametrize("dtype,intrinsic", [("float32", "fma16-elementwise"),
+                                             ("int8", "vnni-dot")])
+def test_every_sketch_of_an_rfactor_gemv_is_correct_and_reads_the_matrix_in_place(dtype,
+                                                                                   intrinsic):
     from tests.test_generation import block_names, finished_correct, reshaped
 
     registry = default_registry()
-    workload = load_workload("gemv:M=64,K=128,dtype=float32")
-    [candidate, *_] = [c for c in mapping_candidates(workload, "avx512", registry)
-                       if c.rfactor]
+    workload = load_workload(f"gemv:M=64,K=128,dtype={dtype}")
+    [candidate] = [c for c in mapping_candidates(workload, "avx512", registry)
+                   if c.rfactor and c.intrinsic == intrinsic]
     sketches = apply_rules(reshaped(workload, candidate), registry.rules.values())
     assert sketches
     for sketch in sketches:

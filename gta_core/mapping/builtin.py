@@ -25,6 +25,8 @@ def gta_mapping_veto(candidate, workload, intrinsic, target):
         return None
     if target.kind != "cpu":
         return f"window {mixed[0].tensor} can only be read in place, which only a CPU program does"
+    if candidate.rfactor:  # a dot intrinsic's split: the enumerator checked each run contiguous
+        return None
     program, realised_as = cpu_program_for(workload, candidate, intrinsic)
     op = workload_computation(program)
     direct = {op.inputs[i].tensor for i in reads_in_place(op, intr, realised_as)}

@@ -63,14 +63,38 @@ def eligible(op: Computation, intr: Computation, assignment: dict[str, Access],
 
 def rfactor_eligible(op: Computation, intr: Computation, assignment: dict[str, Access],
                      var: str) -> list[str]:
-    """Operator reduction variables that may feed spatial lane ``var`` through rfactor."""
-    if intr.axis(var).kind != "spatial" or any(a.kind == "reduce" for a in intr.axes):
+    """Operator reduction variables that may feed spatial lane ``var`` through rfactor.
+
+    On an intrinsic with no reduction axis, each whose dependence matches the lane's. On a
+    *dot* intrinsic (:func:`dot_shaped`), each whose dependence matches, to be split: the
+    variable feeds both the lane and the intrinsic's reduction axis.
+    """
+    if intr.axis(var).kind != "spatial" or (
+            any(a.kind == "reduce" for a in intr.axes) and not dot_shaped(intr)):
         return []
     return [
         axis.name for axis in op.axes
         if axis.kind == "reduce" and all(
             assignment[x.tensor].depends_on(axis.name) == x.depends_on(var) for x in intr.inputs)
     ]
+
+
+def dot_shaped(intr: Computation) -> bool:
+    """Whether every input of ``intr`` is one run of its lanes' terms: indexed by
+    ``terms * i + k`` with ``i`` its one spatial axis and ``k`` its one reduction axis of
+    extent ``terms`` (``C[i] += sum_k A[4i + k] * B[4i + k]``).
+
+    Such an intrinsic maps only in the *split* form: one operator reduction variable, the
+    last index of every input, split as ``(outer, lane, term)``, the lanes summed by an
+    rfactor, so that each call reads one contiguous run of each input where it is. Any
+    other mapping would gather both inputs from strided dimensions.
+    """
+    spatial = [a for a in intr.axes if a.kind == "spatial"]
+    reduce = [a for a in intr.axes if a.kind == "reduce"]
+    if len(spatial) != 1 or len(reduce) != 1:
+        return False
+    run = tuple(sorted(((spatial[0].name, reduce[0].extent), (reduce[0].name, 1))))
+    return all(x.indices == (run,) for x in intr.inputs)
 
 
 def _groups(names: list[str], extents: dict[str, int], max_fuse: int) -> Iterator[tuple[str, ...]]:
@@ -94,16 +118,15 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
                    + [(u,) for u in rfactor_eligible(op, intr, assignment, v.name)]
                    for v in intr.axes]
         for groups in itertools.product(*choices):
-            used = [name for group in groups for name in group]
-            if len(used) != len(set(used)):
+            rfactor = [u for v, group in zip(intr.axes, groups) for u in group
+                       if v.kind == "spatial" and op.axis(u).kind == "reduce"]
+            if not _distinct(intr, groups, rfactor):
                 continue
             axes = {v.name: list(g) for v, g in zip(intr.axes, groups)}
             candidate = _candidate(intrinsic, intr, assignment, axes, extents)
             reason = _structure_reason(intr, assignment, axes)
             if reason:
                 candidate = candidate.model_copy(update={"status": "pruned", "reason": reason})
-            rfactor = [u for group in groups for u in group if op.axis(u).kind == "reduce"
-                       and intr.axis(_lane_of(axes, u)).kind == "spatial"]
             if rfactor and not reason:
                 reason = _rfactor_reason(op, intr, rfactor, axes)
                 candidate = candidate.model_copy(update={
@@ -113,8 +136,30 @@ def enumerate_mappings(op: Computation, intr: Computation, intrinsic: str,
     return list(candidates.values())
 
 
-def _lane_of(axes: dict[str, list[str]], name: str) -> str:
-    return next(v for v, group in axes.items() if name in group)
+def _distinct(intr: Computation, groups: tuple[tuple[str, ...], ...],
+              rfactor: list[str]) -> bool:
+    """Whether each operator variable feeds one intrinsic axis, as a mapping needs; on a
+    dot intrinsic, exactly the split form: its reduction axis takes the rfactor lane's
+    variable and nothing else."""
+    used = [name for group in groups for name in group]
+    if not dot_shaped(intr):
+        return len(used) == len(set(used))
+    lane, term = ([g for v, g in zip(intr.axes, groups) if v.kind == kind][0]
+                  for kind in ("spatial", "reduce"))
+    return len(rfactor) == 1 and lane == term == (rfactor[0],)
+
+
+def _lane_of(intr: Computation, axes: dict[str, list[str]], name: str) -> str:
+    """The spatial intrinsic axis that operator variable ``name`` feeds."""
+    return next(v for v, group in axes.items()
+                if name in group and intr.axis(v).kind == "spatial")
+
+
+def split_terms(intr: Computation, candidate_axes: dict[str, list[str]], name: str) -> int:
+    """How many terms each lane of rfactor variable ``name`` sums inside one intrinsic call:
+    the reduction axis's extent in the split form (a dot intrinsic), else 1."""
+    return next((a.extent for a in intr.axes
+                 if a.kind == "reduce" and candidate_axes.get(a.name) == [name]), 1)
 
 
 def _structure_reason(intr: Computation, assignment: dict[str, Access],
@@ -145,10 +190,10 @@ def _rfactor_reason(op: Computation, intr: Computation, rfactor: list[str],
     """Why lanes from these reduction variables would not read contiguous memory; None if
     they would."""
     for name in rfactor:
-        lanes = intr.axis(_lane_of(axes, name)).extent
-        if op.axis(name).extent % lanes:
+        run = intr.axis(_lane_of(intr, axes, name)).extent * split_terms(intr, axes, name)
+        if op.axis(name).extent % run:
             return (f"rfactor lanes need {name}'s extent ({op.axis(name).extent}) to be a "
-                    f"multiple of {lanes}")
+                    f"multiple of {run}")
         for access in op.inputs:
             if access.depends_on(name) and not access.innermost(name):
                 return (f"rfactor lanes over {name} would not be contiguous in "

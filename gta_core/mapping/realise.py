@@ -63,6 +63,7 @@ from .access import (
     block_computation,
     intrinsic_computation,
 )
+from .enumerate import split_terms
 from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
 from .rewrite import cpu_program_for, rebuild_index, steps_by_one
 from .stages import PADDED, RealisationError
@@ -179,12 +180,16 @@ def _rfactor(sch, block_name: str, candidate: MappingCandidate,
     """
     original = block_computation(sch, block_name)
     [name] = candidate.rfactor  # the enumerator makes one lane axis per reduction variable
-    lane = next(v for v, group in candidate.axes.items() if group == [name])
+    lane = next(v for v, group in candidate.axes.items()
+                if group == [name] and intr.axis(v).kind == "spatial")
+    terms = split_terms(intr, candidate.axes, name)
     loop = next((loop for loop in sch.get_loops(sch.get_sblock(block_name))
                  if sch.get(loop).loop_var.name == name), None)
     if loop is None:
         raise RealisationError(f"no loop named {name} around block {block_name}")
-    _, inner = sch.split(loop, factors=[None, intr.axis(lane).extent])
+    # The split form (a dot intrinsic) keeps the lane's terms as an inner reduction loop.
+    inner = sch.split(loop, factors=[None, intr.axis(lane).extent]
+                      + ([terms] if terms > 1 else []))[1]
     rf_block = sch.rfactor(inner, factor_axis=len(original.output.indices))
     rf_name = sch.get(rf_block).name_hint
     # transform_block_layout wants the loops in the order of the block's variables, and
@@ -194,9 +199,14 @@ def _rfactor(sch, block_name: str, candidate: MappingCandidate,
     rf = block_computation(sch, rf_name)
     known = {a.name for a in original.axes}
     [new] = [a.name for a in rf.axes if a.kind == "spatial" and a.name not in known]
+    axes = {**candidate.axes, lane: [new]}
+    if terms > 1:  # the reduction axis takes the innermost of the split's loops
+        term = [a.name for a in rf.axes if a.kind == "reduce" and a.name not in known][-1]
+        axes.update({v: [term] for v, group in candidate.axes.items()
+                     if group == [name] and intr.axis(v).kind == "reduce"})
     output = next(k for k, v in candidate.operands.items() if v == original.output.tensor)
     return rf_name, candidate.model_copy(update={
-        "axes": {**candidate.axes, lane: [new]}, "rfactor": [],
+        "axes": axes, "rfactor": [],
         "operands": {**candidate.operands, output: rf.output.tensor}})
 
 

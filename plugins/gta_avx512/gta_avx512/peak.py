@@ -8,9 +8,9 @@ stores the accumulators, so LLVM cannot delete the loop. The trip count is a run
 it is calibrated so that one run takes about ``target_seconds``, or set with ``calls_per_worker``.
 
 The instructions are the ones the tensor intrinsics in :mod:`gta_avx512.tvm_intrinsics` emit,
-called the same way: ``llvm.x86.avx512.vpdpbusd.512`` with ``<64 x i8>`` operands (``vnni``
-and ``vnni-act-lanes``, which differ only in which operand is broadcast), ``vdpbf16ps`` through
-the same LLVM IR wrapper imported with ``pragma_import_llvm`` (``bf16``), and
+called the same way: ``llvm.x86.avx512.vpdpbusd.512`` with ``<64 x i8>`` operands (``vnni``,
+``vnni-act-lanes`` and ``vnni-dot``, which differ only in which operand is broadcast, if any),
+``vdpbf16ps`` through the same LLVM IR wrapper imported with ``pragma_import_llvm`` (``bf16``), and
 ``llvm.fma.v16f32`` (``fma``, and ``fma16-elementwise``, the same instruction on two vector
 operands, which is what the kernel passes anyway).
 
@@ -60,6 +60,7 @@ from .tvm_intrinsics import (
     MAC_16_U8S8_BCAST,
     VNNI_16X4,
     VNNI_16X4_ACT_LANES,
+    VNNI_DOT_16X4,
     VNNI_LANES_16X3,
     VNNI_WINDOW_16X4,
 )
@@ -140,6 +141,7 @@ _INSTRUCTIONS = {
 _BY_TENSOR_INTRINSIC = {
     VNNI_16X4: _INSTRUCTIONS["vnni"],
     VNNI_16X4_ACT_LANES: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, operands swapped
+    VNNI_DOT_16X4: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, neither operand broadcast
     VNNI_WINDOW_16X4: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, after a byte shuffle
     VNNI_LANES_16X3: _INSTRUCTIONS["vnni"],  # the same vpdpbusd, after a byte transpose
     BF16_16X2: _INSTRUCTIONS["bf16"],

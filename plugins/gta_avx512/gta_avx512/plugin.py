@@ -201,6 +201,24 @@ INTRINSICS = (
         tvm_module=TVM_MODULE,
     ),
     Intrinsic(
+        name="vnni-dot",
+        target=TARGET,
+        description="vpdpbusd with both operands in the lanes: C[i] += sum_k A[4i + k] * "
+                    "B[4i + k], 64 contiguous u8 and s8 each (a reduction over one contiguous "
+                    "axis, split into 16 partial sums of 4 by an rfactor: a GEMV's rows)",
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
+                       IterVar(name="k", extent=4, kind="reduce")],
+            operands=[
+                Operand(name="A", role="input", dtype="uint8", indices=["4*i + k"]),
+                Operand(name="B", role="input", dtype="int8", indices=["4*i + k"]),
+                Operand(name="C", role="output", dtype="int32", indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": "gta_avx512_vnni_dot_16x4"},
+        tvm_module=TVM_MODULE,
+    ),
+    Intrinsic(
         name="vnni-window",
         target=TARGET,
         description="vpdpbusd over a sliding window: C[i] += sum_k A[i + k] * B[k], 16 lanes "

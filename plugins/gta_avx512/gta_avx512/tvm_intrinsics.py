@@ -1,10 +1,13 @@
 """AVX-512 tensor intrinsics for TVM's TensorIR, registered on import.
 
-Importing this module registers nine desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
+Importing this module registers ten desc/impl pairs with ``tvm.s_tir.TensorIntrin``:
 
 - ``gta_avx512_vnni_16x4``: C[16] i32 += sum_k A[k] u8 (broadcast) * B[16, 4] s8 (vpdpbusd).
 - ``gta_avx512_vnni_16x4_act_lanes``: the same instruction with the roles swapped, the 16
   lanes coming from the u8 activation and the 4-wide weight word broadcast.
+- ``gta_avx512_vnni_dot_16x4``: C[i] i32 += sum_k A[4i + k] u8 * B[4i + k] s8, both operands
+  in the lanes (64 contiguous bytes each): a dot product over one contiguous axis split into 16
+  partial sums of 4 terms (a GEMV's rows read in place, summed over K by an rfactor).
 - ``gta_avx512_bf16_16x2``: C[16] f32 += sum_k A[k] bf16 (broadcast) * B[16, 2] bf16 (vdpbf16ps).
 - ``gta_avx512_fma_16``: C[16] f32 += A[0] f32 (broadcast) * B[16] f32 (vfmadd on zmm).
 - ``gta_avx512_mac_16_u8s8``: C[16] s32 += A[16] u8 * B[16] s8, lane by lane (zero- and
@@ -42,6 +45,7 @@ from tvm.tirx import PrimFunc
 
 VNNI_16X4 = "gta_avx512_vnni_16x4"
 VNNI_16X4_ACT_LANES = "gta_avx512_vnni_16x4_act_lanes"
+VNNI_DOT_16X4 = "gta_avx512_vnni_dot_16x4"
 BF16_16X2 = "gta_avx512_bf16_16x2"
 FMA_16 = "gta_avx512_fma_16"
 MAC_16_U8S8 = "gta_avx512_mac_16_u8s8"
@@ -53,6 +57,7 @@ VNNI_LANES_16X3 = "gta_avx512_vnni_lanes_16x3"
 INTRINSIC_NAMES: dict[str, str] = {
     "vnni": VNNI_16X4,
     "vnni_act_lanes": VNNI_16X4_ACT_LANES,
+    "vnni_dot": VNNI_DOT_16X4,
     "bf16": BF16_16X2,
     "fma": FMA_16,
     "mac16_u8s8": MAC_16_U8S8,
@@ -146,6 +151,48 @@ def vnni_16x4_act_lanes_impl(
             C.vload([0], dtype="int32x16"),
             T.reinterpret(B.vload([0, 0], dtype="uint8x64"), dtype="int8x64"),
             T.reinterpret(T.broadcast(a_word, 16), dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# VNNI with both operands in the lanes: 64 contiguous u8 and 64 contiguous s8, multiplied byte by
+# byte and summed in groups of 4 into 16 partial sums. A reduction over one contiguous axis (a
+# GEMV's K) split as (16 lanes, 4 terms) runs as one vpdpbusd per 64 terms, both read in place.
+# ---------------------------------------------------------------------------------------------
+
+
+@T.prim_func(s_tir=True)
+def vnni_dot_16x4_desc(
+    A: T.Buffer((64,), "uint8", offset_factor=1),
+    B: T.Buffer((64,), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:64], B[0:64])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vi * 4 + vk], "int32") * T.cast(B[vi * 4 + vk],
+                                                                             "int32")
+
+
+@T.prim_func(s_tir=True)
+def vnni_dot_16x4_impl(
+    A: T.Buffer((64,), "uint8", offset_factor=1, strides=[1]),
+    B: T.Buffer((64,), "int8", offset_factor=1, strides=[1]),
+    C: T.Buffer((16,), "int32", offset_factor=1, strides=[1]),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:64], B[0:64])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(_VPDPBUSD),
+            C.vload([0], dtype="int32x16"),
+            T.reinterpret(A.vload([0], dtype="uint8x64"), dtype="int8x64"),
+            B.vload([0], dtype="int8x64"),
             dtype="int32x16",
         )
 
@@ -545,6 +592,7 @@ _PAIRS: dict[str, tuple[PrimFunc, PrimFunc]] = {
     FMA_16_MIRRORED: (fma_16_mirrored_desc, fma_16_impl),
     VNNI_16X4: (vnni_16x4_desc, vnni_16x4_impl),
     VNNI_16X4_ACT_LANES: (vnni_16x4_act_lanes_desc, vnni_16x4_act_lanes_impl),
+    VNNI_DOT_16X4: (vnni_dot_16x4_desc, vnni_dot_16x4_impl),
     BF16_16X2: (bf16_16x2_desc, bf16_16x2_impl),
     FMA_16: (fma_16_desc, fma_16_impl),
     MAC_16_U8S8: (mac_16_u8s8_desc, mac_16_u8s8_impl),

@@ -76,7 +76,7 @@ def _run(sch: tvm.s_tir.Schedule, inputs: list[np.ndarray], out_shape: tuple[int
 def test_names_registered_and_reimport_is_harmless() -> None:
     assert set(INTRINSIC_NAMES) == {"vnni", "vnni_act_lanes", "bf16", "fma", "mac16_u8s8",
                                     "fma16_elementwise", "mac16_u8s8_bcast", "vnni_window",
-                                    "vnni_lanes"}
+                                    "vnni_lanes", "vnni_dot"}
     importlib.reload(tvm_intrinsics)
     tvm_intrinsics.register_all()
     for name in INTRINSIC_NAMES.values():
@@ -102,6 +102,34 @@ def test_vnni_lanes_three_taps_of_sixteen_channels_exact() -> None:
     np.testing.assert_array_equal(got, want)
     assert "vpdpbusd" in asm
     assert "vpinsrb" not in asm  # the bytes permuted as vectors, not one by one
+
+
+def test_vnni_dot_sums_sixty_four_contiguous_products_into_sixteen_lanes_exactly() -> None:
+    # part[m, lane] = sum_{o, t} x[64 o + 4 lane + t] * a[m, 64 o + 4 lane + t]: a GEMV's
+    # partial sums, both operands read as they lie (rows of A, the vector x).
+    rows, depth = 4, 128
+    x = te.placeholder((depth,), "uint8", name="x")
+    a = te.placeholder((rows, depth), "int8", name="A")
+    o = te.reduce_axis((0, depth // 64), "o")
+    t = te.reduce_axis((0, 4), "t")
+    part = te.compute(
+        (rows, 16),
+        lambda m, lane: te.sum(
+            x[o * 64 + lane * 4 + t].astype("int32") * a[m, o * 64 + lane * 4 + t].astype(
+                "int32"), axis=[o, t]),
+        name="part",
+    )
+    sch = tvm.s_tir.Schedule(te.create_prim_func([x, a, part]))
+    block = sch.get_sblock("part")
+    m, lane, o_loop, t_loop = sch.get_loops(block)
+    sch.reorder(m, o_loop, lane, t_loop)
+    sch.decompose_reduction(block, o_loop)
+    sch.tensorize(lane, INTRINSIC_NAMES["vnni_dot"])
+    x_np, a_np = _u8((depth,)), _s8((rows, depth))
+    got, asm = _run(sch, [x_np, a_np], (rows, 16), "int32")
+    products = (a_np.astype(np.int32) * x_np.astype(np.int32)).reshape(rows, depth // 64, 16, 4)
+    np.testing.assert_array_equal(got, products.sum(axis=(1, 3)))
+    assert "vpdpbusd" in asm and "vpbroadcastd" not in asm  # neither operand broadcast
 
 
 def test_vnni_gemm_exact() -> None:
