@@ -127,4 +127,7 @@ def test_every_sketch_of_an_rfactor_gemv_is_correct_and_reads_the_matrix_in_plac
         sch = sketch.sch
         outer = sch.get(sch.get_loops(sch.get_sblock("gemv"))[0])
         assert str(outer.kind).endswith(("Parallel", "parallel", "1")), outer.kind
+        # Each output's 16 partial sums are added in a row (one vector reduction), unrolled.
+        lanes = sch.get(sch.get_loops(sch.get_sblock("gemv"))[-1])
+        assert int(lanes.extent) == 16 and str(lanes.kind).lower().endswith(("unrolled", "3"))
         assert finished_correct(sketch), sketch.notes

@@ -274,7 +274,29 @@ class WriteBackPerTile(GenerationRule):
             if is_write_back_stage(sch.get(consumer).name_hint):
                 sch.reverse_compute_at(consumer, tile)
         if context.block != context.workload.main_block:  # rfactor: the sum of the lanes
-            sch.reverse_compute_at(sch.get_sblock(context.workload.main_block), tile)
+            total = sch.get_sblock(context.workload.main_block)
+            sch.reverse_compute_at(total, tile)
+            _lanes_innermost(sch, total)
+
+
+def _lanes_innermost(sch, total) -> None:
+    """Run the block adding the lanes up with its lanes' loop innermost, unrolled: each
+    output's partial sums (contiguous) are then one chain of adds that LLVM folds into a
+    vector reduction, where the lanes outermost load and store every output once a lane."""
+    from tvm.tirx import IterVar
+
+    loops = sch.get_loops(total)
+    realize = sch.get(loops[-1]).body
+    reduced = [value for iv, value in zip(realize.block.iter_vars, realize.iter_values)
+               if iv.iter_type == IterVar.CommReduce]
+    lanes = [loop for loop in loops
+             if any(uses_var(value, sch.get(loop).loop_var) for value in reduced)]
+    if len(lanes) != 1 or not hasattr(sch.get(lanes[0]).extent, "value"):
+        return
+    inside = loops[loops.index(lanes[0]) + 1:]
+    if inside:
+        sch.reorder(*inside, lanes[0])
+    sch.unroll(lanes[0])
 
 
 class ParallelOuterTiles(GenerationRule):
