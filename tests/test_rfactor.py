@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from math import prod
+
 import pytest
+from tvm import s_tir
 
 from gta_core.api import load_workload
 from gta_core.generation.engine import apply_rules
@@ -131,3 +134,29 @@ def test_every_sketch_of_an_rfactor_gemv_is_correct_and_reads_the_matrix_in_plac
         lanes = sch.get(sch.get_loops(sch.get_sblock("gemv"))[-1])
         assert int(lanes.extent) == 16 and str(lanes.kind).lower().endswith(("unrolled", "3"))
         assert finished_correct(sketch), sketch.notes
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_an_rfactor_gemv_sketch_replays_with_any_tile_sizes(dtype):
+    """The evolutionary search replays each sketch's trace with other sampled sizes; the
+    block adding the lanes up must come out with as many loops whatever they are."""
+    from tests.test_generation import reshaped
+
+    registry = default_registry()
+    workload = load_workload(f"gemv:M=64,K=128,dtype={dtype}")
+    for candidate in [c for c in mapping_candidates(workload, "avx512", registry)
+                      if c.rfactor and c.status == "kept"]:
+        context = reshaped(workload, candidate)
+        program = context.workload.prim_func()
+        for sketch in apply_rules(context, registry.rules.values()):
+            trace = sketch.sch.trace
+            tiles = [i for i in trace.insts if i.kind.name == "SamplePerfectTile"]
+            assert tiles
+            for outer in (True, False):  # all of each loop in its outermost or innermost part
+                for inst in tiles:
+                    n = prod(int(f) for f in trace.decisions[inst])
+                    size = len(trace.decisions[inst])
+                    decision = [n] + [1] * (size - 1) if outer else [1] * (size - 1) + [n]
+                    trace = trace.with_decision(inst, decision, remove_postproc=True)
+                replayed = s_tir.Schedule(program)
+                trace.apply_to_schedule(replayed, remove_postproc=True)

@@ -274,24 +274,28 @@ class WriteBackPerTile(GenerationRule):
             if is_write_back_stage(sch.get(consumer).name_hint):
                 sch.reverse_compute_at(consumer, tile)
         if context.block != context.workload.main_block:  # rfactor: the sum of the lanes
-            total = sch.get_sblock(context.workload.main_block)
-            sch.reverse_compute_at(total, tile)
-            _lanes_innermost(sch, total)
+            _sum_lanes_at(sch, sch.get_sblock(context.workload.main_block), tile)
 
 
-def _lanes_innermost(sch, total) -> None:
-    """Run the block adding the lanes up with its lanes' loop innermost, unrolled: each
-    output's partial sums (contiguous) are then one chain of adds that LLVM folds into a
-    vector reduction, where the lanes outermost load and store every output once a lane."""
+def _sum_lanes_at(sch, total, tile) -> None:
+    """Add the lanes up in ``tile``, each output's lanes in an unrolled innermost loop: its
+    partial sums (contiguous) are then one chain of adds, where rfactor's order (the lanes
+    outermost) loads and stores every output once a lane.
+
+    Compute-at keeps unit loops, so that the loops fetched to reorder are as many whatever
+    sizes the tile samples: a trace replayed with other sizes must fetch as many as it
+    recorded.
+    """
     from tvm.tirx import IterVar
 
+    sch.reverse_compute_at(total, tile, preserve_unit_loops=True)
     loops = sch.get_loops(total)
     realize = sch.get(loops[-1]).body
     reduced = [value for iv, value in zip(realize.block.iter_vars, realize.iter_values)
                if iv.iter_type == IterVar.CommReduce]
     lanes = [loop for loop in loops
              if any(uses_var(value, sch.get(loop).loop_var) for value in reduced)]
-    if len(lanes) != 1 or not hasattr(sch.get(lanes[0]).extent, "value"):
+    if len(lanes) != 1:
         return
     inside = loops[loops.index(lanes[0]) + 1:]
     if inside:
