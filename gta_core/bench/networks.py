@@ -20,6 +20,8 @@ which on a host with slow spells says more than the medians), and each tuner's t
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -144,10 +146,24 @@ def _in_child(function: Callable, *args):
         kind, value = parent.recv()
     except EOFError:
         kind, value = "error", f"its process died (exit status {process.exitcode})"
+    except BaseException:  # interrupted: its work (a tuning) ends with this run, not after
+        _stop(process)
+        raise
     process.join()
     if kind == "error":
         raise BenchError(f"{function.__name__.strip('_')}: {value}")
     return value
+
+
+def _stop(process, grace: float = 60) -> None:
+    """SIGINT to a child, as Ctrl-C would send it (a tuning keeps its records and closes
+    its workers), then SIGKILL if it is still there after ``grace`` seconds."""
+    if process.is_alive():
+        os.kill(process.pid, signal.SIGINT)
+        process.join(timeout=grace)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def _hotspots(out: Path, onnx_path: Path, target: str) -> list[Hotspot]:

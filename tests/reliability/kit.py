@@ -46,3 +46,12 @@ def assert_store_whole(db: Path, once: bool = True) -> list:
     twice = [k for k, n in Counter((r.task, r.trace_key) for r in records).items() if n > 1]
     assert not twice, f"measured twice: {twice}"
     return records
+
+
+def pid_then_sleep(path: str) -> None:
+    """A child's work that never ends: its pid written to ``path``, then sleep."""
+    import os
+    import time
+
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(600)
