@@ -98,8 +98,7 @@ def schedule_model(model: Model, target: str, db: str | os.PathLike,
 
     registry = registry or default_registry()
     chosen = registry.target(target)
-    if not Path(db).is_dir():
-        raise CompileError(f"--db {db}: no such directory (tune the model into it first)")
+    require_db(db, "the model")
     for intrinsic in registry.intrinsics_for(target):  # the records' traces tensorize with them
         ensure_registered(intrinsic)
     store = RecordStore(db)
@@ -285,6 +284,12 @@ def function_name(spec: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", spec).strip("_")
 
 
+def require_db(db: str | os.PathLike, what: str) -> None:
+    """A :class:`CompileError` unless ``db`` is a folder (records of ``what`` expected)."""
+    if not Path(db).is_dir():
+        raise CompileError(f"--db {db}: no such directory (tune {what} into it first)")
+
+
 def picked_programs(workloads: list, target: Target, db: str | os.PathLike,
                     registry: Registry) -> list[tuple[Any, Any]]:
     """(record, program) of each workload: the record :func:`chosen_record` takes from
@@ -330,8 +335,7 @@ def compile_specs(specs: list[str], target: str, db: str | os.PathLike,
     workloads = [parse_workload(spec, registry.operators) for spec in specs]
     if not workloads:
         raise CompileError("nothing to compile: give workload specs or --model FILE.onnx")
-    if not Path(db).is_dir():
-        raise CompileError(f"--db {db}: no such directory (tune the workloads into it first)")
+    require_db(db, "the workloads")
     if out is not None and not Path(out).parent.is_dir():
         raise CompileError(f"--out {out}: folder {Path(out).parent} does not exist")
     functions, rows, splits = {}, [], []

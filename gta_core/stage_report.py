@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
@@ -67,7 +66,7 @@ def spec_stages(specs: list[str], target: str, db: str | os.PathLike, peak: bool
     from .bench.run import machine
     from .host import require_runs_here
     from .measure.garbage import garbage_output
-    from .model_compile import picked_programs
+    from .model_compile import picked_programs, require_db
     from .workloads import parse_workload
 
     registry = registry or default_registry()
@@ -75,8 +74,7 @@ def spec_stages(specs: list[str], target: str, db: str | os.PathLike, peak: bool
     workloads = [parse_workload(spec, registry.operators) for spec in specs]
     if not workloads:
         raise CompileError("nothing to time: give workload specs or --model FILE.onnx")
-    if not Path(db).is_dir():
-        raise CompileError(f"--db {db}: no such directory (tune into it first)")
+    require_db(db, "the workloads")
     require_runs_here(chosen)
     picked = picked_programs(workloads, chosen, db, registry)
     measured = _peaks(target, peak)

@@ -149,7 +149,7 @@ def _distinct(intr: Computation, groups: tuple[tuple[str, ...], ...],
     return len(rfactor) == 1 and lane == term == (rfactor[0],)
 
 
-def _lane_of(intr: Computation, axes: dict[str, list[str]], name: str) -> str:
+def lane_of(intr: Computation, axes: dict[str, list[str]], name: str) -> str:
     """The spatial intrinsic axis that operator variable ``name`` feeds."""
     return next(v for v, group in axes.items()
                 if name in group and intr.axis(v).kind == "spatial")
@@ -190,7 +190,7 @@ def _rfactor_reason(op: Computation, intr: Computation, rfactor: list[str],
     """Why lanes from these reduction variables would not read contiguous memory; None if
     they would."""
     for name in rfactor:
-        run = intr.axis(_lane_of(intr, axes, name)).extent * split_terms(intr, axes, name)
+        run = intr.axis(lane_of(intr, axes, name)).extent * split_terms(intr, axes, name)
         if op.axis(name).extent % run:
             return (f"rfactor lanes need {name}'s extent ({op.axis(name).extent}) to be a "
                     f"multiple of {run}")

@@ -63,7 +63,7 @@ from .access import (
     block_computation,
     intrinsic_computation,
 )
-from .enumerate import split_terms
+from .enumerate import lane_of, split_terms
 from .placement import in_place_inputs, index_vars, reads_in_place, writes_in_place
 from .rewrite import cpu_program_for, rebuild_index, steps_by_one
 from .stages import PADDED, RealisationError
@@ -180,8 +180,7 @@ def _rfactor(sch, block_name: str, candidate: MappingCandidate,
     """
     original = block_computation(sch, block_name)
     [name] = candidate.rfactor  # the enumerator makes one lane axis per reduction variable
-    lane = next(v for v, group in candidate.axes.items()
-                if group == [name] and intr.axis(v).kind == "spatial")
+    lane = lane_of(intr, candidate.axes, name)
     terms = split_terms(intr, candidate.axes, name)
     loop = next((loop for loop in sch.get_loops(sch.get_sblock(block_name))
                  if sch.get(loop).loop_var.name == name), None)

@@ -164,6 +164,28 @@ def _lanes(name, description, a, b, out, tvm_name, mirrored=None):
     )
 
 
+def _u8s8_words(name, description, depth, a_indices, b_indices, tvm_name):
+    """``C[i] += sum_k A[a_indices] * B[b_indices]``: vpdpbusd's 16 s32 lanes, each summing
+    ``depth`` u8 x s8 products, with the operands laid into its 4-byte words by the TVM
+    intrinsic ``tvm_name`` (a permute, a shuffle, or none)."""
+    return Intrinsic(
+        name=name,
+        target=TARGET,
+        description=description,
+        compute=IntrinsicCompute(
+            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
+                       IterVar(name="k", extent=depth, kind="reduce")],
+            operands=[
+                Operand(name="A", role="input", dtype="uint8", indices=a_indices),
+                Operand(name="B", role="input", dtype="int8", indices=b_indices),
+                Operand(name="C", role="output", dtype="int32", indices=["i"]),
+            ],
+        ),
+        tvm_intrinsics={"compute": tvm_name},
+        tvm_module=TVM_MODULE,
+    )
+
+
 INTRINSICS = (
     _dot_product("vnni", "vpdpbusd: 16 lanes x 4 u8*s8 products into s32, weights in lanes",
                  16, 4, ("A", "uint8"), ("B", "int8"), "int32", "gta_avx512_vnni_16x4"),
@@ -182,59 +204,17 @@ INTRINSICS = (
     _lanes("mac16-u8s8-bcast", "16 s32 lanes += u8 lanes * one s8 (broadcast): vpmovzxbd, "
            "then vpdpwssd (vpmulld + vpaddd without VNNI)",
            ("uint8", "i"), ("int8", "0"), "int32", "gta_avx512_mac_16_u8s8_bcast"),
-    Intrinsic(
-        name="vnni-lanes",
-        target=TARGET,
-        description="vpdpbusd with both operands in the lanes: C[i] += sum_k A[k, i] * "
-                    "B[i, k], 3 rows of 16 u8 lanes (a depthwise convolution's 3 taps in "
-                    "NCHW16c) and s8 weights [i, k], each spread into 4-byte words by a permute",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
-                       IterVar(name="k", extent=3, kind="reduce")],
-            operands=[
-                Operand(name="A", role="input", dtype="uint8", indices=["k", "i"]),
-                Operand(name="B", role="input", dtype="int8", indices=["i", "k"]),
-                Operand(name="C", role="output", dtype="int32", indices=["i"]),
-            ],
-        ),
-        tvm_intrinsics={"compute": "gta_avx512_vnni_lanes_16x3"},
-        tvm_module=TVM_MODULE,
-    ),
-    Intrinsic(
-        name="vnni-dot",
-        target=TARGET,
-        description="vpdpbusd with both operands in the lanes: C[i] += sum_k A[4i + k] * "
-                    "B[4i + k], 64 contiguous u8 and s8 each (a reduction over one contiguous "
-                    "axis, split into 16 partial sums of 4 by an rfactor: a GEMV's rows)",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
-                       IterVar(name="k", extent=4, kind="reduce")],
-            operands=[
-                Operand(name="A", role="input", dtype="uint8", indices=["4*i + k"]),
-                Operand(name="B", role="input", dtype="int8", indices=["4*i + k"]),
-                Operand(name="C", role="output", dtype="int32", indices=["i"]),
-            ],
-        ),
-        tvm_intrinsics={"compute": "gta_avx512_vnni_dot_16x4"},
-        tvm_module=TVM_MODULE,
-    ),
-    Intrinsic(
-        name="vnni-window",
-        target=TARGET,
-        description="vpdpbusd over a sliding window: C[i] += sum_k A[i + k] * B[k], 16 lanes "
-                    "of 4 consecutive u8 taps (one vpermt2b) times 4 broadcast s8 weights",
-        compute=IntrinsicCompute(
-            iter_vars=[IterVar(name="i", extent=16, kind="spatial"),
-                       IterVar(name="k", extent=4, kind="reduce")],
-            operands=[
-                Operand(name="A", role="input", dtype="uint8", indices=["i + k"]),
-                Operand(name="B", role="input", dtype="int8", indices=["k"]),
-                Operand(name="C", role="output", dtype="int32", indices=["i"]),
-            ],
-        ),
-        tvm_intrinsics={"compute": "gta_avx512_vnni_window_16x4"},
-        tvm_module=TVM_MODULE,
-    ),
+    _u8s8_words("vnni-lanes", "vpdpbusd with both operands in the lanes: C[i] += sum_k "
+                "A[k, i] * B[i, k], 3 rows of 16 u8 lanes (a depthwise convolution's 3 taps "
+                "in NCHW16c) and s8 weights [i, k], each spread into 4-byte words by a permute",
+                3, ["k", "i"], ["i", "k"], "gta_avx512_vnni_lanes_16x3"),
+    _u8s8_words("vnni-dot", "vpdpbusd with both operands in the lanes: C[i] += sum_k "
+                "A[4i + k] * B[4i + k], 64 contiguous u8 and s8 each (a reduction over one "
+                "contiguous axis, split into 16 partial sums of 4 by an rfactor: a GEMV's rows)",
+                4, ["4*i + k"], ["4*i + k"], "gta_avx512_vnni_dot_16x4"),
+    _u8s8_words("vnni-window", "vpdpbusd over a sliding window: C[i] += sum_k A[i + k] * B[k], "
+                "16 lanes of 4 consecutive u8 taps (one vpermt2b) times 4 broadcast s8 weights",
+                4, ["i + k"], ["k"], "gta_avx512_vnni_window_16x4"),
     _lanes("fma16-elementwise", "vfmadd231ps: 16 f32 lanes += vector * vector, "
            "elementwise (no broadcast)", ("float32", "i"), ("float32", "i"), "float32",
            "gta_avx512_fma_16_elementwise", mirrored="gta_avx512_fma_16_elementwise_mirrored"),
